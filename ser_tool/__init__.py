@@ -1,0 +1,38 @@
+"""ser-tool: speech emotion recognition for LLM agents. Audio in, a structured affect report out.
+
+    >>> from ser_tool import Analyzer
+    >>> report = Analyzer("embedded").analyze("call.wav")
+    >>> print(report.description)
+
+Importing this package is cheap: torch and transformers load when a model does.
+"""
+
+from ser_tool.analyzer import AnalysisOptions, Analyzer, BackendSpec, analyze
+from ser_tool.audio import SAMPLE_RATE, AudioLimits, load_audio, open_audio
+from ser_tool.errors import (
+    AudioDecodeError,
+    AudioError,
+    AudioNotFoundError,
+    AudioTooLargeError,
+    AudioTooLongError,
+    BackendError,
+    ConfigError,
+    EmptyAudioError,
+    InvalidAudioError,
+    ModelNotAvailableError,
+    NoSpeechError,
+    SERError,
+)
+from ser_tool.labels import DIMENSIONS, EMOTIONS
+from ser_tool.report import Affect, AffectReport, Dimensions, EmotionProbabilities, Segment, report_json_schema
+from ser_tool.segment import SegmentationOptions
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DIMENSIONS", "EMOTIONS", "SAMPLE_RATE", "Affect", "AffectReport", "AnalysisOptions", "Analyzer",
+    "AudioDecodeError", "AudioError", "AudioLimits", "AudioNotFoundError", "AudioTooLargeError",
+    "AudioTooLongError", "BackendError", "BackendSpec", "ConfigError", "Dimensions", "EmotionProbabilities",
+    "EmptyAudioError", "InvalidAudioError", "ModelNotAvailableError", "NoSpeechError", "SERError",
+    "Segment", "SegmentationOptions", "analyze", "load_audio", "open_audio", "report_json_schema",
+]

@@ -1,0 +1,224 @@
+"""The Analyzer: owns one loaded backend and turns audio into AffectReports.
+
+audio -> open (16 kHz mono, limits) -> detect speech -> plan windows -> model, batch by batch
+-> aggregate -> AffectReport. Only `batch_size` windows of audio are in memory at a time, so
+memory stays flat however long the recording is.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ser_tool.audio import SAMPLE_RATE, AudioLimits, AudioSource, format_seconds, open_audio
+from ser_tool.backends import Backend, load_backend
+from ser_tool.describe import UNCERTAIN_BELOW, describe
+from ser_tool.errors import ConfigError, NoSpeechError
+from ser_tool.labels import EMOTIONS
+from ser_tool.report import Affect, AffectReport, Dimensions, EmotionProbabilities, Segment
+from ser_tool.segment import PlannedSegment, SegmentationOptions, detect_speech, plan_segments
+
+ProgressCallback = Callable[[int, int], None]  # (windows done, windows total)
+
+SILENCE_PEAK = 1e-4  # peak amplitude below this (-80 dBFS) is digital silence
+SHORT_SPEECH = 1.0  # seconds; less speech than this makes the scores shaky
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """How to load a backend (kept so the analyzer can load lazily, on first use)."""
+
+    name: str = "embedded"
+    model: str | None = None
+    device: str = "cpu"
+    offline: bool = False
+    label_map: Mapping[str, str | None] | None = None
+    trust_remote_code: bool = False
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    segmentation: SegmentationOptions = field(default_factory=SegmentationOptions)
+    limits: AudioLimits = field(default_factory=AudioLimits)
+    batch_size: int = 8
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"batch size must be at least 1, got {self.batch_size}")
+
+
+def confidence_from(probabilities: np.ndarray, n_supported: int) -> float:
+    """How far the top probability sits above chance: 0 for a flat distribution, 1 for a certain one."""
+    k = max(2, n_supported)
+    return float(np.clip((probabilities.max() - 1.0 / k) / (1.0 - 1.0 / k), 0.0, 1.0))
+
+
+class Analyzer:
+    """Turns audio into AffectReports with one backend, loaded once (lazily) and reused.
+
+    Thread-safe: the model loads under a lock and forward passes are serialised.
+    """
+
+    def __init__(
+        self,
+        backend: Backend | BackendSpec | str = "embedded",
+        options: AnalysisOptions | None = None,
+        **backend_kwargs,
+    ) -> None:
+        if isinstance(backend, str):
+            backend = BackendSpec(name=backend, **backend_kwargs)
+        elif backend_kwargs:
+            raise ConfigError("backend options go with a backend name, not with a loaded backend")
+        self._spec = backend if isinstance(backend, BackendSpec) else None
+        self._backend: Backend | None = None if isinstance(backend, BackendSpec) else backend
+        self.options = options or AnalysisOptions()
+        self._lock = threading.Lock()
+
+    @property
+    def backend(self) -> Backend:
+        """The loaded model (loads it on first access)."""
+        if self._backend is None:
+            with self._lock:
+                if self._backend is None:
+                    s = self._spec
+                    self._backend = load_backend(
+                        s.name, model=s.model, device=s.device, offline=s.offline,
+                        label_map=s.label_map, trust_remote_code=s.trust_remote_code,
+                    )
+        return self._backend
+
+    def analyze(
+        self,
+        audio: str | Path | bytes | np.ndarray,
+        *,
+        sample_rate: int | None = None,
+        name: str | None = None,
+        timeline: bool | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> AffectReport:
+        """Analyse one recording.
+
+        audio: path, bytes of an audio file, or a NumPy array (with `sample_rate`).
+        timeline: True = always include the segment timeline, False = never, None = only when the
+        recording is longer than one analysis window.
+        """
+        opts = self.options
+        with open_audio(audio, sample_rate=sample_rate, name=name, limits=opts.limits) as source:
+            regions, peak = detect_speech(source, opts.segmentation)
+            label = source.name
+            if peak < SILENCE_PEAK:
+                raise NoSpeechError(f"{label} is silent ({format_seconds(source.duration)} of digital silence); there is no voice to analyse")
+            if not regions:
+                raise NoSpeechError(
+                    f"no speech detected in {label} ({format_seconds(source.duration)} of audio). If it does contain "
+                    "speech that is quiet or noisy, try --vad energy (analyse everything above the noise floor)"
+                )
+            backend = self.backend
+            plan = plan_segments(regions, source.duration, opts.segmentation, backend.max_input_seconds)
+            speech = [seg for seg in plan if seg.speech]
+            results = dict(zip(speech, self._predict(source, speech, progress), strict=True))
+            return self._report(source, label, plan, results, timeline)
+
+    def _predict(self, source: AudioSource, segments: Sequence[PlannedSegment], progress: ProgressCallback | None) -> list[Affect]:
+        backend = self.backend
+        if backend.sample_rate != SAMPLE_RATE:
+            raise ConfigError(f"backend {backend.model_id} expects {backend.sample_rate} Hz audio; ser-tool feeds {SAMPLE_RATE} Hz")
+        n_supported = len(backend.emotions_supported)
+        out: list[Affect] = []
+        for i in range(0, len(segments), self.options.batch_size):
+            batch = segments[i: i + self.options.batch_size]
+            waves = [source.read(int(round(s.start * SAMPLE_RATE)), int(round(s.end * SAMPLE_RATE))) for s in batch]
+            with self._lock:
+                pred = backend.predict(waves)
+            for j in range(len(batch)):
+                out.append(_affect(
+                    pred.probabilities[j],
+                    None if pred.dimensions is None else pred.dimensions[j],
+                    None if pred.unmapped is None else float(pred.unmapped[j]),
+                    n_supported,
+                ))
+            if progress:
+                progress(len(out), len(segments))
+        return out
+
+    def _report(self, source: AudioSource, label: str, plan: list[PlannedSegment],
+                results: dict[PlannedSegment, Affect], timeline: bool | None) -> AffectReport:
+        backend, seg_opts = self.backend, self.options.segmentation
+        weights = np.array([s.duration for s in results])
+        probs = np.array([a.probabilities.as_tuple() for a in results.values()])
+        mean_p = weights @ probs / weights.sum()
+        mean_d = None
+        if backend.has_dimensions:
+            dims = np.array([[a.dimensions.valence, a.dimensions.arousal, a.dimensions.dominance] for a in results.values()])
+            mean_d = weights @ dims / weights.sum()
+        unmapped = [a.unmapped_probability for a in results.values()]
+        mean_u = None if unmapped[0] is None else float(weights @ np.array(unmapped) / weights.sum())
+        overall = _affect(mean_p, mean_d, mean_u, len(backend.emotions_supported))
+
+        speech_duration = _covered_seconds(list(results))
+        segments = [Segment(start=s.start, end=s.end, speech=s.speech, affect=results.get(s)) for s in plan]
+        include = timeline if timeline is not None else (source.duration > seg_opts.window or len(plan) > 1)
+        description = describe(overall, duration=source.duration, speech_duration=speech_duration, timeline=segments)
+        return AffectReport(
+            source=label,
+            duration=round(source.duration, 3),
+            speech_duration=round(speech_duration, 3),
+            sample_rate=SAMPLE_RATE,
+            backend=backend.name,
+            model_id=backend.model_id,
+            emotions_supported=list(backend.emotions_supported),
+            overall=overall,
+            timeline=segments if include else None,
+            window=seg_opts.window,
+            hop=seg_opts.step,
+            description=description,
+            warnings=_warnings(overall, speech_duration, backend),
+        )
+
+
+def _affect(p: np.ndarray, d: np.ndarray | None, unmapped: float | None, n_supported: int) -> Affect:
+    probs = EmotionProbabilities.from_sequence(p)
+    return Affect(
+        emotion=EMOTIONS[int(np.argmax(p))],
+        confidence=round(confidence_from(np.asarray(p, dtype=float) / np.sum(p), n_supported), 4),
+        probabilities=probs,
+        dimensions=None if d is None else Dimensions.from_sequence(d),
+        unmapped_probability=None if unmapped is None else round(min(1.0, max(0.0, unmapped)), 4),
+    )
+
+
+def _covered_seconds(segments: Sequence[PlannedSegment]) -> float:
+    """Length of the union of the segments (overlapping windows count once)."""
+    total, end = 0.0, -1.0
+    for s in sorted(segments, key=lambda s: s.start):
+        if s.end > end:
+            total += s.end - max(s.start, end)
+            end = s.end
+    return total
+
+
+def _warnings(overall: Affect, speech_duration: float, backend: Backend) -> list[str]:
+    out = []
+    if speech_duration < SHORT_SPEECH:
+        out.append(f"Only {speech_duration:.1f} s of speech was found; scores from so little speech are unreliable.")
+    if overall.confidence < UNCERTAIN_BELOW:
+        out.append("No emotion clearly dominates (low confidence); treat the top emotion as a guess.")
+    missing = [e for e in EMOTIONS if e not in backend.emotions_supported]
+    if missing:
+        out.append(f"This model cannot detect: {', '.join(missing)} (their probability is always 0).")
+    if overall.unmapped_probability is not None and overall.unmapped_probability > 0.25:
+        out.append(f"{overall.unmapped_probability:.0%} of the model's probability went to labels outside the 7 emotions; they were removed.")
+    if not backend.has_dimensions:
+        out.append("This model has no valence/arousal/dominance head; dimensions are null.")
+    return out
+
+
+def analyze(audio, *, backend: str = "embedded", **kwargs) -> AffectReport:
+    """One-shot convenience: load `backend`, analyse one recording. Reuse an Analyzer for many."""
+    analyze_keys = {"sample_rate", "name", "timeline", "progress"}
+    call = {k: kwargs.pop(k) for k in list(kwargs) if k in analyze_keys}
+    return Analyzer(backend, **kwargs).analyze(audio, **call)

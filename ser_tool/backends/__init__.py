@@ -1,0 +1,44 @@
+"""Model backends behind one Protocol. Heavy imports (torch, transformers) happen inside each loader."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ser_tool.backends.base import Backend, LabelProjection, Prediction
+from ser_tool.errors import ConfigError
+
+BACKENDS: tuple[str, ...] = ("embedded", "meralion", "hf")
+
+__all__ = ["BACKENDS", "Backend", "LabelProjection", "Prediction", "load_backend"]
+
+
+def load_backend(
+    name: str,
+    *,
+    model: str | None = None,
+    device: str = "cpu",
+    offline: bool = False,
+    label_map: Mapping[str, str | None] | None = None,
+    trust_remote_code: bool = False,
+) -> Backend:
+    """Load a backend by name.
+
+    model: hub id or local directory (meralion/hf); the embedded backend takes an optional directory
+    of weights. offline: never contact the hub (local files and cache only). label_map: extra
+    model-label -> emotion mapping for `hf` (None as a value drops that label).
+    """
+    if name == "embedded":
+        from ser_tool.backends.embedded import load_embedded
+
+        return load_embedded(model, device=device)
+    if name == "meralion":
+        from ser_tool.backends.meralion import load_meralion
+
+        return load_meralion(model, device=device, offline=offline)
+    if name == "hf":
+        if not model:
+            raise ConfigError("the 'hf' backend needs a model: pass --model with a Hugging Face id or a local directory")
+        from ser_tool.backends.hf import load_hf
+
+        return load_hf(model, device=device, offline=offline, label_map=label_map, trust_remote_code=trust_remote_code)
+    raise ConfigError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")

@@ -1,0 +1,209 @@
+"""`ser`: the command line. Thin: parse flags, build an Analyzer, print reports.
+
+Exit codes: 0 all files analysed; 1 at least one file failed (the others are still reported);
+2 bad usage or settings; 3 the model could not be loaded or failed.
+Importing this module does not import torch: `ser --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from ser_tool.errors import AudioError, ConfigError, SERError
+
+EXIT_OK, EXIT_FILE_FAILED, EXIT_USAGE, EXIT_MODEL = 0, 1, 2, 3
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ser-tool")
+    except PackageNotFoundError:
+        from ser_tool import __version__
+
+        return __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ser",
+        description="Speech emotion recognition for LLM agents: how something was said, as a structured affect report.",
+        epilog="Every option can also be set with an SER_ environment variable (e.g. SER_BACKEND=hf, SER_MODEL=DIR).",
+    )
+    parser.add_argument("--version", action="version", version=f"ser-tool {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    a = sub.add_parser("analyze", help="analyse one or more recordings", description="Analyse recordings and print their affect reports.")
+    a.add_argument("files", nargs="+", metavar="FILE", help="audio files (WAV, FLAC, OGG/Opus, MP3, ...)")
+    out = a.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print JSON (one object, or a list for several files)")
+    out.add_argument("--jsonl", action="store_true", help="print one JSON line per file (failures as {source, error} lines)")
+    a.add_argument("--timeline", action="store_true", help="include the segment timeline even for short recordings (text output: show it)")
+    m = a.add_argument_group("model")
+    m.add_argument("--backend", choices=("embedded", "meralion", "hf"), help="model family (default: embedded)")
+    m.add_argument("--model", help="hub id or local directory of the model")
+    m.add_argument("--device", help="cpu (default), cuda, cuda:N or auto")
+    m.add_argument("--batch-size", type=int, help="windows per forward pass (default 8)")
+    m.add_argument("--offline", action="store_true", default=None, help="never contact the Hugging Face hub")
+    m.add_argument("--label-map", help="hf backend: extra MODEL_LABEL=EMOTION pairs, comma-separated ('other=' drops a label)")
+    m.add_argument("--trust-remote-code", action="store_true", default=None, help="hf backend: allow the checkpoint's own code to run")
+    s = a.add_argument_group("segmentation and limits")
+    s.add_argument("--window", type=float, help="analysis window in seconds (default 10)")
+    s.add_argument("--hop", type=float, help="step between windows in seconds (default: = window, no overlap)")
+    s.add_argument("--vad", choices=("webrtc", "energy"), help="speech detector (default webrtc; energy = everything above the noise floor)")
+    s.add_argument("--max-duration", type=float, help="longest recording accepted, seconds (default 7200)")
+    s.add_argument("--max-file-mb", type=float, help="largest file accepted, MiB (default 1024)")
+
+    sc = sub.add_parser("schema", help="print the JSON schema of the affect report")
+    sc.add_argument("--indent", type=int, default=2)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        if args.command == "schema":
+            from ser_tool.report import report_json_schema
+
+            print(json.dumps(report_json_schema(), indent=args.indent))
+            return EXIT_OK
+        return _analyze(args)
+    except ConfigError as e:
+        print(f"ser: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("ser: interrupted", file=sys.stderr)
+        return 130
+
+
+def _settings(args: argparse.Namespace):
+    from ser_tool.settings import Settings
+
+    flags = {k: getattr(args, k) for k in (
+        "backend", "model", "device", "batch_size", "offline", "label_map", "trust_remote_code",
+        "window", "hop", "vad", "max_duration", "max_file_mb",
+    )}
+    try:
+        return Settings(**{k: v for k, v in flags.items() if v is not None})
+    except ValidationError as e:
+        problems = "; ".join(f"{'/'.join(map(str, err['loc'])) or 'settings'}: {err['msg']}" for err in e.errors())
+        raise ConfigError(f"invalid settings ({problems})") from None
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ser_tool.analyzer import AnalysisOptions, Analyzer, BackendSpec
+    from ser_tool.audio import AudioLimits
+    from ser_tool.segment import SegmentationOptions
+
+    cfg = _settings(args)
+    analyzer = Analyzer(
+        BackendSpec(cfg.backend, cfg.model, cfg.device, cfg.offline, cfg.label_map_dict(), cfg.trust_remote_code),
+        AnalysisOptions(
+            segmentation=SegmentationOptions(window=cfg.window, hop=cfg.hop, vad=cfg.vad),
+            limits=AudioLimits(max_duration=cfg.max_duration, max_file_bytes=int(cfg.max_file_mb * 2**20)),
+            batch_size=cfg.batch_size,
+        ),
+    )
+    timeline = True if args.timeline else None
+    reports, failures = [], []
+    files_bar = tqdm(args.files, desc="files", unit="file", disable=None if len(args.files) > 1 else True, file=sys.stderr, leave=False)
+    for path in files_bar:
+        windows_bar = tqdm(desc=_short(path), unit="win", disable=None, file=sys.stderr, leave=False, total=0)
+
+        def progress(done: int, total: int, bar=windows_bar) -> None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        try:
+            report = analyzer.analyze(path, timeline=timeline, progress=progress)
+        except AudioError as e:
+            failures.append((path, e))
+            if args.jsonl:
+                _emit(json.dumps({"source": path, "error": {"type": type(e).__name__, "message": str(e)}}))
+            continue
+        except SERError as e:  # model missing or broken: no point trying the other files
+            windows_bar.close()
+            print(f"ser: error: {e}", file=sys.stderr)
+            return e.exit_code
+        finally:
+            windows_bar.close()
+        reports.append(report)
+        if args.jsonl:
+            _emit(report.model_dump_json())
+        elif not args.json:
+            _emit(render_text(report, show_timeline=args.timeline))
+    files_bar.close()
+    if args.json and reports:
+        payload = reports[0].model_dump(mode="json") if len(args.files) == 1 else [r.model_dump(mode="json") for r in reports]
+        _emit(json.dumps(payload, indent=2))
+    if failures:
+        print(f"ser: {len(failures)} of {len(args.files)} file(s) failed:", file=sys.stderr)
+        for path, e in failures:
+            print(f"  {path}: {e}", file=sys.stderr)
+        return EXIT_FILE_FAILED
+    return EXIT_OK
+
+
+def _emit(text: str) -> None:
+    print(text, flush=True)
+
+
+def _short(path: str, width: int = 24) -> str:
+    return path if len(path) <= width else "…" + path[-(width - 1):]
+
+
+def render_text(report, show_timeline: bool = False) -> str:
+    """A readable, terminal-sized rendering of one report."""
+    from ser_tool.audio import format_seconds
+    from ser_tool.describe import confidence_word
+    from ser_tool.labels import EMOTIONS
+
+    o = report.overall
+    lines = [
+        f"{report.source}  ({format_seconds(report.duration)}, speech {format_seconds(report.speech_duration)})  "
+        f"[{report.backend}: {report.model_id}]",
+        f"  expressed emotion: {o.emotion}   confidence {o.confidence:.2f} ({confidence_word(o.confidence)})",
+    ]
+    for emo, p in zip(EMOTIONS, o.probabilities.as_tuple()):
+        mark = "" if emo in report.emotions_supported else "  (not detectable by this model)"
+        lines.append(f"    {emo:<10} {_bar(p)} {p:5.2f}{mark}")
+    if o.dimensions:
+        d = o.dimensions
+        lines.append(f"  valence {d.valence:.2f}   arousal {d.arousal:.2f}   dominance {d.dominance:.2f}   (0..1)")
+    lines += textwrap.wrap(report.description, width=100, initial_indent="  ", subsequent_indent="  ")
+    if show_timeline and report.timeline:
+        lines.append("  timeline:")
+        for seg in report.timeline:
+            span = f"{format_seconds(seg.start):>8}-{format_seconds(seg.end):<8}"
+            if not seg.speech or seg.affect is None:
+                lines.append(f"    {span} (no speech)")
+                continue
+            a = seg.affect
+            dims = f"  V {a.dimensions.valence:.2f} A {a.dimensions.arousal:.2f} D {a.dimensions.dominance:.2f}" if a.dimensions else ""
+            lines.append(f"    {span} {a.emotion:<10} p {max(a.probabilities.as_tuple()):.2f}  conf {a.confidence:.2f}{dims}")
+    for w in report.warnings:
+        lines.append(f"  note: {w}")
+    return "\n".join(lines)
+
+
+def _bar(p: float, width: int = 20) -> str:
+    full = int(p * width)
+    return ("█" * full + ("▌" if p * width - full >= 0.5 else "")).ljust(width)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
