@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import textwrap
 from collections.abc import Sequence
@@ -109,6 +110,9 @@ def _analyze(args: argparse.Namespace) -> int:
     from ser_tool.segment import SegmentationOptions
 
     cfg = _settings(args)
+    # Model loading bars from transformers/huggingface_hub would interleave with ours on stderr.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     analyzer = Analyzer(
         BackendSpec(cfg.backend, cfg.model, cfg.device, cfg.offline, cfg.label_map_dict(), cfg.trust_remote_code),
         AnalysisOptions(

@@ -37,15 +37,19 @@ def describe_dimensions(affect: Affect) -> str | None:
 
 
 def _runs(timeline: Sequence[Segment]) -> list[tuple[float, float, str]]:
-    """Consecutive speech segments with the same top emotion, merged (non-speech gaps are skipped)."""
+    """Consecutive speech segments with the same reading, merged (non-speech gaps are skipped).
+
+    A segment whose confidence is low reads as "uncertain" rather than as its top emotion.
+    """
     runs: list[list] = []
     for seg in timeline:
         if not seg.speech or seg.affect is None:
             continue
-        if runs and runs[-1][2] == seg.affect.emotion:
+        label = seg.affect.emotion if seg.affect.confidence >= UNCERTAIN_BELOW else "uncertain"
+        if runs and runs[-1][2] == label:
             runs[-1][1] = seg.end
         else:
-            runs.append([seg.start, seg.end, seg.affect.emotion])
+            runs.append([seg.start, seg.end, label])
     return [tuple(r) for r in runs]
 
 
@@ -54,7 +58,7 @@ def describe_timeline(timeline: Sequence[Segment] | None, max_runs: int = 4) -> 
         return None
     runs = _runs(timeline)
     if len(runs) <= 1:
-        return None if not runs else f"It stays {runs[0][2]} throughout the speech."
+        return None if not runs or runs[0][2] == "uncertain" else f"It stays {runs[0][2]} throughout the speech."
     parts = [f"{emo} {format_seconds(s)}-{format_seconds(e)}" for s, e, emo in runs[:max_runs]]
     more = f", and {len(runs) - max_runs} more changes" if len(runs) > max_runs else ""
     return f"Over time it changes: {'; '.join(parts)}{more}."

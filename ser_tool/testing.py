@@ -1,0 +1,385 @@
+"""Test helpers: tiny random models saved to disk, and a sandbox that keeps tests off the hub.
+
+Tests (and benchmarks of the loading path) build models here and load them through the real
+`from_pretrained` path. Weights are random: assert shapes, sums, orders and errors, never values.
+torch and transformers are imported inside the functions, so importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+import types
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "HubSandbox",
+    "MERALION_STANDIN_ID2LABEL",
+    "hub_sandbox",
+    "make_tiny_hf_classifier",
+    "make_tiny_meralion_standin",
+]
+
+# MERaLiON-SER-v1's label names, deliberately in an order that is NOT EMOTIONS' order, so a test
+# can only pass if the loader reads config.id2label instead of assuming the release's index order.
+MERALION_STANDIN_ID2LABEL: dict[int, str] = {
+    0: "Happy",
+    1: "Surprised",
+    2: "Neutral",
+    3: "Disgusted",
+    4: "Angry",
+    5: "Fearful",
+    6: "Sad",
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Hub sandbox
+
+
+@dataclass
+class HubSandbox:
+    """What `hub_sandbox` saw: every repo id transformers asked the hub (or the hub cache) for."""
+
+    root: Path
+    hub_lookups: list[str] = field(default_factory=list)
+    connections: list[str] = field(default_factory=list)
+
+
+@contextmanager
+def hub_sandbox(root: str | Path) -> Iterator[HubSandbox]:
+    """Run transformers with no hub: offline, an empty hub cache, and remote code cached under `root`.
+
+    Inside the block:
+    - huggingface_hub is in offline mode and its cache is `root/hub` (empty), so nothing a
+      developer has downloaded can make a test pass by accident;
+    - every call transformers makes to `hf_hub_download`/`snapshot_download` (which is how it
+      resolves a hub id, even from the cache) is recorded in `hub_lookups`; loading a local
+      directory makes none, so an empty list proves no hub id was looked up;
+    - socket connections are refused and recorded in `connections`;
+    - remote-code modules (`trust_remote_code=True`) are copied to `root/modules` instead of
+      ~/.cache/huggingface/modules. transformers reads HF_MODULES_CACHE once at import, so setting
+      the environment variable in a test is too late; the module attribute is swapped instead,
+      with sys.path and the `transformers_modules` entries of sys.modules restored on exit.
+    Everything is restored on exit. Not thread-safe: meant for tests.
+    """
+    import socket
+
+    import huggingface_hub.constants as hub_constants
+    import transformers.dynamic_module_utils as dynamic_modules
+    import transformers.utils.hub as transformers_hub
+
+    root = Path(root)
+    (root / "hub").mkdir(parents=True, exist_ok=True)
+    (root / "modules").mkdir(parents=True, exist_ok=True)
+    sandbox = HubSandbox(root)
+
+    def recording(original: Any) -> Any:
+        def lookup(repo_id: str, *args: Any, **kwargs: Any) -> Any:
+            sandbox.hub_lookups.append(str(repo_id))
+            return original(repo_id, *args, **kwargs)
+
+        return lookup
+
+    def refuse(sock: Any, address: Any, *args: Any, **kwargs: Any) -> Any:
+        sandbox.connections.append(repr(address))
+        raise OSError(f"network access is disabled by ser_tool.testing.hub_sandbox (tried {address!r})")
+
+    saved_attrs = [
+        (hub_constants, "HF_HUB_OFFLINE", True),
+        (hub_constants, "HF_HUB_CACHE", str(root / "hub")),
+        (dynamic_modules, "HF_MODULES_CACHE", str(root / "modules")),
+        (transformers_hub, "hf_hub_download", recording(transformers_hub.hf_hub_download)),
+        (transformers_hub, "snapshot_download", recording(transformers_hub.snapshot_download)),
+        (socket.socket, "connect", refuse),
+        (socket.socket, "connect_ex", refuse),
+    ]
+    originals = [(obj, name, getattr(obj, name)) for obj, name, _ in saved_attrs]
+    saved_path = list(sys.path)
+    saved_modules = {k: v for k, v in sys.modules.items() if _is_dynamic_module(k)}
+    try:
+        for key in saved_modules:
+            del sys.modules[key]
+        for obj, name, value in saved_attrs:
+            setattr(obj, name, value)
+        importlib.invalidate_caches()
+        yield sandbox
+    finally:
+        for obj, name, value in originals:
+            setattr(obj, name, value)
+        for key in [k for k in sys.modules if _is_dynamic_module(k)]:
+            del sys.modules[key]
+        sys.modules.update(saved_modules)
+        sys.path[:] = saved_path
+        importlib.invalidate_caches()
+
+
+def _is_dynamic_module(name: str) -> bool:
+    return name == "transformers_modules" or name.startswith("transformers_modules.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Tiny Hugging Face audio classifiers
+
+
+def make_tiny_hf_classifier(
+    path: str | Path,
+    labels: Sequence[str] = ("neu", "hap", "ang", "sad", "other"),
+    kind: str = "wav2vec2",
+) -> Path:
+    """Save a tiny random audio classifier with its feature extractor to `path` and return it.
+
+    kind "wav2vec2": Wav2Vec2ForSequenceClassification (raw 16 kHz waveform in, padded to the
+    longest, with attention mask). kind "whisper": WhisperForAudioClassification (80 log-mel
+    bins, every input padded or cut to 30 s). Labels go into config.id2label in the order given.
+    """
+    import torch
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    id2label = {i: str(label) for i, label in enumerate(labels)}
+    label2id = {label: i for i, label in id2label.items()}
+    torch.manual_seed(0)
+    if kind == "wav2vec2":
+        from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForSequenceClassification
+
+        config = Wav2Vec2Config(
+            vocab_size=8,
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            conv_dim=(16, 16, 16),
+            conv_stride=(5, 4, 4),
+            conv_kernel=(10, 4, 4),
+            num_conv_pos_embeddings=16,
+            num_conv_pos_embedding_groups=2,
+            feat_extract_norm="layer",
+            do_stable_layer_norm=True,
+            classifier_proj_size=16,
+            id2label=id2label,
+            label2id=label2id,
+        )
+        model: Any = Wav2Vec2ForSequenceClassification(config)
+        extractor: Any = Wav2Vec2FeatureExtractor(
+            feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True, return_attention_mask=True
+        )
+    elif kind == "whisper":
+        from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForAudioClassification
+
+        config = WhisperConfig(
+            d_model=16,
+            encoder_layers=1,
+            decoder_layers=1,
+            encoder_attention_heads=2,
+            decoder_attention_heads=2,
+            encoder_ffn_dim=32,
+            decoder_ffn_dim=32,
+            num_mel_bins=80,
+            max_source_positions=1500,
+            max_target_positions=16,
+            classifier_proj_size=16,
+            id2label=id2label,
+            label2id=label2id,
+        )
+        model = WhisperForAudioClassification(config)
+        extractor = WhisperFeatureExtractor(feature_size=80, sampling_rate=16000)
+    else:
+        raise ValueError(f"unknown kind {kind!r}; use 'wav2vec2' or 'whisper'")
+    model.save_pretrained(path, safe_serialization=True)
+    extractor.save_pretrained(path)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Tiny MERaLiON-SER-v1 stand-in (remote code)
+
+_STANDIN_CONFIG_MODULE = "configuration_tiny_meralion_ser"
+_STANDIN_MODELING_MODULE = "modeling_tiny_meralion_ser"
+
+_STANDIN_CONFIG_SOURCE = '''\
+"""Configuration of a tiny stand-in for MERaLiON-SER-v1 (written by ser_tool.testing)."""
+
+from transformers import PretrainedConfig
+
+
+class TinyMeralionSERConfig(PretrainedConfig):
+    model_type = "tiny_meralion_ser"
+
+    def __init__(
+        self,
+        whisper_name="openai/whisper-medium",
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        num_resolutions=3,
+        **kwargs,
+    ):
+        self.whisper_name = whisper_name
+        self.hidden_size = hidden_size
+        self.num_hidden_layers = num_hidden_layers
+        self.num_attention_heads = num_attention_heads
+        self.intermediate_size = intermediate_size
+        self.num_resolutions = num_resolutions
+        super().__init__(**kwargs)
+'''
+
+_STANDIN_MODELING_SOURCE = '''\
+"""A tiny stand-in for MERaLiON-SER-v1's remote code (written by ser_tool.testing). Random weights.
+
+Same contract as the release: input_features (B, 80, 3000) and attention_mask (B, 3000) in,
+{"logits": (B, num_labels), "dims": sigmoid (B, 3)} out, forward under torch.no_grad().
+It also reproduces the release's two loading pitfalls:
+1. __init__ reads a Whisper config from `config.whisper_name`, a hub id ("openai/whisper-medium")
+   unless the loader passes a local directory instead. To stay tiny, only the input geometry
+   (mel bins, source positions) is taken from it; widths and depth come from this model's config.
+   What it read is kept in `self.reference_whisper` so tests can see which config was used.
+2. __init__ turns a torch.logspace into Python ints, which fails when transformers builds the
+   model on the meta device.
+"""
+
+import math
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel, WhisperConfig
+from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+from .configuration_tiny_meralion_ser import TinyMeralionSERConfig
+
+
+class MultiResolutionPooling(nn.Module):
+    def __init__(self, channels, num_resolutions, min_kernel=3, max_kernel=15):
+        super().__init__()
+        kernel_sizes = [int(k) for k in torch.logspace(math.log10(min_kernel), math.log10(max_kernel), num_resolutions)]
+        self.kernel_sizes = [k if k % 2 else k + 1 for k in kernel_sizes]
+        self.convs = nn.ModuleList(nn.Conv1d(channels, channels, k, padding=k // 2) for k in self.kernel_sizes)
+        self.score = nn.Linear(channels, 1)
+
+    def forward(self, hidden, mask):
+        pooled = []
+        for conv in self.convs:
+            h = conv(hidden.transpose(1, 2)).transpose(1, 2)
+            scores = self.score(torch.tanh(h)).squeeze(-1).masked_fill(mask <= 0, -1e4)
+            weights = torch.softmax(scores, dim=-1).unsqueeze(-1)
+            pooled.append((weights * h).sum(dim=1))
+        return torch.stack(pooled).mean(dim=0)
+
+
+class TinyMeralionSERForAudioClassification(PreTrainedModel):
+    config_class = TinyMeralionSERConfig
+    main_input_name = "input_features"
+    base_model_prefix = "ser"
+
+    def __init__(self, config):
+        super().__init__(config)
+        reference = WhisperConfig.from_pretrained(config.whisper_name)
+        self.reference_whisper = {
+            "whisper_name": str(config.whisper_name),
+            "d_model": reference.d_model,
+            "encoder_layers": reference.encoder_layers,
+            "num_mel_bins": reference.num_mel_bins,
+            "max_source_positions": reference.max_source_positions,
+        }
+        encoder_config = WhisperConfig(
+            num_mel_bins=reference.num_mel_bins,
+            max_source_positions=reference.max_source_positions,
+            d_model=config.hidden_size,
+            encoder_layers=config.num_hidden_layers,
+            encoder_attention_heads=config.num_attention_heads,
+            encoder_ffn_dim=config.intermediate_size,
+            decoder_layers=1,
+            decoder_attention_heads=config.num_attention_heads,
+            decoder_ffn_dim=config.intermediate_size,
+        )
+        self.encoder = WhisperEncoder(encoder_config)
+        self.pooling = MultiResolutionPooling(config.hidden_size, config.num_resolutions)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.dims_head = nn.Linear(config.hidden_size, 3)
+        self.post_init()
+
+    @torch.no_grad()
+    def forward(self, input_features, attention_mask=None, **kwargs):
+        hidden = self.encoder(input_features).last_hidden_state
+        if attention_mask is None:
+            mask = torch.ones(hidden.shape[:2], dtype=hidden.dtype, device=hidden.device)
+        else:
+            # the encoder halves the frame rate (stride-2 convolution)
+            mask = attention_mask[:, ::2][:, : hidden.shape[1]].to(hidden.dtype)
+        embedding = self.pooling(hidden, mask)
+        return {"logits": self.classifier(embedding), "dims": torch.sigmoid(self.dims_head(embedding))}
+'''
+
+
+def make_tiny_meralion_standin(
+    path: str | Path,
+    id2label: dict[int, str] | None = None,
+    whisper_name: str = "openai/whisper-medium",
+) -> Path:
+    """Save a tiny remote-code stand-in for MERaLiON-SER-v1 to `path` and return it.
+
+    The directory holds what the release holds: `configuration_*.py` and `modeling_*.py` (loaded
+    with trust_remote_code=True through config.json's `auto_map`), random safetensors weights, and
+    a Whisper feature extractor (80 mel bins, 16 kHz, 30 s). The model reproduces both of the
+    release's loading pitfalls (see the docstring of the written modeling file): its __init__
+    reads the Whisper config named by `whisper_name` (by default a hub id, which fails offline
+    unless the loader overrides it) and turns a torch.logspace into Python ints (which fails on the
+    meta device unless the loader patches creation ops). `id2label` defaults to
+    MERALION_STANDIN_ID2LABEL, a permutation of the release's names.
+
+    Building the model here needs no hub either: the factory itself passes a local Whisper config,
+    then stores `whisper_name` in config.json.
+    """
+    import tempfile
+
+    import torch
+    from transformers import WhisperConfig, WhisperFeatureExtractor
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    labels = dict(MERALION_STANDIN_ID2LABEL if id2label is None else id2label)
+    (path / f"{_STANDIN_CONFIG_MODULE}.py").write_text(_STANDIN_CONFIG_SOURCE, encoding="utf-8")
+    (path / f"{_STANDIN_MODELING_MODULE}.py").write_text(_STANDIN_MODELING_SOURCE, encoding="utf-8")
+
+    modeling = _import_standin_modeling(path)
+    config = modeling.TinyMeralionSERConfig(
+        id2label={int(k): v for k, v in labels.items()},
+        label2id={v: int(k) for k, v in labels.items()},
+    )
+    config.auto_map = {
+        "AutoConfig": f"{_STANDIN_CONFIG_MODULE}.TinyMeralionSERConfig",
+        "AutoModelForAudioClassification": f"{_STANDIN_MODELING_MODULE}.TinyMeralionSERForAudioClassification",
+    }
+    with tempfile.TemporaryDirectory(prefix="ser-tool-whisper-") as whisper_dir:
+        WhisperConfig(num_mel_bins=80, max_source_positions=1500).save_pretrained(whisper_dir)
+        config.whisper_name = whisper_dir
+        torch.manual_seed(0)
+        model = modeling.TinyMeralionSERForAudioClassification(config)
+    model.config.whisper_name = whisper_name
+    model.save_pretrained(path, safe_serialization=True)
+    WhisperFeatureExtractor(feature_size=80, sampling_rate=16000).save_pretrained(path)
+    # save_pretrained does not know the auto_map came with the config; make sure it is on disk.
+    saved = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    if saved.get("auto_map") != config.auto_map or saved.get("whisper_name") != whisper_name:
+        raise RuntimeError(f"config.json written to {path} lacks auto_map/whisper_name: {saved}")
+    return path
+
+
+def _import_standin_modeling(path: Path) -> types.ModuleType:
+    """Import the written stand-in files as a throwaway package (not through transformers' cache)."""
+    package = f"_ser_tool_standin_{uuid.uuid4().hex}"
+    module = types.ModuleType(package)
+    module.__path__ = [str(path)]
+    sys.modules[package] = module
+    try:
+        return importlib.import_module(f"{package}.{_STANDIN_MODELING_MODULE}")
+    finally:
+        for key in [k for k in sys.modules if k == package or k.startswith(package + ".")]:
+            del sys.modules[key]
