@@ -27,6 +27,7 @@ VadMode = Literal["webrtc", "energy"]
 
 _FRAME = 480  # 30 ms at 16 kHz: one of the frame sizes WebRTC's VAD accepts
 MAX_VAD_GAIN_DB = 30.0
+GRID = 0.5  # seconds: speech region boundaries are snapped to this grid
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,10 @@ def _regions_from_frames(voiced: np.ndarray, duration: float, options: Segmentat
     kept = [r for r in bridged if r[1] - r[0] >= options.min_speech]
     padded: list[list[float]] = []
     for s, e in kept:
-        s, e = max(0.0, s - options.pad), min(duration, e + options.pad)
+        # Snap outwards to a coarse grid: models see a bounded set of input lengths, so shape-keyed
+        # kernel caches (oneDNN) stop growing and memory stays flat on long recordings.
+        s = np.floor(max(0.0, s - options.pad) / GRID) * GRID
+        e = min(duration, np.ceil((e + options.pad) / GRID) * GRID)
         if padded and s <= padded[-1][1]:
             padded[-1][1] = e
         else:
