@@ -1,0 +1,1 @@
+"""Evaluations of ser-tool: classic SER metrics on emotion corpora (`ser-eval ser`)."""

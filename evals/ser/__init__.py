@@ -1,0 +1,1 @@
+"""SER benchmark: a backend (and a classical baseline) on corpora in the manifest format."""

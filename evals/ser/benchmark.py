@@ -1,0 +1,150 @@
+"""Run a backend over the clips of a split and score it, with the classical baseline beside it.
+
+Utterance-level protocol, as the corpora intend it: each clip is one input to the model (cut to
+the model's longest input if needed), with no voice-activity trimming.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ser_tool.audio import SAMPLE_RATE, load_audio
+from ser_tool.backends import Backend
+from ser_tool.errors import AudioError
+from ser_tool.labels import DIMENSIONS, EMOTIONS
+from ser_tool.train.data import SPLITS, Clip, read_corpus, split_by_speaker
+from ser_tool.train.targets import vad_target
+
+from evals.ser.metrics import FOUR_CLASS, ccc, classification_metrics, restrict
+
+Progress = Callable[[int], None]
+
+
+@dataclass
+class Predictions:
+    clips: list[Clip]
+    probabilities: np.ndarray  # (N, 7)
+    dimensions: np.ndarray | None  # (N, 3)
+    failed: list[tuple[str, str]]  # (path, error) for clips that could not be decoded
+
+
+def select_clips(corpus_dirs: Sequence[str | Path], split: str, limit: int | None = None) -> tuple[list[Clip], dict]:
+    """Clips of `split` ('train' | 'dev' | 'test' | 'all') from the corpora, and what was dropped."""
+    clips, dropped = [], {}
+    for folder in corpus_dirs:
+        corpus = read_corpus(folder)
+        clips += corpus.clips
+        if corpus.dropped:
+            dropped[corpus.name] = dict(corpus.dropped)
+    chosen = clips if split == "all" else split_by_speaker(clips)[split]
+    if limit:
+        rng = np.random.default_rng(0)
+        chosen = [chosen[i] for i in sorted(rng.choice(len(chosen), size=min(limit, len(chosen)), replace=False))]
+    return chosen, dropped
+
+
+def predict_clips(backend: Backend, clips: Sequence[Clip], batch_size: int = 16, progress: Progress | None = None) -> Predictions:
+    max_len = int(backend.max_input_seconds * SAMPLE_RATE) if backend.max_input_seconds else None
+    kept, probs, dims, failed = [], [], [], []
+    for i in range(0, len(clips), batch_size):
+        batch, waves = [], []
+        for clip in clips[i: i + batch_size]:
+            try:
+                wave = load_audio(clip.path)
+            except AudioError as e:
+                failed.append((str(clip.path), str(e)))
+                continue
+            batch.append(clip)
+            waves.append(wave[:max_len] if max_len else wave)
+        if waves:
+            pred = backend.predict(waves)
+            probs.append(pred.probabilities)
+            if pred.dimensions is not None:
+                dims.append(pred.dimensions)
+            kept += batch
+        if progress:
+            progress(len(clips[i: i + batch_size]))
+    return Predictions(
+        kept,
+        np.concatenate(probs) if probs else np.zeros((0, len(EMOTIONS))),
+        np.concatenate(dims) if dims and len(dims) == len(probs) else None,
+        failed,
+    )
+
+
+def score(clips: Sequence[Clip], probabilities: np.ndarray, dimensions: np.ndarray | None) -> dict:
+    """7-class and 4-class metrics, and CCC per dimension, overall, per corpus and per language."""
+    y = np.array([EMOTIONS.index(c.label) for c in clips], dtype=int)
+
+    def block(mask: np.ndarray) -> dict:
+        out = {"7class": classification_metrics(y[mask], probabilities[mask].argmax(axis=1), EMOTIONS)}
+        t4, p4 = restrict(probabilities[mask], y[mask], EMOTIONS, FOUR_CLASS)
+        out["4class"] = classification_metrics(t4, p4, FOUR_CLASS)
+        if dimensions is not None:
+            sel = [c for c, m in zip(clips, mask) if m]
+            rated = all(c.dimensions is not None for c in sel)
+            target = np.array([c.dimensions if rated else vad_target(c.label, c.intensity) for c in sel])
+            out["ccc"] = {
+                "targets": "human ratings from the manifest" if rated else "category anchors (NRC VAD lexicon), not human ratings",
+                **{d: ccc(target[:, k], dimensions[mask][:, k]) for k, d in enumerate(DIMENSIONS)},
+            }
+        return out
+
+    every = np.ones(len(clips), dtype=bool)
+    return {
+        "overall": block(every),
+        "per_corpus": {name: block(np.array([c.corpus == name for c in clips])) for name in sorted({c.corpus for c in clips})},
+        "per_language": {lang: block(np.array([c.language == lang for c in clips])) for lang in sorted({c.language for c in clips})},
+    }
+
+
+def run_baseline(corpus_dirs: Sequence[str | Path], test_clips: Sequence[Clip], progress: Progress | None = None) -> dict:
+    """Fit the classical baseline on the train split of the same corpora; score it on `test_clips`."""
+    from evals.ser.baseline import features_for, fit_and_predict
+
+    train, _ = select_clips(corpus_dirs, "train")
+    dev, _ = select_clips(corpus_dirs, "dev")
+    test_paths = {c.path for c in test_clips}
+    train = [c for c in train if c.path not in test_paths]  # split 'all' evaluates everything; never train on it
+    label = lambda cs: np.array([EMOTIONS.index(c.label) for c in cs], dtype=int)  # noqa: E731
+    x_train, x_dev, x_test = (features_for(cs, progress) for cs in (train, dev, test_clips))
+    probs, chosen = fit_and_predict((x_train, label(train)), (x_dev, label(dev)) if dev else None, x_test)
+    return {"description": "MFCC+delta, RMS, centroid, ZCR statistics + logistic regression", **chosen,
+            "metrics": score(test_clips, probs, None)}
+
+
+def benchmark(backend: Backend, corpus_dirs: Sequence[str | Path], split: str = "test", *, baseline: bool = True,
+              limit: int | None = None, batch_size: int = 16, progress_factory=None) -> dict:
+    """The full SER benchmark report (a JSON-serialisable dict)."""
+    if split not in (*SPLITS, "all"):
+        raise ValueError(f"split must be one of {SPLITS + ('all',)}, got {split!r}")
+    clips, dropped = select_clips(corpus_dirs, split, limit)
+    bar = progress_factory(len(clips), "model") if progress_factory else None
+    pred = predict_clips(backend, clips, batch_size, bar.update if bar is not None else None)
+    if bar is not None:
+        bar.close()
+    report = {
+        "kind": "ser-benchmark",
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "backend": backend.name,
+        "model_id": backend.model_id,
+        "data": [str(Path(d).resolve()) for d in corpus_dirs],
+        "split": split,
+        "split_rule": "speaker-independent, per corpus: speakers sorted by id, last 25% test, the 10% before dev (ser_tool.train.data.split_by_speaker)",
+        "protocol": "utterance-level: one model input per clip; calm counted as neutral; labels without an emotion counterpart dropped",
+        "labels_dropped": dropped,
+        "n_clips": len(pred.clips),
+        "failed_clips": pred.failed,
+        "metrics": score(pred.clips, pred.probabilities, pred.dimensions),
+    }
+    if baseline:
+        bar = progress_factory(None, "baseline features") if progress_factory else None
+        report["baseline"] = run_baseline(corpus_dirs, pred.clips, bar.update if bar is not None else None)
+        if bar is not None:
+            bar.close()
+    return report

@@ -1,0 +1,112 @@
+"""Corpora in the manifest format, label mapping and speaker-independent splits.
+
+A corpus folder holds `manifest.csv` (columns: path, corpus, language, speaker, gender, label,
+original_label, intensity, text, duration_s) and the audio files it names. This is the format of
+../shared/data and the format users bring their own labelled audio in.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ser_tool.errors import ConfigError
+from ser_tool.labels import canonical_emotion
+
+SPLITS = ("train", "dev", "test")
+REQUIRED_COLUMNS = ("path", "label")
+
+
+@dataclass(frozen=True)
+class Clip:
+    path: Path
+    corpus: str
+    label: str  # one of EMOTIONS
+    speaker: str = ""  # "" = unknown: such clips can only go to the training split
+    language: str = ""
+    gender: str = ""
+    intensity: str = ""
+    original_label: str = ""
+    dimensions: tuple[float, float, float] | None = None  # human V/A/D ratings on 0..1, when the manifest has them
+
+
+@dataclass
+class Corpus:
+    name: str
+    clips: list[Clip]
+    dropped: Counter = field(default_factory=Counter)  # manifest label -> clips dropped (no emotion counterpart)
+
+
+def read_corpus(folder: str | Path) -> Corpus:
+    """Read `folder/manifest.csv`; labels are mapped onto EMOTIONS (calm -> neutral), others dropped."""
+    folder = Path(folder)
+    manifest = folder / "manifest.csv"
+    if not manifest.is_file():
+        raise ConfigError(f"{folder} has no manifest.csv; a corpus folder needs one with at least the columns {', '.join(REQUIRED_COLUMNS)}")
+    with manifest.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ConfigError(f"{manifest} lacks the column(s) {', '.join(missing)}")
+        rows = list(reader)
+    name = (rows[0].get("corpus") if rows else None) or folder.name
+    clips, dropped = [], Counter()
+    for row in rows:
+        label = canonical_emotion(row["label"])
+        if label is None:
+            dropped[row["label"]] += 1
+            continue
+        clips.append(Clip(
+            path=folder / row["path"], corpus=row.get("corpus") or name, label=label,
+            speaker=(row.get("speaker") or "").strip(), language=row.get("language") or "",
+            gender=row.get("gender") or "", intensity=row.get("intensity") or "",
+            original_label=row.get("original_label") or row["label"],
+            dimensions=_dimensions(row, manifest),
+        ))
+    return Corpus(name, clips, dropped)
+
+
+def split_by_speaker(clips: list[Clip], test_fraction: float = 0.25, dev_fraction: float = 0.1) -> dict[str, list[Clip]]:
+    """Speaker-independent train/dev/test split, stratified by corpus.
+
+    Within each corpus, speakers are sorted by id; the last `test_fraction` of them are test, the
+    `dev_fraction` before those dev, the rest train (for RAVDESS: actors 19-24 test, 17-18 dev - the
+    usual split). The rule is deterministic, so training and evaluation agree on it without sharing
+    files. A speaker id that appears in several corpora (RAVDESS speech and song) is placed once, by
+    the first corpus in name order, and stays on that side everywhere. Clips without a speaker id go
+    to train.
+    """
+    if not (0 <= test_fraction < 1 and 0 <= dev_fraction < 1 and test_fraction + dev_fraction < 1):
+        raise ConfigError("test and dev fractions must be in [0, 1) and sum to less than 1")
+    side: dict[str, str] = {}
+    by_corpus: dict[str, set[str]] = {}
+    for c in clips:
+        if c.speaker:
+            by_corpus.setdefault(c.corpus, set()).add(c.speaker)
+    for corpus in sorted(by_corpus):
+        speakers = sorted(s for s in by_corpus[corpus] if s not in side)
+        n = len(speakers)
+        n_test = round(test_fraction * n) if n >= 3 else 0
+        n_dev = max(1, round(dev_fraction * n)) if n - n_test >= 3 and dev_fraction > 0 else 0
+        for i, s in enumerate(speakers):
+            side[s] = "test" if i >= n - n_test else "dev" if i >= n - n_test - n_dev else "train"
+    out: dict[str, list[Clip]] = {s: [] for s in SPLITS}
+    for c in clips:
+        out[side.get(c.speaker, "train") if c.speaker else "train"].append(c)
+    return out
+
+
+def _dimensions(row: dict, manifest: Path) -> tuple[float, float, float] | None:
+    """Optional valence/arousal/dominance columns (0..1); all three or none."""
+    values = [row.get(k) for k in ("valence", "arousal", "dominance")]
+    if not any(values):
+        return None
+    try:
+        dims = tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{manifest}: valence/arousal/dominance must all be numbers in 0..1, got {values} for {row['path']}") from None
+    if not all(0.0 <= d <= 1.0 for d in dims):
+        raise ConfigError(f"{manifest}: valence/arousal/dominance must be in 0..1, got {dims} for {row['path']}")
+    return dims

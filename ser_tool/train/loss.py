@@ -1,0 +1,52 @@
+"""The hybrid objective of MERaLiON-SER-v1: L = CE_weighted(label smoothing 0.1) + 0.5 * (1 - CCC).
+
+CCC (Lin's concordance correlation) is computed over the batch, per dimension, and averaged over
+valence, arousal and dominance. It is undefined when both sides are constant (a batch of one, or
+constant targets with constant predictions); the small epsilon in the denominator makes it 0 there,
+so that term then adds a constant 1 and no gradient.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+EPS = 1e-8
+
+
+def ccc(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Concordance correlation per column: (B, D) x (B, D) -> (D,). Population (biased) moments."""
+    mp, mt = pred.mean(dim=0), target.mean(dim=0)
+    vp = ((pred - mp) ** 2).mean(dim=0)
+    vt = ((target - mt) ** 2).mean(dim=0)
+    cov = ((pred - mp) * (target - mt)).mean(dim=0)
+    return 2 * cov / (vp + vt + (mp - mt) ** 2 + EPS)
+
+
+def class_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
+    """Inverse training-set frequency, n / (k * count_c) as in scikit-learn's "balanced" (absent classes: 0)."""
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    w = np.zeros(n_classes)
+    present = counts > 0
+    w[present] = counts[present].sum() / (present.sum() * counts[present])
+    return torch.tensor(w, dtype=torch.float32)
+
+
+class HybridLoss(nn.Module):
+    """CE_weighted(label_smoothing) + ccc_weight * (1 - mean CCC over the dimensions)."""
+
+    def __init__(self, weights: torch.Tensor | None = None, label_smoothing: float = 0.1, ccc_weight: float = 0.5):
+        super().__init__()
+        self.register_buffer("weights", weights if weights is not None else torch.ones(0))
+        self.label_smoothing = label_smoothing
+        self.ccc_weight = ccc_weight
+
+    def forward(self, logits: torch.Tensor, dims: torch.Tensor, target_probs: torch.Tensor,
+                target_dims: torch.Tensor) -> dict[str, torch.Tensor]:
+        """target_probs: (B, C) class distributions (one-hot, or mixed by MixUp); target_dims: (B, 3)."""
+        weights = self.weights if self.weights.numel() else None
+        ce = F.cross_entropy(logits, target_probs, weight=weights, label_smoothing=self.label_smoothing)
+        ccc_loss = 1.0 - ccc(dims, target_dims).mean()
+        return {"loss": ce + self.ccc_weight * ccc_loss, "ce": ce.detach(), "ccc": (1.0 - ccc_loss).detach()}
