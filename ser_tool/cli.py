@@ -62,6 +62,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-duration", type=float, help="longest recording accepted, seconds (default 7200)")
     s.add_argument("--max-file-mb", type=float, help="largest file accepted, MiB (default 1024)")
 
+    t = sub.add_parser("train", help="train a compact model on labelled corpora (manifest format)",
+                       description="Train the compact model with the hybrid CE + CCC objective on corpora in the manifest "
+                                   "format, keep the best dev checkpoint, and write weights + config + model card to --out.")
+    t.add_argument("data", nargs="+", metavar="DATA_DIR", help="corpus folders, each with manifest.csv")
+    t.add_argument("--out", default="runs/train", help="model folder to write (default runs/train); use it with --backend embedded --model DIR")
+    t.add_argument("--epochs", type=int, default=25)
+    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--lr", type=float, default=2e-3)
+    t.add_argument("--corpus-cap", type=int, default=800, help="max training clips a corpus contributes per epoch")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+
     sc = sub.add_parser("schema", help="print the JSON schema of the affect report")
     sc.add_argument("--indent", type=int, default=2)
     return parser
@@ -79,6 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             print(json.dumps(report_json_schema(), indent=args.indent))
             return EXIT_OK
+        if args.command == "train":
+            return _train(args, argv)
         return _analyze(args)
     except ConfigError as e:
         print(f"ser: error: {e}", file=sys.stderr)
@@ -159,6 +173,30 @@ def _analyze(args: argparse.Namespace) -> int:
         for path, e in failures:
             print(f"  {path}: {e}", file=sys.stderr)
         return EXIT_FILE_FAILED
+    return EXIT_OK
+
+
+def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    import shlex
+
+    from tqdm import tqdm
+
+    from ser_tool.train.card import write_card
+    from ser_tool.train.loop import TrainConfig, train
+
+    if args.epochs < 1 or args.batch_size < 2 or args.corpus_cap < 1:
+        raise ConfigError("--epochs and --corpus-cap must be at least 1 and --batch-size at least 2")
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, corpus_cap=args.corpus_cap,
+                      seed=args.seed, threads=args.threads)
+    summary = train(
+        args.data, args.out, cfg, log=lambda line: tqdm.write(line, file=sys.stdout),
+        progress_factory=lambda total, desc: tqdm(total=total, desc=desc, unit="it", file=sys.stderr, disable=None, leave=False),
+    )
+    command = "ser " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    card = write_card(args.out, command)
+    best = summary["best"]
+    print(f"best epoch {best['epoch']}: dev mean UAR {best['dev_mean_uar']:.3f}; trained in {summary['train_seconds'] / 60:.1f} min")
+    print(f"wrote {args.out}/model.safetensors, config.json, training.json, {card.name}")
     return EXIT_OK
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import csv
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from ser_tool.backends.base import Prediction
 from ser_tool.labels import EMOTIONS
@@ -82,3 +84,20 @@ class FakeBackend:
 @pytest.fixture
 def fake_backend() -> FakeBackend:
     return FakeBackend()
+
+
+def make_toy_corpus(folder, n_speakers=8):
+    """A corpus in the manifest format: per speaker one loud 'angry', one quiet 'sad', one 'calm', one 'other' clip."""
+    (folder / "audio").mkdir(parents=True)
+    rows = []
+    for s in range(n_speakers):
+        for k, (label, amp) in enumerate((("angry", 0.4), ("sad", 0.03), ("calm", 0.03), ("other", 0.2))):
+            path = f"audio/{s}_{k}.wav"
+            sf.write(folder / path, voice(1.5, f0=120 + 10 * s, amp=amp), SR)
+            rows.append({"path": path, "corpus": "toy", "language": "en", "speaker": f"toy_{s:02d}", "gender": "",
+                         "label": label, "original_label": label, "intensity": "", "text": "", "duration_s": "1.5"})
+    with (folder / "manifest.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return folder

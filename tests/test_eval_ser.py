@@ -1,11 +1,9 @@
-import csv
 import json
 
 import numpy as np
 import pytest
-import soundfile as sf
 
-from conftest import SR, FakeBackend, voice
+from conftest import FakeBackend, make_toy_corpus
 from evals.ser.metrics import ccc, classification_metrics, confusion, restrict
 from ser_tool.labels import EMOTIONS
 
@@ -48,27 +46,11 @@ def test_four_class_view():
     assert confusion(t4, p4, 4)[3, 1] == 1
 
 
-def _corpus(folder, n_speakers=8):
-    (folder / "audio").mkdir(parents=True)
-    rows = []
-    for s in range(n_speakers):
-        for k, (label, amp) in enumerate((("angry", 0.4), ("sad", 0.03), ("calm", 0.03), ("other", 0.2))):
-            path = f"audio/{s}_{k}.wav"
-            sf.write(folder / path, voice(1.5, f0=120 + 10 * s, amp=amp), SR)
-            rows.append({"path": path, "corpus": "toy", "language": "en", "speaker": f"toy_{s:02d}", "gender": "",
-                         "label": label, "original_label": label, "intensity": "", "text": "", "duration_s": "1.5"})
-    with (folder / "manifest.csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    return folder
-
-
 def test_benchmark_end_to_end_on_a_toy_corpus(tmp_path):
     from evals.ser.benchmark import benchmark
     from evals.ser.render import plot_confusion, summary
 
-    folder = _corpus(tmp_path / "toy")
+    folder = make_toy_corpus(tmp_path / "toy")
     report = benchmark(FakeBackend(), [folder], "test")
     assert report["n_clips"] == 2 * 3  # 2 test speakers (25% of 8) x 3 mapped clips; 'other' dropped
     assert report["labels_dropped"] == {"toy": {"other": 8}}
@@ -87,7 +69,7 @@ def test_ser_eval_cli_writes_its_outputs(tmp_path, monkeypatch, capsys):
     import ser_tool.backends
 
     monkeypatch.setattr(ser_tool.backends, "load_backend", lambda *a, **k: FakeBackend())
-    folder = _corpus(tmp_path / "toy")
+    folder = make_toy_corpus(tmp_path / "toy")
     code = evals.cli.main(["ser", str(folder), "--out", str(tmp_path / "out"), "--no-baseline"])
     assert code == 0
     assert {p.name for p in (tmp_path / "out").iterdir()} == {"report.json", "confusion.png", "summary.txt"}

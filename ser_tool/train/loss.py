@@ -25,10 +25,13 @@ def ccc(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return 2 * cov / (vp + vt + (mp - mt) ** 2 + EPS)
 
 
-def class_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
-    """Inverse training-set frequency, n / (k * count_c) as in scikit-learn's "balanced" (absent classes: 0)."""
-    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
-    w = np.zeros(n_classes)
+def class_weights(counts: np.ndarray) -> torch.Tensor:
+    """Inverse class frequency, n / (k * count_c) as in scikit-learn's "balanced" (absent classes: 0).
+
+    counts: how often each class is seen (per epoch; may be fractional).
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    w = np.zeros(len(counts))
     present = counts > 0
     w[present] = counts[present].sum() / (present.sum() * counts[present])
     return torch.tensor(w, dtype=torch.float32)
