@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, default=25)
     t.add_argument("--batch-size", type=int, default=32)
     t.add_argument("--lr", type=float, default=2e-3)
-    t.add_argument("--corpus-cap", type=int, default=800, help="max training clips a corpus contributes per epoch")
+    t.add_argument("--corpus-cap", type=int, default=1000, help="max training clips a corpus contributes per epoch")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
 

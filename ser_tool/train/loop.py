@@ -44,7 +44,7 @@ class TrainConfig:
     snr_db: tuple[float, float] = (5.0, 30.0)
     mixup_p: float = 0.5
     mixup_alpha: float = 0.3
-    corpus_cap: int = 800
+    corpus_cap: int = 1000
     label_smoothing: float = 0.1
     ccc_weight: float = 0.5
     seed: int = 0
@@ -68,7 +68,7 @@ class ClipStore:
                 progress(1)
         self.labels = np.array([EMOTIONS.index(c.label) for c in self.clips], dtype=np.int64)
         self.dims = np.array([c.dimensions or vad_target(c.label, c.intensity) for c in self.clips], dtype=np.float32).reshape(-1, 3)
-        self.corpora = np.array([c.corpus for c in self.clips])
+        self.corpora = np.array([c.corpus for c in self.clips], dtype=object)
 
     def wave(self, i: int) -> np.ndarray:
         return self.waves[i].astype(np.float32) / 32768.0
@@ -185,7 +185,7 @@ def train(corpus_dirs: Sequence[str | Path], out_dir: str | Path, cfg: TrainConf
     for c, ix in by_corpus.items():
         expected += np.bincount(train_store.labels[ix], minlength=len(EMOTIONS)) * per_epoch[c] / len(ix)
     weights = class_weights(expected)
-    log(f"train clips per epoch: {per_epoch}; class weights: {dict(zip(EMOTIONS, np.round(weights.numpy(), 2)))}")
+    log(f"train clips per epoch: {per_epoch}; class weights: " + ", ".join(f"{e} {w:.2f}" for e, w in zip(EMOTIONS, weights.tolist())))
 
     model = CompactSER(ModelConfig())
     loss_fn = HybridLoss(weights, cfg.label_smoothing, cfg.ccc_weight)
