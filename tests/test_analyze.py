@@ -103,9 +103,11 @@ def test_backend_loads_lazily_once(monkeypatch, fake_backend):
     assert calls == ["hf"]
 
 
-def test_default_backend_fails_clearly_until_a_model_ships(sample_path):
+def test_missing_embedded_weights_fail_clearly(sample_path, tmp_path, monkeypatch):
     from ser_tool import ModelNotAvailableError
+    from ser_tool.backends import embedded
 
+    monkeypatch.setattr(embedded, "default_model_dir", lambda: tmp_path)
     with pytest.raises(ModelNotAvailableError, match="--backend"):
         Analyzer().analyze(sample_path)
 

@@ -48,10 +48,19 @@ def test_schema_command(capsys):
     assert code == 0 and json.loads(out) == report_json_schema()
 
 
-def test_default_backend_fails_clearly_without_a_model(sample_path, capsys):
+def test_default_backend_fails_clearly_without_its_weights(sample_path, tmp_path, monkeypatch, capsys):
+    from ser_tool.backends import embedded
+
+    monkeypatch.setattr(embedded, "default_model_dir", lambda: tmp_path)
     code, out, err = _run(["analyze", str(sample_path)], capsys)
     assert code == 3 and out == ""
-    assert "embedded model" in err and "--backend" in err
+    assert "no embedded model" in err and "--backend" in err
+
+
+def test_default_analysis_of_the_bundled_sample(sample_path, capsys):
+    code, out, err = _run(["analyze", str(sample_path)], capsys)
+    assert code == 0, err
+    assert "[embedded: ser-tool/embedded]" in out and "valence" in out
 
 
 def test_text_output(sample_path, hf_args, capsys):
