@@ -1,0 +1,90 @@
+"""The server's settings: everything `ser` reads (SER_BACKEND, SER_MODEL, ...) plus the MCP knobs.
+
+Read once, in the entry point (flags + SER_* environment), and turned into the explicit objects the
+server is built from: backend specs, analysis options and a sandbox policy.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
+
+from ser_tool import AnalysisOptions, AudioLimits, BackendSpec, ConfigError, SegmentationOptions
+from ser_tool.settings import Settings
+
+from mcp_server.sandbox import SandboxPolicy
+
+MiB = 2**20
+
+
+class ServerSettings(Settings):
+    """`ser` settings plus the MCP server's, all with the SER_ prefix (e.g. SER_ALLOWED_DIRS)."""
+
+    allowed_dirs: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description=f"Folders whose files the tools may read, separated by '{os.pathsep}'. None: reading files is off.",
+    )
+    allow_urls: bool = Field(False, description="Let the tools download audio from http(s) URLs.")
+    url_allow_private: bool = Field(False, description="Let URLs point at loopback, private or link-local addresses.")
+    url_timeout: float = Field(30.0, gt=0, description="Seconds one URL download may take in all.")
+    max_download_mb: float = Field(100.0, gt=0, description="Largest download accepted, MiB.")
+    max_inline_mb: float = Field(10.0, gt=0, description="Largest audio_base64 payload accepted (decoded), MiB.")
+    max_batch_files: int = Field(50, ge=1, description="Most files one batch call analyses.")
+    max_concurrent: int = Field(4, ge=1, description="Analyses that run at once; further calls wait their turn.")
+    extra_backends: str | None = Field(
+        None, description="More backends a caller may pick, comma-separated NAME or NAME=MODEL (e.g. 'meralion,hf=/models/x')."
+    )
+    warm_up: bool = Field(True, description="Load the model in the background right after start (else on the first call).")
+    transport: Literal["stdio", "http"] = Field("stdio", description="stdio (for desktop clients) or streamable HTTP.")
+    host: str = Field("127.0.0.1", description="HTTP transport: address to bind.")
+    port: int = Field(8765, ge=1, le=65535, description="HTTP transport: port.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level (stderr).")
+
+    @field_validator("allowed_dirs", mode="before")
+    @classmethod
+    def _split_dirs(cls, v):
+        if isinstance(v, str):
+            return [p.strip() for p in v.split(os.pathsep) if p.strip()]
+        return v
+
+    @field_validator("allowed_dirs")
+    @classmethod
+    def _absolute_dirs(cls, v: list[Path]) -> list[Path]:
+        return [Path(os.path.abspath(p.expanduser())) for p in v]
+
+    def backend_specs(self) -> dict[str, BackendSpec]:
+        """The configured backends by name; the first is the default."""
+        common = dict(device=self.device, offline=self.offline, label_map=self.label_map_dict(),
+                      trust_remote_code=self.trust_remote_code)
+        specs = {self.backend: BackendSpec(self.backend, self.model, **common)}
+        for item in filter(None, (x.strip() for x in (self.extra_backends or "").split(","))):
+            name, _, model = (s.strip() for s in item.partition("="))
+            if name not in ("embedded", "meralion", "hf"):
+                raise ConfigError(f"extra backend {item!r}: unknown backend {name!r}; use embedded, meralion or hf (NAME or NAME=MODEL)")
+            if name in specs:
+                raise ConfigError(f"backend {name!r} is configured twice; one model per backend name")
+            specs[name] = BackendSpec(name, model or None, **common)
+        return specs
+
+    def analysis_options(self) -> AnalysisOptions:
+        return AnalysisOptions(
+            segmentation=SegmentationOptions(window=self.window, hop=self.hop, vad=self.vad),
+            limits=AudioLimits(max_duration=self.max_duration, max_file_bytes=int(self.max_file_mb * MiB)),
+            batch_size=self.batch_size,
+        )
+
+    def sandbox_policy(self) -> SandboxPolicy:
+        return SandboxPolicy(
+            allowed_dirs=tuple(self.allowed_dirs),
+            max_file_bytes=int(self.max_file_mb * MiB),
+            max_inline_bytes=int(self.max_inline_mb * MiB),
+            allow_urls=self.allow_urls,
+            url_allow_private=self.url_allow_private,
+            url_timeout=self.url_timeout,
+            max_download_bytes=int(self.max_download_mb * MiB),
+            max_batch_files=self.max_batch_files,
+        )
