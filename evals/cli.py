@@ -22,6 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--split", default="test", choices=("test", "dev", "train", "all"), help="which speakers to score (default: held-out test speakers)")
     s.add_argument("--out", default="runs/ser-eval", help="folder for report.json, confusion.png, summary.txt")
     s.add_argument("--no-baseline", action="store_true", help="skip the classical baseline")
+    s.add_argument("--baseline-train", nargs="+", metavar="DIR",
+                   help="corpora whose train split fits the baseline (default: DATA_DIR); for a cross-corpus test name the model's training corpora")
     s.add_argument("--limit", type=int, help="score at most N clips (a smoke run)")
     s.add_argument("--batch-size", type=int, default=16)
     return parser
@@ -44,7 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         backend = load_backend(args.backend, model=args.model, device=args.device, offline=args.offline)
         report = benchmark(
-            backend, args.data, args.split, baseline=not args.no_baseline, limit=args.limit, batch_size=args.batch_size,
+            backend, args.data, args.split, baseline=not args.no_baseline, baseline_train=args.baseline_train,
+            limit=args.limit, batch_size=args.batch_size,
             progress_factory=lambda total, desc: tqdm(total=total, desc=desc, unit="clip", file=sys.stderr, disable=None),
         )
     except SERError as e:

@@ -74,3 +74,16 @@ def test_ser_eval_cli_writes_its_outputs(tmp_path, monkeypatch, capsys):
     assert code == 0
     assert {p.name for p in (tmp_path / "out").iterdir()} == {"report.json", "confusion.png", "summary.txt"}
     assert "corpus toy" in capsys.readouterr().out
+
+
+def test_cross_corpus_baseline_is_fitted_on_other_corpora(tmp_path):
+    from evals.ser.benchmark import benchmark
+    from ser_tool import ConfigError
+
+    seen = make_toy_corpus(tmp_path / "seen")
+    unseen = make_toy_corpus(tmp_path / "unseen", n_speakers=4)
+    with pytest.raises(ConfigError, match="--baseline-train"):
+        benchmark(FakeBackend(), [unseen], "all")
+    report = benchmark(FakeBackend(), [unseen], "all", baseline_train=[seen])
+    assert report["n_clips"] == 4 * 3 and report["baseline"]["n_train"] == 5 * 3
+    assert report["baseline"]["fitted_on"] == [str(seen.resolve())]

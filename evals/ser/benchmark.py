@@ -15,7 +15,7 @@ import numpy as np
 
 from ser_tool.audio import SAMPLE_RATE, load_audio
 from ser_tool.backends import Backend
-from ser_tool.errors import AudioError
+from ser_tool.errors import AudioError, ConfigError
 from ser_tool.labels import DIMENSIONS, EMOTIONS
 from ser_tool.train.data import SPLITS, Clip, read_corpus, split_by_speaker
 from ser_tool.train.targets import vad_target
@@ -104,23 +104,31 @@ def score(clips: Sequence[Clip], probabilities: np.ndarray, dimensions: np.ndarr
 
 
 def run_baseline(corpus_dirs: Sequence[str | Path], test_clips: Sequence[Clip], progress: Progress | None = None) -> dict:
-    """Fit the classical baseline on the train split of the same corpora; score it on `test_clips`."""
+    """Fit the classical baseline on the train split of `corpus_dirs` (dev split picks C); score it on `test_clips`."""
     from evals.ser.baseline import features_for, fit_and_predict
 
-    train, _ = select_clips(corpus_dirs, "train")
-    dev, _ = select_clips(corpus_dirs, "dev")
     test_paths = {c.path for c in test_clips}
-    train = [c for c in train if c.path not in test_paths]  # split 'all' evaluates everything; never train on it
+    # never fit on a clip being scored (split 'all' scores every clip of the evaluated corpora)
+    train = [c for c in select_clips(corpus_dirs, "train")[0] if c.path not in test_paths]
+    dev = [c for c in select_clips(corpus_dirs, "dev")[0] if c.path not in test_paths]
+    if not train:
+        raise ConfigError("the baseline has no training clips: with --split all, name the corpora to fit it on with --baseline-train")
     label = lambda cs: np.array([EMOTIONS.index(c.label) for c in cs], dtype=int)  # noqa: E731
     x_train, x_dev, x_test = (features_for(cs, progress) for cs in (train, dev, test_clips))
     probs, chosen = fit_and_predict((x_train, label(train)), (x_dev, label(dev)) if dev else None, x_test)
-    return {"description": "MFCC+delta, RMS, centroid, ZCR statistics + logistic regression", **chosen,
+    return {"description": "MFCC+delta, RMS, centroid, ZCR statistics + logistic regression",
+            "fitted_on": [str(Path(d).resolve()) for d in corpus_dirs], **chosen,
             "metrics": score(test_clips, probs, None)}
 
 
 def benchmark(backend: Backend, corpus_dirs: Sequence[str | Path], split: str = "test", *, baseline: bool = True,
-              limit: int | None = None, batch_size: int = 16, progress_factory=None) -> dict:
-    """The full SER benchmark report (a JSON-serialisable dict)."""
+              baseline_train: Sequence[str | Path] | None = None, limit: int | None = None, batch_size: int = 16,
+              progress_factory=None) -> dict:
+    """The full SER benchmark report (a JSON-serialisable dict).
+
+    baseline_train: corpora whose train split fits the baseline (default: the evaluated corpora). For a
+    cross-corpus test (`split='all'` on a corpus the model never saw), name the model's training corpora.
+    """
     if split not in (*SPLITS, "all"):
         raise ValueError(f"split must be one of {SPLITS + ('all',)}, got {split!r}")
     clips, dropped = select_clips(corpus_dirs, split, limit)
@@ -144,7 +152,7 @@ def benchmark(backend: Backend, corpus_dirs: Sequence[str | Path], split: str = 
     }
     if baseline:
         bar = progress_factory(None, "baseline features") if progress_factory else None
-        report["baseline"] = run_baseline(corpus_dirs, pred.clips, bar.update if bar is not None else None)
+        report["baseline"] = run_baseline(baseline_train or corpus_dirs, pred.clips, bar.update if bar is not None else None)
         if bar is not None:
             bar.close()
     return report
