@@ -38,6 +38,7 @@ class BackendSpec:
     offline: bool = False
     label_map: Mapping[str, str | None] | None = None
     trust_remote_code: bool = False
+    threads: int | None = None  # torch CPU threads; None = the backend's choice (1 for embedded)
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ class Analyzer:
                     s = self._spec
                     self._backend = load_backend(
                         s.name, model=s.model, device=s.device, offline=s.offline,
-                        label_map=s.label_map, trust_remote_code=s.trust_remote_code,
+                        label_map=s.label_map, trust_remote_code=s.trust_remote_code, threads=s.threads,
                     )
         return self._backend
 

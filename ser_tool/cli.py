@@ -47,20 +47,19 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--json", action="store_true", help="print JSON (one object, or a list for several files)")
     out.add_argument("--jsonl", action="store_true", help="print one JSON line per file (failures as {source, error} lines)")
     a.add_argument("--timeline", action="store_true", help="include the segment timeline even for short recordings (text output: show it)")
-    m = a.add_argument_group("model")
-    m.add_argument("--backend", choices=("embedded", "meralion", "hf"), help="model family (default: embedded)")
-    m.add_argument("--model", help="hub id or local directory of the model")
-    m.add_argument("--device", help="cpu (default), cuda, cuda:N or auto")
-    m.add_argument("--batch-size", type=int, help="windows per forward pass (default 8)")
-    m.add_argument("--offline", action="store_true", default=None, help="never contact the Hugging Face hub")
-    m.add_argument("--label-map", help="hf backend: extra MODEL_LABEL=EMOTION pairs, comma-separated ('other=' drops a label)")
-    m.add_argument("--trust-remote-code", action="store_true", default=None, help="hf backend: allow the checkpoint's own code to run")
-    s = a.add_argument_group("segmentation and limits")
-    s.add_argument("--window", type=float, help="analysis window in seconds (default 10)")
-    s.add_argument("--hop", type=float, help="step between windows in seconds (default: = window, no overlap)")
-    s.add_argument("--vad", choices=("webrtc", "energy"), help="speech detector (default webrtc; energy = everything above the noise floor)")
-    s.add_argument("--max-duration", type=float, help="longest recording accepted, seconds (default 7200)")
-    s.add_argument("--max-file-mb", type=float, help="largest file accepted, MiB (default 1024)")
+    _model_flags(a)
+
+    tr = sub.add_parser("transcribe", help="emotion-aware transcript: the words, each segment with its expressed emotion",
+                        description="Transcribe a recording and give each transcript segment the emotion, confidence and "
+                                    "valence/arousal/dominance its voice expresses.")
+    tr.add_argument("file", metavar="FILE", help="audio file")
+    tr.add_argument("--asr-model", help="Whisper checkpoint: hub id or local directory (transformers), or a CTranslate2 folder "
+                                        "(needs faster-whisper); env SER_ASR_MODEL")
+    tr.add_argument("--language", help="language of the speech, e.g. en (default: the recogniser detects it)")
+    tr.add_argument("--transcript", help="use this transcript instead of speech recognition (plain text, or a JSON file of "
+                                         "[{start, end, text}] segments)")
+    tr.add_argument("--json", action="store_true", help="print the EmotionTranscript as JSON")
+    _model_flags(tr)
 
     t = sub.add_parser("train", help="train a compact model on labelled corpora (manifest format)",
                        description="Train the compact model with the hybrid CE + CCC objective on corpora in the manifest "
@@ -79,6 +78,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _model_flags(a: argparse.ArgumentParser) -> None:
+    m = a.add_argument_group("model")
+    m.add_argument("--backend", choices=("embedded", "meralion", "hf"), help="model family (default: embedded)")
+    m.add_argument("--model", help="hub id or local directory of the model")
+    m.add_argument("--device", help="cpu (default), cuda, cuda:N or auto")
+    m.add_argument("--batch-size", type=int, help="windows per forward pass (default 8)")
+    m.add_argument("--threads", type=int, help="torch CPU threads (default: 1 for the embedded model, torch's default otherwise)")
+    m.add_argument("--offline", action="store_true", default=None, help="never contact the Hugging Face hub")
+    m.add_argument("--label-map", help="hf backend: extra MODEL_LABEL=EMOTION pairs, comma-separated ('other=' drops a label)")
+    m.add_argument("--trust-remote-code", action="store_true", default=None, help="hf backend: allow the checkpoint's own code to run")
+    s = a.add_argument_group("segmentation and limits")
+    s.add_argument("--window", type=float, help="analysis window in seconds (default 10)")
+    s.add_argument("--hop", type=float, help="step between windows in seconds (default: = window, no overlap)")
+    s.add_argument("--vad", choices=("webrtc", "energy"), help="speech detector (default webrtc; energy = everything above the noise floor)")
+    s.add_argument("--max-duration", type=float, help="longest recording accepted, seconds (default 7200)")
+    s.add_argument("--max-file-mb", type=float, help="largest file accepted, MiB (default 1024)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -93,6 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_OK
         if args.command == "train":
             return _train(args, argv)
+        if args.command == "transcribe":
+            return _transcribe(args)
         return _analyze(args)
     except ConfigError as e:
         print(f"ser: error: {e}", file=sys.stderr)
@@ -105,9 +124,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _settings(args: argparse.Namespace):
     from ser_tool.settings import Settings
 
-    flags = {k: getattr(args, k) for k in (
-        "backend", "model", "device", "batch_size", "offline", "label_map", "trust_remote_code",
-        "window", "hop", "vad", "max_duration", "max_file_mb",
+    flags = {k: getattr(args, k, None) for k in (
+        "backend", "model", "device", "batch_size", "threads", "offline", "label_map", "trust_remote_code",
+        "window", "hop", "vad", "max_duration", "max_file_mb", "asr_model", "language",
     )}
     try:
         return Settings(**{k: v for k, v in flags.items() if v is not None})
@@ -116,25 +135,29 @@ def _settings(args: argparse.Namespace):
         raise ConfigError(f"invalid settings ({problems})") from None
 
 
-def _analyze(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
+def _analyzer(cfg):
     from ser_tool.analyzer import AnalysisOptions, Analyzer, BackendSpec
     from ser_tool.audio import AudioLimits
     from ser_tool.segment import SegmentationOptions
 
-    cfg = _settings(args)
     # Model loading bars from transformers/huggingface_hub would interleave with ours on stderr.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    analyzer = Analyzer(
-        BackendSpec(cfg.backend, cfg.model, cfg.device, cfg.offline, cfg.label_map_dict(), cfg.trust_remote_code),
+    return Analyzer(
+        BackendSpec(cfg.backend, cfg.model, cfg.device, cfg.offline, cfg.label_map_dict(), cfg.trust_remote_code, cfg.threads),
         AnalysisOptions(
             segmentation=SegmentationOptions(window=cfg.window, hop=cfg.hop, vad=cfg.vad),
             limits=AudioLimits(max_duration=cfg.max_duration, max_file_bytes=int(cfg.max_file_mb * 2**20)),
             batch_size=cfg.batch_size,
         ),
     )
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    cfg = _settings(args)
+    analyzer = _analyzer(cfg)
     timeline = True if args.timeline else None
     reports, failures = [], []
     files_bar = tqdm(args.files, desc="files", unit="file", disable=None if len(args.files) > 1 else True, file=sys.stderr, leave=False)
@@ -174,6 +197,48 @@ def _analyze(args: argparse.Namespace) -> int:
             print(f"  {path}: {e}", file=sys.stderr)
         return EXIT_FILE_FAILED
     return EXIT_OK
+
+
+def _transcribe(args: argparse.Namespace) -> int:
+    from ser_tool.align import transcribe_with_emotion, transcript_lines
+    from ser_tool.asr import load_asr
+
+    cfg = _settings(args)
+    if args.transcript is not None:
+        asr = _given_transcript(args.transcript, cfg.language)
+    elif cfg.asr_model:
+        asr = load_asr(cfg.asr_model, device=cfg.device, language=cfg.language, offline=cfg.offline)
+    else:
+        raise ConfigError("no speech recogniser: pass --asr-model (a Whisper checkpoint: hub id or local directory; "
+                          "or set SER_ASR_MODEL), or give the words with --transcript")
+    try:
+        result = transcribe_with_emotion(args.file, analyzer=_analyzer(cfg), asr=asr)
+    except SERError as e:
+        print(f"ser: error: {e}", file=sys.stderr)
+        return e.exit_code
+    if args.json:
+        _emit(result.model_dump_json(indent=2))
+        return EXIT_OK
+    _emit(render_text(result.report))
+    _emit(f"  transcript ({result.asr_model}):")
+    for line in transcript_lines(result):
+        _emit("    " + line)
+    return EXIT_OK
+
+
+def _given_transcript(value: str, language: str | None):
+    """--transcript: a JSON file of [{start, end, text}] segments, or the words themselves."""
+    from pathlib import Path
+
+    from ser_tool.asr import GivenTranscript
+
+    path = Path(value)
+    if value.endswith(".json") and path.is_file():
+        try:
+            return GivenTranscript(segments=json.loads(path.read_text(encoding="utf-8")), language=language)
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"{value}: expected a JSON list of {{start, end, text}} segments ({e})") from None
+    return GivenTranscript(value, language=language)
 
 
 def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:

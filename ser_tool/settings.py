@@ -25,11 +25,15 @@ class Settings(BaseSettings):
     label_map: str | None = Field(None, description="Extra model-label=emotion pairs for the hf backend, e.g. 'joy=happy,other='.")
     trust_remote_code: bool = Field(False, description="Allow an hf checkpoint's own Python code to run.")
     batch_size: int = Field(8, ge=1, description="Windows per forward pass.")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: 1 for embedded, torch's default otherwise).")
     window: float = Field(10.0, gt=0, description="Analysis window, seconds.")
     hop: float | None = Field(None, gt=0, description="Step between windows, seconds (default: window).")
     vad: Literal["webrtc", "energy"] = Field("webrtc", description="Speech detector.")
     max_duration: float = Field(7200.0, gt=0, description="Longest recording accepted, seconds.")
     max_file_mb: float = Field(1024.0, gt=0, description="Largest file accepted, MiB.")
+    asr_model: str | None = Field(None, description="Speech recogniser for transcripts: a Whisper hub id or local directory "
+                                                    "(transformers), or a CTranslate2 folder (faster-whisper).")
+    language: str | None = Field(None, description="Language of the speech for the recogniser (e.g. 'en'); default: detect.")
 
     @field_validator("label_map")
     @classmethod

@@ -45,3 +45,20 @@ def test_shipped_model_beats_chance_on_held_out_ravdess_speakers():
     pred = predict_clips(load_backend("embedded"), clips)
     uar = score(pred.clips, pred.probabilities, pred.dimensions)["overall"]["7class"]["uar"]
     assert uar > 0.35  # chance is 1/7 = 0.14; the full held-out evaluation is `ser-eval ser` (README)
+
+
+def test_thread_count_follows_the_backend_choice():
+    import torch
+
+    from ser_tool import ConfigError
+
+    before = torch.get_num_threads()
+    try:
+        load_backend("embedded")
+        assert torch.get_num_threads() == 1  # the small model runs single-threaded by default
+        load_backend("embedded", threads=2)
+        assert torch.get_num_threads() == 2
+        with pytest.raises(ConfigError, match="at least 1"):
+            load_backend("embedded", threads=0)
+    finally:
+        torch.set_num_threads(before)

@@ -178,3 +178,11 @@ def as_waveform_batch(
             )
         batch.append(a)
     return batch
+
+
+def set_threads(n: int) -> None:
+    """Set torch's intra-op CPU threads for the process (a ConfigError for n < 1)."""
+    if n < 1:
+        raise ConfigError(f"threads must be at least 1, got {n}")
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
