@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--batch-size", type=int, help="windows per forward pass (default 8)")
     m.add_argument("--label-map", help="hf backend: extra MODEL_LABEL=EMOTION pairs")
     m.add_argument("--trust-remote-code", action="store_true", default=None, help="hf backend: allow the checkpoint's own code to run")
+    m.add_argument("--asr-model", help="speech recogniser for transcribe_speech_emotion: Whisper hub id or folder (default: none)")
+    m.add_argument("--language", help="language of the speech for the recogniser, e.g. en (default: detect)")
     m.add_argument("--no-warm-up", action="store_false", default=None, dest="warm_up",
                    help="load the model on the first call instead of in the background right after start")
     s = p.add_argument_group("segmentation")
@@ -72,6 +74,7 @@ _FLAGS = (
     "transport", "host", "port", "allowed_dirs", "allow_urls", "url_allow_private", "url_timeout", "max_download_mb",
     "max_inline_mb", "max_file_mb", "max_duration", "max_batch_files", "max_concurrent", "backend", "model", "extra_backends", "device",
     "offline", "batch_size", "label_map", "trust_remote_code", "warm_up", "window", "hop", "vad", "log_level",
+    "asr_model", "language",
 )
 
 

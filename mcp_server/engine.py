@@ -32,6 +32,18 @@ class _SerialBackend:
         return self._inference.submit(self._backend.predict, waveforms).result()
 
 
+class _SerialASR:
+    """A speech recogniser whose passes run on the engine's inference thread."""
+
+    def __init__(self, asr, inference: ThreadPoolExecutor) -> None:
+        self._asr = asr
+        self._inference = inference
+        self.model_id = asr.model_id
+
+    def transcribe(self, audio):
+        return self._inference.submit(self._asr.transcribe, audio).result()
+
+
 class Engine:
     """Backends by name (the first is the default), each loaded on first use and then reused.
 
@@ -102,6 +114,15 @@ class Engine:
         """analyzer.analyze(audio, **kwargs), at most `max_concurrent` at a time (blocks)."""
         with self._slots:
             return analyzer.analyze(audio, **kwargs)
+
+    def transcribe(self, analyzer: Analyzer, asr, audio, **kwargs):
+        """transcribe_with_emotion(audio, ...), in a slot like `analyze`; the recogniser's passes run on
+        the inference thread too, one at a time with the emotion model's (blocks)."""
+        from ser_tool import transcribe_with_emotion
+
+        serial_asr = _SerialASR(asr, self._inference)
+        with self._slots:
+            return transcribe_with_emotion(audio, analyzer=analyzer, asr=serial_asr, **kwargs)
 
     def segmentation(self, *, window: float | None, hop: float | None, vad: str | None) -> SegmentationOptions:
         """The configured segmentation with a call's overrides (a new window without a hop means no overlap)."""

@@ -23,15 +23,20 @@ from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field, ValidationError
 
 from ser_tool import (
+    ASR,
     DIMENSIONS,
     EMOTIONS,
     Affect,
     AffectReport,
     Dimensions,
     EmotionProbabilities,
+    EmotionTranscript,
+    GivenTranscript,
     NoSpeechError,
     SERError,
+    load_asr,
     report_json_schema,
+    transcript_lines,
 )
 
 from mcp_server.engine import Engine
@@ -88,6 +93,9 @@ HopArg = Annotated[float | None, Field(
 VadArg = Annotated[Literal["webrtc", "energy"] | None, Field(
     description="Speech detector. 'webrtc' (default) finds speech; 'energy' analyses everything above the noise floor - "
                 "use it when a quiet or noisy recording returned 'no speech detected'.")]
+TranscriptArg = Annotated[str | None, Field(
+    description="The words, if you already have them: then no speech recognition runs. Plain text becomes one segment over "
+                "the whole recording (its emotion is the overall one); for per-segment emotion let the server transcribe.")]
 PathsArg = Annotated[list[str] | None, Field(
     description="Paths of audio files inside the allowed folders (absolute or relative to an allowed folder).")]
 FolderArg = Annotated[str | None, Field(
@@ -117,11 +125,15 @@ class BatchReport(BaseModel):
 
 # -- the server ----------------------------------------------------------------------------------
 
-def build_server(settings: ServerSettings, *, engine: Engine | None = None, sandbox: Sandbox | None = None) -> FastMCP:
+def build_server(settings: ServerSettings, *, engine: Engine | None = None, sandbox: Sandbox | None = None,
+                 asr: ASR | None = None) -> FastMCP:
     """The configured FastMCP server. Nothing heavy happens here: the model loads on first use
-    (or in the background once the server runs, with settings.warm_up). `engine` and `sandbox`
-    default to the ones `settings` describes (tests pass their own)."""
+    (or in the background once the server runs, with settings.warm_up). `engine`, `sandbox` and `asr`
+    (the speech recogniser, from settings.asr_model; none when unset) default to the ones `settings`
+    describes (tests pass their own)."""
     engine = engine or Engine(settings.backend_specs(), settings.analysis_options(), settings.max_concurrent)
+    if asr is None and settings.asr_model:
+        asr = load_asr(settings.asr_model, device=settings.device, language=settings.language, offline=settings.offline)
     sandbox = sandbox or Sandbox(settings.sandbox_policy())
     policy = sandbox.policy
 
@@ -268,6 +280,51 @@ def build_server(settings: ServerSettings, *, engine: Engine | None = None, sand
                     title="Analyse speech emotion in several files", description=batch_description,
                     annotations=ToolAnnotations(readOnlyHint=True, idempotentHint=True, openWorldHint=False))
 
+    # -- transcribe_speech_emotion ------------------------------------------------------------------
+
+    transcribe_description = (
+        "Transcribe ONE speech recording and give each spoken segment the emotion its voice expresses: the words with "
+        "start/end seconds, and per segment the expressed emotion, confidence and valence/arousal/dominance (the "
+        "overlapping analysis windows, weighted by overlap; null where no speech was analysed), plus the full affect "
+        "report. Use it when you need to know WHICH words were said how - e.g. 'when did the caller get angry, and "
+        "about what?'. " + _SCALES + " Give the audio as for analyze_speech_emotion: exactly one of path (" + where +
+        "), url, or audio_base64. " +
+        (f"Speech recognition runs on this server ({asr.model_id}); pass transcript only if you already have the words."
+         if asr is not None else
+         "This server has no speech recogniser configured (SER_ASR_MODEL), so pass the words as transcript.")
+    )
+
+    async def transcribe_speech_emotion(
+        ctx: Context, path: PathArg = None, url: UrlArg = None, audio_base64: Base64Arg = None,
+        transcript: TranscriptArg = None, vad: VadArg = None,
+    ) -> Annotated[CallToolResult, EmotionTranscript]:
+        try:
+            kind = validate_one_source(path=path, url=url, audio_base64=audio_base64)
+            if transcript is not None and transcript.strip():
+                recogniser = GivenTranscript(transcript)
+            elif asr is None:
+                raise ToolError("this server has no speech recogniser configured (SER_ASR_MODEL); pass the words "
+                                "as transcript, or use analyze_speech_emotion for the affect alone")
+            else:
+                recogniser = asr
+            if kind == "path":
+                audio, name = await anyio.to_thread.run_sync(sandbox.resolve_file, path), path.strip()
+            elif kind == "url":
+                audio, name = await sandbox.fetch_url(url)
+            else:
+                audio, name = await anyio.to_thread.run_sync(sandbox.decode_base64, audio_base64), None
+            analyzer = await _analyzer(ctx, engine, None, None, None, vad)
+            await _report_progress(ctx, 0, None, "transcribing and analysing")
+            result = await anyio.to_thread.run_sync(functools.partial(
+                engine.transcribe, analyzer, recogniser, audio, name=name))
+        except Exception as e:  # noqa: BLE001 - every failure becomes an error result
+            raise _tool_error(e, "transcribe_speech_emotion") from e
+        text = result.report.description + "\n" + "\n".join(transcript_lines(result))
+        return _result(result, text)
+
+    server.add_tool(transcribe_speech_emotion, name="transcribe_speech_emotion",
+                    title="Emotion-aware transcript", description=transcribe_description, annotations=read_only)
+
     # -- resources -------------------------------------------------------------------------------
 
     @server.resource(LABELS_URI, name="labels", title="Emotion labels and scales", mime_type="application/json",
@@ -296,6 +353,7 @@ def build_server(settings: ServerSettings, *, engine: Engine | None = None, sand
             "model_loaded": engine.is_loaded(),
             "window_s": engine.options.segmentation.window,
             "hop_s": engine.options.segmentation.step,
+            "speech_recogniser": asr.model_id if asr is not None else None,
         }, indent=2)
 
     # -- prompt ----------------------------------------------------------------------------------

@@ -4,10 +4,13 @@
     >>> report = Analyzer("embedded").analyze("call.wav")
     >>> print(report.description)
 
-Importing this package is cheap: torch and transformers load when a model does.
+Importing this package is cheap: torch and transformers load when a model does, and langchain-core
+only when `SpeechEmotionTool` is used.
 """
 
+from ser_tool.align import EmotionTranscript, SpokenSegment, align, transcribe_with_emotion, transcript_lines
 from ser_tool.analyzer import AnalysisOptions, Analyzer, BackendSpec, analyze
+from ser_tool.asr import ASR, GivenTranscript, Transcript, TranscriptSegment, WhisperASR, load_asr
 from ser_tool.audio import SAMPLE_RATE, AudioLimits, load_audio, open_audio
 from ser_tool.errors import (
     AudioDecodeError,
@@ -30,9 +33,20 @@ from ser_tool.segment import SegmentationOptions
 __version__ = "0.1.0"
 
 __all__ = [
-    "DIMENSIONS", "EMOTIONS", "SAMPLE_RATE", "Affect", "AffectReport", "AnalysisOptions", "Analyzer",
+    "ASR", "DIMENSIONS", "EMOTIONS", "SAMPLE_RATE", "Affect", "AffectReport", "AnalysisOptions", "Analyzer",
     "AudioDecodeError", "AudioError", "AudioLimits", "AudioNotFoundError", "AudioTooLargeError",
     "AudioTooLongError", "BackendError", "BackendSpec", "ConfigError", "Dimensions", "EmotionProbabilities",
     "EmptyAudioError", "InvalidAudioError", "ModelNotAvailableError", "NoSpeechError", "SERError",
     "Segment", "SegmentationOptions", "analyze", "load_audio", "open_audio", "report_json_schema",
+    "EmotionTranscript", "GivenTranscript", "SpeechEmotionTool", "SpokenSegment", "Transcript", "TranscriptSegment",
+    "WhisperASR", "align", "load_asr", "transcribe_with_emotion", "transcript_lines",
 ]
+
+
+def __getattr__(name: str):
+    # The LangChain tool needs the optional langchain-core: import it only when asked for.
+    if name == "SpeechEmotionTool":
+        from ser_tool.langchain_tool import SpeechEmotionTool
+
+        return SpeechEmotionTool
+    raise AttributeError(f"module 'ser_tool' has no attribute {name!r}")

@@ -136,7 +136,7 @@ class Analyzer:
             with self._lock:
                 pred = backend.predict(waves)
             for j in range(len(batch)):
-                out.append(_affect(
+                out.append(affect_from(
                     pred.probabilities[j],
                     None if pred.dimensions is None else pred.dimensions[j],
                     None if pred.unmapped is None else float(pred.unmapped[j]),
@@ -158,7 +158,7 @@ class Analyzer:
             mean_d = weights @ dims / weights.sum()
         unmapped = [a.unmapped_probability for a in results.values()]
         mean_u = None if unmapped[0] is None else float(weights @ np.array(unmapped) / weights.sum())
-        overall = _affect(mean_p, mean_d, mean_u, len(backend.emotions_supported))
+        overall = affect_from(mean_p, mean_d, mean_u, len(backend.emotions_supported))
 
         speech_duration = _covered_seconds(list(results))
         segments = [Segment(start=s.start, end=s.end, speech=s.speech, affect=results.get(s)) for s in plan]
@@ -181,7 +181,8 @@ class Analyzer:
         )
 
 
-def _affect(p: np.ndarray, d: np.ndarray | None, unmapped: float | None, n_supported: int) -> Affect:
+def affect_from(p: np.ndarray, d: np.ndarray | None, unmapped: float | None, n_supported: int) -> Affect:
+    """An Affect from probabilities over EMOTIONS (top emotion, confidence over n_supported), dims and unmapped mass."""
     probs = EmotionProbabilities.from_sequence(p)
     return Affect(
         emotion=EMOTIONS[int(np.argmax(p))],

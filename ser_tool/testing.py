@@ -23,6 +23,7 @@ __all__ = [
     "MERALION_STANDIN_ID2LABEL",
     "hub_sandbox",
     "make_tiny_hf_classifier",
+    "make_tiny_whisper_asr",
     "make_tiny_meralion_standin",
 ]
 
@@ -194,6 +195,65 @@ def make_tiny_hf_classifier(
         raise ValueError(f"unknown kind {kind!r}; use 'wav2vec2' or 'whisper'")
     model.save_pretrained(path, safe_serialization=True)
     extractor.save_pretrained(path)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Tiny Whisper speech recogniser
+
+_WHISPER_SPECIALS = (
+    "<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|translate|>", "<|transcribe|>",
+    "<|startoflm|>", "<|startofprev|>", "<|nocaptions|>", "<|notimestamps|>",
+)
+
+
+def make_tiny_whisper_asr(path: str | Path) -> Path:
+    """Save a tiny random Whisper speech recogniser (model, tokenizer, feature extractor, generation
+    config) to `path` and return it; `transformers.pipeline("automatic-speech-recognition", path)` loads it.
+
+    Byte-level vocabulary (256 symbols, no merges), Whisper's special tokens for English, and the 1501
+    timestamp tokens <|0.00|> .. <|30.00|>, so timestamped and chunked long-form decoding run for real.
+    Random weights: the words are noise; assert structure, never text.
+    """
+    import torch
+    from transformers import (
+        GenerationConfig,
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+        WhisperTokenizer,
+    )
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    vocab = {ch: i for i, ch in enumerate(bytes_to_unicode().values())}
+    for token in _WHISPER_SPECIALS:
+        vocab[token] = len(vocab)
+    for i in range(1501):
+        vocab[f"<|{i * 0.02:.2f}|>"] = len(vocab)
+    ids = {t: vocab[t] for t in _WHISPER_SPECIALS}
+    eot = ids["<|endoftext|>"]
+    tokenizer = WhisperTokenizer(vocab=dict(vocab), merges=[], unk_token="<|endoftext|>", bos_token="<|endoftext|>",
+                                 eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    tokenizer.add_special_tokens({"additional_special_tokens": list(_WHISPER_SPECIALS[1:])})
+    config = WhisperConfig(
+        vocab_size=len(vocab), d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, num_mel_bins=80,
+        max_source_positions=1500, max_target_positions=64, pad_token_id=eot, bos_token_id=eot, eos_token_id=eot,
+        decoder_start_token_id=ids["<|startoftranscript|>"], suppress_tokens=[], begin_suppress_tokens=[eot],
+    )
+    torch.manual_seed(0)
+    model = WhisperForConditionalGeneration(config)
+    model.generation_config = GenerationConfig(
+        decoder_start_token_id=ids["<|startoftranscript|>"], eos_token_id=eot, pad_token_id=eot, bos_token_id=eot,
+        no_timestamps_token_id=ids["<|notimestamps|>"], is_multilingual=True, lang_to_id={"<|en|>": ids["<|en|>"]},
+        task_to_id={"transcribe": ids["<|transcribe|>"], "translate": ids["<|translate|>"]},
+        max_initial_timestamp_index=50, begin_suppress_tokens=[eot], suppress_tokens=[], max_length=24,
+    )
+    model.save_pretrained(path, safe_serialization=True)
+    tokenizer.save_pretrained(path)
+    WhisperFeatureExtractor(feature_size=80, sampling_rate=16000).save_pretrained(path)
     return path
 
 

@@ -104,7 +104,7 @@ async def session(server):
 
 async def test_tools_resources_and_prompt_are_listed(audio_dir):
     async with session(fake_server(audio_dir)) as (client, tools):
-        assert set(tools) == {ANALYZE, BATCH}
+        assert set(tools) == {ANALYZE, BATCH, "transcribe_speech_emotion"}
         analyze = tools[ANALYZE]
         assert set(analyze.inputSchema["properties"]) == {"path", "url", "audio_base64", "timeline", "window", "hop", "vad"}
         assert analyze.outputSchema["title"] == "AffectReport"

@@ -75,7 +75,7 @@ async def test_stdio_subprocess_end_to_end(server_env, audio_dir):
         config = json.loads((await client.read_resource("ser://config")).contents[0].text)
         assert config["model_loaded"] is False and config["allowed_folders"] == [str(audio_dir)]
         tools = {t.name: t for t in (await client.list_tools()).tools}
-        assert set(tools) == {ANALYZE, BATCH}
+        assert set(tools) == {ANALYZE, BATCH, "transcribe_speech_emotion"}
 
         sample = check_report(await client.call_tool(ANALYZE, {"path": "speech_en.ogg"}), tools[ANALYZE])
         assert sample.duration > 5
@@ -127,7 +127,7 @@ async def test_langchain_loads_and_calls_the_tools(server_env):
     client = MultiServerMCPClient({"ser": {"transport": "stdio", "command": command, "args": args, "env": server_env}})
     async with client.session("ser") as session:
         tools = {t.name: t for t in await load_mcp_tools(session)}
-        assert set(tools) == {ANALYZE, BATCH}
+        assert set(tools) == {ANALYZE, BATCH, "transcribe_speech_emotion"}
         tool = tools[ANALYZE]
         assert "path" in tool.args and "expressed" in tool.description.lower()
         msg = await tool.ainvoke({"type": "tool_call", "id": "1", "name": ANALYZE, "args": {"path": "speech_en.ogg"}})

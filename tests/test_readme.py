@@ -35,10 +35,11 @@ def _flags(parser) -> set[str]:
 
 
 def test_readme_flags_exist():
+    from agents.cli import build_parser as agent_parser
     from evals.cli import build_parser as eval_parser
     from mcp_server.cli import build_parser as mcp_parser
 
-    known = _flags(build_parser()) | _flags(eval_parser()) | _flags(mcp_parser())
+    known = _flags(build_parser()) | _flags(eval_parser()) | _flags(mcp_parser()) | _flags(agent_parser())
     cli_part = (REPO / "README.md").read_text().split("## Benchmark")[0]  # later flags are the benchmark's
     ours = "\n".join(line for line in cli_part.splitlines() if "pip " not in line)  # pip's own flags
     used = set(re.findall(r"(?<![\w-])(--[a-z][a-z-]+)", ours))

@@ -1,0 +1,150 @@
+"""`ser-agent`: the reference agent from the terminal.
+
+    ser-agent chat --audio FILE [--model PROVIDER:MODEL | local]   # empathetic chat about a recording
+    ser-agent ask --audio FILE "question"                         # one answer (the fixed pipeline)
+
+Turns are read from standard input (one per line), so a chat can be piped. Settings come from flags or
+SER_ environment variables (SER_AGENT_MODEL, SER_ASR_MODEL, SER_BACKEND, ...).
+Exit codes: 0 ok; 1 bad audio; 2 bad usage; 3 a model could not be loaded or failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from agents.prompt import AFFECT_MODES
+
+EMPATHETIC_CONTEXT = (
+    "This is a live conversation: the recording is the user's own voice message to you. Reply to them directly, "
+    "warmly and briefly, responding to how they sound as well as to what they say; never tell them what they feel."
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ser-agent", description="An LLM that hears how things were said: "
+                                     "speech recognition + speech emotion recognition + any chat model.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    chat = sub.add_parser("chat", help="chat about a voice message (follow-up turns from stdin)")
+    ask = sub.add_parser("ask", help="answer one question about a recording")
+    ask.add_argument("question", help="the question")
+    for p in (chat, ask):
+        p.add_argument("--audio", help="the recording (WAV, FLAC, OGG/Opus, MP3, ...)")
+        p.add_argument("--model", help="chat model: provider:model (anthropic:claude-sonnet-4-5, openai:gpt-4o-mini, "
+                                       "ollama:llama3.2, ...; keys from the environment) or 'local' / local:PATH (offline); "
+                                       "env SER_AGENT_MODEL")
+        p.add_argument("--temperature", type=float, help="sampling temperature of the chat model")
+        p.add_argument("--mode", choices=AFFECT_MODES, default="predicted",
+                       help="what the prompt carries about how it was said (default: predicted)")
+        p.add_argument("--transcript", help="the words, if known (then no speech recognition runs)")
+        p.add_argument("--asr-model", help="Whisper checkpoint for the words (hub id or folder); env SER_ASR_MODEL")
+        p.add_argument("--language", help="language of the speech for the recogniser, e.g. en")
+        p.add_argument("--backend", choices=("embedded", "meralion", "hf"), help="SER model family (default embedded)")
+        p.add_argument("--ser-model", help="SER model: hub id or folder (with --backend hf/meralion)")
+        p.add_argument("--show-prompt", action="store_true", help="print the rendered prompt to stderr")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, *, model: Any = None, stdin: TextIO | None = None,
+         stdout: TextIO | None = None) -> int:
+    """Entry point. `model` (a chat model object) replaces --model: tests and embedding programs use it."""
+    from ser_tool import SERError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        pipeline = _pipeline(args, model)
+        if args.command == "ask":
+            return _ask(args, pipeline, stdout)
+        return _chat(args, pipeline, stdin, stdout)
+    except SERError as e:
+        print(f"ser-agent: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+def _pipeline(args, model: Any):
+    from agents.errors import AgentError
+    from agents.pipeline import AffectPipeline
+    from ser_tool import Analyzer, load_asr
+
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if model is None:
+        model = args.model or os.environ.get("SER_AGENT_MODEL")
+        if not model:
+            raise AgentError("no chat model: pass --model provider:model (e.g. anthropic:claude-sonnet-4-5, "
+                             "openai:gpt-4o-mini, ollama:llama3.2) or --model local for the offline model")
+    asr_model = args.asr_model or os.environ.get("SER_ASR_MODEL")
+    asr = load_asr(asr_model, language=args.language) if asr_model and args.transcript is None else None
+    backend = args.backend or os.environ.get("SER_BACKEND", "embedded")
+    analyzer = Analyzer(backend, model=args.ser_model or os.environ.get("SER_MODEL")) if args.mode == "predicted" else None
+    return AffectPipeline(model, analyzer=analyzer, asr=asr, mode=args.mode, temperature=args.temperature)
+
+
+def _ask(args, pipeline, out: TextIO) -> int:
+    answer = pipeline.run(args.question, audio=args.audio, transcript=args.transcript)
+    if args.show_prompt:
+        print(answer.prompt.as_text(), file=sys.stderr)
+    print(answer.answer, file=out)
+    return 0
+
+
+def _chat(args, pipeline, stdin: TextIO, out: TextIO) -> int:
+    from agents.pipeline import Conversation
+
+    interactive = stdin.isatty()
+    conversation = Conversation(pipeline, audio=args.audio, transcript=args.transcript, context=EMPATHETIC_CONTEXT)
+    print(perceived_line(conversation.perception), file=out, flush=True)
+    turns = 0
+    while True:
+        if interactive:
+            print("you> ", end="", file=out, flush=True)
+        line = stdin.readline()
+        if not line:
+            break
+        text = line.strip()
+        if not text:
+            continue
+        if text in ("/quit", "/exit"):
+            break
+        reply = conversation.say(text)
+        if args.show_prompt and turns == 0:
+            print("\n\n".join(f"[{m.type}]\n{m.text}" for m in conversation.messages[:2]), file=sys.stderr)
+        print(f"agent [{affect_tag(conversation.perception)}]> {reply}", file=out, flush=True)
+        turns += 1
+    if turns == 0:
+        print("(no message: type a turn, or pipe one, e.g. echo 'How do I sound?' | ser-agent chat --audio FILE)", file=out)
+    return 0
+
+
+def affect_tag(perception) -> str:
+    """A compact tag of the perceived affect, shown next to each reply."""
+    report = perception.report
+    if report is None:
+        return "words only"
+    o = report.overall
+    tag = f"{o.emotion} {o.confidence:.2f}" + (" uncertain" if o.confidence < 0.3 else "")
+    if o.dimensions:
+        tag += f" | V {o.dimensions.valence:.2f} A {o.dimensions.arousal:.2f} D {o.dimensions.dominance:.2f}"
+    return tag
+
+
+def perceived_line(perception) -> str:
+    words = perception.transcript
+    heard = "words: " + (words if isinstance(words, str) else words.text if words is not None else "(not transcribed)")
+    if perception.report is None:
+        return f"[heard] {heard}"
+    return f"[perceived voice] {affect_tag(perception)}: {perception.report.description}\n[heard] {heard}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

