@@ -176,12 +176,7 @@ def build_server(settings: ServerSettings, *, engine: Engine | None = None, sand
         t0 = time.perf_counter()
         try:
             kind = validate_one_source(path=path, url=url, audio_base64=audio_base64)
-            if kind == "path":
-                audio, name = await anyio.to_thread.run_sync(sandbox.resolve_file, path), path.strip()
-            elif kind == "url":
-                audio, name = await sandbox.fetch_url(url)
-            else:
-                audio, name = await anyio.to_thread.run_sync(sandbox.decode_base64, audio_base64), None
+            audio, name = await _fetch_source(sandbox, kind, path, url, audio_base64)
             analyzer = await _analyzer(ctx, engine, backend, window, hop, vad)
             run = functools.partial(engine.analyze, analyzer, audio, name=name, timeline=timeline,
                                     progress=_window_progress(ctx, name or "audio"))
@@ -307,12 +302,7 @@ def build_server(settings: ServerSettings, *, engine: Engine | None = None, sand
                                 "as transcript, or use analyze_speech_emotion for the affect alone")
             else:
                 recogniser = asr
-            if kind == "path":
-                audio, name = await anyio.to_thread.run_sync(sandbox.resolve_file, path), path.strip()
-            elif kind == "url":
-                audio, name = await sandbox.fetch_url(url)
-            else:
-                audio, name = await anyio.to_thread.run_sync(sandbox.decode_base64, audio_base64), None
+            audio, name = await _fetch_source(sandbox, kind, path, url, audio_base64)
             analyzer = await _analyzer(ctx, engine, None, None, None, vad)
             await _report_progress(ctx, 0, None, "transcribing and analysing")
             result = await anyio.to_thread.run_sync(functools.partial(
@@ -372,6 +362,15 @@ def build_server(settings: ServerSettings, *, engine: Engine | None = None, sand
 
 
 # -- helpers ---------------------------------------------------------------------------------------
+
+async def _fetch_source(sandbox, kind: str, path: str | None, url: str | None, audio_base64: str | None):
+    """The audio named by the one source given (a checked path, a downloaded URL or decoded base64), and its name."""
+    if kind == "path":
+        return await anyio.to_thread.run_sync(sandbox.resolve_file, path), path.strip()
+    if kind == "url":
+        return await sandbox.fetch_url(url)
+    return await anyio.to_thread.run_sync(sandbox.decode_base64, audio_base64), None
+
 
 async def _analyzer(ctx: Context, engine: Engine, backend: str | None, window, hop, vad):
     if not engine.is_loaded(backend):

@@ -26,7 +26,7 @@ from ser_tool.backends.base import Backend, LabelProjection, Prediction, softmax
 from ser_tool.errors import BackendError, ModelNotAvailableError
 from ser_tool.labels import EMOTIONS
 
-__all__ = ["HFBackend", "config_labels", "load_hf"]
+__all__ = ["HFBackend", "TransformersBackend", "config_labels", "load_hf"]
 
 
 def config_labels(config: Any, model: str) -> list[str]:
@@ -81,11 +81,8 @@ def not_available(model: str, offline: bool, error: Exception) -> ModelNotAvaila
     return ModelNotAvailableError(f"could not load model {model!r} ({mode}; {cause}). {fix}")
 
 
-class HFBackend:
-    """A transformers audio-classification model behind the Backend protocol."""
-
-    name = "hf"
-    has_dimensions = False
+class TransformersBackend:
+    """What every transformers-loaded backend holds: extractor, model, label projection, device."""
 
     def __init__(
         self, model_id: str, feature_extractor: Any, model: Any, projection: LabelProjection, device: torch.device
@@ -97,6 +94,18 @@ class HFBackend:
         self.device = device
         self.sample_rate = int(feature_extractor.sampling_rate)
         self.emotions_supported = projection.emotions_supported
+
+
+class HFBackend(TransformersBackend):
+    """A transformers audio-classification model behind the Backend protocol."""
+
+    name = "hf"
+    has_dimensions = False
+
+    def __init__(
+        self, model_id: str, feature_extractor: Any, model: Any, projection: LabelProjection, device: torch.device
+    ):
+        super().__init__(model_id, feature_extractor, model, projection, device)
         # Whisper-style extractors pad or cut every input to a fixed window (30 s); others take any length.
         self._fixed_window = getattr(feature_extractor, "chunk_length", None) is not None
         self.max_input_seconds: float | None = (

@@ -31,7 +31,7 @@ from ser_tool.backends._torch import (
     transformers_major,
 )
 from ser_tool.backends.base import Backend, LabelProjection, Prediction, softmax
-from ser_tool.backends.hf import config_labels, looks_like_path
+from ser_tool.backends.hf import TransformersBackend, config_labels, looks_like_path
 from ser_tool.errors import BackendError, ModelNotAvailableError, SERError
 from ser_tool.labels import DIMENSIONS, EMOTIONS
 
@@ -81,7 +81,7 @@ def write_whisper_config(name: str, directory: str | os.PathLike[str]) -> str:
     return str(directory)
 
 
-class MeralionBackend:
+class MeralionBackend(TransformersBackend):
     """MERaLiON-SER-v1 (or a checkpoint with the same contract) behind the Backend protocol."""
 
     name = "meralion"
@@ -90,13 +90,7 @@ class MeralionBackend:
     def __init__(
         self, model_id: str, feature_extractor: Any, model: Any, projection: LabelProjection, device: torch.device
     ):
-        self.model_id = model_id
-        self.feature_extractor = feature_extractor
-        self.model = model
-        self.projection = projection
-        self.device = device
-        self.sample_rate = int(feature_extractor.sampling_rate)
-        self.emotions_supported = projection.emotions_supported
+        super().__init__(model_id, feature_extractor, model, projection, device)
         self.max_input_seconds: float | None = float(getattr(feature_extractor, "chunk_length", None) or WINDOW_SECONDS)
 
     def predict(self, waveforms: Sequence[np.ndarray]) -> Prediction:
