@@ -101,3 +101,19 @@ def make_toy_corpus(folder, n_speakers=8):
         w.writeheader()
         w.writerows(rows)
     return folder
+
+
+@pytest.fixture
+def anyio_backend():
+    """Async tests (MCP) run on asyncio."""
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+def audio_dir(tmp_path_factory):
+    """A folder of small audio files in several formats (the MCP tests' allowed folder)."""
+    from mcp_support import write_audio_fixtures
+
+    folder = tmp_path_factory.mktemp("allowed")
+    write_audio_fixtures(folder)
+    return folder

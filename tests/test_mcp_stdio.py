@@ -26,7 +26,6 @@ from mcp_support import (
     embedded_available,
     error_text,
     ser_mcp_command,
-    write_audio_fixtures,
 )
 from ser_tool import AffectReport
 from ser_tool.testing import make_tiny_hf_classifier
@@ -34,18 +33,6 @@ from ser_tool.testing import make_tiny_hf_classifier
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 ANALYZE, BATCH = "analyze_speech_emotion", "analyze_speech_emotion_batch"
-
-
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
-@pytest.fixture(scope="module")
-def audio_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("allowed")
-    write_audio_fixtures(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -13,24 +13,12 @@ from conftest import FakeBackend
 from mcp_server.engine import Engine
 from mcp_server.server import build_server
 from mcp_server.settings import ServerSettings
-from mcp_support import error_text, write_audio_fixtures
+from mcp_support import error_text
 from ser_tool import EmotionTranscript, WhisperASR
 from ser_tool.testing import make_tiny_whisper_asr
 
 pytestmark = pytest.mark.anyio
 TRANSCRIBE = "transcribe_speech_emotion"
-
-
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
-@pytest.fixture(scope="module")
-def audio_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("allowed")
-    write_audio_fixtures(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")
