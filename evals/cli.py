@@ -1,4 +1,5 @@
-"""`ser-eval`: evaluations. `ser-eval ser DATA_DIR...` runs the SER benchmark."""
+"""`ser-eval`: evaluations. `ser-eval ser DATA_DIR...` runs the SER benchmark; `ser-eval cpbench generate|run`
+the CP-Bench style question answering evaluation of the reference agent."""
 
 from __future__ import annotations
 
@@ -26,12 +27,100 @@ def build_parser() -> argparse.ArgumentParser:
                    help="corpora whose train split fits the baseline (default: DATA_DIR); for a cross-corpus test name the model's training corpora")
     s.add_argument("--limit", type=int, help="score at most N clips (a smoke run)")
     s.add_argument("--batch-size", type=int, default=16)
+    add_cpbench(sub)
     return parser
+
+
+def add_cpbench(sub) -> None:
+    c = sub.add_parser("cpbench", help="CP-Bench style QA: the reference agent per affect mode, LLM judge or multiple choice",
+                       description="Generate a CP-style QA set from corpora, or run the reference agent on a QA set and score it.")
+    csub = c.add_subparsers(dest="cp_command", metavar="STEP")
+    g = csub.add_parser("generate", help="write a CP-style QA set (JSONL) from corpora in the manifest format")
+    g.add_argument("data", nargs="*", default=["../shared/data/ravdess"], metavar="DATA_DIR",
+                   help="corpus folders with manifest.csv and a text column (default: ../shared/data/ravdess)")
+    g.add_argument("--out", required=True, help="folder for cpstyle.jsonl")
+    g.add_argument("--n-clips", type=int, default=40, help="test-split clips (3 questions each; default 40)")
+    g.add_argument("--seed", type=int, help="generator seed (default: the fixed one in evals.cpbench.generate)")
+    g.add_argument("--choices", type=int, default=4, help="options per multiple-choice question (default 4)")
+    r = csub.add_parser("run", help="answer a QA set in each affect mode and score it")
+    r.add_argument("data", metavar="DATA", help="a .jsonl / .csv file, a datasets save_to_disk folder (hub layout), or a hub id")
+    r.add_argument("--model", default="local", help="answering chat model: local | local:PATH | provider:model (default local)")
+    r.add_argument("--judge", help="judge chat model for open-ended scoring (local | provider:model)")
+    r.add_argument("--mc", action="store_true", help="score the multiple-choice form by exact choice (no judge)")
+    r.add_argument("--modes", nargs="+", default=["none", "predicted", "oracle"], choices=("none", "predicted", "oracle"))
+    r.add_argument("--temperature", type=float, default=0.0, help="answering model temperature (default 0)")
+    r.add_argument("--judge-temperature", type=float, default=0.0)
+    r.add_argument("--asr-model", help="Whisper checkpoint: take the words from ASR instead of the dataset's transcript")
+    r.add_argument("--vad", default="energy", choices=("energy", "webrtc"),
+                   help="speech detector of the SER analysis in mode predicted (default energy: whole short clips)")
+    r.add_argument("--concurrency", type=int, default=1, help="samples in flight at once (default 1; raise it for API models)")
+    r.add_argument("--limit", type=int, help="at most N samples (a smoke run)")
+    r.add_argument("--cache", help="call cache folder (default OUT/cache); a rerun answers repeated calls from it")
+    r.add_argument("--no-cache", action="store_true")
+    r.add_argument("--out", default="runs/cpbench", help="folder for report.json, scores.png, summary.txt")
+
+
+def cpbench_main(args, parser) -> int:
+    from ser_tool.errors import SERError
+
+    from evals.cpbench.dataset import load_samples
+
+    if args.cp_command == "generate":
+        from evals.cpbench.generate import DEFAULT_SEED, generate, write_jsonl
+
+        try:
+            samples = generate(args.data, n_clips=args.n_clips, seed=DEFAULT_SEED if args.seed is None else args.seed,
+                               n_choices=args.choices)
+        except (SERError, ValueError) as e:
+            print(f"ser-eval: error: {e}", file=sys.stderr)
+            return 2
+        path = write_jsonl(samples, Path(args.out) / "cpstyle.jsonl")
+        print(f"wrote {len(samples)} questions about {len(samples) // 3} clips to {path}")
+        return 0
+    if args.cp_command != "run":
+        parser.parse_args(["cpbench", "--help"])
+        return 2
+    if not args.mc and not args.judge:
+        print("ser-eval: error: give --judge MODEL for open-ended scoring, or --mc for multiple-choice scoring", file=sys.stderr)
+        return 2
+    from tqdm import tqdm
+
+    from agents import AgentError
+
+    from evals.cpbench.report import summary, write_report
+    from evals.cpbench.runner import evaluate
+
+    out = Path(args.out)
+    try:
+        samples = load_samples(args.data)
+        asr = None
+        if args.asr_model:
+            from ser_tool import load_asr
+
+            asr = load_asr(args.asr_model)
+        report = evaluate(
+            samples, args.model, modes=args.modes, mc=args.mc, judge=args.judge, temperature=args.temperature,
+            judge_temperature=args.judge_temperature, asr=asr, transcript="asr" if asr else "given",
+            cache_dir=None if args.no_cache else (args.cache or out / "cache"), concurrency=args.concurrency,
+            limit=args.limit, data=str(args.data), vad=args.vad,
+            progress_factory=lambda total: tqdm(total=total, desc="answers", unit="q", file=sys.stderr, disable=None),
+        )
+    except (SERError, AgentError, ValueError) as e:
+        print(f"ser-eval: error: {e}", file=sys.stderr)
+        if not args.no_cache:
+            print("ser-eval: finished calls are cached; rerun the same command to resume", file=sys.stderr)
+        return getattr(e, "exit_code", 2)
+    paths = write_report(report, out)
+    print(summary(report))
+    print(f"\nwrote {paths['log']}, {paths['chart']}, {paths['summary']}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "cpbench":
+        return cpbench_main(args, parser)
     if args.command != "ser":
         parser.print_help()
         return 2

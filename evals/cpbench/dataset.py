@@ -1,0 +1,196 @@
+"""Samples and their loaders: the plain local format (JSONL / CSV) and the hub layout of CPQA / CP-Bench
+(`datasets.save_to_disk` folders with `context{text, audio{array, sampling_rate}}`, `instruction{text}`,
+`answer{text}`, `other_attributes`)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import wave
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ser_tool import SAMPLE_RATE, ConfigError, load_audio
+
+__all__ = ["QUESTION_TYPES", "Sample", "load_samples", "load_local", "load_hub", "normalise_question_type"]
+
+QUESTION_TYPES: tuple[str, ...] = ("content", "contextual_paralinguistic", "direct_paralinguistic")
+LETTERS = "ABCDEFGHIJ"
+HUB_COLUMNS = ("context", "instruction", "answer")
+_TYPE_ALIASES = {
+    "content": "content", "content_only": "content", "content-only": "content",
+    "contextual_paralinguistic": "contextual_paralinguistic", "contextual": "contextual_paralinguistic",
+    "cp": "contextual_paralinguistic", "contextual-paralinguistic": "contextual_paralinguistic",
+    "direct_paralinguistic": "direct_paralinguistic", "direct": "direct_paralinguistic",
+    "paralinguistic": "direct_paralinguistic", "direct-paralinguistic": "direct_paralinguistic",
+}
+
+
+def normalise_question_type(value: str | None) -> str:
+    """One of QUESTION_TYPES for the usual spellings; any other label is kept (lower case); none -> 'unspecified'."""
+    if value is None or not str(value).strip():
+        return "unspecified"
+    key = str(value).strip().lower().replace(" ", "_")
+    return _TYPE_ALIASES.get(key, key)
+
+
+class Sample(BaseModel):
+    """One question about one recording."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    id: str = Field(description="Unique sample id.")
+    audio: str | None = Field(default=None, description="Path of the audio file (absolute, or relative to the data file).")
+    waveform: np.ndarray | None = Field(default=None, exclude=True, description="16 kHz mono float32 samples (hub datasets).")
+    question: str = Field(description="The question asked about the recording.")
+    reference: str = Field(description="The reference answer.")
+    question_type: str = Field(default="unspecified", description=f"One of {', '.join(QUESTION_TYPES)} (or a dataset's own label).")
+    transcript: str | None = Field(default=None, description="What was said, when known.")
+    oracle_emotion: str | None = Field(default=None, description="The annotated emotion, for the 'oracle' affect mode.")
+    choices: list[str] | None = Field(default=None, description="Options of the multiple-choice form, in letter order A, B, ...")
+    correct_choice: str | None = Field(default=None, description="The letter of the correct option.")
+    attributes: dict[str, Any] = Field(default_factory=dict, description="Anything else the dataset gives.")
+
+    @field_validator("question_type", mode="before")
+    @classmethod
+    def _type(cls, v):
+        return normalise_question_type(v)
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.audio is None and self.waveform is None:
+            raise ValueError(f"sample {self.id}: no audio (give an audio path)")
+        if self.choices is not None:
+            if not 2 <= len(self.choices) <= len(LETTERS):
+                raise ValueError(f"sample {self.id}: 2..{len(LETTERS)} choices expected")
+            letters = LETTERS[: len(self.choices)]
+            if self.correct_choice is None or self.correct_choice.upper() not in letters:
+                raise ValueError(f"sample {self.id}: correct_choice must be one of {', '.join(letters)}")
+            self.correct_choice = self.correct_choice.upper()
+        return self
+
+    def audio_input(self) -> str | bytes:
+        """What the agent is given: the file path, or a 16-bit WAV of the waveform."""
+        if self.audio is not None:
+            return self.audio
+        buf = io.BytesIO()
+        with wave.open(buf, "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(SAMPLE_RATE)
+            w.writeframes((np.clip(self.waveform, -1, 1) * 32767).astype("<i2").tobytes())
+        return buf.getvalue()
+
+
+def load_samples(source: str | Path) -> list[Sample]:
+    """Samples from a JSONL / CSV file or a hub-layout folder (`save_to_disk` output)."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return load_hub(path)
+    if path.suffix.lower() in (".jsonl", ".csv", ".json"):
+        return load_local(path)
+    if not path.exists():
+        raise ConfigError(f"{source}: no such file or folder (give a .jsonl / .csv file or a save_to_disk folder)")
+    raise ConfigError(f"{source}: unknown format; give a .jsonl or .csv file, or a datasets save_to_disk folder")
+
+
+def load_local(path: str | Path) -> list[Sample]:
+    """The plain format: one sample per JSONL line / CSV row with id, audio, question, reference,
+    question_type and optional transcript, oracle_emotion, choices (JSON list or '|'-separated), correct_choice.
+    Relative audio paths are read against the file's folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file")
+    if path.suffix.lower() == ".csv":
+        with path.open(newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    else:
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    samples = []
+    for i, row in enumerate(rows):
+        row = {k: v for k, v in row.items() if v not in ("", None)}
+        missing = [c for c in ("audio", "question", "reference") if c not in row]
+        if missing:
+            raise ConfigError(f"{path}: row {i + 1} lacks the column(s) {', '.join(missing)}")
+        if isinstance(row.get("choices"), str):
+            text = row["choices"]
+            row["choices"] = json.loads(text) if text.lstrip().startswith("[") else text.split("|")
+        audio = Path(row["audio"]).expanduser()
+        row["audio"] = str(audio if audio.is_absolute() else (path.parent / audio))
+        row.setdefault("id", f"{path.stem}-{i}")
+        try:
+            samples.append(Sample.model_validate(row))
+        except ValueError as e:
+            raise ConfigError(f"{path}: row {i + 1}: {e}") from e
+    return samples
+
+
+def load_hub(source: str | Path, *, split: str | None = None) -> list[Sample]:
+    """A CPQA / CP-Bench hub-layout dataset: a `save_to_disk` folder (Dataset or DatasetDict), or a hub id
+    (downloaded with huggingface_hub.snapshot_download when the hub is reachable)."""
+    try:
+        import datasets
+    except ImportError as e:
+        raise ConfigError("hub-layout datasets need the `datasets` package: pip install 'ser-tool[eval]'") from e
+    path = Path(source).expanduser()
+    if not path.exists():
+        from huggingface_hub import snapshot_download
+
+        try:
+            path = Path(snapshot_download(str(source), repo_type="dataset"))
+        except Exception as e:  # noqa: BLE001 - offline, unknown id, auth
+            raise ConfigError(f"{source}: not a local folder and cannot be downloaded from the hub ({type(e).__name__}: {e})") from e
+    try:
+        ds = datasets.load_from_disk(str(path))
+    except Exception as e:  # noqa: BLE001
+        raise ConfigError(f"{path}: not a datasets save_to_disk folder ({type(e).__name__}: {e})") from e
+    if isinstance(ds, datasets.DatasetDict):
+        name = split or ("test" if "test" in ds else next(iter(ds)))
+        ds = ds[name]
+    check_hub_schema(ds.column_names, dict(ds.features), str(path))
+    if isinstance(ds.features["context"]["audio"], datasets.Audio):
+        # decode the stored file bytes with ser-tool's decoder, not datasets' optional one
+        features = ds.features.copy()
+        features["context"]["audio"] = datasets.Audio(decode=False)
+        ds = ds.cast(features)
+    samples = []
+    for i, row in enumerate(ds):
+        attrs = row.get("other_attributes") or {}
+        if not isinstance(attrs, dict):
+            attrs = {"other_attributes": attrs}
+        audio = row["context"]["audio"]
+        if audio.get("array") is not None:
+            wave_ = load_audio(np.asarray(audio["array"], dtype=np.float32), sample_rate=int(audio["sampling_rate"]))
+        else:
+            wave_ = load_audio(audio["bytes"] if audio.get("bytes") else audio["path"])
+        qtype = next((attrs[k] for k in ("question_type", "type", "category", "task") if attrs.get(k)), None)
+        emotion = next((attrs[k] for k in ("emotion", "oracle_emotion", "label") if attrs.get(k)), None)
+        samples.append(Sample(
+            id=str(attrs.get("id") or f"{path.name}-{i}"), waveform=wave_,
+            question=row["instruction"]["text"], reference=row["answer"]["text"], question_type=qtype,
+            transcript=(row["context"].get("text") or None), oracle_emotion=emotion,
+            attributes={k: v for k, v in attrs.items() if isinstance(v, str | int | float | bool)},
+        ))
+    return samples
+
+
+def check_hub_schema(columns: Sequence[str], features: dict, where: str) -> None:
+    """Fail with a message naming what the hub layout lacks."""
+    missing = [c for c in HUB_COLUMNS if c not in columns]
+    for parent, child in (("context", "audio"), ("instruction", "text"), ("answer", "text")):
+        if parent in columns and child not in features.get(parent, {}):
+            missing.append(f"{parent}.{child}")
+    if "context" in columns and "audio" in features.get("context", {}):
+        sub = features["context"]["audio"]
+        if not (hasattr(sub, "sampling_rate") or (isinstance(sub, dict) and {"array", "sampling_rate"} <= set(sub))):
+            missing.append("context.audio{array, sampling_rate}")
+    if missing:
+        raise ConfigError(
+            f"{where}: the dataset lacks the column(s) {', '.join(missing)}; the hub layout is "
+            "context{text, audio{array, sampling_rate}}, instruction{text}, answer{text}, other_attributes "
+            f"(found columns: {', '.join(columns)})")

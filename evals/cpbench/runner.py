@@ -1,0 +1,91 @@
+"""Run samples x affect modes through solver and scorer: bounded concurrency (a thread pool), a progress
+bar, and the on-disk call cache so an interrupted run resumes where it stopped."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from agents import ChatModelError, chat_model
+from ser_tool import SERError
+
+from evals.cpbench.cache import CallCache
+from evals.cpbench.dataset import Sample
+from evals.cpbench.metrics import SampleResult, aggregate
+from evals.cpbench.report import Report
+from evals.cpbench.scorers import ChoiceScorer, JudgeScorer, Scorer
+from evals.cpbench.solvers import AgentSolver, Solver, mc_question, model_identity
+
+__all__ = ["evaluate", "run_samples"]
+
+
+def run_samples(samples: Sequence[Sample], solvers: Sequence[Solver], scorer: Scorer, *, concurrency: int = 1,
+                progress: Callable[[], None] | None = None) -> list[SampleResult]:
+    """Every sample through every solver, then the scorer; results in (solver, sample) order. The first
+    failure stops the run (what was done is in the cache: rerun to resume)."""
+    mc = isinstance(scorer, ChoiceScorer)
+
+    def one(job: tuple[Solver, Sample]) -> SampleResult:
+        solver, sample = job
+        question = mc_question(sample) if mc else sample.question
+        try:
+            solution = solver(sample)
+        except ChatModelError:
+            raise
+        except SERError as e:  # this clip cannot be heard (no speech, bad file): scored 0, kept in the log
+            if progress:
+                progress()
+            return SampleResult(sample_id=sample.id, question_type=sample.question_type, mode=solver.mode,
+                                question=question, reference=sample.reference, prompt="", answer="", score=0.0,
+                                parsed=False, correct_choice=sample.correct_choice if mc else None,
+                                error=f"{type(e).__name__}: {e}")
+        score = scorer(sample, question, solution.answer)
+        if progress:
+            progress()
+        return SampleResult(sample_id=sample.id, question_type=sample.question_type, mode=solver.mode,
+                            question=question, reference=sample.reference, prompt=solution.prompt,
+                            answer=solution.answer, score=score.value, parsed=score.parsed, raw=score.raw,
+                            correct_choice=sample.correct_choice if mc else None, judge_output=score.judge_output)
+
+    jobs = [(solver, sample) for solver in solvers for sample in samples]
+    if concurrency <= 1:
+        return [one(j) for j in jobs]
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        return list(pool.map(one, jobs))
+
+
+def evaluate(samples: Sequence[Sample], model: Any, *, modes: Sequence[str] = ("none", "predicted", "oracle"),
+             mc: bool = False, judge: Any = None, temperature: float | None = 0.0, judge_temperature: float | None = 0.0,
+             analyzer=None, asr=None, transcript: str = "given", cache_dir: str | Path | None = None,
+             concurrency: int = 1, limit: int | None = None, data: str = "", progress_factory=None,
+             vad: str = "energy") -> Report:
+    """Answer every sample in every affect mode and score it: exact choice (`mc=True`) or the LLM judge."""
+    if not mc and judge is None:
+        raise ValueError("open-ended scoring needs a judge model (or score the multiple-choice form: mc=True)")
+    samples = list(samples)[:limit] if limit else list(samples)
+    if mc:
+        missing = [s.id for s in samples if not s.choices]
+        if missing:
+            raise ValueError(f"{len(missing)} sample(s) have no choices for --mc (e.g. {missing[0]}); score them with --judge")
+    cache = CallCache(cache_dir)
+    if analyzer is None and "predicted" in modes:
+        from ser_tool import AnalysisOptions, Analyzer
+        from ser_tool.segment import SegmentationOptions
+
+        # short single-utterance clips: analyse everything above the noise floor (WebRTC's VAD drops some)
+        analyzer = Analyzer("embedded", options=AnalysisOptions(segmentation=SegmentationOptions(vad=vad)))
+    built = chat_model(model, temperature=temperature)  # one model shared by every mode
+    solvers = [AgentSolver(built, model_id=model_identity(model), mode=m, temperature=temperature, analyzer=analyzer, asr=asr, transcript=transcript,
+                           mc=mc, cache=cache) for m in modes]
+    scorer = ChoiceScorer() if mc else JudgeScorer(judge, temperature=judge_temperature, cache=cache)
+    bar = progress_factory(len(samples) * len(solvers)) if progress_factory else None
+    results = run_samples(samples, solvers, scorer, concurrency=concurrency, progress=bar.update if bar else None)
+    if bar is not None:
+        bar.close()
+    return Report(data=data, model=model_identity(model), scorer=scorer.name,
+                  judge=model_identity(judge) if judge is not None and not mc else None, temperature=temperature,
+                  transcript=transcript, modes=list(modes), n_samples=len(samples),
+                  calls={"made": cache.calls, "from_cache": cache.hits},
+                  failed=sum(r.error is not None for r in results), metrics=aggregate(results), samples=results)
