@@ -117,3 +117,14 @@ def audio_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("allowed")
     write_audio_fixtures(folder)
     return folder
+
+
+@pytest.fixture
+def one_thread():
+    """Run torch single-threaded for the test, then restore the process's thread count."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -24,11 +24,8 @@ from ser_tool.testing import MERALION_STANDIN_ID2LABEL, hub_sandbox, make_tiny_m
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _single_thread(one_thread):
+    """Tiny models: one torch thread is faster and leaves the other core to the rest of the suite."""
 
 
 @pytest.fixture
