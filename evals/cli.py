@@ -27,6 +27,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="corpora whose train split fits the baseline (default: DATA_DIR); for a cross-corpus test name the model's training corpora")
     s.add_argument("--limit", type=int, help="score at most N clips (a smoke run)")
     s.add_argument("--batch-size", type=int, default=16)
+    s.add_argument("--loco", action="store_true",
+                   help="leave-one-corpus-out: for each corpus (group), fit every system on the others and score all its clips")
+    s.add_argument("--systems", nargs="+", metavar="SYSTEM",
+                   help="with --loco: mfcc-lr, lr:REP, lr:REP-utt, lr:REP+REP, head:REP[+REP]; REP: resemblyzer, whisper-base, prosody "
+                        "(default: evals.ser.loco.DEFAULT_SYSTEMS)")
+    s.add_argument("--features-cache", metavar="DIR", help="with --loco: frozen-feature cache folder (default ~/.cache/ser-tool/features)")
+    s.add_argument("--folds", nargs="+", metavar="FOLD", help="with --loco: run only these folds (e.g. emodb_trimmed2s within)")
+    s.add_argument("--epochs", type=int, help="with --loco: epochs of each head (default: ser_tool.train.voice.VoiceTrainConfig)")
     add_cpbench(sub)
     return parser
 
@@ -116,6 +124,33 @@ def cpbench_main(args, parser) -> int:
     return 0
 
 
+def loco_main(args) -> int:
+    import dataclasses
+
+    from ser_tool.errors import SERError
+    from ser_tool.train.voice import VoiceTrainConfig
+
+    from evals.ser.loco import DEFAULT_SYSTEMS, run_loco, summary
+
+    cfg = VoiceTrainConfig()
+    if args.epochs:
+        cfg = dataclasses.replace(cfg, epochs=args.epochs)
+    try:
+        report = run_loco(args.data, systems=args.systems or DEFAULT_SYSTEMS, cache_dir=args.features_cache, head_cfg=cfg,
+                          only_folds=args.folds, log=lambda s: print(s, file=sys.stderr, flush=True))
+    except SERError as e:
+        print(f"ser-eval: error: {e}", file=sys.stderr)
+        return e.exit_code
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    text = summary(report)
+    (out / "summary.txt").write_text(text + "\n")
+    print(text)
+    print(f"\nwrote {out / 'report.json'}, {out / 'summary.txt'}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -124,6 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command != "ser":
         parser.print_help()
         return 2
+    if args.loco:
+        return loco_main(args)
     from tqdm import tqdm
 
     from ser_tool.backends import load_backend
