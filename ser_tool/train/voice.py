@@ -34,7 +34,7 @@ class VoiceTrainConfig:
     channel_mask: float = 0.1
     mixup_p: float = 0.5
     mixup_alpha: float = 0.3
-    corpus_cap: int = 800
+    corpus_cap: int = 1000
     label_smoothing: float = 0.1
     ccc_weight: float = 0.5
     channels: int = 128
@@ -130,7 +130,7 @@ def train_voice_head(train: FrameSet, dev: FrameSet, representations: Sequence[s
                     x[row, t0: t0 + w] = mean
                 if cfg.channel_mask:
                     ch = rng.random(dim) < cfg.channel_mask
-                    x[row, :, ch] = mean[ch]
+                    x[row][:, ch] = mean[ch]
             xt = torch.from_numpy(x)
             y = F.one_hot(torch.from_numpy(train.labels[idx]), len(EMOTIONS)).float()
             d = torch.from_numpy(train.dims[idx])
@@ -233,3 +233,45 @@ class ClipFeatures:
             np.array([c.dimensions or vad_target(c.label, c.intensity) for c in clips], dtype=np.float32).reshape(-1, 3),
             np.array([c.corpus for c in clips], dtype=object),
         )
+
+
+def train_voice(corpus_dirs: Sequence, out_dir, backbone: str, cache_dir, cfg: VoiceTrainConfig | None = None,
+                log: Log = print) -> dict:
+    """`ser train --backbone REP[+REP]`: frozen features (cached) -> voice head on the train speakers,
+    epoch and temperature chosen on dev speakers, test speakers scored; writes the model folder."""
+    import json
+    from pathlib import Path
+
+    from ser_tool.backends.voice_model import save_voice_head
+    from ser_tool.errors import ConfigError
+    from ser_tool.representations import REPRESENTATIONS, FeatureCache, load_representation
+    from ser_tool.train.data import read_corpus, split_by_speaker
+
+    names = [n.strip() for n in backbone.split("+") if n.strip()]
+    unknown = [n for n in names if n not in REPRESENTATIONS]
+    if not names or unknown:
+        raise ConfigError(f"--backbone {backbone!r}: use one or more of {', '.join(REPRESENTATIONS)} joined by '+'")
+    clips = [c for d in corpus_dirs for c in read_corpus(d).clips]
+    split = split_by_speaker(clips)
+    if not split["dev"]:
+        raise ConfigError("no dev speakers: the corpora need speaker ids (at least 3 speakers in one corpus) for a dev split")
+    feats = ClipFeatures(FeatureCache(cache_dir), [load_representation(n) for n in names])
+    log(f"features for {len(clips)} clips ({'+'.join(names)}; cached in {cache_dir})")
+    sets = {s: feats.frame_set(split[s], names) for s in ("train", "dev", "test")}
+    model, summary = train_voice_head(sets["train"], sets["dev"], names, cfg, log=log)
+    test = {}
+    if len(sets["test"]):
+        from scipy.special import softmax
+
+        logits, _ = predict_frames(model, sets["test"].frames)
+        pred = logits.argmax(axis=1)
+        for c in sorted(set(sets["test"].corpora)):
+            m = sets["test"].corpora == c
+            test[c] = {"uar": uar(sets["test"].labels[m], pred[m]),
+                       "ece": expected_calibration_error(softmax(logits[m], axis=1), sets["test"].labels[m])}
+    summary["test"] = test
+    summary["representation_ids"] = {n: feats.reps[n].id for n in names}
+    summary["data"] = [str(Path(d)) for d in corpus_dirs]
+    save_voice_head(model, out_dir, {"representation_ids": summary["representation_ids"]})
+    (Path(out_dir) / "training.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return summary
