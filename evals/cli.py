@@ -16,7 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("ser", help="SER metrics (UAR, WA, macro-F1, CCC) on corpora in the manifest format",
                        description="Score a backend on the held-out speakers of corpora in the manifest format, with a classical baseline on the same split.")
     s.add_argument("data", nargs="+", metavar="DATA_DIR", help="corpus folders, each with manifest.csv")
-    s.add_argument("--backend", default="embedded", choices=("embedded", "meralion", "hf"))
+    s.add_argument("--backend", default="embedded", choices=("embedded", "meralion", "hf", "voice"))
     s.add_argument("--model", help="model id or directory (default: the backend's)")
     s.add_argument("--device", default="cpu")
     s.add_argument("--offline", action="store_true", help="never contact the Hugging Face hub")

@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "format, keep the best dev checkpoint, and write weights + config + model card to --out.")
     t.add_argument("data", nargs="+", metavar="DATA_DIR", help="corpus folders, each with manifest.csv")
     t.add_argument("--out", default="runs/train", help="model folder to write (default runs/train); use it with --backend embedded --model DIR")
-    t.add_argument("--epochs", type=int, help="default 25 (compact), 16 (--backbone)")
+    t.add_argument("--epochs", type=int, help="default 25 (compact), 12 (--backbone)")
     t.add_argument("--batch-size", type=int, default=32)
     t.add_argument("--lr", type=float, default=2e-3)
     t.add_argument("--corpus-cap", type=int, default=1000, help="max training clips a corpus contributes per epoch")
@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _model_flags(a: argparse.ArgumentParser) -> None:
     m = a.add_argument_group("model")
-    m.add_argument("--backend", choices=("embedded", "meralion", "hf"), help="model family (default: embedded)")
+    m.add_argument("--backend", choices=("embedded", "meralion", "hf", "voice"), help="model family (default: embedded)")
     m.add_argument("--model", help="hub id or local directory of the model")
     m.add_argument("--device", help="cpu (default), cuda, cuda:N or auto")
     m.add_argument("--batch-size", type=int, help="windows per forward pass (default 8)")

@@ -18,7 +18,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SER_", extra="ignore")
 
-    backend: Literal["embedded", "meralion", "hf"] = Field("embedded", description="Model family.")
+    backend: Literal["embedded", "meralion", "hf", "voice"] = Field("embedded", description="Model family.")
     model: str | None = Field(None, description="Hub id or local directory of the model (meralion, hf, embedded).")
     device: str = Field("cpu", description="cpu, cuda, cuda:N or auto.")
     offline: bool = Field(False, description="Never contact the Hugging Face hub; use local files and the cache only.")

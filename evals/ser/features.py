@@ -51,18 +51,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--reps", nargs="+", default=["resemblyzer", "whisper-base", "prosody"])
     p.add_argument("--cache", default=str(DEFAULT_CACHE))
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--fit-cap", type=int, default=2000, help="extract the clips LOCO fits on first (evals.ser.loco.extraction_order)")
     args = p.parse_args(argv)
     import torch
 
     torch.set_num_threads(args.threads)
     reps = [load_representation(n) for n in args.reps]
     cache = FeatureCache(args.cache)
-    for folder in args.data:
-        corpus = read_corpus(folder)
-        print(f"{corpus.name}: {len(corpus.clips)} clips", flush=True)
-        failed = extract(corpus.clips, reps, cache, log=lambda s: print(s, flush=True))
-        for path, err in failed:
-            print(f"  undecodable: {path}: {err}", flush=True)
+    from evals.ser.loco import extraction_order
+
+    corpora = {c.name: c.clips for c in map(read_corpus, args.data)}
+    clips = extraction_order(corpora, args.fit_cap)
+    print(f"{len(clips)} clips of {', '.join(corpora)}", flush=True)
+    failed = extract(clips, reps, cache, log=lambda s: print(s, flush=True))
+    for path, err in failed:
+        print(f"  undecodable: {path}: {err}", flush=True)
     return 0
 
 

@@ -13,14 +13,15 @@ Systems, side by side in one run:
   its functionals);
 - `head:REP[+REP]`: the voice head (ser_tool.backends.voice_model) trained on the frames with the
   hybrid objective, temperature-calibrated on dev.
-Every classifier sees each training corpus capped at `lr_cap` clips (deterministic) for LR, and
-`corpus_cap` fresh clips per epoch for the head, so one large corpus does not swamp the others.
+Every system fits on at most `fit_cap` clips of each training corpus (a fixed random subset, the same in
+every fold; the head draws `corpus_cap` of them per epoch), so one large corpus does not swamp the others.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -65,7 +66,7 @@ def corpus_groups(corpora: dict[str, list[Clip]]) -> list[list[str]]:
     return [sorted(g) for g in sorted(groups, key=lambda g: sorted(g)[0])]
 
 
-def folds(corpora: dict[str, list[Clip]], within: bool = True) -> list[dict]:
+def folds(corpora: dict[str, list[Clip]], within: bool = True, fit_cap: int = 2000) -> list[dict]:
     """[{name, fit, dev, score}]: one fold per corpus group, plus the within-corpora split."""
     out = []
     for group in corpus_groups(corpora):
@@ -73,23 +74,39 @@ def folds(corpora: dict[str, list[Clip]], within: bool = True) -> list[dict]:
         if not rest:
             continue
         split = split_by_speaker(rest)
-        out.append({"name": "+".join(group), "left_out": group, "fit": split["train"] + split["test"], "dev": split["dev"],
+        out.append({"name": "+".join(group), "left_out": group, "fit": cap_per_corpus(split["train"] + split["test"], fit_cap), "dev": split["dev"],
                     "score": [c for name in group for c in corpora[name]]})
     if within:
         split = split_by_speaker([c for clips in corpora.values() for c in clips])
-        out.append({"name": "within", "left_out": [], "fit": split["train"], "dev": split["dev"], "score": split["test"]})
+        out.append({"name": "within", "left_out": [], "fit": cap_per_corpus(split["train"], fit_cap), "dev": split["dev"],
+                    "score": split["test"]})
     return out
 
 
 def cap_per_corpus(clips: Sequence[Clip], cap: int, seed: int = 0) -> list[Clip]:
-    rng = np.random.default_rng(seed)
+    """At most `cap` clips of each corpus: those with the lowest hash of (seed, file name), so the
+    subset of a corpus is the same in every fold (and nearly the same for the within split)."""
     out = []
     for name in sorted({c.corpus for c in clips}):
         mine = [c for c in clips if c.corpus == name]
         if len(mine) > cap:
-            mine = [mine[i] for i in sorted(rng.choice(len(mine), cap, replace=False))]
+            rank = sorted(range(len(mine)), key=lambda i: zlib.crc32(f"{seed}:{mine[i].path.name}".encode()))
+            keep = set(rank[:cap])
+            mine = [c for i, c in enumerate(mine) if i in keep]
         out += mine
     return out
+
+
+def extraction_order(corpora: dict[str, list[Clip]], fit_cap: int) -> list[Clip]:
+    """Every clip, those any fold fits on, selects on or scores within first, then the left-out-only
+    rest (most of a large corpus), so the folds that only train on a large corpus can start early."""
+    needed: set = set()
+    for fold in folds(corpora, True, fit_cap):
+        needed |= {c.path for c in fold["fit"] + fold["dev"]}
+        if fold["name"] == "within":
+            needed |= {c.path for c in fold["score"]}
+    every = [c for name in sorted(corpora, key=lambda n: len(corpora[n])) for c in corpora[name]]
+    return [c for c in every if c.path in needed] + [c for c in every if c.path not in needed]
 
 
 def labels_of(clips: Sequence[Clip]) -> np.ndarray:
@@ -110,7 +127,7 @@ def score_block(clips: Sequence[Clip], probs: np.ndarray) -> dict:
     return out
 
 
-def run_lr(feats: ClipFeatures, names: Sequence[str], fold: dict, lr_cap: int, use_utterance: bool) -> tuple[np.ndarray, dict]:
+def run_lr(feats: ClipFeatures, names: Sequence[str], fold: dict, use_utterance: bool) -> tuple[np.ndarray, dict]:
     from evals.ser.baseline import fit_and_predict
 
     def vector(clip):
@@ -121,7 +138,7 @@ def run_lr(feats: ClipFeatures, names: Sequence[str], fold: dict, lr_cap: int, u
     def matrix(clips):
         return np.stack([vector(c) for c in clips])
 
-    fit = cap_per_corpus(fold["fit"], lr_cap)
+    fit = fold["fit"]
     dev = fold["dev"]
     probs, chosen = fit_and_predict((matrix(fit), labels_of(fit)), (matrix(dev), labels_of(dev)) if dev else None,
                                     matrix(fold["score"]))
@@ -150,7 +167,7 @@ def run_head(feats: ClipFeatures, names: Sequence[str], fold: dict, cfg: VoiceTr
 
 
 def run_loco(corpus_dirs: Sequence[str | Path], systems: Sequence[str] = DEFAULT_SYSTEMS, cache_dir: str | Path | None = None,
-             within: bool = True, lr_cap: int = 2000, head_cfg: VoiceTrainConfig | None = None, only_folds: Sequence[str] | None = None,
+             within: bool = True, fit_cap: int = 2000, head_cfg: VoiceTrainConfig | None = None, only_folds: Sequence[str] | None = None,
              log: Log = print) -> dict:
     from evals.ser.features import DEFAULT_CACHE
 
@@ -167,9 +184,9 @@ def run_loco(corpus_dirs: Sequence[str | Path], systems: Sequence[str] = DEFAULT
     head_cfg = head_cfg or VoiceTrainConfig()
     report = {"kind": "ser-loco", "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
               "data": [str(Path(d).resolve()) for d in corpus_dirs], "labels_dropped": dropped,
-              "groups": corpus_groups(corpora), "systems": list(systems), "lr_cap": lr_cap,
+              "groups": corpus_groups(corpora), "systems": list(systems), "fit_cap": fit_cap,
               "head_config": head_cfg.__dict__, "representation_ids": {r.name: r.id for r in reps}, "folds": {}}
-    for fold in folds(corpora, within):
+    for fold in folds(corpora, within, fit_cap):
         if only_folds and fold["name"] not in only_folds:
             continue
         log(f"fold {fold['name']}: fit {len(fold['fit'])} clips, dev {len(fold['dev'])}, score {len(fold['score'])}")
@@ -181,7 +198,7 @@ def run_loco(corpus_dirs: Sequence[str | Path], systems: Sequence[str] = DEFAULT
             if kind == "head":
                 probs, info = run_head(feats, names, fold, head_cfg, log)
             else:
-                probs, info = run_lr(feats, names, fold, lr_cap, use_utterance=kind in ("utt", "mfcc"))
+                probs, info = run_lr(feats, names, fold, use_utterance=kind in ("utt", "mfcc"))
             res = {"info": info, "scores": score_block(fold["score"], probs), "seconds": round(time.time() - started, 1)}
             entry["systems"][system] = res
             log(f"  {system:28s} " + "  ".join(f"{c} UAR {m['uar']:.3f}" + (f" (rare: {','.join(m['rare_classes'])})" if m["rare_classes"] else "")

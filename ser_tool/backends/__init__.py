@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from ser_tool.backends.base import Backend, LabelProjection, Prediction
 from ser_tool.errors import ConfigError
 
-BACKENDS: tuple[str, ...] = ("embedded", "meralion", "hf")
+BACKENDS: tuple[str, ...] = ("embedded", "meralion", "hf", "voice")
 
 __all__ = ["BACKENDS", "Backend", "LabelProjection", "Prediction", "load_backend"]
 
@@ -32,7 +32,7 @@ def load_backend(
     of weights. offline: never contact the hub (local files and cache only). label_map: extra
     model-label -> emotion mapping for `hf` (None as a value drops that label).
     """
-    if threads is None and name == "embedded":
+    if threads is None and name in ("embedded", "voice"):
         threads = 1
     if threads is not None:
         from ser_tool.backends._torch import set_threads
@@ -42,6 +42,10 @@ def load_backend(
         from ser_tool.backends.embedded import load_embedded
 
         return load_embedded(model, device=device)
+    if name == "voice":
+        from ser_tool.backends.voice import load_voice
+
+        return load_voice(model, device=device)
     if name == "meralion":
         from ser_tool.backends.meralion import load_meralion
 

@@ -24,20 +24,20 @@ Log = Callable[[str], None]
 
 @dataclass(frozen=True)
 class VoiceTrainConfig:
-    epochs: int = 16
+    epochs: int = 12
     batch_size: int = 32
     lr: float = 2e-3
     weight_decay: float = 0.05
     warmup_epochs: float = 1.0
-    crop_frames: tuple[int, int] = (50, 100)  # 2-4 s at 25 frames/s
+    crop_frames: tuple[int, int] = (40, 75)  # 1.6-3 s at 25 frames/s
     time_mask: float = 0.1  # fraction of frames zeroed (after standardisation: set to the mean) per clip
     channel_mask: float = 0.1
     mixup_p: float = 0.5
     mixup_alpha: float = 0.3
-    corpus_cap: int = 1000
+    corpus_cap: int = 600
     label_smoothing: float = 0.1
     ccc_weight: float = 0.5
-    channels: int = 128
+    channels: int = 96
     dropout: float = 0.2
     seed: int = 0
 
