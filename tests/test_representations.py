@@ -72,7 +72,7 @@ def test_cache_misses_when_the_file_changes(tmp_path, clip):
 def test_short_and_bad_inputs():
     rep = load_representation("prosody")
     for seconds in (0.01, 0.3, 3.0):
-        f = rep.features(voice(seconds))
+        f = rep.features(voice(seconds) if seconds != 0.01 else np.zeros(160, dtype=np.float32))
         assert f.frames.shape == (max(7, round(seconds * FRAME_RATE)), rep.frame_dim) or f.frames.shape[1] == rep.frame_dim
         assert f.frames.shape[0] >= 1 and f.utterance.shape == (rep.utterance_dim,)
         assert np.all(np.isfinite(f.frames)) and np.all(np.isfinite(f.utterance))
@@ -109,6 +109,8 @@ def test_resemblyzer_loader_short_input_and_real_length():
     assert short.utterance.shape == (256,) and np.isclose(np.linalg.norm(short.utterance), 1.0, atol=1e-4)
     a, b = rep.features(voice(2.0)), rep.features(voice(4.0))
     assert len(b.frames) == 2 * len(a.frames) == 4 * FRAME_RATE  # the real length, no padding
+    silent = rep.features(np.zeros(SR, dtype=np.float32))  # digital silence (seen in a real corpus) must not divide by 0
+    assert np.all(np.isfinite(silent.frames)) and np.all(np.isfinite(silent.utterance))
 
 
 def _tiny_ct2_whisper(tmp_path):

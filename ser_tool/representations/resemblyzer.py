@@ -47,7 +47,8 @@ class ResemblyzerRepresentation:
         import torch
 
         x = check_wave(wave)
-        x = self._audio.normalize_volume(x, -30, increase_only=True).astype(np.float32)
+        if np.any(x):  # Resemblyzer's normalisation divides by the RMS: digital silence stays silence
+            x = self._audio.normalize_volume(x, -30, increase_only=True).astype(np.float32)
         mel = self._audio.wav_to_mel_spectrogram(x)[: max(1, len(x) // 160)]  # (T, 40): one frame per 10 ms of input
         t = mel.shape[0]
         n = -(-t // CHUNK)
