@@ -20,6 +20,16 @@ CHUNK = 160  # mel frames per chunk (1.6 s), Resemblyzer's partials_n_frames
 POOL = 4  # 100 -> 25 frames/s
 
 
+def normalize_volume(x: np.ndarray, target_dbfs: float = -30.0) -> np.ndarray:
+    """Resemblyzer's volume normalisation (raise quiet audio to -30 dBFS, never lower it), except that
+    near-silence (RMS under -100 dBFS, where its int16 arithmetic divides by zero) is left alone."""
+    rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2)))
+    if rms < 1e-5:
+        return x
+    gain_db = target_dbfs - 20 * np.log10(rms)
+    return (x * 10 ** (gain_db / 20)).astype(np.float32) if gain_db > 0 else x
+
+
 class ResemblyzerRepresentation:
     name = "resemblyzer"
     frame_dim = 256
@@ -47,8 +57,7 @@ class ResemblyzerRepresentation:
         import torch
 
         x = check_wave(wave)
-        if np.any(x):  # Resemblyzer's normalisation divides by the RMS: digital silence stays silence
-            x = self._audio.normalize_volume(x, -30, increase_only=True).astype(np.float32)
+        x = normalize_volume(x)
         mel = self._audio.wav_to_mel_spectrogram(x)[: max(1, len(x) // 160)]  # (T, 40): one frame per 10 ms of input
         t = mel.shape[0]
         n = -(-t // CHUNK)
