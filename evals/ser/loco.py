@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ser_tool.errors import ConfigError
 from ser_tool.labels import EMOTIONS
 from ser_tool.representations import FeatureCache, Features, load_representation
 from ser_tool.train.data import Clip, read_corpus, split_by_speaker
@@ -35,7 +36,7 @@ from ser_tool.train.voice import ClipFeatures, VoiceTrainConfig, expected_calibr
 from evals.ser.metrics import classification_metrics
 
 DEFAULT_SYSTEMS = ("mfcc-lr", "lr:resemblyzer-utt", "lr:resemblyzer", "lr:whisper-base", "lr:prosody",
-                   "lr:resemblyzer+prosody", "head:resemblyzer+prosody", "head:whisper-base+prosody")
+                   "lr:resemblyzer+prosody", "head:resemblyzer", "head:resemblyzer+prosody")
 UTTERANCE_IS_POOLED = {"prosody", "whisper-base", "mfcc"}  # their utterance vector already is the clip statistics
 RARE = 0.05  # a class predicted for fewer than 5 % of its own clips is flagged
 Log = Callable[[str], None]
@@ -127,9 +128,12 @@ def score_block(clips: Sequence[Clip], probs: np.ndarray) -> dict:
     return out
 
 
-def run_lr(feats: ClipFeatures, names: Sequence[str], fold: dict, use_utterance: bool) -> tuple[np.ndarray, dict]:
-    from evals.ser.baseline import fit_and_predict
+LR_C = (0.01, 0.1, 1.0)
 
+
+def run_lr(feats: ClipFeatures, names: Sequence[str], fold: dict, use_utterance: bool) -> tuple[np.ndarray, dict]:
+    """StandardScaler + balanced multinomial logistic regression, C chosen on dev by UAR (the MFCC
+    baseline keeps its own recipe, evals.ser.baseline.fit_and_predict)."""
     def vector(clip):
         # the GE2E utterance embedding only when asked (-utt); prosody: its functionals; Whisper: mean+std of frames
         return np.concatenate([feats.utterance(clip.path, [n]) if use_utterance or n in UTTERANCE_IS_POOLED
@@ -138,11 +142,27 @@ def run_lr(feats: ClipFeatures, names: Sequence[str], fold: dict, use_utterance:
     def matrix(clips):
         return np.stack([vector(c) for c in clips])
 
-    fit = fold["fit"]
-    dev = fold["dev"]
-    probs, chosen = fit_and_predict((matrix(fit), labels_of(fit)), (matrix(dev), labels_of(dev)) if dev else None,
-                                    matrix(fold["score"]))
-    return probs, chosen
+    fit, dev = fold["fit"], fold["dev"]
+    x, y, xs = matrix(fit), labels_of(fit), matrix(fold["score"])
+    if names == ["mfcc"]:
+        from evals.ser.baseline import fit_and_predict
+
+        return fit_and_predict((x, y), (matrix(dev), labels_of(dev)) if dev else None, xs)
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(x)
+    x, xs = scaler.transform(x), scaler.transform(xs)
+    xd, yd = (scaler.transform(matrix(dev)), labels_of(dev)) if dev else (None, None)
+    best = None
+    for c in LR_C:
+        clf = LogisticRegression(C=c, class_weight="balanced", max_iter=500, tol=1e-3).fit(x, y)
+        dev_uar = classification_metrics(yd, clf.predict(xd), EMOTIONS)["uar"] if dev else 0.0
+        if best is None or dev_uar > best[0]:
+            best = (dev_uar, c, clf)
+    probs = np.zeros((len(xs), len(EMOTIONS)))
+    probs[:, best[2].classes_] = best[2].predict_proba(xs)
+    return probs, {"C": best[1], "dev_uar": best[0], "n_train": int(len(y))}
 
 
 def _mean_std(frames: np.ndarray) -> np.ndarray:
@@ -186,9 +206,11 @@ def run_loco(corpus_dirs: Sequence[str | Path], systems: Sequence[str] = DEFAULT
               "data": [str(Path(d).resolve()) for d in corpus_dirs], "labels_dropped": dropped,
               "groups": corpus_groups(corpora), "systems": list(systems), "fit_cap": fit_cap,
               "head_config": head_cfg.__dict__, "representation_ids": {r.name: r.id for r in reps}, "folds": {}}
-    for fold in folds(corpora, within, fit_cap):
-        if only_folds and fold["name"] not in only_folds:
-            continue
+    all_folds = {f["name"]: f for f in folds(corpora, within, fit_cap)}
+    unknown = [f for f in only_folds or [] if f not in all_folds]
+    if unknown:
+        raise ConfigError(f"no fold named {', '.join(unknown)}; the folds are {', '.join(all_folds)}")
+    for fold in [all_folds[n] for n in only_folds] if only_folds else all_folds.values():
         log(f"fold {fold['name']}: fit {len(fold['fit'])} clips, dev {len(fold['dev'])}, score {len(fold['score'])}")
         entry = {"left_out": fold["left_out"], "n_fit": len(fold["fit"]), "n_dev": len(fold["dev"]), "n_score": len(fold["score"]),
                  "systems": {}}
@@ -209,8 +231,6 @@ def run_loco(corpus_dirs: Sequence[str | Path], systems: Sequence[str] = DEFAULT
 
 def _parse(system: str) -> tuple[str, list[str]]:
     """'mfcc-lr' -> ('mfcc', ['mfcc']); 'lr:resemblyzer-utt' -> ('utt', ['resemblyzer']); 'lr:a+b' / 'head:a+b'."""
-    from ser_tool.errors import ConfigError
-
     if system == "mfcc-lr":
         return "mfcc", ["mfcc"]
     kind, _, rest = system.partition(":")

@@ -29,6 +29,7 @@ class VoiceHeadConfig:
     attention_dim: int = 64
     embedding_dim: int = 256
     dropout: float = 0.2
+    input_stats: bool = True  # also feed the clip's mean+std of the (standardised) input frames to the embedding
     stride: int = 2  # the stem halves the frame rate (25 -> 12.5 frames/s): half the cost, emotion cues are slower than that
     labels: tuple[str, ...] = field(default=EMOTIONS)
 
@@ -84,7 +85,8 @@ class VoiceHead(nn.Module):
         self.blocks = nn.ModuleList(SERes2Block(c, cfg.scale, d) for d in cfg.dilations)
         self.mfa = nn.Sequential(nn.Conv1d(c * len(cfg.dilations), c * len(cfg.dilations), 1), nn.ReLU())
         self.pool = AttentiveStatsPool(c * len(cfg.dilations), cfg.attention_dim)
-        self.embed = nn.Sequential(nn.Linear(2 * c * len(cfg.dilations), cfg.embedding_dim), nn.ReLU(), nn.Dropout(cfg.dropout))
+        pooled = 2 * c * len(cfg.dilations) + (2 * cfg.input_dim if cfg.input_stats else 0)
+        self.embed = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(pooled, cfg.embedding_dim), nn.ReLU(), nn.Dropout(cfg.dropout))
         self.logits = nn.Linear(cfg.embedding_dim, len(cfg.labels))
         self.dims = nn.Linear(cfg.embedding_dim, 3)
 
@@ -99,7 +101,10 @@ class VoiceHead(nn.Module):
         for block in self.blocks:
             h = block(h)
             outs.append(h)
-        e = self.embed(self.pool(self.mfa(torch.cat(outs, dim=1))))
+        pooled = self.pool(self.mfa(torch.cat(outs, dim=1)))
+        if self.cfg.input_stats:  # the statistics a linear probe sees, so the head starts from what LR can do
+            pooled = torch.cat([pooled, x.mean(dim=2), x.std(dim=2, unbiased=False)], dim=1)
+        e = self.embed(pooled)
         return self.logits(e) / self.temperature, torch.sigmoid(self.dims(e))
 
 
