@@ -48,7 +48,8 @@ def load_features(clips: Sequence[Clip], rep, cache: FeatureCache) -> list[Featu
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Fill the representation feature cache for corpora in the manifest format.")
     p.add_argument("data", nargs="+", metavar="DATA_DIR")
-    p.add_argument("--reps", nargs="+", default=["resemblyzer", "whisper-base", "prosody"])
+    p.add_argument("--reps", nargs="+", default=["resemblyzer", "whisper-base", "prosody", "mfcc"],
+                   help="representations to cache (mfcc: the classical baseline's statistics)")
     p.add_argument("--cache", default=str(DEFAULT_CACHE))
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--fit-cap", type=int, default=2000, help="extract the clips LOCO fits on first (evals.ser.loco.extraction_order)")
@@ -56,7 +57,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    reps = [load_representation(n) for n in args.reps]
+    from evals.ser.loco import MFCCBaseline
+
+    reps = [MFCCBaseline() if n == "mfcc" else load_representation(n) for n in args.reps]
     cache = FeatureCache(args.cache)
     from evals.ser.loco import extraction_order
 

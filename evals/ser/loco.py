@@ -258,7 +258,8 @@ def summary(report: dict) -> str:
               head, "-" * len(head)]
     for system in report["systems"]:
         vals = [report["folds"][f]["systems"].get(system, {}).get("scores", {}).get(n, {}).get("uar") for f, n in cols]
-        main = [v for (f, n), v in zip(cols, vals) if v is not None and not n.endswith("_song_trimmed")]
+        main = [v for (f, n), v in zip(cols, vals) if not n.endswith("_song_trimmed")]
+        main = main if all(v is not None for v in main) else []  # a mean over some folds only would mislead
         row = f"{system:28s} " + " ".join(f"{v:14.3f}" if v is not None else f"{'-':>14s}" for v in vals)
         row += f" {np.mean(main):10.3f}" if main else f" {'-':>10s}"
         for n in within_cols:
@@ -271,5 +272,18 @@ def summary(report: dict) -> str:
         for system, res in e["systems"].items():
             for name, m in res["scores"].items():
                 rec = " ".join(f"{k[:4]} {v:.2f}{'!' if v < RARE else ''}" for k, v in m["per_class_recall"].items())
-                lines.append(f"  [{f}] {system:28s} {name:20s} {rec}   ECE {m['ece']:.3f}")
+                before = res["info"].get("ece_uncalibrated", {}).get(name) if isinstance(res["info"], dict) else None
+                ece = f"ECE {before:.3f} -> {m['ece']:.3f} (T={res['info']['temperature']:.2f})" if before is not None else f"ECE {m['ece']:.3f}"
+                lines.append(f"  [{f}] {system:28s} {name:20s} {rec}   {ece}")
     return "\n".join(lines)
+
+
+def merge_reports(reports: Sequence[dict]) -> dict:
+    """One report from runs over different folds (e.g. a large corpus's fold run separately)."""
+    merged = dict(reports[0])
+    merged["folds"], merged["systems"] = {}, []
+    for r in reports:
+        merged["folds"].update(r["folds"])
+        merged["systems"] += [s for s in r["systems"] if s not in merged["systems"]]
+        merged["representation_ids"] = {**r.get("representation_ids", {}), **merged.get("representation_ids", {})}
+    return merged
