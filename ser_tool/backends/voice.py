@@ -32,7 +32,7 @@ class VoiceBackend:
         self.emotions_supported = EMOTIONS
 
     def frames(self, wave: np.ndarray) -> np.ndarray:
-        parts = [r.features(wave).frames for r in self.representations]
+        parts = [r.frames(wave) if hasattr(r, "frames") else r.features(wave).frames for r in self.representations]
         t = min(len(p) for p in parts)
         return np.concatenate([p[:t] for p in parts], axis=1)
 

@@ -53,11 +53,12 @@ class ResemblyzerRepresentation:
         version = getattr(resemblyzer, "__version__", "0.1.4")
         self.id = f"resemblyzer-{version}-{path.stat().st_size}-chunk{CHUNK}-pool{POOL}-v2"
 
-    def features(self, wave: np.ndarray) -> Features:
+    def _prepare(self, wave: np.ndarray) -> np.ndarray:
+        return normalize_volume(check_wave(wave))
+
+    def _frames(self, x: np.ndarray) -> np.ndarray:
         import torch
 
-        x = check_wave(wave)
-        x = normalize_volume(x)
         mel = self._audio.wav_to_mel_spectrogram(x)[: max(1, len(x) // 160)]  # (T, 40): one frame per 10 ms of input
         t = mel.shape[0]
         n = -(-t // CHUNK)
@@ -67,5 +68,13 @@ class ResemblyzerRepresentation:
             # zero padding sits after the real frames, so it cannot change their (causal) states
             out, _ = self.encoder.lstm(torch.from_numpy(padded.reshape(n, CHUNK, -1)))
         hidden = out.reshape(n * CHUNK, -1)[:t].numpy()
+        return pool_frames(hidden, POOL).astype(np.float32)
+
+    def frames(self, wave: np.ndarray) -> np.ndarray:
+        """The frame sequence only (what the voice head needs): one LSTM pass, no utterance embedding."""
+        return self._frames(self._prepare(wave))
+
+    def features(self, wave: np.ndarray) -> Features:
+        x = self._prepare(wave)
         utterance = self.encoder.embed_utterance(x)
-        return Features(pool_frames(hidden, POOL).astype(np.float32), np.asarray(utterance, dtype=np.float32))
+        return Features(self._frames(x), np.asarray(utterance, dtype=np.float32))
