@@ -109,6 +109,7 @@ def test_resemblyzer_loader_short_input_and_real_length():
     assert short.utterance.shape == (256,) and np.isclose(np.linalg.norm(short.utterance), 1.0, atol=1e-4)
     a, b = rep.features(voice(2.0)), rep.features(voice(4.0))
     assert len(b.frames) == 2 * len(a.frames) == 4 * FRAME_RATE  # the real length, no padding
+    np.testing.assert_allclose(rep.frames(voice(4.0)), b.frames, atol=1e-5)  # the inference path skips the utterance embedding
     silent = rep.features(np.full(SR, 1e-7, dtype=np.float32))  # near-silence (seen in a real corpus) must not divide by 0
     assert np.all(np.isfinite(silent.frames)) and np.all(np.isfinite(silent.utterance))
 
