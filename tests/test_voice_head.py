@@ -145,3 +145,12 @@ def test_ser_train_backbone_then_voice_backend(corpora, tmp_path):
         from ser_tool.train.voice import train_voice
 
         train_voice(corpora, tmp_path / "x", "wav2vec9", tmp_path / "cache")
+
+
+def test_merge_reports_joins_systems_of_the_same_fold():
+    from evals.ser.loco import merge_reports
+
+    a = {"systems": ["s1"], "folds": {"x": {"left_out": ["x"], "systems": {"s1": 1}}}}
+    b = {"systems": ["s2"], "folds": {"x": {"left_out": ["x"], "systems": {"s2": 2}}, "y": {"left_out": ["y"], "systems": {"s2": 3}}}}
+    m = merge_reports([a, b])
+    assert m["systems"] == ["s1", "s2"] and m["folds"]["x"]["systems"] == {"s1": 1, "s2": 2} and set(m["folds"]) == {"x", "y"}

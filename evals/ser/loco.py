@@ -283,7 +283,11 @@ def merge_reports(reports: Sequence[dict]) -> dict:
     merged = dict(reports[0])
     merged["folds"], merged["systems"] = {}, []
     for r in reports:
-        merged["folds"].update(r["folds"])
+        for name, fold in r["folds"].items():
+            if name in merged["folds"]:  # the same fold run for other systems: add them
+                merged["folds"][name] = {**merged["folds"][name], "systems": {**merged["folds"][name]["systems"], **fold["systems"]}}
+            else:
+                merged["folds"][name] = fold
         merged["systems"] += [s for s in r["systems"] if s not in merged["systems"]]
         merged["representation_ids"] = {**r.get("representation_ids", {}), **merged.get("representation_ids", {})}
     return merged
