@@ -161,7 +161,7 @@ def train(corpus_dirs: Sequence[str | Path], out_dir: str | Path, cfg: TrainConf
     import torch
 
     from ser_tool.train.loss import HybridLoss, class_weights
-    from ser_tool.train.model import CompactSER, ModelConfig, save_model
+    from ser_tool.backends.compact import CompactSER, ModelConfig, save_model
 
     cfg = cfg or TrainConfig()
     started = time.time()
