@@ -4,8 +4,9 @@
     >>> report = Analyzer("embedded").analyze("call.wav")
     >>> print(report.description)
 
-Importing this package is cheap: torch and transformers load when a model does, and langchain-core
-only when `SpeechEmotionTool` is used.
+Importing this package is cheap: torch loads when a model does (transformers only for the meralion
+and hf backends and Whisper transcription, never for the embedded model), and langchain-core only
+when `SpeechEmotionTool` is used.
 """
 
 from ser_tool.align import EmotionTranscript, SpokenSegment, align, transcribe_with_emotion, transcript_lines

@@ -8,14 +8,14 @@ memory stays flat however long the recording is.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ser_tool.audio import SAMPLE_RATE, AudioLimits, AudioSource, format_seconds, open_audio
-from ser_tool.backends import Backend, load_backend
+from ser_tool.backends import Backend, BackendSpec, load_backend
 from ser_tool.describe import UNCERTAIN_BELOW, describe
 from ser_tool.errors import ConfigError, NoSpeechError
 from ser_tool.labels import EMOTIONS
@@ -26,19 +26,6 @@ ProgressCallback = Callable[[int, int], None]  # (windows done, windows total)
 
 SILENCE_PEAK = 1e-4  # peak amplitude below this (-80 dBFS) is digital silence
 SHORT_SPEECH = 1.0  # seconds; less speech than this makes the scores shaky
-
-
-@dataclass(frozen=True)
-class BackendSpec:
-    """How to load a backend (kept so the analyzer can load lazily, on first use)."""
-
-    name: str = "embedded"
-    model: str | None = None
-    device: str = "cpu"
-    offline: bool = False
-    label_map: Mapping[str, str | None] | None = None
-    trust_remote_code: bool = False
-    threads: int | None = None  # torch CPU threads; None = the backend's choice (1 for embedded)
 
 
 @dataclass(frozen=True)
@@ -85,11 +72,7 @@ class Analyzer:
         if self._backend is None:
             with self._lock:
                 if self._backend is None:
-                    s = self._spec
-                    self._backend = load_backend(
-                        s.name, model=s.model, device=s.device, offline=s.offline,
-                        label_map=s.label_map, trust_remote_code=s.trust_remote_code, threads=s.threads,
-                    )
+                    self._backend = load_backend(self._spec)
         return self._backend
 
     def analyze(
