@@ -33,7 +33,7 @@ CancelHook = threading.Event | Callable[[], bool]
 
 # A 2-h recording (the default duration limit) at the default 10-s window has 720 windows, at a 5-s hop
 # 1440: the cap leaves room for those and refuses plans that would multiply the work (e.g. 0.5-s windows
-# every 0.25 s: 28 800 windows, about 40x the default's cost).
+# every 0.25 s: 28 800 windows, 40x the default's number of model calls).
 MAX_WINDOWS = 2000
 
 SILENCE_PEAK = 1e-4  # peak amplitude below this (-80 dBFS) is digital silence
