@@ -49,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--max-duration", type=float, help="longest recording accepted, seconds (default 7200)")
     a.add_argument("--max-batch-files", type=int, help="most files one batch call analyses (default 50)")
     a.add_argument("--max-concurrent", type=int, help="analyses that run at once; more calls wait their turn (default 4)")
+    a.add_argument("--max-windows", type=int, help="most analysis windows one recording may need (default 2000); "
+                                                    "a call that needs more is refused before the model runs")
+    a.add_argument("--call-timeout", type=float, help="seconds one call's analysis may take, a batch's files together "
+                                                      "(default 600; 0: no limit)")
     m = p.add_argument_group("model")
     m.add_argument("--backend", choices=("embedded", "meralion", "hf"), help="model family (default: embedded, shipped with the package)")
     m.add_argument("--model", help="hub id or local directory of the model")
@@ -72,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 _FLAGS = (
     "transport", "host", "port", "allowed_dirs", "allow_urls", "url_allow_private", "url_timeout", "max_download_mb",
-    "max_inline_mb", "max_file_mb", "max_duration", "max_batch_files", "max_concurrent", "backend", "model", "extra_backends", "device",
+    "max_inline_mb", "max_file_mb", "max_duration", "max_batch_files", "max_concurrent", "max_windows", "call_timeout",
+    "backend", "model", "extra_backends", "device",
     "offline", "batch_size", "label_map", "trust_remote_code", "warm_up", "window", "hop", "vad", "log_level",
     "asr_model", "language",
 )

@@ -35,6 +35,9 @@ class ServerSettings(Settings):
     max_inline_mb: float = Field(10.0, gt=0, description="Largest audio_base64 payload accepted (decoded), MiB.")
     max_batch_files: int = Field(50, ge=1, description="Most files one batch call analyses.")
     max_concurrent: int = Field(4, ge=1, description="Analyses that run at once; further calls wait their turn.")
+    call_timeout: float = Field(
+        600.0, ge=0, description="Seconds one tool call's analysis may take (a batch: all its files); 0: no limit.",
+    )
     extra_backends: str | None = Field(
         None, description="More backends a caller may pick, comma-separated NAME or NAME=MODEL (e.g. 'meralion,hf=/models/x')."
     )
@@ -75,6 +78,8 @@ class ServerSettings(Settings):
             segmentation=SegmentationOptions(window=self.window, hop=self.hop, vad=self.vad),
             limits=AudioLimits(max_duration=self.max_duration, max_file_bytes=int(self.max_file_mb * MiB)),
             batch_size=self.batch_size,
+            max_windows=self.max_windows,
+            time_limit=self.call_timeout or None,
         )
 
     def sandbox_policy(self) -> SandboxPolicy:

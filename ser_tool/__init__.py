@@ -14,6 +14,8 @@ from ser_tool.analyzer import AnalysisOptions, Analyzer, BackendSpec, analyze
 from ser_tool.asr import ASR, GivenTranscript, Transcript, TranscriptSegment, WhisperASR, load_asr
 from ser_tool.audio import SAMPLE_RATE, AudioLimits, load_audio, open_audio
 from ser_tool.errors import (
+    AnalysisCancelled,
+    AnalysisTimeLimitError,
     AudioDecodeError,
     AudioError,
     AudioNotFoundError,
@@ -26,6 +28,7 @@ from ser_tool.errors import (
     ModelNotAvailableError,
     NoSpeechError,
     SERError,
+    TooManyWindowsError,
 )
 from ser_tool.labels import DIMENSIONS, EMOTIONS
 from ser_tool.report import Affect, AffectReport, Dimensions, EmotionProbabilities, Segment, report_json_schema
@@ -34,7 +37,8 @@ from ser_tool.segment import SegmentationOptions
 __version__ = "0.1.0"
 
 __all__ = [
-    "ASR", "DIMENSIONS", "EMOTIONS", "SAMPLE_RATE", "Affect", "AffectReport", "AnalysisOptions", "Analyzer",
+    "ASR", "DIMENSIONS", "EMOTIONS", "SAMPLE_RATE", "Affect", "AffectReport", "AnalysisCancelled", "AnalysisOptions",
+    "AnalysisTimeLimitError", "Analyzer", "TooManyWindowsError",
     "AudioDecodeError", "AudioError", "AudioLimits", "AudioNotFoundError", "AudioTooLargeError",
     "AudioTooLongError", "BackendError", "BackendSpec", "ConfigError", "Dimensions", "EmotionProbabilities",
     "EmptyAudioError", "InvalidAudioError", "ModelNotAvailableError", "NoSpeechError", "SERError",

@@ -94,6 +94,8 @@ def _model_flags(a: argparse.ArgumentParser) -> None:
     s.add_argument("--vad", choices=("webrtc", "energy"), help="speech detector (default webrtc; energy = everything above the noise floor)")
     s.add_argument("--max-duration", type=float, help="longest recording accepted, seconds (default 7200)")
     s.add_argument("--max-file-mb", type=float, help="largest file accepted, MiB (default 1024)")
+    s.add_argument("--max-windows", type=int, help="most analysis windows one recording may need (default 2000); "
+                                                    "a longer plan is refused before the model runs")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -126,7 +128,7 @@ def _settings(args: argparse.Namespace):
 
     flags = {k: getattr(args, k, None) for k in (
         "backend", "model", "device", "batch_size", "threads", "offline", "label_map", "trust_remote_code",
-        "window", "hop", "vad", "max_duration", "max_file_mb", "asr_model", "language",
+        "window", "hop", "vad", "max_duration", "max_file_mb", "max_windows", "asr_model", "language",
     )}
     try:
         return Settings(**{k: v for k, v in flags.items() if v is not None})
@@ -149,6 +151,7 @@ def _analyzer(cfg):
             segmentation=SegmentationOptions(window=cfg.window, hop=cfg.hop, vad=cfg.vad),
             limits=AudioLimits(max_duration=cfg.max_duration, max_file_bytes=int(cfg.max_file_mb * 2**20)),
             batch_size=cfg.batch_size,
+            max_windows=cfg.max_windows,
         ),
     )
 

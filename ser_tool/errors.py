@@ -61,3 +61,16 @@ class ConfigError(SERError):
     """A setting or argument is invalid."""
 
     exit_code = 2
+
+
+class TooManyWindowsError(AudioError):
+    """Analysing this recording with this window and hop would take more windows than one call may run."""
+
+
+class AnalysisCancelled(SERError):
+    """The caller cancelled the analysis before it finished (named so it does not clash with asyncio's
+    CancelledError)."""
+
+
+class AnalysisTimeLimitError(SERError):
+    """The analysis ran past its time limit and was stopped."""
