@@ -8,11 +8,13 @@ Importing this package is cheap: torch and transformers load when a model does, 
 only when `SpeechEmotionTool` is used.
 """
 
+from ser_tool.access import AUDIO_EXTENSIONS, AllowedFolders, OpenedAudio
 from ser_tool.align import EmotionTranscript, SpokenSegment, align, transcribe_with_emotion, transcript_lines
 from ser_tool.analyzer import AnalysisOptions, Analyzer, BackendSpec, analyze
 from ser_tool.asr import ASR, GivenTranscript, Transcript, TranscriptSegment, WhisperASR, load_asr
 from ser_tool.audio import SAMPLE_RATE, AudioLimits, load_audio, open_audio
 from ser_tool.errors import (
+    AccessDeniedError,
     AudioDecodeError,
     AudioError,
     AudioNotFoundError,
@@ -33,7 +35,8 @@ from ser_tool.segment import SegmentationOptions
 __version__ = "0.1.0"
 
 __all__ = [
-    "ASR", "DIMENSIONS", "EMOTIONS", "SAMPLE_RATE", "Affect", "AffectReport", "AnalysisOptions", "Analyzer",
+    "ASR", "AUDIO_EXTENSIONS", "DIMENSIONS", "EMOTIONS", "SAMPLE_RATE", "AccessDeniedError", "Affect", "AffectReport",
+    "AllowedFolders", "AnalysisOptions", "Analyzer", "OpenedAudio",
     "AudioDecodeError", "AudioError", "AudioLimits", "AudioNotFoundError", "AudioTooLargeError",
     "AudioTooLongError", "BackendError", "BackendSpec", "ConfigError", "Dimensions", "EmotionProbabilities",
     "EmptyAudioError", "InvalidAudioError", "ModelNotAvailableError", "NoSpeechError", "SERError",
