@@ -129,10 +129,10 @@ class AllowedFolders:
         if not self.restricted:
             return self._open_anywhere(text)
         for _ in range(_ATTEMPTS):
-            real, root = self._locate(text)
-            st = _stat(real, text)
-            self._check_stat(st, text)
             try:
+                real, root = self._locate(text)
+                st = _stat(real, text)
+                self._check_stat(st, text)
                 return self._verified(_open_beneath(root, real), text, st)
             except _Changed:
                 continue  # replaced while we looked: resolve again from scratch
@@ -158,7 +158,10 @@ class AllowedFolders:
             if not pattern.strip() or p.is_absolute() or ".." in p.parts or "\x00" in pattern:
                 raise ConfigError(f"pattern {pattern!r} must be a glob inside the folder (e.g. '*.wav' or '**/*.flac'), without '..'")
         if self.restricted:
-            real, _ = self._locate(text)
+            try:
+                real, _ = self._locate(text)
+            except _Changed:
+                raise AccessDeniedError(f"{text}: the path changed while it was being looked up; try again") from None
         else:
             real = Path(os.path.abspath(os.path.expanduser(text)))
         st = _stat(real, text)
@@ -171,7 +174,7 @@ class AllowedFolders:
             full = os.path.join(real, rel)
             if pattern is None and PurePath(rel).suffix.lower() not in AUDIO_EXTENSIONS:
                 continue
-            if roots is not None and _root_of(os.path.realpath(full), roots) is None:
+            if roots is not None and _root_of(_realpath(full), roots) is None:
                 continue  # leads outside: not listed, not named
             try:
                 if stat.S_ISDIR(os.stat(full).st_mode):
@@ -218,7 +221,7 @@ class AllowedFolders:
 
     def _roots(self) -> list[tuple[Path, str]]:
         """(folder as configured, its real location) for each allowed folder."""
-        return [(d, os.path.realpath(os.path.expanduser(d))) for d in self.folders or ()]
+        return [(d, _realpath(os.path.expanduser(d)) or os.path.abspath(os.path.expanduser(d))) for d in self.folders or ()]
 
     def _locate(self, text: str) -> tuple[str, str]:
         """(real path, real allowed folder holding it) of an existing entry, or an error saying why not."""
@@ -240,7 +243,9 @@ class AllowedFolders:
         else:
             candidates = [os.path.join(real, path) for _, real in roots]
         for cand in candidates:
-            real = os.path.realpath(cand)
+            real = _realpath(cand)
+            if real is None:
+                raise _Changed  # a link on the way vanished while it was being read
             root = _root_of(real, roots)
             if root is None:
                 raise AccessDeniedError(
@@ -326,8 +331,16 @@ def _inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
-def _root_of(real: str, roots: list[tuple[Path, str]]) -> str | None:
-    return next((r for _, r in roots if _inside(real, r)), None)
+def _root_of(real: str | None, roots: list[tuple[Path, str]]) -> str | None:
+    return None if real is None else next((r for _, r in roots if _inside(real, r)), None)
+
+
+def _realpath(path) -> str | None:
+    """os.path.realpath, or None when the path changes under it (a link removed while being read)."""
+    try:
+        return os.path.realpath(path)
+    except OSError:
+        return None
 
 
 def _stat(path, shown: str, local: bool = False) -> os.stat_result:
@@ -505,4 +518,4 @@ def _enterable(entry: os.DirEntry, roots: list[tuple[Path, str]] | None) -> bool
             return True
     except OSError:
         return False
-    return roots is None or _root_of(os.path.realpath(entry.path), roots) is not None
+    return roots is None or _root_of(_realpath(entry.path), roots) is not None

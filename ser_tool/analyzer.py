@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -94,7 +95,7 @@ class Analyzer:
 
     def analyze(
         self,
-        audio: str | Path | bytes | np.ndarray,
+        audio: str | Path | bytes | BinaryIO | np.ndarray,
         *,
         sample_rate: int | None = None,
         name: str | None = None,
@@ -103,7 +104,8 @@ class Analyzer:
     ) -> AffectReport:
         """Analyse one recording.
 
-        audio: path, bytes of an audio file, or a NumPy array (with `sample_rate`).
+        audio: path, bytes of an audio file, an open binary file (e.g. from `AllowedFolders.open_file`;
+        decoded from that object, never reopened by name), or a NumPy array (with `sample_rate`).
         timeline: True = always include the segment timeline, False = never, None = only when the
         recording is longer than one analysis window.
         """
