@@ -26,7 +26,7 @@ from mcp_server.engine import Engine
 from mcp_server.sandbox import FetchError, Sandbox, SandboxPolicy
 from mcp_server.server import build_server
 from mcp_server.settings import ServerSettings
-from ser_tool import AccessDeniedError, AllowedFolders, Analyzer, SERError
+from ser_tool import AccessDeniedError, AllowedFolders, Analyzer, SERError, access
 from ser_tool.langchain_tool import SpeechEmotionTool
 
 ANALYZE, BATCH = "analyze_speech_emotion", "analyze_speech_emotion_batch"
@@ -131,8 +131,11 @@ def swapping(allowed, outside):
     assert swap.is_dir() and not swap.is_symlink()
 
 
-def test_race_open_file_never_opens_the_outside_file(tree):
+@pytest.mark.parametrize("opener", ["openat2 where the kernel has it", "openat walk"])
+def test_race_open_file_never_opens_the_outside_file(tree, opener, monkeypatch):
     allowed, outside = tree
+    if opener == "openat walk":  # the fallback for kernels or containers without openat2
+        monkeypatch.setattr(access, "_openat2_works", False)
     box = AllowedFolders(folders=(allowed,))
     secret = os.stat(outside / "voice.wav")
     wins = opened = refused = 0
@@ -327,6 +330,16 @@ async def test_pinned_fetch_keeps_the_host_name_and_rechecks_redirects(fake_dns)
         assert data == b"x" * 100 and shown == f"http://audio.test:{port}/a.wav"
         assert hits == [("/a.wav?token=x", f"audio.test:{port}")]  # the server saw the name, not the address
         assert all(host == PUBLIC for host, _ in fake_dns["connects"])
+
+
+@pytest.mark.anyio
+async def test_https_requests_keep_the_name_for_tls(fake_dns):
+    """For https the pinned request names the host as the TLS server name (SNI), which the certificate
+    is verified against, and in the Host header; the connection goes to the checked address."""
+    fake_dns["answers"]["secure.test"] = [PUBLIC, "127.0.0.1"]
+    url, headers, extensions = await Sandbox(SandboxPolicy(allow_urls=True))._pinned("https://secure.test/a.wav?k=1")
+    assert str(url) == f"https://{PUBLIC}/a.wav?k=1"
+    assert headers == {"Host": "secure.test"} and extensions == {"sni_hostname": "secure.test"}
 
 
 # -- one policy, two surfaces --------------------------------------------------------------------------
