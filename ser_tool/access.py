@@ -32,6 +32,7 @@ import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
+from types import MappingProxyType
 from typing import BinaryIO
 
 from ser_tool.errors import (
@@ -112,7 +113,9 @@ class AllowedFolders:
 
     def __post_init__(self) -> None:
         if self.folders is not None:
-            object.__setattr__(self, "folders", tuple(Path(d) for d in self.folders))
+            folders = (self.folders,) if isinstance(self.folders, (str, os.PathLike)) else self.folders
+            object.__setattr__(self, "folders", tuple(Path(d) for d in folders))
+        object.__setattr__(self, "hints", MappingProxyType(dict(self.hints)))
         for name in ("max_file_bytes", "max_inline_bytes", "max_batch_files"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")

@@ -215,3 +215,9 @@ def test_opened_files_decode_like_their_paths(tmp_path):
         assert np.array_equal(src.read(0, src.num_samples), from_file)
     with box.open_file("junk.wav") as opened, pytest.raises(DecodeError, match="junk.wav"):
         open_audio(opened.file, name=opened.name)
+
+
+def test_one_folder_may_be_given_as_a_path(layout):
+    allowed, _ = layout
+    assert AllowedFolders(folders=str(allowed)).folders == (allowed,)
+    assert AllowedFolders(folders=allowed).folders == (allowed,)
