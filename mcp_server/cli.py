@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     a = p.add_argument_group("what the tools may read")
     a.add_argument("--allowed-dir", action="append", metavar="DIR", dest="allowed_dirs",
                    help="a folder whose audio files the tools may read (repeat for several); none: reading files is off")
+    a.add_argument("--allow-hardlinks", action="store_true", default=None,
+                   help="read files that have several names (hard links; another name may lie outside the folders)")
     a.add_argument("--allow-urls", action="store_true", default=None, help="let the tools download audio from http(s) URLs (off by default)")
     a.add_argument("--url-allow-private", action="store_true", default=None, help="let URLs point at loopback/private addresses")
     a.add_argument("--url-timeout", type=float, help="seconds one URL download may take (default 30)")
@@ -75,9 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _FLAGS = (
-    "transport", "host", "port", "allowed_dirs", "allow_urls", "url_allow_private", "url_timeout", "max_download_mb",
-    "max_inline_mb", "max_file_mb", "max_duration", "max_batch_files", "max_concurrent", "max_windows", "call_timeout",
-    "backend", "model", "extra_backends", "device",
+    "transport", "host", "port", "allowed_dirs", "allow_hardlinks", "allow_urls", "url_allow_private", "url_timeout",
+    "max_download_mb", "max_inline_mb", "max_file_mb", "max_duration", "max_batch_files", "max_concurrent", "max_windows",
+    "call_timeout", "backend", "model", "extra_backends", "device",
     "offline", "batch_size", "label_map", "trust_remote_code", "warm_up", "window", "hop", "vad", "log_level",
     "asr_model", "language",
 )

@@ -179,10 +179,10 @@ def build_server(settings: ServerSettings, *, engine: Engine | None = None, sand
         t0 = time.perf_counter()
         try:
             kind = validate_one_source(path=path, url=url, audio_base64=audio_base64)
-            audio, name = await _fetch_source(sandbox, kind, path, url, audio_base64)
-            analyzer = await _analyzer(ctx, engine, backend, window, hop, vad)
-            report = await run_stoppable(engine.analyze, analyzer, audio, name=name, timeline=timeline,
-                                         progress=_window_progress(ctx, name or "audio"))
+            async with _audio_source(sandbox, kind, path, url, audio_base64) as (audio, name):
+                analyzer = await _analyzer(ctx, engine, backend, window, hop, vad)
+                report = await run_stoppable(engine.analyze, analyzer, audio, name=name, timeline=timeline,
+                                             progress=_window_progress(ctx, name or "audio"))
         except Exception as e:  # noqa: BLE001 - every failure becomes an error result; the server keeps serving
             raise _tool_error(e, "analyze_speech_emotion") from e
         log.info("analysed %s (%s, %.1f s of audio) in %.2f s", report.source, kind, report.duration, time.perf_counter() - t0)
@@ -227,7 +227,7 @@ def build_server(settings: ServerSettings, *, engine: Engine | None = None, sand
         try:
             kind = validate_one_source(paths=paths or None, folder=folder)
             if kind == "folder":
-                files = await anyio.to_thread.run_sync(sandbox.list_folder, folder, pattern)
+                files = await anyio.to_thread.run_sync(sandbox.files.list_folder, folder, pattern)
                 if not files:
                     raise _no_files(folder, pattern)
             else:
@@ -250,9 +250,9 @@ def build_server(settings: ServerSettings, *, engine: Engine | None = None, sand
                 continue
             await _report_progress(ctx, i, len(files), f"analysing {user_path}")
             try:
-                real = await anyio.to_thread.run_sync(sandbox.resolve_file, user_path)
-                report = await run_stoppable(engine.analyze, analyzer, real, name=user_path,
-                                             timeline=True if timeline else False, time_limit=remaining)
+                with await anyio.to_thread.run_sync(sandbox.files.open_file, user_path) as opened:
+                    report = await run_stoppable(engine.analyze, analyzer, opened.file, name=opened.name,
+                                                 timeline=True if timeline else False, time_limit=remaining)
                 results.append(FileResult(source=user_path, report=report))
             except SERError as e:
                 results.append(FileResult(source=user_path, error=_message(e)))
@@ -313,10 +313,10 @@ def build_server(settings: ServerSettings, *, engine: Engine | None = None, sand
                                 "as transcript, or use analyze_speech_emotion for the affect alone")
             else:
                 recogniser = asr
-            audio, name = await _fetch_source(sandbox, kind, path, url, audio_base64)
-            analyzer = await _analyzer(ctx, engine, None, None, None, vad)
-            await _report_progress(ctx, 0, None, "transcribing and analysing")
-            result = await run_stoppable(engine.transcribe, analyzer, recogniser, audio, name=name)
+            async with _audio_source(sandbox, kind, path, url, audio_base64) as (audio, name):
+                analyzer = await _analyzer(ctx, engine, None, None, None, vad)
+                await _report_progress(ctx, 0, None, "transcribing and analysing")
+                result = await run_stoppable(engine.transcribe, analyzer, recogniser, audio, name=name)
         except Exception as e:  # noqa: BLE001 - every failure becomes an error result
             raise _tool_error(e, "transcribe_speech_emotion") from e
         text = result.report.description + "\n" + "\n".join(transcript_lines(result))
@@ -342,6 +342,7 @@ def build_server(settings: ServerSettings, *, engine: Engine | None = None, sand
     def config() -> str:
         return json.dumps({
             "allowed_folders": [str(d) for d in policy.allowed_dirs],
+            "hard_links_allowed": policy.allow_hardlinks,
             "url_fetching": policy.allow_urls,
             "max_file_mb": policy.max_file_bytes / 2**20,
             "max_audio_base64_mb": inline_mb,
@@ -414,13 +415,18 @@ async def run_stoppable(func, /, *args, **kwargs):
     return result
 
 
-async def _fetch_source(sandbox, kind: str, path: str | None, url: str | None, audio_base64: str | None):
-    """The audio named by the one source given (a checked path, a downloaded URL or decoded base64), and its name."""
+@asynccontextmanager
+async def _audio_source(sandbox: Sandbox, kind: str, path: str | None, url: str | None, audio_base64: str | None):
+    """(audio, name) for the one source given: an allowed file opened once (closed on leaving), a
+    downloaded URL's bytes, or decoded base64. The decoder reads the open file, never the name again."""
     if kind == "path":
-        return await anyio.to_thread.run_sync(sandbox.resolve_file, path), path.strip()
-    if kind == "url":
-        return await sandbox.fetch_url(url)
-    return await anyio.to_thread.run_sync(sandbox.decode_base64, audio_base64), None
+        opened = await anyio.to_thread.run_sync(sandbox.files.open_file, path)
+        with opened:
+            yield opened.file, opened.name
+    elif kind == "url":
+        yield await sandbox.fetch_url(url)
+    else:
+        yield await anyio.to_thread.run_sync(sandbox.files.decode_base64, audio_base64), None
 
 
 async def _analyzer(ctx: Context, engine: Engine, backend: str | None, window, hop, vad):

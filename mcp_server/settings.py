@@ -28,6 +28,9 @@ class ServerSettings(Settings):
         default_factory=list,
         description=f"Folders whose files the tools may read, separated by '{os.pathsep}'. None: reading files is off.",
     )
+    allow_hardlinks: bool = Field(
+        False, description="Let the tools read files that have more than one name (hard links): another name may lie "
+                           "outside the allowed folders. Off: such files are refused.")
     allow_urls: bool = Field(False, description="Let the tools download audio from http(s) URLs.")
     url_allow_private: bool = Field(False, description="Let URLs point at loopback, private or link-local addresses.")
     url_timeout: float = Field(30.0, gt=0, description="Seconds one URL download may take in all.")
@@ -92,4 +95,5 @@ class ServerSettings(Settings):
             url_timeout=self.url_timeout,
             max_download_bytes=int(self.max_download_mb * MiB),
             max_batch_files=self.max_batch_files,
+            allow_hardlinks=self.allow_hardlinks,
         )

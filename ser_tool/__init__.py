@@ -9,11 +9,13 @@ and hf backends and Whisper transcription, never for the embedded model), and la
 when `SpeechEmotionTool` is used.
 """
 
+from ser_tool.access import AUDIO_EXTENSIONS, AllowedFolders, OpenedAudio
 from ser_tool.align import EmotionTranscript, SpokenSegment, align, transcribe_with_emotion, transcript_lines
 from ser_tool.analyzer import AnalysisOptions, Analyzer, BackendSpec, analyze
 from ser_tool.asr import ASR, GivenTranscript, Transcript, TranscriptSegment, WhisperASR, load_asr
 from ser_tool.audio import SAMPLE_RATE, AudioLimits, load_audio, open_audio
 from ser_tool.errors import (
+    AccessDeniedError,
     AnalysisCancelled,
     AnalysisTimeLimitError,
     AudioDecodeError,
@@ -37,8 +39,9 @@ from ser_tool.segment import SegmentationOptions
 __version__ = "0.1.0"
 
 __all__ = [
-    "ASR", "DIMENSIONS", "EMOTIONS", "SAMPLE_RATE", "Affect", "AffectReport", "AnalysisCancelled", "AnalysisOptions",
-    "AnalysisTimeLimitError", "Analyzer", "TooManyWindowsError",
+    "ASR", "AUDIO_EXTENSIONS", "DIMENSIONS", "EMOTIONS", "SAMPLE_RATE", "AccessDeniedError", "Affect", "AffectReport",
+    "AllowedFolders", "AnalysisCancelled", "AnalysisOptions", "AnalysisTimeLimitError", "Analyzer", "OpenedAudio",
+    "TooManyWindowsError",
     "AudioDecodeError", "AudioError", "AudioLimits", "AudioNotFoundError", "AudioTooLargeError",
     "AudioTooLongError", "BackendError", "BackendSpec", "ConfigError", "Dimensions", "EmotionProbabilities",
     "EmptyAudioError", "InvalidAudioError", "ModelNotAvailableError", "NoSpeechError", "SERError",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -113,7 +114,7 @@ def _covered(seg: TranscriptSegment, windows: Sequence[Segment]) -> float:
 
 
 def transcribe_with_emotion(
-    audio: str | Path | bytes | np.ndarray,
+    audio: str | Path | bytes | BinaryIO | np.ndarray,
     *,
     analyzer: Analyzer,
     asr: ASR,
@@ -125,7 +126,8 @@ def transcribe_with_emotion(
 ) -> EmotionTranscript:
     """ASR + SER on one recording, aligned: each transcript segment with its expressed emotion.
 
-    The audio is decoded once (16 kHz mono) and given to both models, so it is held in memory whole.
+    The audio (a path, bytes, an open binary file or an array) is decoded once (16 kHz mono) and the
+    same samples go to both models, so it is held in memory whole and an open file is read only once.
     `cancel` stops the emotion analysis within one batch (see Analyzer.analyze) and the recogniser
     before it starts; a recogniser pass already running finishes first.
     """

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -114,7 +115,7 @@ class Analyzer:
 
     def analyze(
         self,
-        audio: str | Path | bytes | np.ndarray,
+        audio: str | Path | bytes | BinaryIO | np.ndarray,
         *,
         sample_rate: int | None = None,
         name: str | None = None,
@@ -124,7 +125,8 @@ class Analyzer:
     ) -> AffectReport:
         """Analyse one recording.
 
-        audio: path, bytes of an audio file, or a NumPy array (with `sample_rate`).
+        audio: path, bytes of an audio file, an open binary file (e.g. from `AllowedFolders.open_file`;
+        decoded from that object, never reopened by name), or a NumPy array (with `sample_rate`).
         timeline: True = always include the segment timeline, False = never, None = only when the
         recording is longer than one analysis window.
         cancel: a threading.Event (or a callable returning True) that stops the analysis with

@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
@@ -155,7 +156,7 @@ class _SoundFileAudio(AudioSource):
 
 
 def open_audio(
-    audio: str | os.PathLike | bytes | np.ndarray,
+    audio: str | os.PathLike | bytes | np.ndarray | BinaryIO,
     *,
     sample_rate: int | None = None,
     name: str | None = None,
@@ -163,12 +164,22 @@ def open_audio(
 ) -> AudioSource:
     """Open any supported audio for reading at 16 kHz mono.
 
-    audio: a file path, the raw bytes of an audio file, or a NumPy array of samples (then
-    `sample_rate` is required; shape (n,), (n, channels) or (channels, n) with channels <= 8;
+    audio: a file path, the raw bytes of an audio file, an open binary file object (seekable; it is
+    read from, never reopened by name, and stays the caller's to close), or a NumPy array of samples
+    (then `sample_rate` is required; shape (n,), (n, channels) or (channels, n) with channels <= 8;
     integer samples are scaled to [-1, 1]).
     Raises an AudioError subclass with a message saying what is wrong and what to do.
     """
     limits = limits or AudioLimits()
+    if hasattr(audio, "read") and hasattr(audio, "seek"):
+        label = name or "<file>"
+        audio.seek(0, io.SEEK_END)
+        size = audio.tell()
+        audio.seek(0)
+        limits.check_size(size, label)
+        if size == 0:
+            raise EmptyAudioError(f"{label} is an empty file (0 bytes); it holds no audio")
+        return _open_file_like(audio, label, limits)
     if isinstance(audio, np.ndarray):
         return _ArrayAudio(_array_to_mono16k(audio, sample_rate, name or "<array>", limits), name or "<array>")
     if isinstance(audio, (bytes, bytearray, memoryview)):
@@ -219,6 +230,9 @@ def _open_file_like(target, label: str, limits: AudioLimits, raw: bytes | None =
     try:
         handle = sf.SoundFile(target)
     except sf.LibsndfileError as e:
+        if raw is None and hasattr(target, "read"):  # an open file: the fallback gets its bytes, not its name
+            target.seek(0)
+            raw = target.read()
         return _decode_with_ffmpeg(target, label, limits, raw, reason=str(e))
     except PermissionError:
         raise AudioError(f"{label}: permission denied; make the file readable for this user") from None
