@@ -4,8 +4,8 @@
     >>> report = Analyzer("embedded").analyze("call.wav")
     >>> print(report.description)
 
-Importing this package is cheap: torch and transformers load when a model does, and langchain-core
-only when `SpeechEmotionTool` is used.
+Importing this package is cheap: torch and transformers load when a model does, langchain-core
+only when `SpeechEmotionTool` is used, pydantic-settings when `Settings` is.
 """
 
 from ser_tool.align import EmotionTranscript, SpokenSegment, align, transcribe_with_emotion, transcript_lines
@@ -37,7 +37,7 @@ __all__ = [
     "AudioDecodeError", "AudioError", "AudioLimits", "AudioNotFoundError", "AudioTooLargeError",
     "AudioTooLongError", "BackendError", "BackendSpec", "ConfigError", "Dimensions", "EmotionProbabilities",
     "EmptyAudioError", "InvalidAudioError", "ModelNotAvailableError", "NoSpeechError", "SERError",
-    "Segment", "SegmentationOptions", "analyze", "load_audio", "open_audio", "report_json_schema",
+    "Segment", "SegmentationOptions", "Settings", "add_model_flags", "analyze", "load_audio", "open_audio", "report_json_schema",
     "EmotionTranscript", "GivenTranscript", "SpeechEmotionTool", "SpokenSegment", "Transcript", "TranscriptSegment",
     "WhisperASR", "align", "load_asr", "transcribe_with_emotion", "transcript_lines",
 ]
@@ -49,4 +49,9 @@ def __getattr__(name: str):
         from ser_tool.langchain_tool import SpeechEmotionTool
 
         return SpeechEmotionTool
+    # Settings (pydantic-settings, ~50 ms to import) are for entry points: loaded when one asks.
+    if name in ("Settings", "add_model_flags"):
+        from ser_tool import settings
+
+        return getattr(settings, name)
     raise AttributeError(f"module 'ser_tool' has no attribute {name!r}")
