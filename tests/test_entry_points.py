@@ -13,11 +13,7 @@ import pytest
 from conftest import REPO, SAMPLE, make_toy_corpus
 
 
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch):
-    for name in list(os.environ):
-        if name.upper().startswith("SER_"):
-            monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("no_ser_env")
 
 
 def _main(program: str):
@@ -80,13 +76,6 @@ def test_numeric_settings_out_of_range_are_refused(program, argv, message, capsy
     assert _main(program)(argv) == 2
     err = capsys.readouterr().err
     assert f"{program}: error: invalid settings: {message}" in err and "Traceback" not in err
-
-
-@pytest.fixture(scope="module")
-def tiny_hf(tmp_path_factory):
-    from ser_tool.testing import make_tiny_hf_classifier
-
-    return str(make_tiny_hf_classifier(tmp_path_factory.mktemp("tiny_hf")))
 
 
 def run_with_closed_stdout(*args: str, unbuffered: bool = False) -> subprocess.CompletedProcess:

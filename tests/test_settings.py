@@ -5,7 +5,6 @@ environment over an entry point's defaults, and the settings that used to be dro
 from __future__ import annotations
 
 import argparse
-import os
 
 import numpy as np
 import pytest
@@ -16,19 +15,7 @@ from lc_support import ScriptedChatModel
 from ser_tool import AnalysisOptions, AudioLimits, BackendSpec, ConfigError, SegmentationOptions, Settings, add_model_flags
 
 
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch):
-    """A developer's own SER_* variables must not leak into these tests."""
-    for name in list(os.environ):
-        if name.upper().startswith("SER_"):
-            monkeypatch.delenv(name)
-
-
-@pytest.fixture(scope="module")
-def tiny_hf(tmp_path_factory):
-    from ser_tool.testing import make_tiny_hf_classifier
-
-    return str(make_tiny_hf_classifier(tmp_path_factory.mktemp("tiny_hf")))
+pytestmark = pytest.mark.usefixtures("no_ser_env")
 
 
 @pytest.fixture
