@@ -5,8 +5,8 @@
     >>> print(report.description)
 
 Importing this package is cheap: torch loads when a model does (transformers only for the meralion
-and hf backends and Whisper transcription, never for the embedded model), and langchain-core only
-when `SpeechEmotionTool` is used.
+and hf backends and Whisper transcription, never for the embedded model), langchain-core only
+when `SpeechEmotionTool` is used, pydantic-settings when `Settings` is.
 """
 
 from ser_tool.access import AUDIO_EXTENSIONS, AllowedFolders, OpenedAudio
@@ -45,7 +45,7 @@ __all__ = [
     "AudioDecodeError", "AudioError", "AudioLimits", "AudioNotFoundError", "AudioTooLargeError",
     "AudioTooLongError", "BackendError", "BackendSpec", "ConfigError", "Dimensions", "EmotionProbabilities",
     "EmptyAudioError", "InvalidAudioError", "ModelNotAvailableError", "NoSpeechError", "SERError",
-    "Segment", "SegmentationOptions", "analyze", "load_audio", "open_audio", "report_json_schema",
+    "Segment", "SegmentationOptions", "Settings", "add_model_flags", "analyze", "load_audio", "open_audio", "report_json_schema",
     "EmotionTranscript", "GivenTranscript", "SpeechEmotionTool", "SpokenSegment", "Transcript", "TranscriptSegment",
     "WhisperASR", "align", "load_asr", "transcribe_with_emotion", "transcript_lines",
 ]
@@ -57,4 +57,9 @@ def __getattr__(name: str):
         from ser_tool.langchain_tool import SpeechEmotionTool
 
         return SpeechEmotionTool
+    # Settings (pydantic-settings, ~50 ms to import) are for entry points: loaded when one asks.
+    if name in ("Settings", "add_model_flags"):
+        from ser_tool import settings
+
+        return getattr(settings, name)
     raise AttributeError(f"module 'ser_tool' has no attribute {name!r}")

@@ -105,6 +105,11 @@ class Analyzer:
         self._lock = threading.Lock()
 
     @property
+    def spec(self) -> BackendSpec | None:
+        """How the model is (or will be) loaded; None when this analyzer was given a loaded backend."""
+        return self._spec
+
+    @property
     def backend(self) -> Backend:
         """The loaded model (loads it on first access)."""
         if self._backend is None:
