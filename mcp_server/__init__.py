@@ -3,7 +3,7 @@
     ser-mcp                                   # stdio, for Claude Desktop / Claude Code
     ser-mcp --transport http --port 8765      # streamable HTTP on http://127.0.0.1:8765/mcp
 
-Layout: settings (flags + SER_* env) -> sandbox (what a call may read) + engine (shared, lazily
+Layout: settings (flags + SER_* env) -> sandbox (URLs; files via ser_tool.AllowedFolders) + engine (shared, lazily
 loaded models; blocking work) -> server (tools, resources, prompt) -> cli (transports).
 The only package that imports `mcp`; it uses ser_tool's public API and nothing flows back.
 """

@@ -10,10 +10,11 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 
-from ser_tool import AnalysisOptions, Analyzer, BackendSpec, ConfigError, SegmentationOptions, SERError
+from ser_tool import AnalysisCancelled, AnalysisOptions, Analyzer, BackendSpec, ConfigError, SegmentationOptions, SERError
 
 log = logging.getLogger("mcp_server")
 
@@ -110,19 +111,37 @@ class Engine:
         options = self.options if seg == self.options.segmentation else dataclasses.replace(self.options, segmentation=seg)
         return Analyzer(self.backend(name), options)
 
-    def analyze(self, analyzer: Analyzer, audio, **kwargs):
-        """analyzer.analyze(audio, **kwargs), at most `max_concurrent` at a time (blocks)."""
-        with self._slots:
-            return analyzer.analyze(audio, **kwargs)
+    def analyze(self, analyzer: Analyzer, audio, *, cancel: threading.Event | None = None,
+                time_limit: float | None = None, **kwargs):
+        """analyzer.analyze(audio, cancel=cancel, **kwargs), at most `max_concurrent` at a time (blocks).
 
-    def transcribe(self, analyzer: Analyzer, asr, audio, **kwargs):
+        Setting `cancel` stops the call within one batch, or while it waits for its turn, with
+        AnalysisCancelled; its slot is freed at once. `time_limit` replaces the analyzer's (seconds).
+        """
+        if time_limit is not None:
+            analyzer = Analyzer(analyzer.backend, dataclasses.replace(analyzer.options, time_limit=time_limit))
+        with self._slot(cancel):
+            return analyzer.analyze(audio, cancel=cancel, **kwargs)
+
+    def transcribe(self, analyzer: Analyzer, asr, audio, *, cancel: threading.Event | None = None, **kwargs):
         """transcribe_with_emotion(audio, ...), in a slot like `analyze`; the recogniser's passes run on
         the inference thread too, one at a time with the emotion model's (blocks)."""
         from ser_tool import transcribe_with_emotion
 
         serial_asr = _SerialASR(asr, self._inference)
-        with self._slots:
-            return transcribe_with_emotion(audio, analyzer=analyzer, asr=serial_asr, **kwargs)
+        with self._slot(cancel):
+            return transcribe_with_emotion(audio, analyzer=analyzer, asr=serial_asr, cancel=cancel, **kwargs)
+
+    @contextmanager
+    def _slot(self, cancel: threading.Event | None) -> Iterator[None]:
+        """One of the `max_concurrent` analysis slots; waiting for it stops when `cancel` is set."""
+        while not self._slots.acquire(timeout=0.05):
+            if cancel is not None and cancel.is_set():
+                raise AnalysisCancelled("the call was cancelled while it waited for its turn")
+        try:
+            yield
+        finally:
+            self._slots.release()
 
     def segmentation(self, *, window: float | None, hop: float | None, vad: str | None) -> SegmentationOptions:
         """The configured segmentation with a call's overrides (a new window without a hop means no overlap)."""

@@ -13,8 +13,11 @@ import time
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
+import threading
+
 import anyio
 import anyio.from_thread
+import anyio.lowlevel
 import anyio.to_thread
 from mcp.server.fastmcp import Context, FastMCP
 from mcp.server.fastmcp.exceptions import ToolError
@@ -176,11 +179,10 @@ def build_server(settings: ServerSettings, *, engine: Engine | None = None, sand
         t0 = time.perf_counter()
         try:
             kind = validate_one_source(path=path, url=url, audio_base64=audio_base64)
-            audio, name = await _fetch_source(sandbox, kind, path, url, audio_base64)
-            analyzer = await _analyzer(ctx, engine, backend, window, hop, vad)
-            run = functools.partial(engine.analyze, analyzer, audio, name=name, timeline=timeline,
-                                    progress=_window_progress(ctx, name or "audio"))
-            report = await anyio.to_thread.run_sync(run)
+            async with _audio_source(sandbox, kind, path, url, audio_base64) as (audio, name):
+                analyzer = await _analyzer(ctx, engine, backend, window, hop, vad)
+                report = await run_stoppable(engine.analyze, analyzer, audio, name=name, timeline=timeline,
+                                             progress=_window_progress(ctx, name or "audio"))
         except Exception as e:  # noqa: BLE001 - every failure becomes an error result; the server keeps serving
             raise _tool_error(e, "analyze_speech_emotion") from e
         log.info("analysed %s (%s, %.1f s of audio) in %.2f s", report.source, kind, report.duration, time.perf_counter() - t0)
@@ -225,7 +227,7 @@ def build_server(settings: ServerSettings, *, engine: Engine | None = None, sand
         try:
             kind = validate_one_source(paths=paths or None, folder=folder)
             if kind == "folder":
-                files = await anyio.to_thread.run_sync(sandbox.list_folder, folder, pattern)
+                files = await anyio.to_thread.run_sync(sandbox.files.list_folder, folder, pattern)
                 if not files:
                     raise _no_files(folder, pattern)
             else:
@@ -236,12 +238,21 @@ def build_server(settings: ServerSettings, *, engine: Engine | None = None, sand
         except Exception as e:  # noqa: BLE001
             raise _tool_error(e, "analyze_speech_emotion_batch") from e
         results: list[FileResult] = []
+        # The call's time limit covers all its files: each gets what the ones before it left.
+        limit = engine.options.time_limit
+        deadline = None if limit is None else time.monotonic() + limit
         for i, user_path in enumerate(files):
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                results.append(FileResult(source=user_path, error=(
+                    f"not analysed: this call reached its time limit ({limit:g} s) before this file; analyse the "
+                    "remaining files in another call")))
+                continue
             await _report_progress(ctx, i, len(files), f"analysing {user_path}")
             try:
-                real = await anyio.to_thread.run_sync(sandbox.resolve_file, user_path)
-                report = await anyio.to_thread.run_sync(functools.partial(
-                    engine.analyze, analyzer, real, name=user_path, timeline=True if timeline else False))
+                with await anyio.to_thread.run_sync(sandbox.files.open_file, user_path) as opened:
+                    report = await run_stoppable(engine.analyze, analyzer, opened.file, name=opened.name,
+                                                 timeline=True if timeline else False, time_limit=remaining)
                 results.append(FileResult(source=user_path, report=report))
             except SERError as e:
                 results.append(FileResult(source=user_path, error=_message(e)))
@@ -302,11 +313,10 @@ def build_server(settings: ServerSettings, *, engine: Engine | None = None, sand
                                 "as transcript, or use analyze_speech_emotion for the affect alone")
             else:
                 recogniser = asr
-            audio, name = await _fetch_source(sandbox, kind, path, url, audio_base64)
-            analyzer = await _analyzer(ctx, engine, None, None, None, vad)
-            await _report_progress(ctx, 0, None, "transcribing and analysing")
-            result = await anyio.to_thread.run_sync(functools.partial(
-                engine.transcribe, analyzer, recogniser, audio, name=name))
+            async with _audio_source(sandbox, kind, path, url, audio_base64) as (audio, name):
+                analyzer = await _analyzer(ctx, engine, None, None, None, vad)
+                await _report_progress(ctx, 0, None, "transcribing and analysing")
+                result = await run_stoppable(engine.transcribe, analyzer, recogniser, audio, name=name)
         except Exception as e:  # noqa: BLE001 - every failure becomes an error result
             raise _tool_error(e, "transcribe_speech_emotion") from e
         text = result.report.description + "\n" + "\n".join(transcript_lines(result))
@@ -332,6 +342,7 @@ def build_server(settings: ServerSettings, *, engine: Engine | None = None, sand
     def config() -> str:
         return json.dumps({
             "allowed_folders": [str(d) for d in policy.allowed_dirs],
+            "hard_links_allowed": policy.allow_hardlinks,
             "url_fetching": policy.allow_urls,
             "max_file_mb": policy.max_file_bytes / 2**20,
             "max_audio_base64_mb": inline_mb,
@@ -341,6 +352,8 @@ def build_server(settings: ServerSettings, *, engine: Engine | None = None, sand
             "backends": list(engine.names),
             "default_backend": engine.default,
             "model_loaded": engine.is_loaded(),
+            "max_windows": engine.options.max_windows,
+            "call_time_limit_s": engine.options.time_limit,
             "window_s": engine.options.segmentation.window,
             "hop_s": engine.options.segmentation.step,
             "speech_recogniser": asr.model_id if asr is not None else None,
@@ -363,13 +376,57 @@ def build_server(settings: ServerSettings, *, engine: Engine | None = None, sand
 
 # -- helpers ---------------------------------------------------------------------------------------
 
-async def _fetch_source(sandbox, kind: str, path: str | None, url: str | None, audio_base64: str | None):
-    """The audio named by the one source given (a checked path, a downloaded URL or decoded base64), and its name."""
+async def run_stoppable(func, /, *args, **kwargs):
+    """`func(*args, cancel=event, **kwargs)` in a worker thread; when the calling task is cancelled -
+    the client sent notifications/cancelled (the SDK cancels the request's task) or went away (the
+    SDK cancels every request in flight) - the event is set, the work stops at its next check (within
+    one batch), and the cancellation goes on up once the thread has ended and freed its slot.
+
+    anyio waits for a worker thread even when its task is cancelled (the wait is shielded), so a
+    sibling task that only sleeps carries the cancellation to the thread.
+    """
+    stop = threading.Event()
+    state = {"finished": False, "cancelled_at": None}
+
+    async def carry_cancellation() -> None:
+        try:
+            await anyio.sleep_forever()
+        finally:
+            if not state["finished"]:
+                state["cancelled_at"] = time.perf_counter()
+            stop.set()
+
+    result = error = None
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(carry_cancellation)
+        try:
+            result = await anyio.to_thread.run_sync(functools.partial(func, *args, cancel=stop, **kwargs))
+        except Exception as e:  # noqa: BLE001 - raised below, outside the task group (no exception group)
+            error = e
+        finally:
+            state["finished"] = True
+            tg.cancel_scope.cancel()
+    if state["cancelled_at"] is not None:
+        log.info("call cancelled (by the client, or it disconnected); its worker stopped %.3f s later",
+                 time.perf_counter() - state["cancelled_at"])
+        await anyio.lowlevel.checkpoint()  # raises the cancellation
+    if error is not None:
+        raise error
+    return result
+
+
+@asynccontextmanager
+async def _audio_source(sandbox: Sandbox, kind: str, path: str | None, url: str | None, audio_base64: str | None):
+    """(audio, name) for the one source given: an allowed file opened once (closed on leaving), a
+    downloaded URL's bytes, or decoded base64. The decoder reads the open file, never the name again."""
     if kind == "path":
-        return await anyio.to_thread.run_sync(sandbox.resolve_file, path), path.strip()
-    if kind == "url":
-        return await sandbox.fetch_url(url)
-    return await anyio.to_thread.run_sync(sandbox.decode_base64, audio_base64), None
+        opened = await anyio.to_thread.run_sync(sandbox.files.open_file, path)
+        with opened:
+            yield opened.file, opened.name
+    elif kind == "url":
+        yield await sandbox.fetch_url(url)
+    else:
+        yield await anyio.to_thread.run_sync(sandbox.files.decode_base64, audio_base64), None
 
 
 async def _analyzer(ctx: Context, engine: Engine, backend: str | None, window, hop, vad):

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from ser_tool.analyzer import Analyzer, ProgressCallback, affect_from
+from ser_tool.analyzer import Analyzer, CancelHook, ProgressCallback, StopCheck, affect_from
 from ser_tool.asr import ASR, Transcript, TranscriptSegment
 from ser_tool.audio import SAMPLE_RATE, AudioLimits, format_seconds, open_audio
 from ser_tool.report import Affect, AffectReport, Segment
@@ -113,7 +114,7 @@ def _covered(seg: TranscriptSegment, windows: Sequence[Segment]) -> float:
 
 
 def transcribe_with_emotion(
-    audio: str | Path | bytes | np.ndarray,
+    audio: str | Path | bytes | BinaryIO | np.ndarray,
     *,
     analyzer: Analyzer,
     asr: ASR,
@@ -121,18 +122,23 @@ def transcribe_with_emotion(
     name: str | None = None,
     limits: AudioLimits | None = None,
     progress: ProgressCallback | None = None,
+    cancel: CancelHook | None = None,
 ) -> EmotionTranscript:
     """ASR + SER on one recording, aligned: each transcript segment with its expressed emotion.
 
-    The audio is decoded once (16 kHz mono) and given to both models, so it is held in memory whole.
+    The audio (a path, bytes, an open binary file or an array) is decoded once (16 kHz mono) and the
+    same samples go to both models, so it is held in memory whole and an open file is read only once.
+    `cancel` stops the emotion analysis within one batch (see Analyzer.analyze) and the recogniser
+    before it starts; a recogniser pass already running finishes first.
     """
     with open_audio(audio, sample_rate=sample_rate, name=name, limits=limits or analyzer.options.limits) as src:
         label = src.name
         wave = src.read(0, src.num_samples)
         decode_warnings = list(src.warnings)
-    report = analyzer.analyze(wave, sample_rate=SAMPLE_RATE, name=label, timeline=True, progress=progress)
+    report = analyzer.analyze(wave, sample_rate=SAMPLE_RATE, name=label, timeline=True, progress=progress, cancel=cancel)
     if decode_warnings:  # the report was made from the decoded array, which no longer knows
         report = report.model_copy(update={"warnings": [*decode_warnings, *report.warnings]})
+    StopCheck(cancel)()
     transcript: Transcript = asr.transcribe(wave)
     timeline = report.timeline or [Segment(start=0.0, end=report.duration, speech=True, affect=report.overall)]
     return EmotionTranscript(

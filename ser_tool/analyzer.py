@@ -3,42 +3,42 @@
 audio -> open (16 kHz mono, limits) -> detect speech -> plan windows -> model, batch by batch
 -> aggregate -> AffectReport. Only `batch_size` windows of audio are in memory at a time, so
 memory stays flat however long the recording is.
+
+Work per call is bounded too: a plan of more than `max_windows` windows is refused before the model
+runs, and a cancel hook and an optional time limit are checked before every batch (and every 30 s
+block of the speech-detection pass), so a call can be stopped within one batch.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from ser_tool.audio import SAMPLE_RATE, AudioLimits, AudioSource, format_seconds, open_audio
-from ser_tool.backends import Backend, load_backend
+from ser_tool.backends import Backend, BackendSpec, load_backend
 from ser_tool.describe import UNCERTAIN_BELOW, describe
-from ser_tool.errors import ConfigError, NoSpeechError
+from ser_tool.errors import AnalysisCancelled, AnalysisTimeLimitError, ConfigError, NoSpeechError, TooManyWindowsError
 from ser_tool.labels import EMOTIONS
 from ser_tool.report import Affect, AffectReport, Dimensions, EmotionProbabilities, Segment
 from ser_tool.segment import PlannedSegment, SegmentationOptions, detect_speech, plan_segments
 
 ProgressCallback = Callable[[int, int], None]  # (windows done, windows total)
+# Set the event (or return True) to stop an analysis; it is checked before every batch.
+CancelHook = threading.Event | Callable[[], bool]
+
+# A 2-h recording (the default duration limit) at the default 10-s window has 720 windows, at a 5-s hop
+# 1440: the cap leaves room for those and refuses plans that would multiply the work (e.g. 0.5-s windows
+# every 0.25 s: 28 800 windows, 40x the default's number of model calls).
+MAX_WINDOWS = 2000
 
 SILENCE_PEAK = 1e-4  # peak amplitude below this (-80 dBFS) is digital silence
 SHORT_SPEECH = 1.0  # seconds; less speech than this makes the scores shaky
-
-
-@dataclass(frozen=True)
-class BackendSpec:
-    """How to load a backend (kept so the analyzer can load lazily, on first use)."""
-
-    name: str = "embedded"
-    model: str | None = None
-    device: str = "cpu"
-    offline: bool = False
-    label_map: Mapping[str, str | None] | None = None
-    trust_remote_code: bool = False
-    threads: int | None = None  # torch CPU threads; None = the backend's choice (1 for embedded)
 
 
 @dataclass(frozen=True)
@@ -46,10 +46,35 @@ class AnalysisOptions:
     segmentation: SegmentationOptions = field(default_factory=SegmentationOptions)
     limits: AudioLimits = field(default_factory=AudioLimits)
     batch_size: int = 8
+    max_windows: int | None = MAX_WINDOWS  # most model windows one analysis may run; None = no cap
+    time_limit: float | None = None  # seconds one analysis may take (decoding included); None = no limit
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ConfigError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.max_windows is not None and self.max_windows < 1:
+            raise ConfigError(f"max_windows must be at least 1 (or None for no cap), got {self.max_windows}")
+        if self.time_limit is not None and not self.time_limit > 0:
+            raise ConfigError(f"time_limit must be positive seconds (or None for no limit), got {self.time_limit}")
+
+
+class StopCheck:
+    """Raises AnalysisCancelled once `cancel` is set, AnalysisTimeLimitError once `time_limit` seconds
+    have passed since it was made. Call it between units of work."""
+
+    def __init__(self, cancel: CancelHook | None = None, time_limit: float | None = None) -> None:
+        self._cancelled = None if cancel is None else (cancel.is_set if isinstance(cancel, threading.Event) else cancel)
+        self._time_limit = time_limit
+        self._deadline = None if time_limit is None else time.monotonic() + time_limit
+
+    def __call__(self) -> None:
+        if self._cancelled is not None and self._cancelled():
+            raise AnalysisCancelled("the analysis was cancelled before it finished; no report was made")
+        if self._deadline is not None and time.monotonic() > self._deadline:
+            raise AnalysisTimeLimitError(
+                f"the analysis took longer than its time limit ({self._time_limit:g} s) and was stopped. Analyse a "
+                "shorter recording (or a part of it), or use a longer window and hop (fewer windows to run)"
+            )
 
 
 def confidence_from(probabilities: np.ndarray, n_supported: int) -> float:
@@ -80,36 +105,44 @@ class Analyzer:
         self._lock = threading.Lock()
 
     @property
+    def spec(self) -> BackendSpec | None:
+        """How the model is (or will be) loaded; None when this analyzer was given a loaded backend."""
+        return self._spec
+
+    @property
     def backend(self) -> Backend:
         """The loaded model (loads it on first access)."""
         if self._backend is None:
             with self._lock:
                 if self._backend is None:
-                    s = self._spec
-                    self._backend = load_backend(
-                        s.name, model=s.model, device=s.device, offline=s.offline,
-                        label_map=s.label_map, trust_remote_code=s.trust_remote_code, threads=s.threads,
-                    )
+                    self._backend = load_backend(self._spec)
         return self._backend
 
     def analyze(
         self,
-        audio: str | Path | bytes | np.ndarray,
+        audio: str | Path | bytes | BinaryIO | np.ndarray,
         *,
         sample_rate: int | None = None,
         name: str | None = None,
         timeline: bool | None = None,
         progress: ProgressCallback | None = None,
+        cancel: CancelHook | None = None,
     ) -> AffectReport:
         """Analyse one recording.
 
-        audio: path, bytes of an audio file, or a NumPy array (with `sample_rate`).
+        audio: path, bytes of an audio file, an open binary file (e.g. from `AllowedFolders.open_file`;
+        decoded from that object, never reopened by name), or a NumPy array (with `sample_rate`).
         timeline: True = always include the segment timeline, False = never, None = only when the
         recording is longer than one analysis window.
+        cancel: a threading.Event (or a callable returning True) that stops the analysis with
+        AnalysisCancelled when set; checked before every batch, so it stops within one batch.
+        Raises TooManyWindowsError before the model runs when the plan exceeds options.max_windows, and
+        AnalysisTimeLimitError when options.time_limit passes.
         """
         opts = self.options
+        check = StopCheck(cancel, opts.time_limit)
         with open_audio(audio, sample_rate=sample_rate, name=name, limits=opts.limits) as source:
-            regions, peak = detect_speech(source, opts.segmentation)
+            regions, peak = detect_speech(source, opts.segmentation, check)
             label = source.name
             if peak < SILENCE_PEAK:
                 raise NoSpeechError(f"{label} is silent ({format_seconds(source.duration)} of digital silence); there is no voice to analyse")
@@ -119,18 +152,23 @@ class Analyzer:
                     "speech that is quiet or noisy, try --vad energy (analyse everything above the noise floor)"
                 )
             backend = self.backend
-            plan = plan_segments(regions, source.duration, opts.segmentation, backend.max_input_seconds)
+            try:
+                plan = plan_segments(regions, source.duration, opts.segmentation, backend.max_input_seconds, opts.max_windows)
+            except TooManyWindowsError as e:
+                raise TooManyWindowsError(f"{label}: {e}") from None
             speech = [seg for seg in plan if seg.speech]
-            results = dict(zip(speech, self._predict(source, speech, progress), strict=True))
+            results = dict(zip(speech, self._predict(source, speech, progress, check), strict=True))
             return self._report(source, label, plan, results, timeline)
 
-    def _predict(self, source: AudioSource, segments: Sequence[PlannedSegment], progress: ProgressCallback | None) -> list[Affect]:
+    def _predict(self, source: AudioSource, segments: Sequence[PlannedSegment], progress: ProgressCallback | None,
+                 check: Callable[[], None]) -> list[Affect]:
         backend = self.backend
         if backend.sample_rate != SAMPLE_RATE:
             raise ConfigError(f"backend {backend.model_id} expects {backend.sample_rate} Hz audio; ser-tool feeds {SAMPLE_RATE} Hz")
         n_supported = len(backend.emotions_supported)
         out: list[Affect] = []
         for i in range(0, len(segments), self.options.batch_size):
+            check()
             batch = segments[i: i + self.options.batch_size]
             waves = [source.read(int(round(s.start * SAMPLE_RATE)), int(round(s.end * SAMPLE_RATE))) for s in batch]
             with self._lock:
@@ -221,6 +259,6 @@ def _warnings(overall: Affect, speech_duration: float, backend: Backend) -> list
 
 def analyze(audio, *, backend: str = "embedded", **kwargs) -> AffectReport:
     """One-shot convenience: load `backend`, analyse one recording. Reuse an Analyzer for many."""
-    analyze_keys = {"sample_rate", "name", "timeline", "progress"}
+    analyze_keys = {"sample_rate", "name", "timeline", "progress", "cancel"}
     call = {k: kwargs.pop(k) for k in list(kwargs) if k in analyze_keys}
     return Analyzer(backend, **kwargs).analyze(audio, **call)

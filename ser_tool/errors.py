@@ -45,6 +45,11 @@ class NoSpeechError(AudioError):
     """No speech was found anywhere in the recording."""
 
 
+class AccessDeniedError(SERError):
+    """The request asks for something the configured policy does not allow (a path outside the allowed
+    folders, a file with other names, a URL when URLs are off)."""
+
+
 class ModelNotAvailableError(SERError):
     """The model could not be found or loaded (not downloaded, not bundled, gated, offline)."""
 
@@ -61,3 +66,16 @@ class ConfigError(SERError):
     """A setting or argument is invalid."""
 
     exit_code = 2
+
+
+class TooManyWindowsError(AudioError):
+    """Analysing this recording with this window and hop would take more windows than one call may run."""
+
+
+class AnalysisCancelled(SERError):
+    """The caller cancelled the analysis before it finished (named so it does not clash with asyncio's
+    CancelledError)."""
+
+
+class AnalysisTimeLimitError(SERError):
+    """The analysis ran past its time limit and was stopped."""

@@ -15,13 +15,15 @@ up to 15 s are not cut), still shows how affect moves through a long call, and s
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
-from ser_tool.audio import SAMPLE_RATE, AudioSource
-from ser_tool.errors import ConfigError
+from ser_tool.audio import SAMPLE_RATE, AudioSource, format_seconds
+from ser_tool.errors import ConfigError, TooManyWindowsError
 
 VadMode = Literal["webrtc", "energy"]
 
@@ -86,8 +88,13 @@ def speech_frames(samples: np.ndarray, options: SegmentationOptions, vad=None) -
     return voiced
 
 
-def detect_speech(source: AudioSource, options: SegmentationOptions) -> tuple[list[tuple[float, float]], float]:
-    """Stream `source` once; return (speech regions in seconds, peak absolute amplitude)."""
+def detect_speech(
+    source: AudioSource, options: SegmentationOptions, check: Callable[[], None] | None = None,
+) -> tuple[list[tuple[float, float]], float]:
+    """Stream `source` once; return (speech regions in seconds, peak absolute amplitude).
+
+    `check` runs before each block (30 s of audio) and may raise to stop the pass (cancel, time limit).
+    """
     vad = None
     if options.vad == "webrtc":
         import webrtcvad
@@ -97,6 +104,8 @@ def detect_speech(source: AudioSource, options: SegmentationOptions) -> tuple[li
     peak = 0.0
     carry = np.zeros(0, dtype=np.float32)
     for _, block in source.blocks():
+        if check is not None:
+            check()
         peak = max(peak, float(np.max(np.abs(block))) if len(block) else 0.0)
         block = np.concatenate([carry, block]) if len(carry) else block
         usable = len(block) - len(block) % _FRAME
@@ -139,8 +148,13 @@ def plan_segments(
     duration: float,
     options: SegmentationOptions,
     max_input_seconds: float | None = None,
+    max_windows: int | None = None,
 ) -> list[PlannedSegment]:
-    """Timeline covering [0, duration]: speech regions cut into windows, gaps as non-speech segments."""
+    """Timeline covering [0, duration]: speech regions cut into windows, gaps as non-speech segments.
+
+    Raises TooManyWindowsError as soon as the speech windows would exceed `max_windows` (None: no cap),
+    so an extreme window/hop never builds a huge plan.
+    """
     longest = 1.5 * options.window
     if max_input_seconds:
         longest = min(longest, max_input_seconds)
@@ -148,27 +162,52 @@ def plan_segments(
     step = min(options.step, window)
     out: list[PlannedSegment] = []
     cursor = 0.0
+    n_windows = 0
     for start, end in regions:
         if start - cursor > 1e-3:
             out.append(PlannedSegment(round(cursor, 3), start, False))
-        out.extend(_windows(start, end, window, step, longest))
+        budget = None if max_windows is None else max_windows - n_windows
+        windows = _windows(start, end, window, step, longest, budget)
+        if windows is None:
+            raise _too_many_windows(regions, window, step, longest, max_windows)
+        n_windows += len(windows)
+        out.extend(windows)
         cursor = end
     if duration - cursor > 1e-3:
         out.append(PlannedSegment(round(cursor, 3), round(duration, 3), False))
     return out
 
 
-def _windows(start: float, end: float, window: float, step: float, longest: float) -> list[PlannedSegment]:
+def _windows(start: float, end: float, window: float, step: float, longest: float,
+             budget: int | None = None) -> list[PlannedSegment] | None:
+    """The windows of one speech region; None when they would be more than `budget`."""
+    if budget is not None and budget < 1:
+        return None
     if end - start <= longest:
         return [PlannedSegment(start, end, True)]
     spans: list[list[float]] = []
     t = start
     while t + window < end - 1e-6:
+        if budget is not None and len(spans) >= budget:
+            return None
         spans.append([t, t + window])
         t += step
     tail = end - t
     if spans and tail < window / 2 and end - spans[-1][0] <= longest:
         spans[-1][1] = end  # a short tail joins the previous window rather than standing alone
     else:
+        if budget is not None and len(spans) >= budget:
+            return None
         spans.append([t, end])
     return [PlannedSegment(round(s, 3), round(e, 3), True) for s, e in spans]
+
+
+def _too_many_windows(regions: list[tuple[float, float]], window: float, step: float, longest: float,
+                      max_windows: int) -> TooManyWindowsError:
+    speech = sum(e - s for s, e in regions)
+    needed = sum(1 if e - s <= longest else max(1, math.ceil((e - s - window) / step) + 1) for s, e in regions)
+    return TooManyWindowsError(
+        f"analysing {format_seconds(speech)} of speech with {window:g}-s windows every {step:g} s needs about "
+        f"{needed} windows, more than the {max_windows} one analysis may run. Use a longer window or hop "
+        f"(e.g. the default 10 s), or a shorter recording (or a part of it)"
+    )

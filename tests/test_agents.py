@@ -11,9 +11,9 @@ import pytest
 import soundfile as sf
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
-from agent_support import QUESTION, REPORT, TRANSCRIPT
+from agent_support import QUESTION, REPORT, TRANSCRIPT, CountingASR
 from conftest import SR, FakeBackend, silence, voice
-from lc_support import ScriptedChatModel
+from agents.testing import ScriptedChatModel
 from agents import (
     DEFAULT_TEMPLATE,
     AffectPipeline,
@@ -28,7 +28,7 @@ from agents import (
     render_prompt,
 )
 from agents.cli import main
-from ser_tool import AffectReport, Analyzer, AudioDecodeError, EmotionTranscript, WhisperASR
+from ser_tool import AffectReport, Analyzer, AudioDecodeError, EmotionTranscript, InvalidAudioError, WhisperASR
 from ser_tool.testing import make_tiny_whisper_asr
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -156,6 +156,44 @@ def test_errors_are_clear(wav, tmp_path):
         failing.run("q", audio=wav)
     with pytest.raises(AgentError, match="affect mode"):
         AffectPipeline(ScriptedChatModel(), mode="loud")
+
+
+def test_perceive_takes_an_array_with_its_sample_rate(tmp_path):
+    rate = 22_050
+    signal = np.concatenate([voice(2.0, sr=rate, amp=0.4), silence(1.0, sr=rate), voice(2.0, sr=rate, amp=0.05)])
+    path = tmp_path / "v22k.wav"
+    sf.write(path, signal, rate, subtype="FLOAT")
+    pipeline = AffectPipeline(ScriptedChatModel(), analyzer=Analyzer(FakeBackend()), asr=CountingASR())
+    from_array = pipeline.perceive(signal, sample_rate=rate)
+    from_file = pipeline.perceive(path)
+    assert pipeline.asr.heard == [5 * 16000, 5 * 16000]  # both resampled to 16 kHz before the ASR
+    a, b = from_array.report, from_file.report
+    assert a.duration == pytest.approx(b.duration) and len(a.timeline) == len(b.timeline)
+    assert np.allclose(a.overall.probabilities.as_tuple(), b.overall.probabilities.as_tuple(), atol=1e-3)
+    for sa, sb in zip(a.timeline, b.timeline, strict=True):
+        assert (sa.start, sa.end, sa.speech) == pytest.approx((sb.start, sb.end, sb.speech), abs=0.02)
+    assert [s.text for s in from_array.aligned.segments] == [s.text for s in from_file.aligned.segments]
+    assert from_array.aligned.asr_model == "counting-asr"
+    with pytest.raises(InvalidAudioError, match="sample rate"):
+        pipeline.perceive(signal)
+
+
+def test_perceive_once_and_answer_in_every_mode(wav):
+    """One ASR pass and one SER pass serve all three modes, with the very prompts `run` sends in each."""
+    asr, backend = CountingASR(), FakeBackend()
+    pipeline = AffectPipeline(ScriptedChatModel(rule=lambda text: "ok"), analyzer=Analyzer(backend), asr=asr)
+    perception = pipeline.perceive(wav, modes=["none", "predicted", "oracle"])
+    assert len(asr.heard) == 1 and len(backend.batches) == 1
+    oracle = {"emotion": "angry"}
+    for mode in ("none", "predicted", "oracle"):
+        shared = pipeline.answer(QUESTION, perception, mode=mode, oracle=oracle)
+        alone = AffectPipeline(ScriptedChatModel(rule=lambda text: "ok"), analyzer=Analyzer(FakeBackend()),
+                               asr=CountingASR(), mode=mode).run(QUESTION, audio=wav, oracle=oracle)
+        assert shared.prompt == alone.prompt and shared.mode == mode
+    assert len(asr.heard) == 1 and len(backend.batches) == 1
+    words_only = pipeline.perceive(None, "hello", modes=["none"])
+    with pytest.raises(AgentError, match="perceive the audio with mode 'predicted'"):
+        pipeline.answer("q", words_only, mode="predicted")
 
 
 def test_conversation_keeps_the_affect_and_the_history(wav):

@@ -91,8 +91,8 @@ def test_backend_loads_lazily_once(monkeypatch, fake_backend):
 
     calls = []
 
-    def fake_load(name, **kw):
-        calls.append(name)
+    def fake_load(spec):
+        calls.append(spec.name)
         return fake_backend
 
     monkeypatch.setattr(analyze_mod, "load_backend", fake_load)

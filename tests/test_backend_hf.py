@@ -228,3 +228,27 @@ def test_cpu_default_creation_ops_restores_and_respects_explicit_device():
                 assert torch.logspace(0, 1, 3, device="meta").is_meta
             raise KeyError("restored even on error")
     assert (torch.logspace, torch.linspace) == (logspace, linspace)
+
+
+def test_threads_apply_to_the_backends_forward_passes_only(hub, wav2vec2_dir):
+    from ser_tool.backends._torch import torch_threads
+
+    def threads_in_forward(backend):
+        seen = []
+        hook = backend.model.register_forward_pre_hook(lambda *_: seen.append(torch.get_num_threads()))
+        backend.predict(waveforms(1.0))
+        hook.remove()
+        return seen
+
+    assert torch.get_num_threads() == 1  # the one_thread fixture
+    assert threads_in_forward(load_backend("hf", model=str(wav2vec2_dir))) == [1]  # no count asked: the caller's
+    assert threads_in_forward(load_backend("hf", model=str(wav2vec2_dir), threads=2)) == [2]
+    assert torch.get_num_threads() == 1  # restored after the forward pass; loading changed nothing
+    with pytest.raises(RuntimeError, match="inside"):
+        with torch_threads(2):
+            assert torch.get_num_threads() == 2
+            raise RuntimeError("inside")
+    assert torch.get_num_threads() == 1  # restored on error too
+    with pytest.raises(ConfigError, match="at least 1"):
+        with torch_threads(0):
+            pass

@@ -42,8 +42,8 @@ def test_hub_layout_loads(tmp_path):
     assert samples[0].question_type == "contextual_paralinguistic" and samples[1].question_type == "content"
     assert samples[0].oracle_emotion == "angry" and samples[0].transcript == "Kids are talking by the door"
     assert samples[0].reference == "Annoyed." and samples[0].waveform.dtype == np.float32
-    wav = samples[0].audio_input()
-    assert isinstance(wav, bytes) and wav[:4] == b"RIFF"
+    audio, rate = samples[0].audio_input()  # the waveform itself goes to the agent: no WAV round trip
+    assert audio is samples[0].waveform and rate == 16000
 
 
 def test_hub_layout_missing_column_is_named(tmp_path):

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from cpbench_support import RuleChatModel
-from lc_support import ScriptedChatModel
+
+from agents.testing import ScriptedChatModel
 
 from evals.cpbench.dataset import Sample
 from evals.cpbench.metrics import SampleResult, aggregate, bootstrap_ci
@@ -101,5 +101,5 @@ def test_bootstrap_is_reproducible():
 
 
 def test_rule_model_helper_counts():
-    m = RuleChatModel(rule=lambda text: "A")
+    m = ScriptedChatModel(rule=lambda text: "A")
     assert m.invoke("hi").text == "A" and m.n_calls == 1

@@ -13,7 +13,7 @@ from langchain_core.tools import BaseTool
 from langchain_tests.unit_tests import ToolsUnitTests
 
 from conftest import SR, FakeBackend, silence, voice
-from lc_support import ScriptedChatModel
+from agents.testing import ScriptedChatModel
 from ser_tool import AffectReport, Analyzer, EmotionTranscript, GivenTranscript
 from ser_tool.langchain_tool import SpeechEmotionInput, SpeechEmotionTool
 

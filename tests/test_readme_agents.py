@@ -10,7 +10,7 @@ from langchain_core.messages import AIMessage
 
 from agent_support import make_tiny_chat_lm
 from conftest import SAMPLE
-from lc_support import ScriptedChatModel
+from agents.testing import ScriptedChatModel
 from ser_tool.testing import make_tiny_whisper_asr
 
 REPO = Path(__file__).resolve().parents[1]
@@ -82,3 +82,11 @@ def test_offline_local_model_snippet(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("agents.models.smollm2_gguf", lambda: tiny)
     ns = run(code)
     assert ns["pipeline"].model.model_path == str(tiny)
+
+
+def test_hear_once_ask_many_snippet(scripted, capsys):
+    code = snippets("Reference agent")[2]
+    run(code.replace("for mode in", 'pipeline.model.replies = ["Not sure.", "No, impatient."]\nfor mode in'))
+    assert capsys.readouterr().out.splitlines() == ["none Not sure.", "predicted No, impatient."]
+    sent = scripted[0].calls
+    assert "Affect" not in sent[0][1].content and "Affect of the whole recording" in sent[1][1].content

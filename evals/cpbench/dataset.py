@@ -5,9 +5,7 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
-import wave
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -74,17 +72,12 @@ class Sample(BaseModel):
             self.correct_choice = self.correct_choice.upper()
         return self
 
-    def audio_input(self) -> str | bytes:
-        """What the agent is given: the file path, or a 16-bit WAV of the waveform."""
+    def audio_input(self) -> tuple[str | np.ndarray, int | None]:
+        """What the agent is given, as (audio, sample_rate): the file path (its rate is in the file), or the
+        waveform itself with its rate - no re-encoding."""
         if self.audio is not None:
-            return self.audio
-        buf = io.BytesIO()
-        with wave.open(buf, "wb") as w:
-            w.setnchannels(1)
-            w.setsampwidth(2)
-            w.setframerate(SAMPLE_RATE)
-            w.writeframes((np.clip(self.waveform, -1, 1) * 32767).astype("<i2").tobytes())
-        return buf.getvalue()
+            return self.audio, None
+        return self.waveform, SAMPLE_RATE
 
 
 def load_samples(source: str | Path) -> list[Sample]:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ser_tool.train.data import read_corpus, split_by_speaker
+from ser_tool.data import read_corpus, split_by_speaker
 
 from evals.cpbench.dataset import LETTERS, Sample
 

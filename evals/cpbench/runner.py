@@ -21,35 +21,35 @@ from evals.cpbench.solvers import AgentSolver, Solver, mc_question, model_identi
 __all__ = ["evaluate", "run_samples"]
 
 
-def run_samples(samples: Sequence[Sample], solvers: Sequence[Solver], scorer: Scorer, *, concurrency: int = 1,
+def run_samples(samples: Sequence[Sample], solver: Solver, scorer: Scorer, *, concurrency: int = 1,
                 progress: Callable[[], None] | None = None) -> list[SampleResult]:
-    """Every sample through every solver, then the scorer; results in (solver, sample) order. The first
+    """Every sample in every mode of the solver, then the scorer; results in (mode, sample) order. The first
     failure stops the run (what was done is in the cache: rerun to resume)."""
     mc = isinstance(scorer, ChoiceScorer)
 
-    def one(job: tuple[Solver, Sample]) -> SampleResult:
-        solver, sample = job
+    def one(job: tuple[str, Sample]) -> SampleResult:
+        mode, sample = job
         question = mc_question(sample) if mc else sample.question
         try:
-            solution = solver(sample)
+            solution = solver(sample, mode)
         except ChatModelError:
             raise
         except SERError as e:  # this clip cannot be heard (no speech, bad file): scored 0, kept in the log
             if progress:
                 progress()
-            return SampleResult(sample_id=sample.id, question_type=sample.question_type, mode=solver.mode,
+            return SampleResult(sample_id=sample.id, question_type=sample.question_type, mode=mode,
                                 question=question, reference=sample.reference, prompt="", answer="", score=0.0,
                                 parsed=False, correct_choice=sample.correct_choice if mc else None,
                                 error=f"{type(e).__name__}: {e}")
         score = scorer(sample, question, solution.answer)
         if progress:
             progress()
-        return SampleResult(sample_id=sample.id, question_type=sample.question_type, mode=solver.mode,
+        return SampleResult(sample_id=sample.id, question_type=sample.question_type, mode=mode,
                             question=question, reference=sample.reference, prompt=solution.prompt,
                             answer=solution.answer, score=score.value, parsed=score.parsed, raw=score.raw,
                             correct_choice=sample.correct_choice if mc else None, judge_output=score.judge_output)
 
-    jobs = [(solver, sample) for solver in solvers for sample in samples]
+    jobs = [(mode, sample) for mode in solver.modes for sample in samples]
     if concurrency <= 1:
         return [one(j) for j in jobs]
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
@@ -76,12 +76,12 @@ def evaluate(samples: Sequence[Sample], model: Any, *, modes: Sequence[str] = ("
 
         # short single-utterance clips: analyse everything above the noise floor (WebRTC's VAD drops some)
         analyzer = Analyzer("embedded", options=AnalysisOptions(segmentation=SegmentationOptions(vad=vad)))
-    built = chat_model(model, temperature=temperature)  # one model shared by every mode
-    solvers = [AgentSolver(built, model_id=model_identity(model), mode=m, temperature=temperature, analyzer=analyzer, asr=asr, transcript=transcript,
-                           mc=mc, cache=cache) for m in modes]
+    built = chat_model(model, temperature=temperature)
+    solver = AgentSolver(built, model_id=model_identity(model), modes=modes, temperature=temperature, analyzer=analyzer,
+                         asr=asr, transcript=transcript, mc=mc, cache=cache)
     scorer = ChoiceScorer() if mc else JudgeScorer(judge, temperature=judge_temperature, cache=cache)
-    bar = progress_factory(len(samples) * len(solvers)) if progress_factory else None
-    results = run_samples(samples, solvers, scorer, concurrency=concurrency, progress=bar.update if bar else None)
+    bar = progress_factory(len(samples) * len(solver.modes)) if progress_factory else None
+    results = run_samples(samples, solver, scorer, concurrency=concurrency, progress=bar.update if bar else None)
     if bar is not None:
         bar.close()
     return Report(data=data, model=model_identity(model), scorer=scorer.name,

@@ -12,7 +12,7 @@ from langchain_core.messages import HumanMessage
 from agents import chat_model
 from agents.pipeline import invoke
 
-from evals.cpbench.cache import CallCache
+from evals.cpbench.cache import CachedChatModel, CallCache
 from evals.cpbench.dataset import LETTERS, Sample
 from evals.cpbench.solvers import model_identity
 
@@ -77,18 +77,18 @@ class JudgeScorer:
 
     def __init__(self, judge: Any, *, temperature: float | None = 0.0, cache: CallCache | None = None,
                  judge_id: str | None = None, template: str = JUDGE_PROMPT) -> None:
-        self.model = chat_model(judge, temperature=temperature)
         self.judge_id = judge_id or model_identity(judge)
         self.temperature, self.template = temperature, template
         self.cache = cache or CallCache(None)
+        self.model = CachedChatModel(model=chat_model(judge, temperature=temperature), model_id=self.judge_id,
+                                     model_temperature=temperature, store=self.cache)
 
     def prompt(self, sample: Sample, answer: str) -> str:
         return self.template.format(reference=sample.reference, answer=answer, question=sample.question)
 
     def __call__(self, sample: Sample, question: str, answer: str) -> Score:
         text = self.prompt(sample, answer)
-        output = self.cache.get_or_call(self.judge_id, self.temperature, "", text,
-                                        lambda: invoke(self.model, [HumanMessage(text)]))
+        output = invoke(self.model, [HumanMessage(text)])
         rating = parse_rating(output)
         return Score(value=20.0 * (rating or 0), parsed=rating is not None, raw=rating, judge_output=output)
 

@@ -1,20 +1,20 @@
-"""Solvers: the reference agent (agents.AffectPipeline) answering a sample in one affect mode.
-
-The chat-model call goes through the call cache; perception (ASR, SER) is recomputed (local, no cost).
+"""Solvers: the reference agent (agents.AffectPipeline) with a cached chat model, answering each sample in
+every affect mode. Each clip is perceived once (ASR and SER shared by its modes and questions); each
+answer goes through the call cache, so a rerun repeats no call.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
+from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from langchain_core.messages import HumanMessage, SystemMessage
+from agents import AFFECT_MODES, AffectPipeline, OracleAffect, Perception, chat_model
 
-from agents import AffectPipeline, OracleAffect
-from agents.pipeline import invoke
-
-from evals.cpbench.cache import CallCache
+from evals.cpbench.cache import CachedChatModel, CallCache
 from evals.cpbench.dataset import LETTERS, Sample
 
 __all__ = ["AgentSolver", "Solution", "Solver", "mc_question", "model_identity"]
@@ -26,12 +26,13 @@ MC_INSTRUCTION = "Answer with the letter of the correct option only."
 class Solution:
     prompt: str  # system + user, as sent
     answer: str
+    perception: Perception | None = None  # what the agent heard (the words; the affect report in 'predicted')
 
 
 class Solver(Protocol):
-    mode: str
+    modes: tuple[str, ...]
 
-    def __call__(self, sample: Sample) -> Solution: ...
+    def __call__(self, sample: Sample, mode: str) -> Solution: ...
 
 
 def mc_question(sample: Sample) -> str:
@@ -54,39 +55,56 @@ def model_identity(model: Any) -> str:
 
 
 class AgentSolver:
-    """The reference agent in one affect mode ("none" | "predicted" | "oracle").
+    """The reference agent with a cached chat model, in the affect modes `modes` ("none" | "predicted" | "oracle").
 
     model: a chat model spec ("local", "provider:model"), built with `temperature`, or a chat model object,
     used as is (build it with agents.chat_model(..., temperature=...)); transcript: "given" uses the sample's
-    transcript, "asr" the pipeline's speech recogniser; mc: ask the multiple-choice form.
+    transcript (the speech recogniser only when a sample has none), "asr" the pipeline's speech recogniser;
+    mc: ask the multiple-choice form; cache: where answers are kept (default: nowhere, only counted).
     """
 
-    def __init__(self, model: Any, *, mode: str, temperature: float | None = 0.0, analyzer=None, asr=None,
-                 transcript: str = "given", mc: bool = False, cache: CallCache | None = None,
+    def __init__(self, model: Any, *, modes: Sequence[str] = AFFECT_MODES, temperature: float | None = 0.0,
+                 analyzer=None, asr=None, transcript: str = "given", mc: bool = False, cache: CallCache | None = None,
                  model_id: str | None = None) -> None:
-        self.pipeline = AffectPipeline(model, analyzer=analyzer, asr=asr, mode=mode,
-                                       temperature=temperature if isinstance(model, str) else None)
-        self.mode, self.temperature, self.mc, self.transcript = mode, temperature, mc, transcript
+        self.modes, self.temperature, self.mc, self.transcript = tuple(modes), temperature, mc, transcript
+        if not self.modes:
+            raise ValueError(f"no affect mode to answer in; give modes from {', '.join(AFFECT_MODES)}")
         self.cache = cache or CallCache(None)
         self.model_id = model_id or model_identity(model)
-        self._heard: dict[tuple[str, str | None], Any] = {}  # (audio path, words) -> perception: one SER pass per clip
+        built = chat_model(model, temperature=temperature if isinstance(model, str) else None)
+        cached = CachedChatModel(model=built, model_id=self.model_id, model_temperature=temperature, store=self.cache)
+        self.pipeline = AffectPipeline(cached, analyzer=analyzer, asr=asr, mode=self.modes[0])
+        self._heard: dict[tuple[str, str | None], Future] = {}  # clip -> its perception (or the error hearing it)
         self._lock = threading.Lock()
 
-    def __call__(self, sample: Sample) -> Solution:
-        words = sample.transcript if self.transcript == "given" else None
-        needs_audio = self.mode == "predicted" or words is None
-        key = (sample.audio, words) if sample.audio is not None and needs_audio else None
-        with self._lock:
-            perception = self._heard.get(key) if key else None
-        if perception is None:
-            perception = self.pipeline.perceive(sample.audio_input() if needs_audio else None, words)
-            if key:
-                with self._lock:
-                    self._heard[key] = perception
-        oracle = OracleAffect(emotion=sample.oracle_emotion) if self.mode == "oracle" and sample.oracle_emotion else None
+    def __call__(self, sample: Sample, mode: str) -> Solution:
+        perception = self.perceive(sample)
+        oracle = OracleAffect(emotion=sample.oracle_emotion) if mode == "oracle" and sample.oracle_emotion else None
         question = mc_question(sample) if self.mc else sample.question
-        prompt = self.pipeline.prompt(question, perception, oracle=oracle)
-        messages = [SystemMessage(prompt.system), HumanMessage(prompt.user)]
-        answer = self.cache.get_or_call(self.model_id, self.temperature, prompt.system, prompt.user,
-                                        lambda: invoke(self.pipeline.model, messages))
-        return Solution(prompt=prompt.as_text(), answer=answer)
+        answer = self.pipeline.answer(question, perception, mode=mode, oracle=oracle)
+        return Solution(prompt=answer.prompt.as_text(), answer=answer.answer, perception=perception)
+
+    def perceive(self, sample: Sample) -> Perception:
+        """The sample's recording heard for every mode, once per clip: questions about the same clip (and
+        threads asking at the same time) share one ASR and one SER pass, or the error hearing it."""
+        words = sample.transcript if self.transcript == "given" else None
+        key = (sample.audio or _digest(sample.waveform), words)
+        with self._lock:
+            heard, first = self._heard.get(key), key not in self._heard
+            if first:
+                heard = self._heard[key] = Future()
+        if first:
+            try:
+                heard.set_result(self._perceive(sample, words))
+            except BaseException as e:  # kept for the clip's other questions, raised to each
+                heard.set_exception(e)
+        return heard.result()
+
+    def _perceive(self, sample: Sample, words: str | None) -> Perception:
+        audio, rate = sample.audio_input()
+        needs_audio = "predicted" in self.modes or words is None
+        return self.pipeline.perceive(audio if needs_audio else None, words, sample_rate=rate, modes=self.modes)
+
+
+def _digest(waveform) -> str:
+    return "waveform:" + hashlib.sha1(waveform.tobytes()).hexdigest()

@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from ser_tool.audio import SAMPLE_RATE, load_audio
+from ser_tool.data import Clip
 from ser_tool.labels import EMOTIONS
-from ser_tool.train.data import Clip
 
 C_GRID = (0.01, 0.1, 1.0, 10.0)
 

@@ -15,10 +15,9 @@ import numpy as np
 
 from ser_tool.audio import SAMPLE_RATE, load_audio
 from ser_tool.backends import Backend
+from ser_tool.data import SPLITS, Clip, read_corpus, split_by_speaker, vad_target
 from ser_tool.errors import AudioError, ConfigError
 from ser_tool.labels import DIMENSIONS, EMOTIONS
-from ser_tool.train.data import SPLITS, Clip, read_corpus, split_by_speaker
-from ser_tool.train.targets import vad_target
 
 from evals.ser.metrics import FOUR_CLASS, ccc, classification_metrics, restrict
 
@@ -143,7 +142,7 @@ def benchmark(backend: Backend, corpus_dirs: Sequence[str | Path], split: str = 
         "model_id": backend.model_id,
         "data": [str(Path(d).resolve()) for d in corpus_dirs],
         "split": split,
-        "split_rule": "speaker-independent, per corpus: speakers sorted by id, last 25% test, the 10% before dev (ser_tool.train.data.split_by_speaker)",
+        "split_rule": "speaker-independent, per corpus: speakers sorted by id, last 25% test, the 10% before dev (ser_tool.data.split_by_speaker)",
         "protocol": "utterance-level: one model input per clip; calm counted as neutral; labels without an emotion counterpart dropped",
         "labels_dropped": dropped,
         "n_clips": len(pred.clips),

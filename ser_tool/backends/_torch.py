@@ -21,6 +21,7 @@ __all__ = [
     "forward_errors",
     "load_kwargs",
     "resolve_device",
+    "torch_threads",
     "transformers_major",
 ]
 
@@ -180,9 +181,22 @@ def as_waveform_batch(
     return batch
 
 
-def set_threads(n: int) -> None:
-    """Set torch's intra-op CPU threads for the process (a ConfigError for n < 1)."""
-    if n < 1:
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with `n` torch intra-op CPU threads, then restore the count it had (None: leave it).
+
+    Backends run each forward pass inside this, so a thread count belongs to the backend that was
+    asked for it, not to the process: loading or running one model never changes the threads of
+    another model or of the host program. Setting the count costs well under a microsecond.
+    """
+    if n is not None and n < 1:
         raise ConfigError(f"threads must be at least 1, got {n}")
-    if torch.get_num_threads() != n:
-        torch.set_num_threads(n)
+    before = torch.get_num_threads()
+    if n is None or n == before:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

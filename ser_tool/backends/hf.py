@@ -8,7 +8,7 @@ as `Prediction.unmapped`. Such models have no dimensional head.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from contextlib import nullcontext
 from typing import Any
 
@@ -21,9 +21,10 @@ from ser_tool.backends._torch import (
     forward_errors,
     load_kwargs,
     resolve_device,
+    torch_threads,
 )
-from ser_tool.backends.base import Backend, LabelProjection, Prediction, softmax
-from ser_tool.errors import BackendError, ModelNotAvailableError
+from ser_tool.backends.base import Backend, BackendSpec, LabelProjection, Prediction, softmax
+from ser_tool.errors import BackendError, ConfigError, ModelNotAvailableError
 from ser_tool.labels import EMOTIONS
 
 __all__ = ["HFBackend", "TransformersBackend", "config_labels", "load_hf"]
@@ -82,12 +83,14 @@ def not_available(model: str, offline: bool, error: Exception) -> ModelNotAvaila
 
 
 class TransformersBackend:
-    """What every transformers-loaded backend holds: extractor, model, label projection, device."""
+    """What every transformers-loaded backend holds: extractor, model, label projection, device, threads."""
 
     def __init__(
-        self, model_id: str, feature_extractor: Any, model: Any, projection: LabelProjection, device: torch.device
+        self, model_id: str, feature_extractor: Any, model: Any, projection: LabelProjection, device: torch.device,
+        threads: int | None = None,
     ):
         self.model_id = model_id
+        self.threads = threads  # torch CPU threads during predict (None: the caller's count)
         self.feature_extractor = feature_extractor
         self.model = model
         self.projection = projection
@@ -103,9 +106,10 @@ class HFBackend(TransformersBackend):
     has_dimensions = False
 
     def __init__(
-        self, model_id: str, feature_extractor: Any, model: Any, projection: LabelProjection, device: torch.device
+        self, model_id: str, feature_extractor: Any, model: Any, projection: LabelProjection, device: torch.device,
+        threads: int | None = None,
     ):
-        super().__init__(model_id, feature_extractor, model, projection, device)
+        super().__init__(model_id, feature_extractor, model, projection, device, threads)
         # Whisper-style extractors pad or cut every input to a fixed window (30 s); others take any length.
         self._fixed_window = getattr(feature_extractor, "chunk_length", None) is not None
         self.max_input_seconds: float | None = (
@@ -157,7 +161,7 @@ class HFBackend(TransformersBackend):
                 by_length.setdefault(w.size, []).append(i)
             groups = list(by_length.values())
         raw = np.zeros((len(batch), len(self.projection.targets)))
-        with forward_errors(f"hf model {self.model_id!r}"), torch.inference_mode():
+        with torch_threads(self.threads), forward_errors(f"hf model {self.model_id!r}"), torch.inference_mode():
             for group in groups:
                 output = self.model(**self._features([batch[i] for i in group]))
                 logits = output["logits"] if hasattr(output, "keys") else output[0]
@@ -172,23 +176,19 @@ class HFBackend(TransformersBackend):
         return Prediction(probabilities=probabilities, dimensions=None, unmapped=unmapped)
 
 
-def load_hf(
-    model: str,
-    *,
-    device: str = "cpu",
-    offline: bool = False,
-    label_map: Mapping[str, str | None] | None = None,
-    trust_remote_code: bool = False,
-) -> Backend:
-    """Load any Hugging Face audio-classification checkpoint (hub id or local directory).
+def load_hf(spec: BackendSpec) -> Backend:
+    """Load any Hugging Face audio-classification checkpoint (spec.model: hub id or local directory).
 
-    offline: never contact the hub (local directories and the local cache only). label_map: extra
-    model-label -> emotion names (None drops a label) on top of the built-in aliases.
-    trust_remote_code: allow checkpoints that ship their own Python code to run it.
+    spec.offline: never contact the hub (local directories and the local cache only). spec.label_map:
+    extra model-label -> emotion names (None drops a label) on top of the built-in aliases.
+    spec.trust_remote_code: allow checkpoints that ship their own Python code to run it.
     """
+    model, offline, trust_remote_code = spec.model, spec.offline, spec.trust_remote_code
+    if not model:
+        raise ConfigError("the 'hf' backend needs a model: pass --model with a Hugging Face id or a local directory")
     from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
-    torch_device = resolve_device(device)
+    torch_device = resolve_device(spec.device)
     if looks_like_path(model) and not os.path.isdir(os.path.expanduser(model)):
         raise ModelNotAvailableError(
             f"model directory {model!r} does not exist; pass an existing directory holding config.json and "
@@ -212,7 +212,7 @@ def load_hf(
             f"the feature extractor of {model!r} does not state a sampling_rate; this is not an audio checkpoint"
         )
     labels = config_labels(net.config, model)
-    projection = LabelProjection.from_labels(labels, label_map)
+    projection = LabelProjection.from_labels(labels, spec.label_map)
     net.eval()
     net.to(torch_device)
-    return HFBackend(model, feature_extractor, net, projection, torch_device)
+    return HFBackend(model, feature_extractor, net, projection, torch_device, spec.threads)

@@ -28,9 +28,10 @@ from ser_tool.backends._torch import (
     forward_errors,
     load_kwargs,
     resolve_device,
+    torch_threads,
     transformers_major,
 )
-from ser_tool.backends.base import Backend, LabelProjection, Prediction, softmax
+from ser_tool.backends.base import Backend, BackendSpec, LabelProjection, Prediction, softmax
 from ser_tool.backends.hf import TransformersBackend, config_labels, looks_like_path
 from ser_tool.errors import BackendError, ModelNotAvailableError, SERError
 from ser_tool.labels import DIMENSIONS, EMOTIONS
@@ -88,9 +89,10 @@ class MeralionBackend(TransformersBackend):
     has_dimensions = True
 
     def __init__(
-        self, model_id: str, feature_extractor: Any, model: Any, projection: LabelProjection, device: torch.device
+        self, model_id: str, feature_extractor: Any, model: Any, projection: LabelProjection, device: torch.device,
+        threads: int | None = None,
     ):
-        super().__init__(model_id, feature_extractor, model, projection, device)
+        super().__init__(model_id, feature_extractor, model, projection, device, threads)
         self.max_input_seconds: float | None = float(getattr(feature_extractor, "chunk_length", None) or WINDOW_SECONDS)
 
     def predict(self, waveforms: Sequence[np.ndarray]) -> Prediction:
@@ -100,7 +102,7 @@ class MeralionBackend(TransformersBackend):
         )
         if not batch:
             return Prediction(np.zeros((0, len(EMOTIONS))), np.zeros((0, len(DIMENSIONS))), None)
-        with forward_errors(what), torch.inference_mode():
+        with torch_threads(self.threads), forward_errors(what), torch.inference_mode():
             # Every input is padded (or cut) to 30 s; the mask tells the pooling which frames are real.
             features = self.feature_extractor(
                 batch, sampling_rate=self.sample_rate, return_attention_mask=True, return_tensors="pt"
@@ -126,17 +128,18 @@ class MeralionBackend(TransformersBackend):
         return Prediction(probabilities=probabilities, dimensions=dims, unmapped=unmapped)
 
 
-def load_meralion(model: str | None = None, *, device: str = "cpu", offline: bool = False) -> Backend:
-    """Load MERaLiON-SER-v1 from the hub (`model` None: the default id) or from a local directory.
+def load_meralion(spec: BackendSpec) -> Backend:
+    """Load MERaLiON-SER-v1 from the hub (spec.model None: the default id) or from a local directory.
 
     The release ships its own Python code, so this backend always loads with
-    trust_remote_code=True: choosing the backend is choosing to run that code. offline: never
+    trust_remote_code=True: choosing the backend is choosing to run that code. spec.offline: never
     contact the hub (local directory or the local Hugging Face cache only).
     """
     from transformers import AutoConfig, AutoModelForAudioClassification
 
-    repo = model or DEFAULT_MODEL
-    torch_device = resolve_device(device)
+    offline = spec.offline
+    repo = spec.model or DEFAULT_MODEL
+    torch_device = resolve_device(spec.device)
     local = os.path.isdir(os.path.expanduser(repo))
     if looks_like_path(repo) and not local:
         raise ModelNotAvailableError(
@@ -167,7 +170,7 @@ def load_meralion(model: str | None = None, *, device: str = "cpu", offline: boo
     projection = LabelProjection.from_labels(labels)
     net.eval()
     net.to(torch_device)
-    return MeralionBackend(repo, feature_extractor, net, projection, torch_device)
+    return MeralionBackend(repo, feature_extractor, net, projection, torch_device, spec.threads)
 
 
 def _point_whisper_name_at_local_config(config: Any, directory: str) -> str | None:
