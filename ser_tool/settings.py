@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     @classmethod
     def _check_window(cls, v: float) -> float:
         if not MIN_WINDOW <= v <= MAX_WINDOW:
-            raise _bound_error("window", f"the analysis window must be {MIN_WINDOW:g} to {MAX_WINDOW:g} seconds, got {v:g}")
+            raise _bound_error("window", f"the analysis window must be {MIN_WINDOW:g} to {MAX_WINDOW:g} seconds")
         return v
 
     @field_validator("hop")
@@ -76,28 +76,28 @@ class Settings(BaseSettings):
         window = info.data.get("window")
         top = window if window is not None else MAX_WINDOW
         if not MIN_HOP <= v <= top:
-            raise _bound_error("hop", f"the hop must be {MIN_HOP:g} seconds to the window ({top:g} s), got {v:g}")
+            raise _bound_error("hop", f"the hop must be {MIN_HOP:g} seconds to the window ({top:g} s)")
         return v
 
     @field_validator("threads")
     @classmethod
     def _check_threads(cls, v: int | None) -> int | None:
         if v is not None and not 1 <= v <= MAX_THREADS:
-            raise _bound_error("threads", f"threads must be 1 to {MAX_THREADS} on this machine, got {v}")
+            raise _bound_error("threads", f"threads must be 1 to {MAX_THREADS} on this machine")
         return v
 
     @field_validator("batch_size")
     @classmethod
     def _check_batch_size(cls, v: int) -> int:
         if not 1 <= v <= MAX_BATCH_SIZE:
-            raise _bound_error("batch_size", f"the batch size must be 1 to {MAX_BATCH_SIZE} windows, got {v}")
+            raise _bound_error("batch_size", f"the batch size must be 1 to {MAX_BATCH_SIZE} windows")
         return v
 
     @field_validator("max_windows")
     @classmethod
     def _check_max_windows(cls, v: int) -> int:
         if v < 1:
-            raise _bound_error("max_windows", f"max_windows must be at least 1, got {v}")
+            raise _bound_error("max_windows", f"max_windows must be at least 1")
         return v
 
     @field_validator("label_map")
@@ -202,8 +202,8 @@ def add_model_flags(parser: argparse.ArgumentParser, *, model_flag: str = "--mod
 
 
 def _bound_error(name: str, text: str) -> PydanticCustomError:
-    flag, env = "--" + name.replace("_", "-"), "SER_" + name.upper()
-    return PydanticCustomError("out_of_bounds", f"{text}; set {flag} or {env} within the range")
+    """A range error; Settings.from_args names the flag and the SER_ variable in front of it."""
+    return PydanticCustomError("out_of_bounds", text)
 
 
 def parse_label_map(text: str) -> dict[str, str | None]:

@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 
 from conftest import SR, silence, voice
-from lc_support import ScriptedChatModel
+from agents.testing import ScriptedChatModel
 from ser_tool import AnalysisOptions, AudioLimits, BackendSpec, ConfigError, SegmentationOptions, Settings, add_model_flags
 
 
@@ -94,7 +94,7 @@ def test_the_model_flags_are_declared_once_in_one_place():
             p = sub.choices[step]
         seen = {a.dest: a.option_strings for a in p._actions if a.dest in expected}
         want = {d: ([model_flag] if d == "model" else f) for d, f in expected.items()
-                if (analysis or d not in ("window", "hop", "vad", "max_duration", "max_file_mb"))
+                if (analysis or d not in ("window", "hop", "vad", "max_duration", "max_file_mb", "max_windows"))
                 and (asr or d not in ("asr_model", "language"))}
         assert seen == want, name
 
@@ -119,7 +119,7 @@ def test_flags_beat_the_environment_which_beats_the_entry_points_defaults(monkey
 def test_bad_values_name_the_flag_and_the_variable(monkeypatch):
     parser = argparse.ArgumentParser()
     add_model_flags(parser, model_flag="--ser-model")
-    with pytest.raises(ConfigError, match=r"--window / SER_WINDOW: input should be greater than .*\(got -1.0\)"):
+    with pytest.raises(ConfigError, match=r"--window / SER_WINDOW: the analysis window must be 0.5 to 60 seconds \(got -1.0\)"):
         Settings.from_args(parser.parse_args(["--window", "-1"]))
     with pytest.raises(ConfigError, match="--label-map / SER_LABEL_MAP: label map entry 'joy' needs the form"):
         Settings.from_args(parser.parse_args(["--label-map", "joy"]))
@@ -137,14 +137,19 @@ def test_ser_mcp_honours_ser_threads(monkeypatch, tiny_hf):
     from mcp_server.engine import Engine
     from mcp_server.settings import ServerSettings
 
-    threads: list[int] = []
-    monkeypatch.setattr("ser_tool.backends._torch.set_threads", threads.append)
+    import numpy as np
+    import torch
+
     for name, value in {"SER_THREADS": "3", "SER_BACKEND": "hf", "SER_MODEL": tiny_hf, "SER_OFFLINE": "1",
                         "SER_EXTRA_BACKENDS": "meralion=/models/m"}.items():
         monkeypatch.setenv(name, value)
     settings = ServerSettings.from_args(build_parser().parse_args([]))
     assert {name: spec.threads for name, spec in settings.backend_specs().items()} == {"hf": 3, "meralion": 3}
-    Engine(settings.backend_specs(), settings.analysis_options()).backend("hf")  # what the server loads
+    backend = Engine(settings.backend_specs(), settings.analysis_options()).backend("hf")  # what the server loads
+    threads: list[int] = []
+    model = backend.model  # the hf backend's torch module: record the thread count inside its forward pass
+    model.register_forward_pre_hook(lambda *_: threads.append(torch.get_num_threads()))
+    backend.predict([np.zeros(16000, dtype=np.float32)])
     assert threads == [3]
     assert ServerSettings.from_args(build_parser().parse_args(["--threads", "2"])).backend_spec().threads == 2
 
@@ -162,8 +167,8 @@ def pipelines(monkeypatch):
             made.append(self)
 
         def run(self, *args, **kwargs):
-            self.answer = super().run(*args, **kwargs)
-            return self.answer
+            self.last = super().run(*args, **kwargs)
+            return self.last
 
     monkeypatch.setattr("agents.pipeline.AffectPipeline", Recorded)
     return made
@@ -181,7 +186,7 @@ def test_ser_agent_honours_ser_window_vad_and_the_model_settings(wav, tiny_hf, m
     (pipeline,) = pipelines
     assert pipeline.analyzer.spec == BackendSpec("hf", tiny_hf, "cpu", True, None, False, 1)
     assert pipeline.analyzer.options.segmentation == SegmentationOptions(window=2.0, vad="energy")
-    report = pipeline.answer.perception.report
+    report = pipeline.last.perception.report
     assert (report.backend, report.model_id, report.window) == ("hf", tiny_hf, 2.0)
     assert report.timeline and max(s.end - s.start for s in report.timeline) <= 2.0 + 1e-6
 
@@ -197,7 +202,7 @@ def test_ser_agent_honours_ser_device(wav, tiny_hf, monkeypatch, pipelines, caps
 
 
 def test_ser_eval_cpbench_picks_the_ser_model(tmp_path, tiny_hf, monkeypatch, one_thread):
-    from cpbench_support import RuleChatModel, write_qa
+    from cpbench_support import write_qa
     from evals import cli
     from evals.cpbench import runner
 
@@ -205,7 +210,7 @@ def test_ser_eval_cpbench_picks_the_ser_model(tmp_path, tiny_hf, monkeypatch, on
 
     def evaluate(samples, model, **kwargs):  # the real run, with a rule-based model in place of "local"
         given.update(kwargs, model=model)
-        return runner_evaluate(samples, RuleChatModel(rule=lambda text: "A"), **kwargs)
+        return runner_evaluate(samples, ScriptedChatModel(rule=lambda text: "A"), **kwargs)
 
     runner_evaluate = runner.evaluate
     monkeypatch.setattr(runner, "evaluate", evaluate)
