@@ -660,8 +660,8 @@ def _decode_with_ffmpeg(inp: _Input, limits: AudioLimits, reason: str) -> AudioS
     if ffmpeg is None:
         if demuxer in _NATIVE:
             raise AudioDecodeError(
-                f"{label} could not be decoded ({reason}); it is truncated or corrupt, or uses a codec that needs "
-                "ffmpeg - re-export it as WAV, FLAC or Opus, or install ffmpeg (e.g. apt install ffmpeg, brew install ffmpeg)."
+                f"{label} is not an audio file ser-tool can decode ({reason}); it is truncated or corrupt, or uses a codec "
+                "that needs ffmpeg - re-export it as WAV, FLAC or Opus, or install ffmpeg (e.g. apt install ffmpeg, brew install ffmpeg)."
             )
         raise AudioDecodeError(
             f"{label} looks like {_DEMUXERS[demuxer]}, which needs ffmpeg ({reason}); install ffmpeg "
@@ -827,8 +827,8 @@ def _interpret(result: _Pass, label: str, limits: AudioLimits, demuxer: str) -> 
         if stderr.no_audio_stream:
             raise AudioDecodeError(f"{label} holds no audio stream ({_DEMUXERS[demuxer]} with video or data only); send an audio recording")
         raise AudioDecodeError(
-            f"{label} looks like {_DEMUXERS[demuxer]} but ffmpeg decoded no audio from it ({stderr.reason()}). "
-            "It may be truncated, corrupt or not audio; re-export it, or convert it to WAV, FLAC or Opus."
+            f"{label} is not an audio file ser-tool can decode: it looks like {_DEMUXERS[demuxer]}, but ffmpeg decoded "
+            f"no audio from it ({stderr.reason()}). It may be truncated or corrupt; re-export it, or convert it to WAV, FLAC or Opus."
         )
     samples = result.pcm.blocks()
     if not all(np.all(np.isfinite(b)) for b in samples):
