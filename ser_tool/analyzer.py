@@ -215,7 +215,7 @@ class Analyzer:
             window=seg_opts.window,
             hop=seg_opts.step,
             description=description,
-            warnings=_warnings(overall, speech_duration, backend),
+            warnings=[*source.warnings, *_warnings(overall, speech_duration, backend)],  # decoding first
         )
 
 
