@@ -11,6 +11,7 @@ only when `SpeechEmotionTool` is used.
 from ser_tool.align import EmotionTranscript, SpokenSegment, align, transcribe_with_emotion, transcript_lines
 from ser_tool.analyzer import AnalysisOptions, Analyzer, BackendSpec, analyze
 from ser_tool.asr import ASR, GivenTranscript, Transcript, TranscriptSegment, WhisperASR, load_asr
+from ser_tool.describe import safe_name
 from ser_tool.audio import SAMPLE_RATE, AudioLimits, load_audio, open_audio
 from ser_tool.errors import (
     AudioDecodeError,
@@ -39,7 +40,7 @@ __all__ = [
     "EmptyAudioError", "InvalidAudioError", "ModelNotAvailableError", "NoSpeechError", "SERError",
     "Segment", "SegmentationOptions", "analyze", "load_audio", "open_audio", "report_json_schema",
     "EmotionTranscript", "GivenTranscript", "SpeechEmotionTool", "SpokenSegment", "Transcript", "TranscriptSegment",
-    "WhisperASR", "align", "load_asr", "transcribe_with_emotion", "transcript_lines",
+    "WhisperASR", "align", "load_asr", "safe_name", "transcribe_with_emotion", "transcript_lines",
 ]
 
 

@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 from ser_tool.align import EmotionTranscript, transcribe_with_emotion, transcript_lines
 from ser_tool.analyzer import Analyzer
 from ser_tool.asr import ASR
+from ser_tool.describe import MESSAGE_MAX_CHARS, safe_name
 from ser_tool.errors import NoSpeechError, SERError
 from ser_tool.report import AffectReport
 
@@ -143,17 +144,18 @@ class SpeechEmotionTool(BaseTool):
 
     def _check_allowed(self, path: str) -> None:
         if ".." in Path(path).parts:
-            raise ToolException(f"{path}: paths containing '..' are not allowed")
+            raise ToolException(f"{safe_name(path)}: paths containing '..' are not allowed")
         real = Path(os.path.realpath(os.path.expanduser(path)))
         roots = [Path(os.path.realpath(d)) for d in self.allowed_dirs or []]
         if not any(real == r or r in real.parents for r in roots):
             where = ", ".join(map(str, roots)) or "(none: reading files is disabled)"
-            raise ToolException(f"{path} is outside the allowed folders: {where}")
+            raise ToolException(f"{safe_name(path)} is outside the allowed folders: {where}")
 
 
 def _message(e: SERError) -> str:
+    """The error text the LLM reads; it may quote a file name, so control characters are escaped."""
     text = str(e)
     if isinstance(e, NoSpeechError):
         text = text.replace("try --vad energy (analyse everything above the noise floor)",
                             "the speech detector found none (the recording may be too quiet, noisy or not speech)")
-    return text
+    return safe_name(text, MESSAGE_MAX_CHARS)
