@@ -11,6 +11,8 @@ from ser_tool.labels import EMOTIONS
 from ser_tool.report import Affect, Segment
 
 UNCERTAIN_BELOW = 0.3  # confidence under this: say the emotion is uncertain
+NOT_A_VOICE = ("The audio looks like steady tones or music (a held pitch, hum or chord), not speech; "
+               "the emotion reading is not meaningful.")
 _NOUN = {
     "neutral": "a neutral tone", "happy": "happiness", "sad": "sadness", "angry": "anger",
     "fearful": "fear", "disgusted": "disgust", "surprised": "surprise",
