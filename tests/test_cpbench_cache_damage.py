@@ -11,7 +11,8 @@ import shutil
 import types
 
 import pytest
-from cpbench_support import RuleChatModel, write_qa
+from agents.testing import ScriptedChatModel
+from cpbench_support import write_qa
 
 import evals.cpbench.cache as cache_module
 import evals.cpbench.report as report_module
@@ -96,7 +97,7 @@ def qa(tmp_path_factory):
 
 
 def run(samples, cache, model=None, **kw):
-    model = model or RuleChatModel(rule=answer_a)
+    model = model or ScriptedChatModel(rule=answer_a)
     report = evaluate(samples, model, modes=["none"], mc=True, cache_dir=cache, **kw)
     return report, model
 
@@ -159,7 +160,7 @@ def test_cache_write_failures_are_clear_messages(qa, tmp_path, monkeypatch, err,
 def test_cache_folder_that_cannot_be_created_fails_before_any_call(qa, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
-    model = RuleChatModel(rule=answer_a)
+    model = ScriptedChatModel(rule=answer_a)
     with pytest.raises(OutputError, match="a file is in the way"):
         run(qa, blocker / "cache", model=model)
     assert model.n_calls == 0
@@ -190,7 +191,7 @@ def test_ensure_writable_names_the_cause(tmp_path):
 @pytest.fixture
 def cli_model(monkeypatch):
     """Whatever --model says, the run gets this rule-based chat model (set .rule in the test)."""
-    holder = types.SimpleNamespace(model=RuleChatModel(rule=answer_a))
+    holder = types.SimpleNamespace(model=ScriptedChatModel(rule=answer_a))
     monkeypatch.setattr(runner_module, "chat_model", lambda spec, temperature=None: holder.model)
     return holder
 
@@ -240,7 +241,7 @@ def test_cli_ctrl_c_prints_one_line_and_a_rerun_resumes(tmp_path, capsys, cli_mo
             raise KeyboardInterrupt
         return "A"
 
-    cli_model.model = RuleChatModel(rule=interrupt_after_five)
+    cli_model.model = ScriptedChatModel(rule=interrupt_after_five)
     code, out, err = _cli(capsys, data, "--out", tmp_path / "out", "--concurrency", concurrency)
     assert code == 130 and out == ""
     lines = err.strip().splitlines()
@@ -250,7 +251,7 @@ def test_cli_ctrl_c_prints_one_line_and_a_rerun_resumes(tmp_path, capsys, cli_mo
     assert 5 <= saved < 24  # the queued work was dropped, not run to the end
     assert lines[0].startswith("ser-eval: interrupted;") and f"{saved} answered calls are saved in {cache}" in lines[0]
     assert "rerun the same command to resume" in lines[0]
-    cli_model.model = RuleChatModel(rule=answer_a)
+    cli_model.model = ScriptedChatModel(rule=answer_a)
     code, out, _ = _cli(capsys, data, "--out", tmp_path / "out", "--concurrency", concurrency)
     assert code == 0 and cli_model.model.n_calls == 24 - saved
 
@@ -261,7 +262,7 @@ def test_cli_ctrl_c_without_cache_says_nothing_was_saved(tmp_path, capsys, cli_m
     def interrupt(text):
         raise KeyboardInterrupt
 
-    cli_model.model = RuleChatModel(rule=interrupt)
+    cli_model.model = ScriptedChatModel(rule=interrupt)
     code, _, err = _cli(capsys, data, "--out", tmp_path / "out", "--no-cache")
     assert code == 130 and err.strip() == "ser-eval: interrupted; nothing was saved (--no-cache); rerun to start again"
 
