@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Before torch loads: idle OpenMP threads sleep instead of spinning. The server runs forward passes
     # on a thread other than the main one, and spinning OpenMP teams then starve it (20x slower
-    # under load on 2 cores, see mcp_server/engine.py). Costs nothing measurable for one stream.
+    # under load on 2 cores, see mcp_server/pool.py). Costs nothing measurable for one stream.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from ser_tool import ConfigError
 

@@ -18,7 +18,6 @@ from pathlib import Path
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from ser_tool import (
-    AUDIO_EXTENSIONS,
     AccessDeniedError,
     AllowedFolders,
     AudioError,
@@ -26,7 +25,7 @@ from ser_tool import (
     ConfigError,
 )
 
-__all__ = ["AUDIO_EXTENSIONS", "AccessDeniedError", "FetchError", "Sandbox", "SandboxPolicy", "validate_one_source"]
+__all__ = ["AccessDeniedError", "FetchError", "Sandbox", "SandboxPolicy", "validate_one_source"]
 
 MAX_REDIRECTS = 5
 

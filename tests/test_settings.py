@@ -134,7 +134,7 @@ def test_bad_values_name_the_flag_and_the_variable(monkeypatch):
 
 def test_ser_mcp_honours_ser_threads(monkeypatch, tiny_hf):
     from mcp_server.cli import build_parser
-    from mcp_server.engine import Engine
+    from mcp_server.pool import ModelPool
     from mcp_server.settings import ServerSettings
 
     import numpy as np
@@ -145,7 +145,7 @@ def test_ser_mcp_honours_ser_threads(monkeypatch, tiny_hf):
         monkeypatch.setenv(name, value)
     settings = ServerSettings.from_args(build_parser().parse_args([]))
     assert {name: spec.threads for name, spec in settings.backend_specs().items()} == {"hf": 3, "meralion": 3}
-    backend = Engine(settings.backend_specs(), settings.analysis_options()).backend("hf")  # what the server loads
+    backend = ModelPool(settings.backend_specs(), settings.analysis_options()).backend("hf")  # what the server loads
     threads: list[int] = []
     model = backend.model  # the hf backend's torch module: record the thread count inside its forward pass
     model.register_forward_pre_hook(lambda *_: threads.append(torch.get_num_threads()))
