@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     for p in (chat, ask):
         p.add_argument("--audio", help="the recording (WAV, FLAC, OGG/Opus, MP3, ...)")
         p.add_argument("--model", help="chat model: provider:model (anthropic:claude-sonnet-4-5, openai:gpt-4o-mini, "
-                                       "ollama:llama3.2, ...; keys from the environment) or 'local' / local:PATH (offline); "
+                                       "ollama:llama3.2, ...; keys from the environment) or 'local' / local:smollm2 / local:PATH (offline); "
                                        "env SER_AGENT_MODEL")
         p.add_argument("--temperature", type=float, help="sampling temperature of the chat model")
         p.add_argument("--mode", choices=AFFECT_MODES, default="predicted",
