@@ -43,8 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--audio", help="the recording (WAV, FLAC, OGG/Opus, MP3, ...)")
         p.add_argument("--model", dest="agent_model",
                        help="chat model: provider:model (anthropic:claude-sonnet-4-5, openai:gpt-4o-mini, "
-                            "ollama:llama3.2, ...; keys from the environment) or 'local' / local:PATH (offline); "
-                            "env SER_AGENT_MODEL")
+                            "ollama:llama3.2, ...; keys from the environment) or 'local' / local:smollm2 / local:PATH "
+                            "(offline); env SER_AGENT_MODEL")
         p.add_argument("--temperature", type=number(float, ge=0), help="sampling temperature of the chat model")
         p.add_argument("--mode", choices=AFFECT_MODES, default="predicted",
                        help="what the prompt carries about how it was said (default: predicted)")

@@ -50,7 +50,7 @@ def add_cpbench(sub) -> None:
     r = csub.add_parser("run", help="answer a QA set in each affect mode and score it")
     r.add_argument("data", metavar="DATA", help="a .jsonl / .csv file, a datasets save_to_disk folder (hub layout), or a hub id")
     r.add_argument("--model", dest="chat_model", default="local",
-                   help="answering chat model: local | local:PATH | provider:model (default local)")
+                   help="answering chat model: local | local:smollm2 | local:PATH | provider:model (default local)")
     r.add_argument("--judge", help="judge chat model for open-ended scoring (local | provider:model)")
     r.add_argument("--mc", action="store_true", help="score the multiple-choice form by exact choice (no judge)")
     r.add_argument("--modes", nargs="+", default=["none", "predicted", "oracle"], choices=("none", "predicted", "oracle"))
