@@ -20,7 +20,7 @@ from agents import AgentError, ChatModelError, LocalChatModel, chat_model
 from agents.choice import LetterChoice, choose_letter, letter_grammar, letter_logprobs, normalise_letters, parse_letter
 from agents.gguf_parts import PartedModel, installed_parts_model, join_parts
 from agents.llama import LlamaCppChatModel, RunStats, _Loaded
-from lc_support import ScriptedChatModel
+from agents.testing import ScriptedChatModel
 
 QUESTION = [SystemMessage("You answer questions."),
             HumanMessage("How does the speaker feel?\nOptions:\nA. calm\nB. angry\nC. sad\nD. happy\n"
