@@ -1,5 +1,7 @@
 """`ser-eval`: evaluations. `ser-eval ser DATA_DIR...` runs the SER benchmark; `ser-eval cpbench generate|run`
-the CP-Bench style question answering evaluation of the reference agent."""
+the CP-Bench style question answering evaluation of the reference agent.
+Exit codes: 0 ok; 1 bad audio; 2 bad usage or data; 3 a model could not be loaded or failed; 4 `cpbench run`
+wrote its report but the answers look degenerate (see the summary's warning; --allow-degenerate accepts them)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,9 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+
+DEGENERATE_EXIT = 4  # `cpbench run`: the report was written, but the answers look degenerate
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,22 +40,33 @@ def add_cpbench(sub) -> None:
     c = sub.add_parser("cpbench", help="CP-Bench style QA: the reference agent per affect mode, LLM judge or multiple choice",
                        description="Generate a CP-style QA set from corpora, or run the reference agent on a QA set and score it.")
     csub = c.add_subparsers(dest="cp_command", metavar="STEP")
-    g = csub.add_parser("generate", help="write a CP-style QA set (JSONL) from corpora in the manifest format")
+    g = csub.add_parser("generate", help="write a CP-style QA set (dev.jsonl, test.jsonl) from corpora in the manifest format",
+                        description="Write the CP-style set v2 from held-out speakers, split by speaker into dev (tune on it) "
+                                    "and test (report on it): OUT/dev.jsonl, OUT/test.jsonl, OUT/audio/ (stitched recordings), OUT/set.json.")
     g.add_argument("data", nargs="*", default=["../shared/data/ravdess"], metavar="DATA_DIR",
                    help="corpus folders with manifest.csv and a text column (default: ../shared/data/ravdess)")
-    g.add_argument("--out", required=True, help="folder for cpstyle.jsonl")
-    g.add_argument("--n-clips", type=int, default=40, help="test-split clips (3 questions each; default 40)")
+    g.add_argument("--out", required=True, help="folder for the set (never inside the repository: stitched audio is written there)")
+    g.add_argument("--n-clips", type=int, default=28, help="test clips with content, direct and contextual questions (default 28)")
+    g.add_argument("--n-situational", type=int, help="other test clips with a situational question (default: --n-clips)")
+    g.add_argument("--n-stitched", type=int, default=16, help="test stitched recordings, 2 temporal questions each (default 16)")
+    g.add_argument("--dev-ratio", type=float, default=0.5, help="dev counts = this x the test counts (default 0.5)")
     g.add_argument("--seed", type=int, help="generator seed (default: the fixed one in evals.cpbench.generate)")
-    g.add_argument("--choices", type=int, default=4, help="options per multiple-choice question (default 4)")
+    g.add_argument("--choices", type=int, default=4, help="options per multiple-choice question, 2..4 (default 4)")
     r = csub.add_parser("run", help="answer a QA set in each affect mode and score it")
     r.add_argument("data", metavar="DATA", help="a .jsonl / .csv file, a datasets save_to_disk folder (hub layout), or a hub id")
     r.add_argument("--model", default="local", help="answering chat model: local | local:PATH | provider:model (default local)")
     r.add_argument("--judge", help="judge chat model for open-ended scoring (local | provider:model)")
-    r.add_argument("--mc", action="store_true", help="score the multiple-choice form by exact choice (no judge)")
+    r.add_argument("--mc", action="store_true",
+                   help="score the multiple-choice form by exact choice; with --judge the open-ended form is judged too, "
+                        "and the judge's agreement with the letter reported")
     r.add_argument("--modes", nargs="+", default=["none", "predicted", "oracle"], choices=("none", "predicted", "oracle"))
     r.add_argument("--temperature", type=float, default=0.0, help="answering model temperature (default 0)")
     r.add_argument("--judge-temperature", type=float, default=0.0)
     r.add_argument("--asr-model", help="Whisper checkpoint: take the words from ASR instead of the dataset's transcript")
+    r.add_argument("--no-words", action="store_true",
+                   help="withhold the dataset's transcript (the words are unknown; every mode answers without them)")
+    r.add_argument("--allow-degenerate", action="store_true",
+                   help="exit 0 even when the answers look degenerate (parse rate < 90%%, or one letter > 60%% of answers)")
     r.add_argument("--vad", default="energy", choices=("energy", "webrtc"),
                    help="speech detector of the SER analysis in mode predicted (default energy: whole short clips)")
     r.add_argument("--concurrency", type=int, default=1, help="samples in flight at once (default 1; raise it for API models)")
@@ -66,22 +82,31 @@ def cpbench_main(args, parser) -> int:
     from evals.cpbench.dataset import load_samples
 
     if args.cp_command == "generate":
-        from evals.cpbench.generate import DEFAULT_SEED, generate, write_jsonl
+        from evals.cpbench.generate import DEFAULT_SEED, generate
 
         try:
-            samples = generate(args.data, n_clips=args.n_clips, seed=DEFAULT_SEED if args.seed is None else args.seed,
-                               n_choices=args.choices)
-        except (SERError, ValueError) as e:
+            made = generate(args.data, n_clips=args.n_clips, n_situational=args.n_situational, n_stitched=args.n_stitched,
+                            dev_ratio=args.dev_ratio, seed=DEFAULT_SEED if args.seed is None else args.seed,
+                            n_choices=args.choices)
+            paths = made.write(args.out)
+        except (SERError, ValueError, OSError) as e:
             print(f"ser-eval: error: {e}", file=sys.stderr)
             return 2
-        path = write_jsonl(samples, Path(args.out) / "cpstyle.jsonl")
-        print(f"wrote {len(samples)} questions about {len(samples) // 3} clips to {path}")
+        for split, counts in made.counts().items():
+            per_type = ", ".join(f"{t} {n}" for t, n in counts.items())
+            print(f"{split}: {sum(counts.values())} questions ({per_type}); speakers {', '.join(made.speakers[split]) or '-'}"
+                  f" -> {paths[split]}")
+        print(f"settings and counts: {paths['meta']}")
         return 0
     if args.cp_command != "run":
         parser.parse_args(["cpbench", "--help"])
         return 2
     if not args.mc and not args.judge:
         print("ser-eval: error: give --judge MODEL for open-ended scoring, or --mc for multiple-choice scoring", file=sys.stderr)
+        return 2
+    if args.no_words and args.asr_model:
+        print("ser-eval: error: --no-words and --asr-model contradict each other (unknown words vs recognised words); give one",
+              file=sys.stderr)
         return 2
     from tqdm import tqdm
 
@@ -100,7 +125,8 @@ def cpbench_main(args, parser) -> int:
             asr = load_asr(args.asr_model)
         report = evaluate(
             samples, args.model, modes=args.modes, mc=args.mc, judge=args.judge, temperature=args.temperature,
-            judge_temperature=args.judge_temperature, asr=asr, transcript="asr" if asr else "given",
+            judge_temperature=args.judge_temperature, asr=asr,
+            transcript="none" if args.no_words else "asr" if asr else "given",
             cache_dir=None if args.no_cache else (args.cache or out / "cache"), concurrency=args.concurrency,
             limit=args.limit, data=str(args.data), vad=args.vad,
             progress_factory=lambda total: tqdm(total=total, desc="answers", unit="q", file=sys.stderr, disable=None),
@@ -113,6 +139,10 @@ def cpbench_main(args, parser) -> int:
     paths = write_report(report, out)
     print(summary(report))
     print(f"\nwrote {paths['log']}, {paths['chart']}, {paths['summary']}")
+    if report.warnings and not args.allow_degenerate:
+        print(f"ser-eval: error: the answers look degenerate ({len(report.warnings)} warning(s) above); fix the model or "
+              "its prompt, or pass --allow-degenerate to accept them", file=sys.stderr)
+        return DEGENERATE_EXIT
     return 0
 
 

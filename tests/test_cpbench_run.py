@@ -133,7 +133,7 @@ def test_local_model_and_local_judge_load_once(tmp_path, monkeypatch):
     monkeypatch.setattr(agents.models, "load_causal_lm", lambda path, device="cpu": loads.append(path) or real(path, device))
     data = write_qa(tmp_path / "data", n=1)
     code = main(["cpbench", "run", str(data), "--model", f"local:{lm}", "--judge", f"local:{lm}", "--judge-temperature", "0.5",
-                 "--modes", "none", "--limit", "1", "--out", str(tmp_path / "out")])
+                 "--modes", "none", "--limit", "1", "--out", str(tmp_path / "out"), "--allow-degenerate"])  # random weights
     assert code == 0 and loads == [str(lm.resolve())]
 
 
