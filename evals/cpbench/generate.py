@@ -39,7 +39,9 @@ __all__ = ["ATTITUDES", "DEFAULT_SEED", "GENERATED_TYPES", "SET_SPLITS", "SITUAT
 DEFAULT_SEED = 20251
 SET_SPLITS = ("dev", "test")
 GENERATED_TYPES = ("content", "direct_paralinguistic", "contextual_paralinguistic", "situational", "temporal")
-PAUSE_S = (0.8, 1.5)  # silence between joined clips: longer than the segmenter's bridged pauses (0.6 s)
+# Silence between joined clips: long enough that the segmenter keeps the parts apart even for clips
+# without silent margins (it bridges pauses < 0.6 s, pads 0.15 s and snaps to a 0.5-s grid).
+PAUSE_S = (1.5, 2.0)
 ORDINALS = ("first", "second", "third", "fourth")
 # How a speaker who says a neutral sentence with this emotion relates to what they say.
 ATTITUDES = {

@@ -139,7 +139,8 @@ def gap_closed(results: Sequence[SampleResult], *, group: str = "overall", n_boo
     if np.mean(gaps <= 0) > 0.025:
         out.note = f"CI undefined: in {np.mean(gaps <= 0):.0%} of the resamples oracle does not beat none"
         return out
-    ratios = (means[:, 1] - means[:, 0]) / gaps
+    ok = gaps > 0  # the few resamples (<= 2.5%) without a gap have no ratio
+    ratios = (means[ok, 1] - means[ok, 0]) / gaps[ok]
     out.ci95 = (float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5)))
     return out
 
