@@ -172,6 +172,8 @@ def test_ser_reading_single_and_per_stretch():
     assert (per.heard, per.right) == ("sad, then neutral", True)  # calm = neutral
     segs[1] = OracleSegment(start=5.5, end=9, emotion="angry")
     assert ser_reading(REPORT, "x", segs).right is False
+    segs[1] = OracleSegment(start=5.5, end=9, emotion="frustrated")
+    assert ser_reading(REPORT, "x", segs).right is None  # a stretch label the 7 emotions do not know
     gap_only = [OracleSegment(start=0, end=5, emotion="sad"), OracleSegment(start=5.1, end=5.9, emotion="angry")]
     assert ser_reading(REPORT, "x", gap_only).heard == "sad, then (no speech found)"
 

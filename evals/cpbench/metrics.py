@@ -175,11 +175,13 @@ def ser_reading(report, oracle_emotion: str | None, oracle_segments: Sequence | 
         return SerReading(label=oracle_emotion)
     if oracle_segments:
         heard, right = [], True
-        for seg in oracle_segments:
+        labels = [canonical_emotion(seg.emotion) for seg in oracle_segments]
+        for seg, label in zip(oracle_segments, labels):
             emotion = _heard_over(report, seg.start, seg.end)
             heard.append(emotion or "(no speech found)")
-            right = right and emotion is not None and emotion == canonical_emotion(seg.emotion)
-        return SerReading(heard=", then ".join(heard), label=", then ".join(s.emotion for s in oracle_segments), right=right)
+            right = right and emotion is not None and emotion == label
+        return SerReading(heard=", then ".join(heard), label=", then ".join(s.emotion for s in oracle_segments),
+                          right=None if None in labels else right)
     label = canonical_emotion(oracle_emotion) if oracle_emotion else None
     heard = report.overall.emotion
     return SerReading(heard=heard, label=oracle_emotion, right=None if label is None else heard == label)
