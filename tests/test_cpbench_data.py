@@ -172,8 +172,9 @@ def test_cli_generate(tmp_path, capsys):
     assert "test: 20 questions" in capsys.readouterr().out
     assert main(["cpbench", "run", str(out / "test.jsonl")]) == 2  # neither --mc nor --judge
     assert "--judge" in capsys.readouterr().err
-    assert main(["cpbench", "generate", str(corpus), "--out", str(out), "--choices", "5"]) == 2
-    assert "n_choices must be 2..4" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["cpbench", "generate", str(corpus), "--out", str(out), "--choices", "5"])
+    assert exit_.value.code == 2 and "from 2 to 4" in capsys.readouterr().err
 
 
 @pytest.mark.data
