@@ -139,7 +139,7 @@ def affect_tag(perception) -> str:
     """A compact tag of the perceived affect, shown next to each reply."""
     report = perception.report
     if report is None:
-        return "words only"
+        return "words only" if perception.words is not None else "no words, no affect"
     o = report.overall
     tag = f"{o.emotion} {o.confidence:.2f}" + (" uncertain" if o.confidence < 0.3 else "")
     if o.dimensions:

@@ -46,7 +46,7 @@ from ser_tool.errors import (
 
 SAMPLE_RATE = 16_000
 
-__all__ = ["SAMPLE_RATE", "AudioLimits", "AudioSource", "open_audio", "load_audio", "format_seconds"]
+__all__ = ["SAMPLE_RATE", "AudioLimits", "AudioSource", "open_audio", "load_audio", "format_seconds", "write_wav"]
 
 # Header sample rates outside this range are corrupt (or not speech); resampling them is pointless or huge.
 MIN_FILE_RATE, MAX_FILE_RATE = 1_000, 768_000
@@ -1009,3 +1009,11 @@ def _array_to_mono16k(x: np.ndarray, sample_rate: int | None, label: str, limits
     if sample_rate != SAMPLE_RATE:
         x = _resample(x, sample_rate, label)
     return np.ascontiguousarray(x)
+
+
+def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Path:
+    """Write mono float samples (-1..1) as a 16-bit PCM WAV file (e.g. recordings an evaluation builds)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0), sample_rate, subtype="PCM_16")
+    return path

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ser_tool import SAMPLE_RATE, ConfigError, load_audio
+from agents import OracleSegment
+from ser_tool import SAMPLE_RATE, ConfigError, TranscriptSegment, load_audio
 
 __all__ = ["QUESTION_TYPES", "Sample", "load_samples", "load_local", "load_hub", "normalise_question_type"]
 
@@ -48,8 +49,12 @@ class Sample(BaseModel):
     question: str = Field(description="The question asked about the recording.")
     reference: str = Field(description="The reference answer.")
     question_type: str = Field(default="unspecified", description=f"One of {', '.join(QUESTION_TYPES)} (or a dataset's own label).")
-    transcript: str | None = Field(default=None, description="What was said, when known.")
+    transcript: str | list[TranscriptSegment] | None = Field(
+        default=None, description="What was said, when known: plain text, or timed segments [{start, end, text}].")
     oracle_emotion: str | None = Field(default=None, description="The annotated emotion, for the 'oracle' affect mode.")
+    oracle_segments: list[OracleSegment] | None = Field(
+        default=None, description="The annotated emotion per stretch [{start, end, emotion}] (stitched recordings), for 'oracle'.")
+    context: str | None = Field(default=None, description="The situation the recording was made in, given with the question.")
     choices: list[str] | None = Field(default=None, description="Options of the multiple-choice form, in letter order A, B, ...")
     correct_choice: str | None = Field(default=None, description="The letter of the correct option.")
     attributes: dict[str, Any] = Field(default_factory=dict, description="Anything else the dataset gives.")
@@ -71,6 +76,13 @@ class Sample(BaseModel):
                 raise ValueError(f"sample {self.id}: correct_choice must be one of {', '.join(letters)}")
             self.correct_choice = self.correct_choice.upper()
         return self
+
+    @property
+    def words(self) -> str | list[TranscriptSegment] | None:
+        """The transcript as the agent takes it (text or timed segments); None when unknown or empty."""
+        if isinstance(self.transcript, str):
+            return self.transcript if self.transcript.strip() else None
+        return self.transcript or None
 
     def audio_input(self) -> tuple[str | np.ndarray, int | None]:
         """What the agent is given, as (audio, sample_rate): the file path (its rate is in the file), or the
@@ -94,7 +106,9 @@ def load_samples(source: str | Path) -> list[Sample]:
 
 def load_local(path: str | Path) -> list[Sample]:
     """The plain format: one sample per JSONL line / CSV row with id, audio, question, reference,
-    question_type and optional transcript, oracle_emotion, choices (JSON list or '|'-separated), correct_choice.
+    question_type and optional transcript (text, or timed segments as a JSON list), oracle_emotion,
+    oracle_segments (JSON list of {start, end, emotion}), context, choices (JSON list or '|'-separated),
+    correct_choice, attributes (JSON object).
     Relative audio paths are read against the file's folder."""
     path = Path(path)
     if not path.is_file():
@@ -113,6 +127,13 @@ def load_local(path: str | Path) -> list[Sample]:
         if isinstance(row.get("choices"), str):
             text = row["choices"]
             row["choices"] = json.loads(text) if text.lstrip().startswith("[") else text.split("|")
+        for key in ("transcript", "oracle_segments", "attributes"):  # JSON in a CSV cell
+            if isinstance(row.get(key), str) and row[key].lstrip()[:1] in ("[", "{"):
+                try:
+                    row[key] = json.loads(row[key])
+                except ValueError:
+                    if key != "transcript":
+                        raise ConfigError(f"{path}: row {i + 1}: {key} is not valid JSON") from None
         audio = Path(row["audio"]).expanduser()
         row["audio"] = str(audio if audio.is_absolute() else (path.parent / audio))
         row.setdefault("id", f"{path.stem}-{i}")
