@@ -123,6 +123,8 @@ def cpbench_main(args, parser) -> int:
 
     from agents import AgentError
 
+    from agents.choice import choose_letter
+
     from evals.cpbench.report import summary, write_report
     from evals.cpbench.runner import evaluate
     from evals.output import OutputError, ensure_writable
@@ -144,7 +146,7 @@ def cpbench_main(args, parser) -> int:
             judge_temperature=args.judge_temperature, analyzer=analyzer, asr=asr,
             transcript="none" if args.no_words else "asr" if asr else "given",
             cache_dir=cache_dir, concurrency=args.concurrency,
-            limit=args.limit, data=str(args.data),
+            limit=args.limit, data=str(args.data), choose=choose_letter if args.mc else None,
             progress_factory=lambda total: tqdm(total=total, desc="answers", unit="q", file=sys.stderr, disable=None),
         )
     except (SERError, AgentError, ValueError) as e:

@@ -270,3 +270,27 @@ def test_degenerate_answers_fail_the_run_unless_allowed(tmp_path, monkeypatch, c
     log = json.loads((tmp_path / "reads" / "report.json").read_text())
     assert log["transcript"] == "none" and log["chance"] == 25.0
     assert all("the words are unknown" in s["prompt"] for s in log["samples"])
+
+
+def test_cli_multiple_choice_picks_the_letter_with_choose_letter(tmp_path, monkeypatch):
+    """`--mc` hands agents.choice.choose_letter to the run (grammar / log-probs for the local model,
+    parse-then-ask for others); open-ended runs get no chooser."""
+    from agents.choice import choose_letter
+    from agents.testing import ScriptedChatModel
+    from cpbench_support import write_qa
+    from evals import cli
+    from evals.cpbench import runner
+
+    given = []
+    real = runner.evaluate
+
+    def evaluate(samples, model, **kwargs):
+        given.append(kwargs.get("choose"))
+        return real(samples, ScriptedChatModel(rule=lambda text: "A"), **{**kwargs, "judge": None if kwargs.get("mc") else ScriptedChatModel(rule=lambda text: "Rating: 3")})
+
+    monkeypatch.setattr(runner, "evaluate", evaluate)
+    qa = write_qa(tmp_path / "data", n=1)
+    base = ["cpbench", "run", str(qa), "--modes", "none", "--allow-degenerate"]
+    assert cli.main(base + ["--mc", "--out", str(tmp_path / "mc")]) == 0
+    assert cli.main(base + ["--judge", "local", "--out", str(tmp_path / "open")]) == 0
+    assert given == [choose_letter, None]

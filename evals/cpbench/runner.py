@@ -117,7 +117,12 @@ def evaluate(samples: Sequence[Sample], model: Any, *, modes: Sequence[str] = ("
         # short single-utterance clips: analyse everything above the noise floor (WebRTC's VAD drops some)
         analyzer = Analyzer("embedded", options=AnalysisOptions(segmentation=SegmentationOptions(vad=vad)))
     built = chat_model(model, temperature=temperature)
-    solver = AgentSolver(built, model_id=model_identity(model), modes=modes, temperature=temperature, analyzer=analyzer,
+    # "local" names whichever offline model is installed (Qwen, or SmolLM2 as a fallback): key the cache
+    # on the model actually loaded, so a reused cache never answers for another model.
+    model_id = model_identity(model)
+    if isinstance(model, str) and model.startswith("local"):
+        model_id = f"{model}={model_identity(built)}"
+    solver = AgentSolver(built, model_id=model_id, modes=modes, temperature=temperature, analyzer=analyzer,
                          asr=asr, transcript=transcript, mc=mc, cache=cache, choose=choose)
     judge_scorer = JudgeScorer(judge, temperature=judge_temperature, cache=cache) if judge is not None else None
     scorer = ChoiceScorer() if mc else judge_scorer
