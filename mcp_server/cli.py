@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--window", type=float, help="analysis window in seconds (default 10)")
     s.add_argument("--hop", type=float, help="step between windows in seconds (default: = window)")
     s.add_argument("--vad", choices=("webrtc", "energy"), help="speech detector (default webrtc)")
+    s.add_argument("--vad-floor-db", type=float, metavar="DBFS",
+                   help="speech floor: quieter sound is never speech (default: follow the recording)")
     p.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="stderr log level (default INFO)")
     return p
 
@@ -78,7 +80,7 @@ _FLAGS = (
     "transport", "host", "port", "allowed_dirs", "allow_urls", "url_allow_private", "url_timeout", "max_download_mb",
     "max_inline_mb", "max_file_mb", "max_duration", "max_batch_files", "max_concurrent", "max_windows", "call_timeout",
     "backend", "model", "extra_backends", "device",
-    "offline", "batch_size", "label_map", "trust_remote_code", "warm_up", "window", "hop", "vad", "log_level",
+    "offline", "batch_size", "label_map", "trust_remote_code", "warm_up", "window", "hop", "vad", "vad_floor_db", "log_level",
     "asr_model", "language",
 )
 

@@ -75,7 +75,7 @@ class ServerSettings(Settings):
 
     def analysis_options(self) -> AnalysisOptions:
         return AnalysisOptions(
-            segmentation=SegmentationOptions(window=self.window, hop=self.hop, vad=self.vad),
+            segmentation=SegmentationOptions(window=self.window, hop=self.hop, vad=self.vad, vad_floor_db=self.vad_floor_db),
             limits=AudioLimits(max_duration=self.max_duration, max_file_bytes=int(self.max_file_mb * MiB)),
             batch_size=self.batch_size,
             max_windows=self.max_windows,

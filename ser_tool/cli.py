@@ -92,6 +92,9 @@ def _model_flags(a: argparse.ArgumentParser) -> None:
     s.add_argument("--window", type=float, help="analysis window in seconds (default 10)")
     s.add_argument("--hop", type=float, help="step between windows in seconds (default: = window, no overlap)")
     s.add_argument("--vad", choices=("webrtc", "energy"), help="speech detector (default webrtc; energy = everything above the noise floor)")
+    s.add_argument("--vad-floor-db", type=float, metavar="DBFS",
+                   help="speech floor: quieter sound is never speech (default: follow the recording, 12 dB above its "
+                        "background within -80..-50 dBFS; e.g. -90 for very quiet speech)")
     s.add_argument("--max-duration", type=float, help="longest recording accepted, seconds (default 7200)")
     s.add_argument("--max-file-mb", type=float, help="largest file accepted, MiB (default 1024)")
     s.add_argument("--max-windows", type=int, help="most analysis windows one recording may need (default 2000); "
@@ -128,7 +131,7 @@ def _settings(args: argparse.Namespace):
 
     flags = {k: getattr(args, k, None) for k in (
         "backend", "model", "device", "batch_size", "threads", "offline", "label_map", "trust_remote_code",
-        "window", "hop", "vad", "max_duration", "max_file_mb", "max_windows", "asr_model", "language",
+        "window", "hop", "vad", "vad_floor_db", "max_duration", "max_file_mb", "max_windows", "asr_model", "language",
     )}
     try:
         return Settings(**{k: v for k, v in flags.items() if v is not None})
@@ -148,7 +151,7 @@ def _analyzer(cfg):
     return Analyzer(
         BackendSpec(cfg.backend, cfg.model, cfg.device, cfg.offline, cfg.label_map_dict(), cfg.trust_remote_code, cfg.threads),
         AnalysisOptions(
-            segmentation=SegmentationOptions(window=cfg.window, hop=cfg.hop, vad=cfg.vad),
+            segmentation=SegmentationOptions(window=cfg.window, hop=cfg.hop, vad=cfg.vad, vad_floor_db=cfg.vad_floor_db),
             limits=AudioLimits(max_duration=cfg.max_duration, max_file_bytes=int(cfg.max_file_mb * 2**20)),
             batch_size=cfg.batch_size,
             max_windows=cfg.max_windows,

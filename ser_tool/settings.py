@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ser_tool.analyzer import MAX_WINDOWS
 from ser_tool.errors import ConfigError
+from ser_tool.segment import MAX_FLOOR_DB, MIN_FLOOR_DB
 
 # Bounds on knobs that set how much work (and memory) one call costs. Below half a second a window
 # holds too little speech to score, and tiny windows made the plan grow without end; more torch
@@ -40,6 +41,9 @@ class Settings(BaseSettings):
     hop: float | None = Field(None, description=f"Step between windows, seconds ({MIN_HOP:g}..window; default: window).")
     max_windows: int = Field(MAX_WINDOWS, description="Most analysis windows one recording may need; a longer plan is refused before the model runs.")
     vad: Literal["webrtc", "energy"] = Field("webrtc", description="Speech detector.")
+    vad_floor_db: float | None = Field(
+        None, description=f"Speech floor, dBFS ({MIN_FLOOR_DB:g}..{MAX_FLOOR_DB:g}): quieter sound is never speech. "
+                          "Default: follow the recording (12 dB above its background, within -80..-50 dBFS).")
     max_duration: float = Field(7200.0, gt=0, description="Longest recording accepted, seconds.")
     max_file_mb: float = Field(1024.0, gt=0, description="Largest file accepted, MiB.")
     asr_model: str | None = Field(None, description="Speech recogniser for transcripts: a Whisper hub id or local directory "
@@ -62,6 +66,13 @@ class Settings(BaseSettings):
         top = window if window is not None else MAX_WINDOW
         if not MIN_HOP <= v <= top:
             raise _bound_error("hop", f"the hop must be {MIN_HOP:g} seconds to the window ({top:g} s), got {v:g}")
+        return v
+
+    @field_validator("vad_floor_db")
+    @classmethod
+    def _check_vad_floor_db(cls, v: float | None) -> float | None:
+        if v is not None and not MIN_FLOOR_DB <= v <= MAX_FLOOR_DB:
+            raise _bound_error("vad_floor_db", f"the speech floor must be {MIN_FLOOR_DB:g} to {MAX_FLOOR_DB:g} dBFS, got {v:g}")
         return v
 
     @field_validator("threads")
