@@ -294,3 +294,24 @@ def test_the_reading_does_not_follow_the_volume_real(embedded_analyzer):
     assert len(chosen) == 6
     for name, x in chosen:
         _assert_invariant(_readings(embedded_analyzer, x))
+
+
+@needs_ravdess
+def test_quiet_turns_in_a_long_recording_are_speech():
+    """A conversation-like mix: normal-level turns of actors 19 and 21 and quiet turns of actor 20."""
+    from ser_tool.audio import load_audio
+
+    names = ["03-01-05-01-01-01-19.opus", *QUIET_CLIPS[:2], "03-01-03-01-01-01-21.opus", *QUIET_CLIPS[-2:]]
+    parts, turns, t = [], [], 0.0
+    for name in names:
+        x = load_audio(RAVDESS / name)
+        parts += [silence(2.0), x]
+        turns.append((t + 2.0, t + 2.0 + len(x) / SR))
+        t += 2.0 + len(x) / SR
+    report = Analyzer(FakeBackend(), AnalysisOptions(segmentation=SegmentationOptions(window=4.0))).analyze(
+        np.concatenate(parts), sample_rate=SR, timeline=True)
+    speech = [(s.start, s.end) for s in report.timeline if s.speech]
+    for name, (a, b) in zip(names, turns):
+        covered = sum(max(0.0, min(b, e) - max(a, s)) for s, e in speech)
+        assert covered >= 0.5 * (b - a), f"{name} ({a:.1f}-{b:.1f} s) is mostly outside the speech segments {speech}"
+    assert not any("not taken as speech" in w for w in report.warnings)
