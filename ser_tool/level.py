@@ -1,12 +1,14 @@
 """How loud is a recording, and one speech level for every model input.
 
 Two users, both working on 30-ms frame levels (dBFS RMS):
-1. Speech detection (`ser_tool.segment`) takes its energy floor from the recording itself: a frame can
-   be speech only when it stands `SPEECH_ABOVE_NOISE_DB` above the recording's noise floor (its
-   10th-percentile frame level). The floor is held between `FLOOR_LOWEST_DB` (quieter is never speech)
-   and `FLOOR_HIGHEST_DB` (the fixed floor ser-tool used before, so a normal-level recording is judged
-   as it always was). Quiet speech over a clean background is found; steady noise, whatever its level
-   below the old floor, is not.
+1. Speech detection (`ser_tool.segment`) takes its energy floor from the recording itself (each 30-s
+   block of it): a frame can be speech only when it stands `SPEECH_ABOVE_NOISE_DB` above the noise
+   floor (the 10th-percentile frame level) and lies within `SPEECH_BELOW_LOUD_DB` of the loud level
+   (the 95th percentile; this keeps the floor moving with the gain over a clean background). The floor
+   is held between `FLOOR_LOWEST_DB` (quieter is never speech) and `FLOOR_HIGHEST_DB` (the fixed floor
+   ser-tool used before, so the floor is never stricter than it was). Quiet speech over a clean
+   background is found; steady noise, whatever its level below the old floor, is not. Levels are taken
+   after removing each frame's mean, so DC offset and sub-audio rumble do not count as sound.
 2. Before the model (`ser_tool.analyzer`, and the SER benchmark), each analysed segment is scaled so
    its active speech level is the one the backend asks for (`input_level_db`, else `TARGET_DB`): the
    reading no longer depends on how loud the recording was made. Backends that scale their own input

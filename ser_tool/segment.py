@@ -32,7 +32,7 @@ from ser_tool.level import FLOOR_HIGHEST_DB, FRAME, SPEECH_ABOVE_NOISE_DB, adapt
 VadMode = Literal["webrtc", "energy"]
 
 _FRAME = FRAME  # 30 ms at 16 kHz: one of the frame sizes WebRTC's VAD accepts
-MAX_VAD_GAIN_DB = 40.0
+MAX_VAD_GAIN_DB = 40.0  # the detector hears a block peaking at -46 dBFS at -6 dBFS; the floor keeps noise out
 GRID = 0.5  # seconds: speech region boundaries are snapped to this grid
 MIN_FLOOR_DB, MAX_FLOOR_DB = -120.0, 0.0  # the range a fixed floor may be set in
 DROPPED_MIN_DB = -90.0  # quieter than this is never reported as dropped sound (codec and dither noise)
@@ -45,8 +45,8 @@ class SegmentationOptions:
     hop: float | None = None  # seconds between window starts; None = window (no overlap)
     vad: VadMode = "webrtc"  # "energy": anything above the energy floor counts as speech
     vad_aggressiveness: int = 2  # WebRTC VAD, 0 (keeps most) .. 3 (strictest)
-    # Frames quieter than this (dBFS RMS) are never speech. None: follow the recording - 10 dB above its
-    # noise floor, held within -70..-50 dBFS (ser_tool.level.adaptive_floor_db).
+    # Frames quieter than this (dBFS RMS) are never speech. None: follow the recording - 12 dB above its
+    # background, at most 45 dB under its loud level, within -80..-50 dBFS (ser_tool.level.adaptive_floor_db).
     vad_floor_db: float | None = None
     min_speech: float = 0.3  # speech regions shorter than this are dropped (clicks, breaths)
     min_silence: float = 0.6  # pauses shorter than this are bridged (stay inside the utterance)

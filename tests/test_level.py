@@ -174,7 +174,7 @@ def test_normalise_loudness_reaches_the_target_and_is_gain_invariant():
 
 
 def test_normalise_loudness_never_clips():
-    spiky = np.concatenate([np.full(4800, 0.001, np.float32), [0.9], np.zeros(4800, np.float32)]) * np.float32(1.0)
+    spiky = np.concatenate([np.full(4800, 0.001), [0.9], np.zeros(4800)]).astype(np.float32)
     out = normalise_loudness(spiky, -10.0)
     assert np.max(np.abs(out)) <= 10 ** (-1 / 20) + 1e-6
 
