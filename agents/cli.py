@@ -4,8 +4,10 @@
     ser-agent ask --audio FILE "question"                         # one answer (the fixed pipeline)
 
 Turns are read from standard input (one per line), so a chat can be piped. Settings come from flags or
-SER_ environment variables (SER_AGENT_MODEL, SER_ASR_MODEL, SER_BACKEND, ...).
-Exit codes: 0 ok; 1 bad audio; 2 bad usage; 3 a model could not be loaded or failed.
+SER_ environment variables (SER_AGENT_MODEL, SER_ASR_MODEL, SER_BACKEND, SER_WINDOW, ...; the emotion
+model's flags are the ones every entry point shares, with --ser-model for the model since --model is
+the chat model's).
+Exit codes: 0 ok; 1 bad audio; 2 bad usage; 3 a model could not be loaded or failed; 141 stdout closed early.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ import os
 import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
+
+from ser_tool.console import number, quiet_on_closed_stdout
+from ser_tool.settings import add_model_flags
 
 from agents.prompt import AFFECT_MODES
 
@@ -26,32 +31,34 @@ EMPATHETIC_CONTEXT = (
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ser-agent", description="An LLM that hears how things were said: "
-                                     "speech recognition + speech emotion recognition + any chat model.")
+                                     "speech recognition + speech emotion recognition + any chat model.",
+                                     epilog="Every option of the emotion model and the recogniser can also be set with an "
+                                            "SER_ environment variable (SER_BACKEND, SER_MODEL, SER_WINDOW, SER_ASR_MODEL, ...); "
+                                            "the chat model with SER_AGENT_MODEL. Flags win over the environment.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     chat = sub.add_parser("chat", help="chat about a voice message (follow-up turns from stdin)")
     ask = sub.add_parser("ask", help="answer one question about a recording")
     ask.add_argument("question", help="the question")
     for p in (chat, ask):
         p.add_argument("--audio", help="the recording (WAV, FLAC, OGG/Opus, MP3, ...)")
-        p.add_argument("--model", help="chat model: provider:model (anthropic:claude-sonnet-4-5, openai:gpt-4o-mini, "
-                                       "ollama:llama3.2, ...; keys from the environment) or 'local' / local:PATH (offline); "
-                                       "env SER_AGENT_MODEL")
-        p.add_argument("--temperature", type=float, help="sampling temperature of the chat model")
+        p.add_argument("--model", dest="agent_model",
+                       help="chat model: provider:model (anthropic:claude-sonnet-4-5, openai:gpt-4o-mini, "
+                            "ollama:llama3.2, ...; keys from the environment) or 'local' / local:smollm2 / local:PATH "
+                            "(offline); env SER_AGENT_MODEL")
+        p.add_argument("--temperature", type=number(float, ge=0), help="sampling temperature of the chat model")
         p.add_argument("--mode", choices=AFFECT_MODES, default="predicted",
                        help="what the prompt carries about how it was said (default: predicted)")
         p.add_argument("--transcript", help="the words, if known (then no speech recognition runs)")
-        p.add_argument("--asr-model", help="Whisper checkpoint for the words (hub id or folder); env SER_ASR_MODEL")
-        p.add_argument("--language", help="language of the speech for the recogniser, e.g. en")
-        p.add_argument("--backend", choices=("embedded", "meralion", "hf"), help="SER model family (default embedded)")
-        p.add_argument("--ser-model", help="SER model: hub id or folder (with --backend hf/meralion)")
         p.add_argument("--show-prompt", action="store_true", help="print the rendered prompt to stderr")
+        add_model_flags(p, model_flag="--ser-model", asr=True)
     return parser
 
 
+@quiet_on_closed_stdout
 def main(argv: Sequence[str] | None = None, *, model: Any = None, stdin: TextIO | None = None,
          stdout: TextIO | None = None) -> int:
     """Entry point. `model` (a chat model object) replaces --model: tests and embedding programs use it."""
-    from ser_tool import SERError
+    from ser_tool import SERError, safe_name
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -65,7 +72,7 @@ def main(argv: Sequence[str] | None = None, *, model: Any = None, stdin: TextIO 
             return _ask(args, pipeline, stdout)
         return _chat(args, pipeline, stdin, stdout)
     except SERError as e:
-        print(f"ser-agent: error: {e}", file=sys.stderr)
+        print(f"ser-agent: error: {safe_name(e, None)}", file=sys.stderr)  # it may quote a file name
         return e.exit_code
     except KeyboardInterrupt:
         return 130
@@ -74,19 +81,21 @@ def main(argv: Sequence[str] | None = None, *, model: Any = None, stdin: TextIO 
 def _pipeline(args, model: Any):
     from agents.errors import AgentError
     from agents.pipeline import AffectPipeline
+    from agents.settings import AgentSettings
     from ser_tool import Analyzer, load_asr
 
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    cfg = AgentSettings.from_args(args)
     if model is None:
-        model = args.model or os.environ.get("SER_AGENT_MODEL")
+        model = cfg.agent_model
         if not model:
             raise AgentError("no chat model: pass --model provider:model (e.g. anthropic:claude-sonnet-4-5, "
                              "openai:gpt-4o-mini, ollama:llama3.2) or --model local for the offline model")
-    asr_model = args.asr_model or os.environ.get("SER_ASR_MODEL")
-    asr = load_asr(asr_model, language=args.language) if asr_model and args.transcript is None else None
-    backend = args.backend or os.environ.get("SER_BACKEND", "embedded")
-    analyzer = Analyzer(backend, model=args.ser_model or os.environ.get("SER_MODEL")) if args.mode == "predicted" else None
+    asr = None
+    if cfg.asr_model and args.transcript is None:
+        asr = load_asr(cfg.asr_model, device=cfg.device, language=cfg.language, offline=cfg.offline)
+    analyzer = Analyzer(cfg.backend_spec(), cfg.analysis_options()) if args.mode == "predicted" else None
     return AffectPipeline(model, analyzer=analyzer, asr=asr, mode=args.mode, temperature=args.temperature)
 
 

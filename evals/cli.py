@@ -1,5 +1,10 @@
 """`ser-eval`: evaluations. `ser-eval ser DATA_DIR...` runs the SER benchmark; `ser-eval cpbench generate|run`
-the CP-Bench style question answering evaluation of the reference agent."""
+the CP-Bench style question answering evaluation of the reference agent.
+
+The emotion model is chosen with the flags (and SER_* variables) every entry point shares; in
+`cpbench run`, where --model is the answering chat model, the emotion model's flag is --ser-model.
+Exit codes: 0 ok; 2 bad usage or settings; 3 a model could not be loaded or failed; 141 stdout closed early.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ser_tool.console import number, quiet_on_closed_stdout
+from ser_tool.settings import add_model_flags
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ser-eval", description="Evaluate ser-tool models and agents.")
@@ -16,17 +24,14 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("ser", help="SER metrics (UAR, WA, macro-F1, CCC) on corpora in the manifest format",
                        description="Score a backend on the held-out speakers of corpora in the manifest format, with a classical baseline on the same split.")
     s.add_argument("data", nargs="+", metavar="DATA_DIR", help="corpus folders, each with manifest.csv")
-    s.add_argument("--backend", default="embedded", choices=("embedded", "meralion", "hf"))
-    s.add_argument("--model", help="model id or directory (default: the backend's)")
-    s.add_argument("--device", default="cpu")
-    s.add_argument("--offline", action="store_true", help="never contact the Hugging Face hub")
     s.add_argument("--split", default="test", choices=("test", "dev", "train", "all"), help="which speakers to score (default: held-out test speakers)")
     s.add_argument("--out", default="runs/ser-eval", help="folder for report.json, confusion.png, summary.txt")
     s.add_argument("--no-baseline", action="store_true", help="skip the classical baseline")
     s.add_argument("--baseline-train", nargs="+", metavar="DIR",
                    help="corpora whose train split fits the baseline (default: DATA_DIR); for a cross-corpus test name the model's training corpora")
-    s.add_argument("--limit", type=int, help="score at most N clips (a smoke run)")
-    s.add_argument("--batch-size", type=int, default=16)
+    s.add_argument("--limit", type=number(int, ge=1), help="score at most N clips (a smoke run)")
+    # whole clips, not windows (--batch-size counts clips): no segmentation or limit flags
+    add_model_flags(s, analysis=False, defaults={"batch_size": 16})
     add_cpbench(sub)
     return parser
 
@@ -39,28 +44,32 @@ def add_cpbench(sub) -> None:
     g.add_argument("data", nargs="*", default=["../shared/data/ravdess"], metavar="DATA_DIR",
                    help="corpus folders with manifest.csv and a text column (default: ../shared/data/ravdess)")
     g.add_argument("--out", required=True, help="folder for cpstyle.jsonl")
-    g.add_argument("--n-clips", type=int, default=40, help="test-split clips (3 questions each; default 40)")
-    g.add_argument("--seed", type=int, help="generator seed (default: the fixed one in evals.cpbench.generate)")
-    g.add_argument("--choices", type=int, default=4, help="options per multiple-choice question (default 4)")
+    g.add_argument("--n-clips", type=number(int, ge=1), default=40, help="test-split clips (3 questions each; default 40)")
+    g.add_argument("--seed", type=number(int, ge=0), help="generator seed (default: the fixed one in evals.cpbench.generate)")
+    g.add_argument("--choices", type=number(int, ge=2, le=10), default=4, help="options per multiple-choice question (default 4)")
     r = csub.add_parser("run", help="answer a QA set in each affect mode and score it")
     r.add_argument("data", metavar="DATA", help="a .jsonl / .csv file, a datasets save_to_disk folder (hub layout), or a hub id")
-    r.add_argument("--model", default="local", help="answering chat model: local | local:PATH | provider:model (default local)")
+    r.add_argument("--model", dest="chat_model", default="local",
+                   help="answering chat model: local | local:smollm2 | local:PATH | provider:model (default local)")
     r.add_argument("--judge", help="judge chat model for open-ended scoring (local | provider:model)")
     r.add_argument("--mc", action="store_true", help="score the multiple-choice form by exact choice (no judge)")
     r.add_argument("--modes", nargs="+", default=["none", "predicted", "oracle"], choices=("none", "predicted", "oracle"))
-    r.add_argument("--temperature", type=float, default=0.0, help="answering model temperature (default 0)")
-    r.add_argument("--judge-temperature", type=float, default=0.0)
-    r.add_argument("--asr-model", help="Whisper checkpoint: take the words from ASR instead of the dataset's transcript")
-    r.add_argument("--vad", default="energy", choices=("energy", "webrtc"),
-                   help="speech detector of the SER analysis in mode predicted (default energy: whole short clips)")
-    r.add_argument("--concurrency", type=int, default=1, help="samples in flight at once (default 1; raise it for API models)")
-    r.add_argument("--limit", type=int, help="at most N samples (a smoke run)")
+    r.add_argument("--temperature", type=number(float, ge=0), default=0.0, help="answering model temperature (default 0)")
+    r.add_argument("--judge-temperature", type=number(float, ge=0), default=0.0)
+    r.add_argument("--concurrency", type=number(int, ge=1, le=256), default=1,
+                   help="samples in flight at once (default 1; raise it for API models)")
+    r.add_argument("--limit", type=number(int, ge=1), help="at most N samples (a smoke run)")
     r.add_argument("--cache", help="call cache folder (default OUT/cache); a rerun answers repeated calls from it")
     r.add_argument("--no-cache", action="store_true")
     r.add_argument("--out", default="runs/cpbench", help="folder for report.json, scores.png, summary.txt")
+    # the emotion model of mode predicted (--asr-model: the words from speech recognition instead of the
+    # dataset's transcript); short single-utterance clips: analyse everything above the noise floor
+    # by default, as WebRTC's VAD drops some
+    add_model_flags(r, model_flag="--ser-model", asr=True, defaults={"vad": "energy"})
 
 
 def cpbench_main(args, parser) -> int:
+    from ser_tool import Analyzer, Settings, load_asr
     from ser_tool.errors import SERError
 
     from evals.cpbench.dataset import load_samples
@@ -89,20 +98,24 @@ def cpbench_main(args, parser) -> int:
 
     from evals.cpbench.report import summary, write_report
     from evals.cpbench.runner import evaluate
+    from evals.output import OutputError, ensure_writable
 
-    out = Path(args.out)
+    out = ensure_writable(args.out, "the report")  # now, not after a long run
+    cache_dir = None if args.no_cache else Path(args.cache or out / "cache")
+    try:
+        cfg = Settings.from_args(args)
+        analyzer = Analyzer(cfg.backend_spec(), cfg.analysis_options())  # loads on first use: only mode predicted does
+    except SERError as e:
+        print(f"ser-eval: error: {e}", file=sys.stderr)
+        return e.exit_code
     try:
         samples = load_samples(args.data)
-        asr = None
-        if args.asr_model:
-            from ser_tool import load_asr
-
-            asr = load_asr(args.asr_model)
+        asr = load_asr(cfg.asr_model, device=cfg.device, language=cfg.language, offline=cfg.offline) if cfg.asr_model else None
         report = evaluate(
-            samples, args.model, modes=args.modes, mc=args.mc, judge=args.judge, temperature=args.temperature,
-            judge_temperature=args.judge_temperature, asr=asr, transcript="asr" if asr else "given",
-            cache_dir=None if args.no_cache else (args.cache or out / "cache"), concurrency=args.concurrency,
-            limit=args.limit, data=str(args.data), vad=args.vad,
+            samples, args.chat_model, modes=args.modes, mc=args.mc, judge=args.judge, temperature=args.temperature,
+            judge_temperature=args.judge_temperature, analyzer=analyzer, asr=asr, transcript="asr" if asr else "given",
+            cache_dir=cache_dir, concurrency=args.concurrency,
+            limit=args.limit, data=str(args.data),
             progress_factory=lambda total: tqdm(total=total, desc="answers", unit="q", file=sys.stderr, disable=None),
         )
     except (SERError, AgentError, ValueError) as e:
@@ -110,13 +123,52 @@ def cpbench_main(args, parser) -> int:
         if not args.no_cache:
             print("ser-eval: finished calls are cached; rerun the same command to resume", file=sys.stderr)
         return getattr(e, "exit_code", 2)
-    paths = write_report(report, out)
+    except KeyboardInterrupt:
+        print(f"ser-eval: interrupted; {_saved(cache_dir)}", file=sys.stderr)
+        return 130
+    try:
+        paths = write_report(report, out)
+    except OutputError as e:
+        print(f"ser-eval: error: {e}", file=sys.stderr)
+        if cache_dir is not None:
+            print(f"ser-eval: every answer is cached in {cache_dir}; rerun with --cache {cache_dir} (and another --out) "
+                  "to write the report without repeating the calls", file=sys.stderr)
+        return e.exit_code
     print(summary(report))
     print(f"\nwrote {paths['log']}, {paths['chart']}, {paths['summary']}")
     return 0
 
 
+def _saved(cache_dir: Path | None) -> str:
+    """What an interrupted cpbench run kept, and how to resume."""
+    if cache_dir is None:
+        return "nothing was saved (--no-cache); rerun to start again"
+    from evals.cpbench.cache import CallCache
+
+    return f"{CallCache(cache_dir).saved()} answered calls are saved in {cache_dir}; rerun the same command to resume"
+
+
+@quiet_on_closed_stdout
 def main(argv: Sequence[str] | None = None) -> int:
+    """`ser-eval`. Ctrl-C, errors and failures to write end with one line on stderr, not a traceback."""
+    from ser_tool.errors import SERError
+
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("ser-eval: interrupted", file=sys.stderr)
+        return 130
+    except SERError as e:
+        print(f"ser-eval: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except OSError as e:
+        where = f" {e.filename}" if e.filename else ""
+        print(f"ser-eval: error: cannot read or write{where} ({e.strerror or e}); check the path, that the folder "
+              "is writable and that the disk has space", file=sys.stderr)
+        return 1
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "cpbench":
@@ -126,17 +178,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from tqdm import tqdm
 
-    from ser_tool.backends import load_backend
+    from ser_tool import Analyzer, Settings
     from ser_tool.errors import SERError
 
+    from evals.output import ensure_writable
     from evals.ser.benchmark import benchmark
     from evals.ser.render import plot_confusion, summary
 
+    ensure_writable(args.out, "the report")  # now, not after the benchmark
     try:
-        backend = load_backend(args.backend, model=args.model, device=args.device, offline=args.offline)
+        cfg = Settings.from_args(args)
+        backend = Analyzer(cfg.backend_spec()).backend  # loads the model as every entry point does
         report = benchmark(
             backend, args.data, args.split, baseline=not args.no_baseline, baseline_train=args.baseline_train,
-            limit=args.limit, batch_size=args.batch_size,
+            limit=args.limit, batch_size=cfg.batch_size,
             progress_factory=lambda total, desc: tqdm(total=total, desc=desc, unit="clip", file=sys.stderr, disable=None),
         )
     except SERError as e:

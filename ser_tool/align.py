@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -113,7 +114,7 @@ def _covered(seg: TranscriptSegment, windows: Sequence[Segment]) -> float:
 
 
 def transcribe_with_emotion(
-    audio: str | Path | bytes | np.ndarray,
+    audio: str | Path | bytes | BinaryIO | np.ndarray,
     *,
     analyzer: Analyzer,
     asr: ASR,
@@ -125,14 +126,18 @@ def transcribe_with_emotion(
 ) -> EmotionTranscript:
     """ASR + SER on one recording, aligned: each transcript segment with its expressed emotion.
 
-    The audio is decoded once (16 kHz mono) and given to both models, so it is held in memory whole.
+    The audio (a path, bytes, an open binary file or an array) is decoded once (16 kHz mono) and the
+    same samples go to both models, so it is held in memory whole and an open file is read only once.
     `cancel` stops the emotion analysis within one batch (see Analyzer.analyze) and the recogniser
     before it starts; a recogniser pass already running finishes first.
     """
     with open_audio(audio, sample_rate=sample_rate, name=name, limits=limits or analyzer.options.limits) as src:
         label = src.name
         wave = src.read(0, src.num_samples)
+        decode_warnings = list(src.warnings)
     report = analyzer.analyze(wave, sample_rate=SAMPLE_RATE, name=label, timeline=True, progress=progress, cancel=cancel)
+    if decode_warnings:  # the report was made from the decoded array, which no longer knows
+        report = report.model_copy(update={"warnings": [*decode_warnings, *report.warnings]})
     StopCheck(cancel)()
     transcript: Transcript = asr.transcribe(wave)
     timeline = report.timeline or [Segment(start=0.0, end=report.duration, speech=True, affect=report.overall)]

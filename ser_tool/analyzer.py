@@ -16,17 +16,19 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from ser_tool.audio import SAMPLE_RATE, AudioLimits, AudioSource, format_seconds, open_audio
 from ser_tool.backends import Backend, BackendSpec, load_backend
-from ser_tool.describe import UNCERTAIN_BELOW, describe
+from ser_tool.describe import NOT_A_VOICE, UNCERTAIN_BELOW, describe
 from ser_tool.errors import AnalysisCancelled, AnalysisTimeLimitError, ConfigError, NoSpeechError, TooManyWindowsError
 from ser_tool.labels import EMOTIONS
 from ser_tool.level import model_inputs
 from ser_tool.report import Affect, AffectReport, Dimensions, EmotionProbabilities, Segment
 from ser_tool.segment import PlannedSegment, SegmentationOptions, SpeechScan, plan_segments, scan_speech
+from ser_tool.segment import STEADY_SHARE, steady_tone_share
 
 ProgressCallback = Callable[[int, int], None]  # (windows done, windows total)
 # Set the event (or return True) to stop an analysis; it is checked before every batch.
@@ -108,6 +110,11 @@ class Analyzer:
         self._lock = threading.Lock()
 
     @property
+    def spec(self) -> BackendSpec | None:
+        """How the model is (or will be) loaded; None when this analyzer was given a loaded backend."""
+        return self._spec
+
+    @property
     def backend(self) -> Backend:
         """The loaded model (loads it on first access)."""
         if self._backend is None:
@@ -118,7 +125,7 @@ class Analyzer:
 
     def analyze(
         self,
-        audio: str | Path | bytes | np.ndarray,
+        audio: str | Path | bytes | BinaryIO | np.ndarray,
         *,
         sample_rate: int | None = None,
         name: str | None = None,
@@ -128,7 +135,8 @@ class Analyzer:
     ) -> AffectReport:
         """Analyse one recording.
 
-        audio: path, bytes of an audio file, or a NumPy array (with `sample_rate`).
+        audio: path, bytes of an audio file, an open binary file (e.g. from `AllowedFolders.open_file`;
+        decoded from that object, never reopened by name), or a NumPy array (with `sample_rate`).
         timeline: True = always include the segment timeline, False = never, None = only when the
         recording is longer than one analysis window.
         cancel: a threading.Event (or a callable returning True) that stops the analysis with
@@ -157,7 +165,8 @@ class Analyzer:
                 raise TooManyWindowsError(f"{label}: {e}") from None
             speech = [seg for seg in plan if seg.speech]
             results = dict(zip(speech, self._predict(source, speech, progress, check), strict=True))
-            return self._report(source, label, plan, results, timeline, _dropped_sound(scan))
+            report = self._report(source, label, plan, results, timeline, _dropped_sound(scan))
+            return _not_a_voice(report) if steady_tone_share(source, speech) > STEADY_SHARE else report
 
     def _predict(self, source: AudioSource, segments: Sequence[PlannedSegment], progress: ProgressCallback | None,
                  check: Callable[[], None]) -> list[Affect]:
@@ -215,7 +224,7 @@ class Analyzer:
             window=seg_opts.window,
             hop=seg_opts.step,
             description=description,
-            warnings=[*_warnings(overall, speech_duration, backend), *notes],
+            warnings=[*source.warnings, *_warnings(overall, speech_duration, backend), *notes],  # decoding first
         )
 
 
@@ -268,6 +277,13 @@ def _warnings(overall: Affect, speech_duration: float, backend: Backend) -> list
     if not backend.has_dimensions:
         out.append("This model has no valence/arousal/dominance head; dimensions are null.")
     return out
+
+
+def _not_a_voice(report: AffectReport) -> AffectReport:
+    """The report of audio that is mostly steady tones (sine, hum, chord): the caveat leads the description
+    and joins the warnings; the scores stay as the model gave them."""
+    return report.model_copy(update={"description": f"{NOT_A_VOICE} {report.description}",
+                                     "warnings": [NOT_A_VOICE, *report.warnings]})
 
 
 def analyze(audio, *, backend: str = "embedded", **kwargs) -> AffectReport:

@@ -1,7 +1,7 @@
 """`ser`: the command line. Thin: parse flags, build an Analyzer, print reports.
 
 Exit codes: 0 all files analysed; 1 at least one file failed (the others are still reported);
-2 bad usage or settings; 3 the model could not be loaded or failed.
+2 bad usage or settings; 3 the model could not be loaded or failed; 141 stdout was closed early.
 Importing this module does not import torch: `ser --help` stays fast.
 """
 
@@ -14,9 +14,10 @@ import sys
 import textwrap
 from collections.abc import Sequence
 
-from pydantic import ValidationError
-
+from ser_tool.console import number, quiet_on_closed_stdout
+from ser_tool.describe import MESSAGE_MAX_CHARS, safe_name
 from ser_tool.errors import AudioError, ConfigError, SERError
+from ser_tool.settings import Settings, add_model_flags
 
 EXIT_OK, EXIT_FILE_FAILED, EXIT_USAGE, EXIT_MODEL = 0, 1, 2, 3
 
@@ -47,61 +48,37 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--json", action="store_true", help="print JSON (one object, or a list for several files)")
     out.add_argument("--jsonl", action="store_true", help="print one JSON line per file (failures as {source, error} lines)")
     a.add_argument("--timeline", action="store_true", help="include the segment timeline even for short recordings (text output: show it)")
-    _model_flags(a)
+    add_model_flags(a)
 
     tr = sub.add_parser("transcribe", help="emotion-aware transcript: the words, each segment with its expressed emotion",
                         description="Transcribe a recording and give each transcript segment the emotion, confidence and "
                                     "valence/arousal/dominance its voice expresses.")
     tr.add_argument("file", metavar="FILE", help="audio file")
-    tr.add_argument("--asr-model", help="Whisper checkpoint: hub id or local directory (transformers), or a CTranslate2 folder "
-                                        "(needs faster-whisper); env SER_ASR_MODEL")
-    tr.add_argument("--language", help="language of the speech, e.g. en (default: the recogniser detects it)")
     tr.add_argument("--transcript", help="use this transcript instead of speech recognition (plain text, or a JSON file of "
                                          "[{start, end, text}] segments)")
     tr.add_argument("--json", action="store_true", help="print the EmotionTranscript as JSON")
-    _model_flags(tr)
+    add_model_flags(tr, asr=True)
 
     t = sub.add_parser("train", help="train a compact model on labelled corpora (manifest format)",
                        description="Train the compact model with the hybrid CE + CCC objective on corpora in the manifest "
                                    "format, keep the best dev checkpoint, and write weights + config + model card to --out.")
     t.add_argument("data", nargs="+", metavar="DATA_DIR", help="corpus folders, each with manifest.csv")
     t.add_argument("--out", default="runs/train", help="model folder to write (default runs/train); use it with --backend embedded --model DIR")
-    t.add_argument("--epochs", type=int, default=25)
-    t.add_argument("--batch-size", type=int, default=32)
-    t.add_argument("--lr", type=float, default=2e-3)
-    t.add_argument("--corpus-cap", type=int, default=1000, help="max training clips a corpus contributes per epoch")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    t.add_argument("--epochs", type=number(int, ge=1), default=25)
+    t.add_argument("--batch-size", type=number(int, ge=2), default=32)
+    t.add_argument("--lr", type=number(float, gt=0), default=2e-3)
+    t.add_argument("--corpus-cap", type=number(int, ge=1), default=1000, help="max training clips a corpus contributes per epoch")
+    t.add_argument("--seed", type=number(int, ge=0), default=0)
+    t.add_argument("--threads", type=number(int, ge=0, le=256), default=0, help="torch CPU threads (0: torch's default)")
 
     sc = sub.add_parser("schema", help="print the JSON schema of the affect report")
-    sc.add_argument("--indent", type=int, default=2)
+    sc.add_argument("--indent", type=number(int, ge=0, le=16), default=2)
     return parser
 
 
-def _model_flags(a: argparse.ArgumentParser) -> None:
-    m = a.add_argument_group("model")
-    m.add_argument("--backend", choices=("embedded", "meralion", "hf"), help="model family (default: embedded)")
-    m.add_argument("--model", help="hub id or local directory of the model")
-    m.add_argument("--device", help="cpu (default), cuda, cuda:N or auto")
-    m.add_argument("--batch-size", type=int, help="windows per forward pass (default 8)")
-    m.add_argument("--threads", type=int, help="torch CPU threads (default: 1 for the embedded model, torch's default otherwise)")
-    m.add_argument("--offline", action="store_true", default=None, help="never contact the Hugging Face hub")
-    m.add_argument("--label-map", help="hf backend: extra MODEL_LABEL=EMOTION pairs, comma-separated ('other=' drops a label)")
-    m.add_argument("--trust-remote-code", action="store_true", default=None, help="hf backend: allow the checkpoint's own code to run")
-    s = a.add_argument_group("segmentation and limits")
-    s.add_argument("--window", type=float, help="analysis window in seconds (default 10)")
-    s.add_argument("--hop", type=float, help="step between windows in seconds (default: = window, no overlap)")
-    s.add_argument("--vad", choices=("webrtc", "energy"), help="speech detector (default webrtc; energy = everything above the noise floor)")
-    s.add_argument("--vad-floor-db", type=float, metavar="DBFS",
-                   help="speech floor: quieter sound is never speech (default: follow the recording, 12 dB above its "
-                        "background within -80..-50 dBFS; e.g. -90 for very quiet speech)")
-    s.add_argument("--max-duration", type=float, help="longest recording accepted, seconds (default 7200)")
-    s.add_argument("--max-file-mb", type=float, help="largest file accepted, MiB (default 1024)")
-    s.add_argument("--max-windows", type=int, help="most analysis windows one recording may need (default 2000); "
-                                                    "a longer plan is refused before the model runs")
-
-
+@quiet_on_closed_stdout
 def main(argv: Sequence[str] | None = None) -> int:
+    """Exit codes: see the module docstring; 141 when stdout is closed early (`ser analyze ... | head -1`)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -119,50 +96,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _transcribe(args)
         return _analyze(args)
     except ConfigError as e:
-        print(f"ser: error: {e}", file=sys.stderr)
+        print(f"ser: error: {_safe(e)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("ser: interrupted", file=sys.stderr)
         return 130
 
 
-def _settings(args: argparse.Namespace):
-    from ser_tool.settings import Settings
-
-    flags = {k: getattr(args, k, None) for k in (
-        "backend", "model", "device", "batch_size", "threads", "offline", "label_map", "trust_remote_code",
-        "window", "hop", "vad", "vad_floor_db", "max_duration", "max_file_mb", "max_windows", "asr_model", "language",
-    )}
-    try:
-        return Settings(**{k: v for k, v in flags.items() if v is not None})
-    except ValidationError as e:
-        problems = "; ".join(f"{'/'.join(map(str, err['loc'])) or 'settings'}: {err['msg']}" for err in e.errors())
-        raise ConfigError(f"invalid settings ({problems})") from None
-
-
-def _analyzer(cfg):
-    from ser_tool.analyzer import AnalysisOptions, Analyzer, BackendSpec
-    from ser_tool.audio import AudioLimits
-    from ser_tool.segment import SegmentationOptions
+def _analyzer(cfg: Settings):
+    from ser_tool.analyzer import Analyzer
 
     # Model loading bars from transformers/huggingface_hub would interleave with ours on stderr.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    return Analyzer(
-        BackendSpec(cfg.backend, cfg.model, cfg.device, cfg.offline, cfg.label_map_dict(), cfg.trust_remote_code, cfg.threads),
-        AnalysisOptions(
-            segmentation=SegmentationOptions(window=cfg.window, hop=cfg.hop, vad=cfg.vad, vad_floor_db=cfg.vad_floor_db),
-            limits=AudioLimits(max_duration=cfg.max_duration, max_file_bytes=int(cfg.max_file_mb * 2**20)),
-            batch_size=cfg.batch_size,
-            max_windows=cfg.max_windows,
-        ),
-    )
+    return Analyzer(cfg.backend_spec(), cfg.analysis_options())
 
 
 def _analyze(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    cfg = _settings(args)
+    cfg = Settings.from_args(args)
     analyzer = _analyzer(cfg)
     timeline = True if args.timeline else None
     reports, failures = [], []
@@ -179,12 +132,12 @@ def _analyze(args: argparse.Namespace) -> int:
             report = analyzer.analyze(path, timeline=timeline, progress=progress)
         except AudioError as e:
             failures.append((path, e))
-            if args.jsonl:
+            if args.jsonl:  # JSON escapes every character itself: the raw name stays exact
                 _emit(json.dumps({"source": path, "error": {"type": type(e).__name__, "message": str(e)}}))
             continue
         except SERError as e:  # model missing or broken: no point trying the other files
             windows_bar.close()
-            print(f"ser: error: {e}", file=sys.stderr)
+            print(f"ser: error: {_safe(e)}", file=sys.stderr)
             return e.exit_code
         finally:
             windows_bar.close()
@@ -200,7 +153,7 @@ def _analyze(args: argparse.Namespace) -> int:
     if failures:
         print(f"ser: {len(failures)} of {len(args.files)} file(s) failed:", file=sys.stderr)
         for path, e in failures:
-            print(f"  {path}: {e}", file=sys.stderr)
+            print(f"  {safe_name(path)}: {_safe(e)}", file=sys.stderr)
         return EXIT_FILE_FAILED
     return EXIT_OK
 
@@ -209,7 +162,7 @@ def _transcribe(args: argparse.Namespace) -> int:
     from ser_tool.align import transcribe_with_emotion, transcript_lines
     from ser_tool.asr import load_asr
 
-    cfg = _settings(args)
+    cfg = Settings.from_args(args)
     if args.transcript is not None:
         asr = _given_transcript(args.transcript, cfg.language)
     elif cfg.asr_model:
@@ -220,7 +173,7 @@ def _transcribe(args: argparse.Namespace) -> int:
     try:
         result = transcribe_with_emotion(args.file, analyzer=_analyzer(cfg), asr=asr)
     except SERError as e:
-        print(f"ser: error: {e}", file=sys.stderr)
+        print(f"ser: error: {_safe(e)}", file=sys.stderr)
         return e.exit_code
     if args.json:
         _emit(result.model_dump_json(indent=2))
@@ -255,8 +208,6 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     from ser_tool.train.card import write_card
     from ser_tool.train.loop import TrainConfig, train
 
-    if args.epochs < 1 or args.batch_size < 2 or args.corpus_cap < 1:
-        raise ConfigError("--epochs and --corpus-cap must be at least 1 and --batch-size at least 2")
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, corpus_cap=args.corpus_cap,
                       seed=args.seed, threads=args.threads)
     summary = train(
@@ -276,7 +227,13 @@ def _emit(text: str) -> None:
 
 
 def _short(path: str, width: int = 24) -> str:
+    path = safe_name(path)
     return path if len(path) <= width else "…" + path[-(width - 1):]
+
+
+def _safe(e: BaseException) -> str:
+    """An error message for the terminal: it may quote a file name, so control characters are escaped."""
+    return safe_name(e, MESSAGE_MAX_CHARS)
 
 
 def render_text(report, show_timeline: bool = False) -> str:
@@ -287,7 +244,7 @@ def render_text(report, show_timeline: bool = False) -> str:
 
     o = report.overall
     lines = [
-        f"{report.source}  ({format_seconds(report.duration)}, speech {format_seconds(report.speech_duration)})  "
+        f"{safe_name(report.source)}  ({format_seconds(report.duration)}, speech {format_seconds(report.speech_duration)})  "
         f"[{report.backend}: {report.model_id}]",
         f"  expressed emotion: {o.emotion}   confidence {o.confidence:.2f} ({confidence_word(o.confidence)})",
     ]

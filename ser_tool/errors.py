@@ -45,6 +45,11 @@ class NoSpeechError(AudioError):
     """No speech was found anywhere in the recording."""
 
 
+class AccessDeniedError(SERError):
+    """The request asks for something the configured policy does not allow (a path outside the allowed
+    folders, a file with other names, a URL when URLs are off)."""
+
+
 class ModelNotAvailableError(SERError):
     """The model could not be found or loaded (not downloaded, not bundled, gated, offline)."""
 

@@ -15,9 +15,8 @@ imports langchain.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,9 +29,11 @@ except ImportError as e:  # pragma: no cover - depends on the environment
     ) from e
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
+from ser_tool.access import AllowedFolders
 from ser_tool.align import EmotionTranscript, transcribe_with_emotion, transcript_lines
 from ser_tool.analyzer import Analyzer
 from ser_tool.asr import ASR
+from ser_tool.describe import MESSAGE_MAX_CHARS, safe_name
 from ser_tool.errors import NoSpeechError, SERError
 from ser_tool.report import AffectReport
 
@@ -67,7 +68,12 @@ class SpeechEmotionTool(BaseTool):
 
     analyzer: the Analyzer to use (default: the embedded model, loaded on the first call).
     asr: a speech recogniser for transcript=true (e.g. `ser_tool.asr.WhisperASR("openai/whisper-small")`).
-    allowed_dirs: if set, audio_path must lie inside one of these folders (symbolic links resolved).
+    allowed_dirs: if set, audio_path must lie inside one of these folders - the same rules as the MCP
+    server's (`ser_tool.AllowedFolders`: relative paths are looked up in each folder, '..' is refused,
+    links may not lead out, the file is opened once and decoded from that open file); None: any
+    file this process can read (relative to the working directory).
+    max_base64_mb: largest audio_base64 payload (decoded). allow_hardlinks: with allowed_dirs, also
+    read files that have more than one name (off: refused, since another name may lie outside).
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -82,6 +88,7 @@ class SpeechEmotionTool(BaseTool):
     asr: Any = Field(default=None, exclude=True)
     allowed_dirs: list[Path] | None = None
     max_base64_mb: float = Field(default=10.0, gt=0)
+    allow_hardlinks: bool = False
 
     _shared: Analyzer | None = PrivateAttr(default=None)
 
@@ -100,17 +107,19 @@ class SpeechEmotionTool(BaseTool):
         transcript: bool = False,
         run_manager: CallbackManagerForToolRun | None = None,
     ) -> tuple[str, AffectReport | EmotionTranscript]:
-        audio, name = self._audio(audio_path, audio_base64)
+        if (audio_path is None) == (audio_base64 is None):
+            raise ToolException("give exactly one of audio_path or audio_base64")
+        if transcript and self.asr is None:
+            raise ToolException("transcript=true needs a speech recogniser, and none is configured for this tool; "
+                                "call again without transcript")
         try:
-            if transcript:
-                if self.asr is None:
-                    raise ToolException("transcript=true needs a speech recogniser, and none is configured for this tool; "
-                                        "call again without transcript")
-                asr: ASR = self.asr
-                result = transcribe_with_emotion(audio, analyzer=self._analyzer(), asr=asr, name=name)
-                lines = "\n".join(transcript_lines(result))
-                return f"{result.report.description}\nTranscript with expressed emotion per segment:\n{lines}", result
-            report = self._analyzer().analyze(audio, name=name, timeline=timeline)
+            with self._audio(audio_path, audio_base64) as (audio, name):
+                if transcript:
+                    asr: ASR = self.asr
+                    result = transcribe_with_emotion(audio, analyzer=self._analyzer(), asr=asr, name=name)
+                    lines = "\n".join(transcript_lines(result))
+                    return f"{result.report.description}\nTranscript with expressed emotion per segment:\n{lines}", result
+                report = self._analyzer().analyze(audio, name=name, timeline=timeline)
         except SERError as e:
             raise ToolException(_message(e)) from e
         return report.description, report
@@ -126,34 +135,32 @@ class SpeechEmotionTool(BaseTool):
         # Model work blocks: keep it off the event loop.
         return await asyncio.to_thread(self._run, audio_path, audio_base64, timeline, transcript)
 
-    def _audio(self, audio_path: str | None, audio_base64: str | None) -> tuple[str | bytes, str | None]:
-        if (audio_path is None) == (audio_base64 is None):
-            raise ToolException("give exactly one of audio_path or audio_base64")
-        if audio_base64 is not None:
-            if len(audio_base64) * 3 / 4 > self.max_base64_mb * 2**20:
-                raise ToolException(f"audio_base64 is larger than {self.max_base64_mb:g} MiB; pass a file path instead")
-            try:
-                return base64.b64decode(audio_base64, validate=True), None
-            except (binascii.Error, ValueError) as e:
-                raise ToolException(f"audio_base64 is not valid base64 ({e})") from e
-        path = audio_path.strip()
-        if self.allowed_dirs is not None:
-            self._check_allowed(path)
-        return path, None
+    def allowed_folders(self) -> AllowedFolders:
+        """The file policy this tool applies (the one the MCP server applies too)."""
+        return AllowedFolders(
+            folders=None if self.allowed_dirs is None else tuple(self.allowed_dirs),
+            max_file_bytes=self._analyzer().options.limits.max_file_bytes,
+            max_inline_bytes=int(self.max_base64_mb * 2**20),
+            allow_hardlinks=self.allow_hardlinks,
+            hints={"folders": "the tool's allowed_dirs", "max_inline_bytes": "the tool's max_base64_mb",
+                   "allow_hardlinks": "the tool's allow_hardlinks=True"},
+        )
 
-    def _check_allowed(self, path: str) -> None:
-        if ".." in Path(path).parts:
-            raise ToolException(f"{path}: paths containing '..' are not allowed")
-        real = Path(os.path.realpath(os.path.expanduser(path)))
-        roots = [Path(os.path.realpath(d)) for d in self.allowed_dirs or []]
-        if not any(real == r or r in real.parents for r in roots):
-            where = ", ".join(map(str, roots)) or "(none: reading files is disabled)"
-            raise ToolException(f"{path} is outside the allowed folders: {where}")
+    @contextmanager
+    def _audio(self, audio_path: str | None, audio_base64: str | None) -> Iterator[tuple[Any, str | None]]:
+        """(audio, name): decoded base64, or the file opened once (closed on leaving) for the decoder to read."""
+        folders = self.allowed_folders()
+        if audio_base64 is not None:
+            yield folders.decode_base64(audio_base64), None
+            return
+        with folders.open_file(audio_path) as opened:
+            yield opened.file, opened.name
 
 
 def _message(e: SERError) -> str:
+    """The error text the LLM reads; it may quote a file name, so control characters are escaped."""
     text = str(e)
     if isinstance(e, NoSpeechError):
         text = text.replace("try --vad energy (analyse everything above the noise floor)",
                             "the speech detector found none (the recording may be too quiet, noisy or not speech)")
-    return text
+    return safe_name(text, MESSAGE_MAX_CHARS)

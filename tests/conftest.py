@@ -129,3 +129,21 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tiny_hf(tmp_path_factory) -> str:
+    """A tiny random hf audio classifier saved to disk (loads offline through the real loader)."""
+    from ser_tool.testing import make_tiny_hf_classifier
+
+    return str(make_tiny_hf_classifier(tmp_path_factory.mktemp("tiny_hf")))
+
+
+@pytest.fixture
+def no_ser_env(monkeypatch):
+    """Entry-point tests: a developer's own SER_* variables must not leak in."""
+    import os
+
+    for name in list(os.environ):
+        if name.upper().startswith("SER_"):
+            monkeypatch.delenv(name)

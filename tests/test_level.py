@@ -112,18 +112,17 @@ def test_the_floor_is_configurable():
 
 
 def test_the_floor_setting_reaches_the_analyzer(monkeypatch):
-    from pydantic import ValidationError
-
-    from ser_tool.cli import _analyzer, _settings, build_parser
+    from ser_tool.cli import _analyzer, build_parser
     from ser_tool.settings import Settings
 
+    monkeypatch.delenv("SER_VAD_FLOOR_DB", raising=False)
     args = build_parser().parse_args(["analyze", "x.wav", "--vad-floor-db", "-90"])
-    assert _analyzer(_settings(args)).options.segmentation.vad_floor_db == -90.0
+    assert _analyzer(Settings.from_args(args)).options.segmentation.vad_floor_db == -90.0
+    assert Settings().analysis_options().segmentation.vad_floor_db is None  # default: follow the recording
     monkeypatch.setenv("SER_VAD_FLOOR_DB", "-65")
-    assert Settings().vad_floor_db == -65.0
-    assert Settings(vad_floor_db=None).vad_floor_db is None
-    with pytest.raises(ValidationError, match="SER_VAD_FLOOR_DB"):
-        Settings(vad_floor_db=3)
+    assert Settings().analysis_options().segmentation.vad_floor_db == -65.0
+    with pytest.raises(ConfigError, match="--vad-floor-db / SER_VAD_FLOOR_DB: the speech floor must be -120 to 0 dBFS"):
+        Settings.from_args(build_parser().parse_args(["analyze", "x.wav", "--vad-floor-db", "3"]))
 
 
 def test_dropped_sound_is_reported():
