@@ -25,8 +25,9 @@ from ser_tool.backends import Backend, BackendSpec, load_backend
 from ser_tool.describe import NOT_A_VOICE, UNCERTAIN_BELOW, describe
 from ser_tool.errors import AnalysisCancelled, AnalysisTimeLimitError, ConfigError, NoSpeechError, TooManyWindowsError
 from ser_tool.labels import EMOTIONS
+from ser_tool.level import model_inputs
 from ser_tool.report import Affect, AffectReport, Dimensions, EmotionProbabilities, Segment
-from ser_tool.segment import PlannedSegment, SegmentationOptions, detect_speech, plan_segments
+from ser_tool.segment import PlannedSegment, SegmentationOptions, SpeechScan, plan_segments, scan_speech
 from ser_tool.segment import STEADY_SHARE, steady_tone_share
 
 ProgressCallback = Callable[[int, int], None]  # (windows done, windows total)
@@ -49,6 +50,9 @@ class AnalysisOptions:
     batch_size: int = 8
     max_windows: int | None = MAX_WINDOWS  # most model windows one analysis may run; None = no cap
     time_limit: float | None = None  # seconds one analysis may take (decoding included); None = no limit
+    # Bring every window to the backend's speech level before a model that does not normalise its own
+    # input (ser_tool.level), so the reading does not follow the recording's volume. False: as recorded.
+    normalise_loudness: bool = True
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -143,13 +147,15 @@ class Analyzer:
         opts = self.options
         check = StopCheck(cancel, opts.time_limit)
         with open_audio(audio, sample_rate=sample_rate, name=name, limits=opts.limits) as source:
-            regions, peak = detect_speech(source, opts.segmentation, check)
+            scan = scan_speech(source, opts.segmentation, check)
+            regions, peak = scan.regions, scan.peak
             label = source.name
             if peak < SILENCE_PEAK:
                 raise NoSpeechError(f"{label} is silent ({format_seconds(source.duration)} of digital silence); there is no voice to analyse")
             if not regions:
                 raise NoSpeechError(
-                    f"no speech detected in {label} ({format_seconds(source.duration)} of audio). If it does contain "
+                    f"no speech detected in {label} ({format_seconds(source.duration)} of audio; nothing above "
+                    f"{scan.floor_db:.0f} dBFS sounded like speech). If it does contain "
                     "speech that is quiet or noisy, try --vad energy (analyse everything above the noise floor)"
                 )
             backend = self.backend
@@ -159,7 +165,7 @@ class Analyzer:
                 raise TooManyWindowsError(f"{label}: {e}") from None
             speech = [seg for seg in plan if seg.speech]
             results = dict(zip(speech, self._predict(source, speech, progress, check), strict=True))
-            report = self._report(source, label, plan, results, timeline)
+            report = self._report(source, label, plan, results, timeline, _dropped_sound(scan))
             return _not_a_voice(report) if steady_tone_share(source, speech) > STEADY_SHARE else report
 
     def _predict(self, source: AudioSource, segments: Sequence[PlannedSegment], progress: ProgressCallback | None,
@@ -173,6 +179,7 @@ class Analyzer:
             check()
             batch = segments[i: i + self.options.batch_size]
             waves = [source.read(int(round(s.start * SAMPLE_RATE)), int(round(s.end * SAMPLE_RATE))) for s in batch]
+            waves = model_inputs(backend, waves, self.options.normalise_loudness)
             with self._lock:
                 pred = backend.predict(waves)
             for j in range(len(batch)):
@@ -187,7 +194,7 @@ class Analyzer:
         return out
 
     def _report(self, source: AudioSource, label: str, plan: list[PlannedSegment],
-                results: dict[PlannedSegment, Affect], timeline: bool | None) -> AffectReport:
+                results: dict[PlannedSegment, Affect], timeline: bool | None, notes: Sequence[str] = ()) -> AffectReport:
         backend, seg_opts = self.backend, self.options.segmentation
         weights = np.array([s.duration for s in results])
         probs = np.array([a.probabilities.as_tuple() for a in results.values()])
@@ -217,7 +224,7 @@ class Analyzer:
             window=seg_opts.window,
             hop=seg_opts.step,
             description=description,
-            warnings=[*source.warnings, *_warnings(overall, speech_duration, backend)],  # decoding first
+            warnings=[*source.warnings, *_warnings(overall, speech_duration, backend), *notes],  # decoding first
         )
 
 
@@ -241,6 +248,19 @@ def _covered_seconds(segments: Sequence[PlannedSegment]) -> float:
             total += s.end - max(s.start, end)
             end = s.end
     return total
+
+
+def _dropped_sound(scan: SpeechScan) -> list[str]:
+    """A warning when sound that stands out from the background was left out of the analysis."""
+    if not scan.dropped:
+        return []
+    n = len(scan.dropped)
+    where = f"at {format_seconds(scan.dropped[0][0])}" if n == 1 else f"{n} stretches, the first at {format_seconds(scan.dropped[0][0])}"
+    return [
+        f"{format_seconds(scan.dropped_seconds)} of sound ({where}) stands well above the background but was not "
+        "taken as speech, so it is not in this report. If it is speech (a quiet or distant voice), analyse again "
+        "with the energy detector (--vad energy) or a lower speech floor (--vad-floor-db)."
+    ]
 
 
 def _warnings(overall: Affect, speech_duration: float, backend: Backend) -> list[str]:

@@ -26,6 +26,7 @@ from ser_tool.backends._torch import (
 from ser_tool.backends.base import Backend, BackendSpec, LabelProjection, Prediction, softmax
 from ser_tool.errors import BackendError, ConfigError, ModelNotAvailableError
 from ser_tool.labels import EMOTIONS
+from ser_tool.level import TARGET_DB
 
 __all__ = ["HFBackend", "TransformersBackend", "config_labels", "load_hf"]
 
@@ -40,6 +41,18 @@ def config_labels(config: Any, model: str) -> list[str]:
             "config.json lists id2label"
         )
     return [id2label[i] for i in range(len(id2label))]
+
+
+def scales_waveform(feature_extractor: Any) -> bool:
+    """Whether the extractor gives every waveform zero mean and unit variance (so its volume cannot matter).
+
+    Only wav2vec2-style extractors (wav2vec2, HuBERT, WavLM, data2vec-audio) do that with `do_normalize`;
+    the same flag elsewhere means something else (AST standardises log-mel features with fixed corpus
+    statistics, Whisper's extractor leaves the waveform alone), and those inputs keep their level.
+    """
+    from transformers import Wav2Vec2FeatureExtractor
+
+    return isinstance(feature_extractor, Wav2Vec2FeatureExtractor) and bool(getattr(feature_extractor, "do_normalize", False))
 
 
 def looks_like_path(model: str) -> bool:
@@ -97,6 +110,8 @@ class TransformersBackend:
         self.device = device
         self.sample_rate = int(feature_extractor.sampling_rate)
         self.emotions_supported = projection.emotions_supported
+        self.normalises_input = scales_waveform(feature_extractor)
+        self.input_level_db = TARGET_DB  # when it does not: the nominal speech level (ser_tool.level)
 
 
 class HFBackend(TransformersBackend):
