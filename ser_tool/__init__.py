@@ -10,10 +10,10 @@ when `SpeechEmotionTool` is used, pydantic-settings when `Settings` is.
 """
 
 from ser_tool.access import AUDIO_EXTENSIONS, AllowedFolders, OpenedAudio
-from ser_tool.align import EmotionTranscript, SpokenSegment, align, transcribe_with_emotion, transcript_lines
-from ser_tool.analyzer import AnalysisOptions, Analyzer, BackendSpec, analyze
+from ser_tool.align import align
+from ser_tool.analyzer import AnalysisOptions, Analyzer, BackendSpec, analyze, transcribe_with_emotion
 from ser_tool.asr import ASR, GivenTranscript, Transcript, TranscriptSegment, WhisperASR, load_asr
-from ser_tool.describe import safe_name
+from ser_tool.describe import safe_name, transcript_lines
 from ser_tool.audio import SAMPLE_RATE, AudioLimits, load_audio, open_audio
 from ser_tool.errors import (
     AccessDeniedError,
@@ -34,7 +34,16 @@ from ser_tool.errors import (
     TooManyWindowsError,
 )
 from ser_tool.labels import DIMENSIONS, EMOTIONS
-from ser_tool.report import Affect, AffectReport, Dimensions, EmotionProbabilities, Segment, report_json_schema
+from ser_tool.report import (
+    Affect,
+    AffectReport,
+    Dimensions,
+    EmotionProbabilities,
+    EmotionTranscript,
+    Segment,
+    SpokenSegment,
+    report_json_schema,
+)
 from ser_tool.segment import SegmentationOptions
 
 __version__ = "0.1.0"

@@ -1,7 +1,8 @@
 """The Analyzer: owns one loaded backend and turns audio into AffectReports.
 
 audio -> open (16 kHz mono, limits) -> detect speech -> plan windows -> model, batch by batch
--> aggregate -> AffectReport. Only `batch_size` windows of audio are in memory at a time, so
+-> aggregate -> AffectReport; `transcribe` adds a speech recogniser's words, aligned with that
+report's timeline (an EmotionTranscript). Only `batch_size` windows of audio are in memory at a time, so
 memory stays flat however long the recording is.
 
 Work per call is bounded too: a plan of more than `max_windows` windows is refused before the model
@@ -20,12 +21,15 @@ from typing import BinaryIO
 
 import numpy as np
 
+from ser_tool.aggregate import affect_from, covered_seconds, mean_affect
+from ser_tool.align import align
+from ser_tool.asr import ASR, Transcript
 from ser_tool.audio import SAMPLE_RATE, AudioLimits, AudioSource, format_seconds, open_audio
 from ser_tool.backends import Backend, BackendSpec, load_backend
 from ser_tool.describe import NOT_A_VOICE, UNCERTAIN_BELOW, describe
 from ser_tool.errors import AnalysisCancelled, AnalysisTimeLimitError, ConfigError, NoSpeechError, TooManyWindowsError
 from ser_tool.labels import EMOTIONS
-from ser_tool.report import Affect, AffectReport, Dimensions, EmotionProbabilities, Segment
+from ser_tool.report import Affect, AffectReport, EmotionTranscript, Segment
 from ser_tool.segment import PlannedSegment, SegmentationOptions, detect_speech, plan_segments
 from ser_tool.segment import STEADY_SHARE, steady_tone_share
 
@@ -76,12 +80,6 @@ class StopCheck:
                 f"the analysis took longer than its time limit ({self._time_limit:g} s) and was stopped. Analyse a "
                 "shorter recording (or a part of it), or use a longer window and hop (fewer windows to run)"
             )
-
-
-def confidence_from(probabilities: np.ndarray, n_supported: int) -> float:
-    """How far the top probability sits above chance: 0 for a flat distribution, 1 for a certain one."""
-    k = max(2, n_supported)
-    return float(np.clip((probabilities.max() - 1.0 / k) / (1.0 - 1.0 / k), 0.0, 1.0))
 
 
 class Analyzer:
@@ -162,6 +160,44 @@ class Analyzer:
             report = self._report(source, label, plan, results, timeline)
             return _not_a_voice(report) if steady_tone_share(source, speech) > STEADY_SHARE else report
 
+    def transcribe(
+        self,
+        audio: str | Path | bytes | BinaryIO | np.ndarray,
+        asr: ASR,
+        *,
+        sample_rate: int | None = None,
+        name: str | None = None,
+        limits: AudioLimits | None = None,
+        progress: ProgressCallback | None = None,
+        cancel: CancelHook | None = None,
+    ) -> EmotionTranscript:
+        """ASR + SER on one recording, aligned: each transcript segment with its expressed emotion.
+
+        The audio (a path, bytes, an open binary file or an array) is decoded once (16 kHz mono) and the
+        same samples go to both models, so it is held in memory whole and an open file is read only once.
+        `cancel` stops the emotion analysis within one batch (see `analyze`) and the recogniser
+        before it starts; a recogniser pass already running finishes first.
+        """
+        with open_audio(audio, sample_rate=sample_rate, name=name, limits=limits or self.options.limits) as src:
+            label = src.name
+            wave = src.read(0, src.num_samples)
+            decode_warnings = list(src.warnings)
+        report = self.analyze(wave, sample_rate=SAMPLE_RATE, name=label, timeline=True, progress=progress, cancel=cancel)
+        if decode_warnings:  # the report was made from the decoded array, which no longer knows
+            report = report.model_copy(update={"warnings": [*decode_warnings, *report.warnings]})
+        StopCheck(cancel)()
+        transcript: Transcript = asr.transcribe(wave)
+        timeline = report.timeline or [Segment(start=0.0, end=report.duration, speech=True, affect=report.overall)]
+        return EmotionTranscript(
+            source=label,
+            duration=report.duration,
+            text=transcript.text,
+            language=transcript.language,
+            asr_model=transcript.model_id,
+            segments=align(transcript.segments, timeline, n_supported=len(report.emotions_supported)),
+            report=report,
+        )
+
     def _predict(self, source: AudioSource, segments: Sequence[PlannedSegment], progress: ProgressCallback | None,
                  check: Callable[[], None]) -> list[Affect]:
         backend = self.backend
@@ -189,18 +225,8 @@ class Analyzer:
     def _report(self, source: AudioSource, label: str, plan: list[PlannedSegment],
                 results: dict[PlannedSegment, Affect], timeline: bool | None) -> AffectReport:
         backend, seg_opts = self.backend, self.options.segmentation
-        weights = np.array([s.duration for s in results])
-        probs = np.array([a.probabilities.as_tuple() for a in results.values()])
-        mean_p = weights @ probs / weights.sum()
-        mean_d = None
-        if backend.has_dimensions:
-            dims = np.array([[a.dimensions.valence, a.dimensions.arousal, a.dimensions.dominance] for a in results.values()])
-            mean_d = weights @ dims / weights.sum()
-        unmapped = [a.unmapped_probability for a in results.values()]
-        mean_u = None if unmapped[0] is None else float(weights @ np.array(unmapped) / weights.sum())
-        overall = affect_from(mean_p, mean_d, mean_u, len(backend.emotions_supported))
-
-        speech_duration = _covered_seconds(list(results))
+        overall = mean_affect(list(results.values()), [s.duration for s in results], len(backend.emotions_supported))
+        speech_duration = covered_seconds((s.start, s.end) for s in results)
         segments = [Segment(start=s.start, end=s.end, speech=s.speech, affect=results.get(s)) for s in plan]
         include = timeline if timeline is not None else (source.duration > seg_opts.window or len(plan) > 1)
         description = describe(overall, duration=source.duration, speech_duration=speech_duration, timeline=segments)
@@ -219,28 +245,6 @@ class Analyzer:
             description=description,
             warnings=[*source.warnings, *_warnings(overall, speech_duration, backend)],  # decoding first
         )
-
-
-def affect_from(p: np.ndarray, d: np.ndarray | None, unmapped: float | None, n_supported: int) -> Affect:
-    """An Affect from probabilities over EMOTIONS (top emotion, confidence over n_supported), dims and unmapped mass."""
-    probs = EmotionProbabilities.from_sequence(p)
-    return Affect(
-        emotion=EMOTIONS[int(np.argmax(p))],
-        confidence=round(confidence_from(np.asarray(p, dtype=float) / np.sum(p), n_supported), 4),
-        probabilities=probs,
-        dimensions=None if d is None else Dimensions.from_sequence(d),
-        unmapped_probability=None if unmapped is None else round(min(1.0, max(0.0, unmapped)), 4),
-    )
-
-
-def _covered_seconds(segments: Sequence[PlannedSegment]) -> float:
-    """Length of the union of the segments (overlapping windows count once)."""
-    total, end = 0.0, -1.0
-    for s in sorted(segments, key=lambda s: s.start):
-        if s.end > end:
-            total += s.end - max(s.start, end)
-            end = s.end
-    return total
 
 
 def _warnings(overall: Affect, speech_duration: float, backend: Backend) -> list[str]:
@@ -264,6 +268,11 @@ def _not_a_voice(report: AffectReport) -> AffectReport:
     and joins the warnings; the scores stay as the model gave them."""
     return report.model_copy(update={"description": f"{NOT_A_VOICE} {report.description}",
                                      "warnings": [NOT_A_VOICE, *report.warnings]})
+
+
+def transcribe_with_emotion(audio, *, analyzer: Analyzer, asr: ASR, **kwargs) -> EmotionTranscript:
+    """`analyzer.transcribe(audio, asr, **kwargs)`: the words of one recording, each segment with its expressed emotion."""
+    return analyzer.transcribe(audio, asr, **kwargs)
 
 
 def analyze(audio, *, backend: str = "embedded", **kwargs) -> AffectReport:

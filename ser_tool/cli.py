@@ -159,7 +159,7 @@ def _analyze(args: argparse.Namespace) -> int:
 
 
 def _transcribe(args: argparse.Namespace) -> int:
-    from ser_tool.align import transcribe_with_emotion, transcript_lines
+    from ser_tool.describe import transcript_lines
     from ser_tool.asr import load_asr
 
     cfg = Settings.from_args(args)
@@ -171,7 +171,7 @@ def _transcribe(args: argparse.Namespace) -> int:
         raise ConfigError("no speech recogniser: pass --asr-model (a Whisper checkpoint: hub id or local directory; "
                           "or set SER_ASR_MODEL), or give the words with --transcript")
     try:
-        result = transcribe_with_emotion(args.file, analyzer=_analyzer(cfg), asr=asr)
+        result = _analyzer(cfg).transcribe(args.file, asr)
     except SERError as e:
         print(f"ser: error: {_safe(e)}", file=sys.stderr)
         return e.exit_code

@@ -30,12 +30,11 @@ except ImportError as e:  # pragma: no cover - depends on the environment
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from ser_tool.access import AllowedFolders
-from ser_tool.align import EmotionTranscript, transcribe_with_emotion, transcript_lines
 from ser_tool.analyzer import Analyzer
 from ser_tool.asr import ASR
-from ser_tool.describe import MESSAGE_MAX_CHARS, safe_name
+from ser_tool.describe import MESSAGE_MAX_CHARS, safe_name, transcript_lines
 from ser_tool.errors import NoSpeechError, SERError
-from ser_tool.report import AffectReport
+from ser_tool.report import AffectReport, EmotionTranscript
 
 __all__ = ["SpeechEmotionInput", "SpeechEmotionTool"]
 
@@ -116,7 +115,7 @@ class SpeechEmotionTool(BaseTool):
             with self._audio(audio_path, audio_base64) as (audio, name):
                 if transcript:
                     asr: ASR = self.asr
-                    result = transcribe_with_emotion(audio, analyzer=self._analyzer(), asr=asr, name=name)
+                    result = self._analyzer().transcribe(audio, asr, name=name)
                     lines = "\n".join(transcript_lines(result))
                     return f"{result.report.description}\nTranscript with expressed emotion per segment:\n{lines}", result
                 report = self._analyzer().analyze(audio, name=name, timeline=timeline)

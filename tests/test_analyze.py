@@ -3,7 +3,7 @@ import pytest
 
 from conftest import SR, FakeBackend, silence, voice
 from ser_tool import EMOTIONS, AnalysisOptions, Analyzer, NoSpeechError, SegmentationOptions
-from ser_tool.analyzer import confidence_from
+from ser_tool.aggregate import confidence_from
 
 
 def _analyzer(backend, **seg):
