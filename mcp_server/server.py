@@ -35,16 +35,15 @@ from ser_tool import (
     EmotionProbabilities,
     EmotionTranscript,
     GivenTranscript,
-    NoSpeechError,
     SERError,
     load_asr,
     report_json_schema,
     safe_name,
     transcript_lines,
 )
-from ser_tool.describe import MESSAGE_MAX_CHARS
-
 from mcp_server.engine import Engine
+from mcp_server.messages import safe_text as _safe
+from mcp_server.messages import tool_message
 from mcp_server.sandbox import Sandbox, validate_one_source
 from mcp_server.settings import ServerSettings
 
@@ -257,7 +256,7 @@ def build_server(settings: ServerSettings, *, engine: Engine | None = None, sand
                                                  timeline=True if timeline else False, time_limit=remaining)
                 results.append(FileResult(source=user_path, report=report))
             except SERError as e:
-                results.append(FileResult(source=user_path, error=_message(e)))
+                results.append(FileResult(source=user_path, error=tool_message(e, "analyze_speech_emotion_batch")))
             except Exception as e:  # noqa: BLE001 - one broken file must not sink the batch
                 log.exception("unexpected error on %s", safe_name(user_path))
                 results.append(FileResult(source=user_path, error=_safe(f"internal error ({type(e).__name__}: {e})")))
@@ -456,25 +455,12 @@ async def _report_progress(ctx: Context, done: float, total: float | None, messa
         log.debug("progress notification failed", exc_info=True)
 
 
-def _message(e: SERError) -> str:
-    text = str(e)
-    if isinstance(e, NoSpeechError):  # the core's hint names the CLI flag
-        text = text.replace("try --vad energy", "call again with vad='energy'")
-    return _safe(text)
-
-
-def _safe(text: str) -> str:
-    """Every message an LLM reads may quote a caller's path or a file name: no line breaks, escapes or
-    bidi controls from them reach the text (see ser_tool.safe_name)."""
-    return safe_name(text, MESSAGE_MAX_CHARS)
-
-
 def _tool_error(e: Exception, tool: str) -> ToolError:
     if isinstance(e, ToolError):
         return e
     if isinstance(e, SERError):
         log.info("%s refused: %s", tool, e)
-        return ToolError(_message(e))
+        return ToolError(tool_message(e, tool))
     if isinstance(e, ValidationError):
         return ToolError(_safe(f"invalid arguments: {e}"))
     log.exception("%s: unexpected error", tool)

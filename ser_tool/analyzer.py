@@ -148,13 +148,14 @@ class Analyzer:
             if not regions:
                 raise NoSpeechError(
                     f"no speech detected in {label} ({format_seconds(source.duration)} of audio). If it does contain "
-                    "speech that is quiet or noisy, try --vad energy (analyse everything above the noise floor)"
+                    "speech that is quiet or noisy, try the energy speech detector, which analyses everything above the "
+                    "noise floor", setting="vad", value="energy"
                 )
             backend = self.backend
             try:
                 plan = plan_segments(regions, source.duration, opts.segmentation, backend.max_input_seconds, opts.max_windows)
             except TooManyWindowsError as e:
-                raise TooManyWindowsError(f"{label}: {e}") from None
+                raise TooManyWindowsError(f"{label}: {e.message}", hints=e.hints) from None
             speech = [seg for seg in plan if seg.speech]
             results = dict(zip(speech, self._predict(source, speech, progress, check), strict=True))
             report = self._report(source, label, plan, results, timeline)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ser_tool import AnalysisOptions, Analyzer, GivenTranscript, SegmentationOptions, load_audio, transcribe_with_emotion
+from ser_tool import AnalysisOptions, Analyzer, GivenTranscript, SegmentationOptions, transcribe_with_emotion
 from ser_tool.backends.base import Prediction
 from ser_tool.labels import EMOTIONS
 
