@@ -35,16 +35,8 @@ from ser_tool.errors import (
     TooManyWindowsError,
 )
 from ser_tool.labels import DIMENSIONS, EMOTIONS
-from ser_tool.report import (
-    Affect,
-    AffectReport,
-    Dimensions,
-    EmotionProbabilities,
-    EmotionTranscript,
-    Segment,
-    SpokenSegment,
-    report_json_schema,
-)
+from ser_tool.report import Affect, AffectReport, Dimensions, EmotionProbabilities, Segment, report_json_schema
+from ser_tool.report import EmotionTranscript, SpokenSegment
 from ser_tool.segment import SegmentationOptions
 
 __version__ = "0.1.0"
