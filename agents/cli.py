@@ -18,10 +18,15 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from ser_tool.console import number, quiet_on_closed_stdout
+from ser_tool.console import EXIT_CODES as SER_EXIT_CODES
+from ser_tool.console import error_message, exit_code, number, quiet_on_closed_stdout
 from ser_tool.settings import add_model_flags
 
+from agents.errors import AgentError, ChatModelError
 from agents.prompt import AFFECT_MODES
+
+# The agent's own errors: bad usage (2), a chat model that cannot be built or fails (3).
+EXIT_CODES = {**SER_EXIT_CODES, AgentError: 2, ChatModelError: 3}
 
 EMPATHETIC_CONTEXT = (
     "This is a live conversation: the recording is the user's own voice message to you. Reply to them directly, "
@@ -58,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, *, model: Any = None, stdin: TextIO | None = None,
          stdout: TextIO | None = None) -> int:
     """Entry point. `model` (a chat model object) replaces --model: tests and embedding programs use it."""
-    from ser_tool import SERError, safe_name
+    from ser_tool import SERError
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -72,8 +77,8 @@ def main(argv: Sequence[str] | None = None, *, model: Any = None, stdin: TextIO 
             return _ask(args, pipeline, stdout)
         return _chat(args, pipeline, stdin, stdout)
     except SERError as e:
-        print(f"ser-agent: error: {safe_name(e, None)}", file=sys.stderr)  # it may quote a file name
-        return e.exit_code
+        print(f"ser-agent: error: {error_message(e, args, max_chars=None)}", file=sys.stderr)  # it may quote a file name
+        return exit_code(e, EXIT_CODES)
     except KeyboardInterrupt:
         return 130
 

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ser_tool.console import number, quiet_on_closed_stdout
+from ser_tool.console import error_text, exit_code, number, quiet_on_closed_stdout
 from ser_tool.settings import add_model_flags
 
 
@@ -101,7 +101,7 @@ def cpbench_main(args, parser) -> int:
                             n_choices=args.choices)
             paths = made.write(args.out)
         except (SERError, ValueError, OSError) as e:
-            print(f"ser-eval: error: {e}", file=sys.stderr)
+            print(f"ser-eval: error: {error_text(e, args)}", file=sys.stderr)
             return 2
         for split, counts in made.counts().items():
             per_type = ", ".join(f"{t} {n}" for t, n in counts.items())
@@ -122,6 +122,7 @@ def cpbench_main(args, parser) -> int:
     from tqdm import tqdm
 
     from agents import AgentError
+    from agents.cli import EXIT_CODES as AGENT_EXIT_CODES  # a failing chat model ends a run as it ends ser-agent
 
     from agents.choice import choose_letter
 
@@ -135,8 +136,8 @@ def cpbench_main(args, parser) -> int:
         cfg = Settings.from_args(args)
         analyzer = Analyzer(cfg.backend_spec(), cfg.analysis_options())  # loads on first use: only mode predicted does
     except SERError as e:
-        print(f"ser-eval: error: {e}", file=sys.stderr)
-        return e.exit_code
+        print(f"ser-eval: error: {error_text(e, args)}", file=sys.stderr)
+        return exit_code(e)
     try:
         samples = load_samples(args.data)
         asr = (load_asr(cfg.asr_model, device=cfg.device, language=cfg.language, offline=cfg.offline)
@@ -150,21 +151,21 @@ def cpbench_main(args, parser) -> int:
             progress_factory=lambda total: tqdm(total=total, desc="answers", unit="q", file=sys.stderr, disable=None),
         )
     except (SERError, AgentError, ValueError) as e:
-        print(f"ser-eval: error: {e}", file=sys.stderr)
+        print(f"ser-eval: error: {error_text(e, args)}", file=sys.stderr)
         if not args.no_cache:
             print("ser-eval: finished calls are cached; rerun the same command to resume", file=sys.stderr)
-        return getattr(e, "exit_code", 2)
+        return exit_code(e, AGENT_EXIT_CODES) if isinstance(e, SERError) else 2
     except KeyboardInterrupt:
         print(f"ser-eval: interrupted; {_saved(cache_dir)}", file=sys.stderr)
         return 130
     try:
         paths = write_report(report, out)
     except OutputError as e:
-        print(f"ser-eval: error: {e}", file=sys.stderr)
+        print(f"ser-eval: error: {error_text(e, args)}", file=sys.stderr)
         if cache_dir is not None:
             print(f"ser-eval: every answer is cached in {cache_dir}; rerun with --cache {cache_dir} (and another --out) "
                   "to write the report without repeating the calls", file=sys.stderr)
-        return e.exit_code
+        return exit_code(e)
     print(summary(report))
     print(f"\nwrote {paths['log']}, {paths['chart']}, {paths['summary']}")
     if report.warnings and not args.allow_degenerate:
@@ -194,8 +195,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("ser-eval: interrupted", file=sys.stderr)
         return 130
     except SERError as e:
-        print(f"ser-eval: error: {e}", file=sys.stderr)
-        return e.exit_code
+        print(f"ser-eval: error: {error_text(e)}", file=sys.stderr)
+        return exit_code(e)
     except OSError as e:
         where = f" {e.filename}" if e.filename else ""
         print(f"ser-eval: error: cannot read or write{where} ({e.strerror or e}); check the path, that the folder "
@@ -230,8 +231,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
             progress_factory=lambda total, desc: tqdm(total=total, desc=desc, unit="clip", file=sys.stderr, disable=None),
         )
     except SERError as e:
-        print(f"ser-eval: error: {e}", file=sys.stderr)
-        return e.exit_code
+        print(f"ser-eval: error: {error_text(e, args)}", file=sys.stderr)
+        return exit_code(e)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=2))

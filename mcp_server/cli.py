@@ -69,6 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # under load on 2 cores, see mcp_server/pool.py). Costs nothing measurable for one stream.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from ser_tool import ConfigError
+    from ser_tool.console import error_text
 
     from mcp_server.settings import ServerSettings
 
@@ -85,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         server = build_server(settings)
     except ConfigError as e:
-        print(f"ser-mcp: error: {e}", file=sys.stderr)
+        print(f"ser-mcp: error: {error_text(e, args)}", file=sys.stderr)
         return EXIT_USAGE
     log = logging.getLogger("mcp_server")
     log.info("ser-mcp %s: transport %s, backends %s, allowed folders %s, URLs %s", _version(), settings.transport,

@@ -38,13 +38,12 @@ from ser_tool import (
     AffectReport,
     EmotionTranscript,
     GivenTranscript,
-    NoSpeechError,
     SERError,
     safe_name,
     transcript_lines,
 )
-from ser_tool.describe import MESSAGE_MAX_CHARS
 
+from mcp_server.messages import safe_text, tool_message
 from mcp_server.pool import ModelPool
 from mcp_server.sandbox import Sandbox, SandboxPolicy, validate_one_source
 from mcp_server.settings import ServerSettings
@@ -190,7 +189,7 @@ async def analyze_speech_emotion_batch(
                                              timeline=True if timeline else False, time_limit=remaining)
             results.append(FileResult(source=user_path, report=report))
         except SERError as e:
-            results.append(FileResult(source=user_path, error=_message(e)))
+            results.append(FileResult(source=user_path, error=_message(e, "analyze_speech_emotion_batch")))
         except Exception as e:  # noqa: BLE001 - one broken file must not sink the batch
             log.exception("unexpected error on %s", safe_name(user_path))
             results.append(FileResult(source=user_path, error=_safe(f"internal error ({type(e).__name__}: {e})")))
@@ -309,17 +308,13 @@ def _text(result: AffectReport | BatchReport | EmotionTranscript) -> str:
 
 # -- errors: the one place the MCP surface words a failure -----------------------------------------
 
-def _message(e: SERError) -> str:
-    text = str(e)
-    if isinstance(e, NoSpeechError):  # the core's hint names the CLI flag
-        text = text.replace("try --vad energy", "call again with vad='energy'")
-    return _safe(text)
+def _message(e: SERError, tool: str) -> str:
+    """The one place MCP words a core error: hints in the server's words, names escaped (mcp_server.messages)."""
+    return tool_message(e, tool)
 
 
 def _safe(text: str) -> str:
-    """Every message an LLM reads may quote a caller's path or a file name: no line breaks, escapes or
-    bidi controls from them reach the text (see ser_tool.safe_name)."""
-    return safe_name(text, MESSAGE_MAX_CHARS)
+    return safe_text(text)
 
 
 def _tool_error(e: Exception, tool: str) -> ToolError:
@@ -327,7 +322,7 @@ def _tool_error(e: Exception, tool: str) -> ToolError:
         return e
     if isinstance(e, SERError):
         log.info("%s refused: %s", tool, e)
-        return ToolError(_message(e))
+        return ToolError(_message(e, tool))
     if isinstance(e, ValidationError):
         return ToolError(_safe(f"invalid arguments: {e}"))
     log.exception("%s: unexpected error", tool)

@@ -14,8 +14,8 @@ import sys
 import textwrap
 from collections.abc import Sequence
 
-from ser_tool.console import number, quiet_on_closed_stdout
-from ser_tool.describe import MESSAGE_MAX_CHARS, safe_name
+from ser_tool.console import error_message, error_text, exit_code, number, quiet_on_closed_stdout
+from ser_tool.describe import safe_name
 from ser_tool.errors import AudioError, ConfigError, SERError
 from ser_tool.settings import Settings, add_model_flags
 
@@ -133,12 +133,12 @@ def _analyze(args: argparse.Namespace) -> int:
         except AudioError as e:
             failures.append((path, e))
             if args.jsonl:  # JSON escapes every character itself: the raw name stays exact
-                _emit(json.dumps({"source": path, "error": {"type": type(e).__name__, "message": str(e)}}))
+                _emit(json.dumps({"source": path, "error": {"type": type(e).__name__, "message": error_text(e)}}))
             continue
         except SERError as e:  # model missing or broken: no point trying the other files
             windows_bar.close()
             print(f"ser: error: {_safe(e)}", file=sys.stderr)
-            return e.exit_code
+            return exit_code(e)
         finally:
             windows_bar.close()
         reports.append(report)
@@ -159,7 +159,7 @@ def _analyze(args: argparse.Namespace) -> int:
 
 
 def _transcribe(args: argparse.Namespace) -> int:
-    from ser_tool.align import transcribe_with_emotion, transcript_lines
+    from ser_tool.describe import transcript_lines
     from ser_tool.asr import load_asr
 
     cfg = Settings.from_args(args)
@@ -171,10 +171,10 @@ def _transcribe(args: argparse.Namespace) -> int:
         raise ConfigError("no speech recogniser: pass --asr-model (a Whisper checkpoint: hub id or local directory; "
                           "or set SER_ASR_MODEL), or give the words with --transcript")
     try:
-        result = transcribe_with_emotion(args.file, analyzer=_analyzer(cfg), asr=asr)
+        result = _analyzer(cfg).transcribe(args.file, asr)
     except SERError as e:
         print(f"ser: error: {_safe(e)}", file=sys.stderr)
-        return e.exit_code
+        return exit_code(e)
     if args.json:
         _emit(result.model_dump_json(indent=2))
         return EXIT_OK
@@ -232,8 +232,8 @@ def _short(path: str, width: int = 24) -> str:
 
 
 def _safe(e: BaseException) -> str:
-    """An error message for the terminal: it may quote a file name, so control characters are escaped."""
-    return safe_name(e, MESSAGE_MAX_CHARS)
+    """An error message for the terminal: hints as `ser`'s flags; a quoted file name's control characters escaped."""
+    return error_message(e)
 
 
 def render_text(report, show_timeline: bool = False) -> str:

@@ -1,5 +1,6 @@
 """What every command line (`ser`, `ser-eval`, `ser-agent`) shares besides settings: number flags that
-refuse out-of-range values with a clear message, and a quiet exit when stdout is closed early.
+refuse out-of-range values with a clear message, a quiet exit when stdout is closed early, and how an
+error becomes a line on stderr (its hints as this command's flags) and an exit code.
 
 Flags that map to a `Settings` field are checked by Settings itself (the same bounds then hold for the
 SER_* variable); the `number` types here are for every other numeric flag.
@@ -12,13 +13,39 @@ import functools
 import math
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TypeVar
 
-__all__ = ["EXIT_CLOSED_STDOUT", "number", "quiet_on_closed_stdout"]
+from ser_tool.describe import MESSAGE_MAX_CHARS, safe_name
+from ser_tool.errors import BackendError, ConfigError, ModelNotAvailableError, SERError
+
+__all__ = ["EXIT_CLOSED_STDOUT", "EXIT_CODES", "error_message", "error_text", "exit_code", "number", "quiet_on_closed_stdout"]
 
 # 128 + SIGPIPE: what a shell reports for any program stopped by a closed pipe (`yes | head -1`).
 EXIT_CLOSED_STDOUT = 141
+
+# Exit code of a command stopped by an error: 2 bad usage or settings, 3 the model could not be loaded
+# or failed, 1 anything else (e.g. the audio). The first class on the error's MRO that is listed wins.
+EXIT_CODES: Mapping[type[BaseException], int] = {ConfigError: 2, ModelNotAvailableError: 3, BackendError: 3}
+
+
+def exit_code(e: BaseException, codes: Mapping[type[BaseException], int] = EXIT_CODES) -> int:
+    """The exit code for a command stopped by `e` (`codes`: a command's own table, e.g. with its errors added)."""
+    return next((codes[cls] for cls in type(e).__mro__ if cls in codes), 1)
+
+
+def error_text(e: BaseException, args: argparse.Namespace | None = None) -> str:
+    """An error's message with its hints as this command's flags and SER_* variables (raw: for JSON)."""
+    if not isinstance(e, SERError):
+        return str(e)
+    from ser_tool.settings import flag_words  # pydantic-settings: only when an error is printed
+
+    return e.worded(flag_words(args))
+
+
+def error_message(e: BaseException, args: argparse.Namespace | None = None, max_chars: int | None = MESSAGE_MAX_CHARS) -> str:
+    """`error_text` for a terminal line: it may quote a file name, so control characters are escaped."""
+    return safe_name(error_text(e, args), max_chars)
 
 N = TypeVar("N", int, float)
 

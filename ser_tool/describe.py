@@ -1,4 +1,5 @@
-"""Report -> a few plain sentences an LLM can read in a prompt; and `safe_name`, the one way any surface
+"""Report -> a few plain sentences an LLM can read in a prompt; a transcript -> one line per segment;
+and `safe_name`, the one way any surface
 puts a name it did not choose (a file name, a path, a message quoting one) into text."""
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from collections.abc import Sequence
 
 from ser_tool.audio import format_seconds
 from ser_tool.labels import EMOTIONS
-from ser_tool.report import Affect, Segment
+from ser_tool.report import Affect, EmotionTranscript, Segment
 
 UNCERTAIN_BELOW = 0.3  # confidence under this: say the emotion is uncertain
 NOT_A_VOICE = ("The audio looks like steady tones or music (a held pitch, hum or chord), not speech; "
@@ -140,3 +141,18 @@ def describe(
         "not what the speaker actually feels, and ignores the meaning of the words."
     )
     return " ".join(sentences)
+
+
+def transcript_lines(transcript: EmotionTranscript) -> list[str]:
+    """One readable line per segment: time span, expressed emotion with confidence, the words."""
+    lines = []
+    for s in transcript.segments:
+        span = f"[{format_seconds(s.start)}-{format_seconds(s.end)}]"
+        if s.affect is None:
+            tone = "(no speech analysed)"
+        else:
+            a = s.affect
+            dims = f", V {a.dimensions.valence:.2f} A {a.dimensions.arousal:.2f} D {a.dimensions.dominance:.2f}" if a.dimensions else ""
+            tone = f"({a.emotion}, confidence {a.confidence:.2f}{dims})"
+        lines.append(f"{span} {tone} {s.text}")
+    return lines

@@ -30,12 +30,11 @@ except ImportError as e:  # pragma: no cover - depends on the environment
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from ser_tool.access import AllowedFolders
-from ser_tool.align import EmotionTranscript, transcribe_with_emotion, transcript_lines
 from ser_tool.analyzer import Analyzer
 from ser_tool.asr import ASR
-from ser_tool.describe import MESSAGE_MAX_CHARS, safe_name
-from ser_tool.errors import NoSpeechError, SERError
-from ser_tool.report import AffectReport
+from ser_tool.describe import MESSAGE_MAX_CHARS, safe_name, transcript_lines
+from ser_tool.errors import Hint, SERError
+from ser_tool.report import AffectReport, EmotionTranscript
 
 __all__ = ["SpeechEmotionInput", "SpeechEmotionTool"]
 
@@ -116,7 +115,7 @@ class SpeechEmotionTool(BaseTool):
             with self._audio(audio_path, audio_base64) as (audio, name):
                 if transcript:
                     asr: ASR = self.asr
-                    result = transcribe_with_emotion(audio, analyzer=self._analyzer(), asr=asr, name=name)
+                    result = self._analyzer().transcribe(audio, asr, name=name)
                     lines = "\n".join(transcript_lines(result))
                     return f"{result.report.description}\nTranscript with expressed emotion per segment:\n{lines}", result
                 report = self._analyzer().analyze(audio, name=name, timeline=timeline)
@@ -142,8 +141,6 @@ class SpeechEmotionTool(BaseTool):
             max_file_bytes=self._analyzer().options.limits.max_file_bytes,
             max_inline_bytes=int(self.max_base64_mb * 2**20),
             allow_hardlinks=self.allow_hardlinks,
-            hints={"folders": "the tool's allowed_dirs", "max_inline_bytes": "the tool's max_base64_mb",
-                   "allow_hardlinks": "the tool's allow_hardlinks=True"},
         )
 
     @contextmanager
@@ -157,10 +154,22 @@ class SpeechEmotionTool(BaseTool):
             yield opened.file, opened.name
 
 
+# Settings that are this tool's own fields; every other setting belongs to the tool's analyzer.
+_TOOL_FIELDS = {"allowed_dirs": "the tool's allowed_dirs", "max_inline_mb": "the tool's max_base64_mb",
+                "allow_hardlinks": "the tool's allow_hardlinks=True"}
+
+
+def tool_words(hint: Hint) -> str | None:
+    """A hint for whoever set the tool up: one of its fields, or an option of its analyzer."""
+    if hint.setting == "folder":  # the tool takes one file; the message says so already
+        return None
+    if hint.setting in _TOOL_FIELDS:
+        return _TOOL_FIELDS[hint.setting]
+    if hint.value is None:
+        return f"the {hint.setting} option of the tool's analyzer"
+    return f"the tool's analyzer with {hint.setting}={hint.value!r}"
+
+
 def _message(e: SERError) -> str:
     """The error text the LLM reads; it may quote a file name, so control characters are escaped."""
-    text = str(e)
-    if isinstance(e, NoSpeechError):
-        text = text.replace("try --vad energy (analyse everything above the noise floor)",
-                            "the speech detector found none (the recording may be too quiet, noisy or not speech)")
-    return safe_name(text, MESSAGE_MAX_CHARS)
+    return safe_name(e.worded(tool_words), MESSAGE_MAX_CHARS)

@@ -1,4 +1,5 @@
-"""The affect report: the one result type every surface shares (CLI, MCP, LangChain, agents, evals).
+"""The affect report: the one result type every surface shares (CLI, MCP, LangChain, agents, evals);
+and the emotion-aware transcript, which carries one.
 
 Field names and descriptions are user-facing API: they become the JSON schema that MCP clients
 publish and that LLMs read. Change them deliberately.
@@ -146,6 +147,41 @@ class AffectReport(BaseModel):
         description="A short plain-English summary for an LLM prompt: dominant expressed emotion, changes over time, certainty."
     )
     warnings: list[str] = Field(default_factory=list, description="Anything the reader should know about the reliability of this report.")
+
+
+class SpokenSegment(BaseModel):
+    """One transcript segment with the affect the voice expresses while it is spoken."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    start: float = Field(ge=0.0, description="Start time in seconds from the beginning of the recording.")
+    end: float = Field(ge=0.0, description="End time in seconds from the beginning of the recording.")
+    text: str = Field(description="The words spoken in this segment.")
+    affect: Affect | None = Field(
+        default=None,
+        description="Expressed emotion, confidence and valence/arousal/dominance over this segment (the overlapping speech "
+                    "windows, weighted by overlap); null when no analysed speech overlaps it.",
+    )
+    speech_coverage: float = Field(
+        ge=0.0, le=1.0, description="Share of this segment's time covered by analysed speech windows (0..1)."
+    )
+
+
+class EmotionTranscript(BaseModel):
+    """What was said and how: the transcript, segment by segment, with the expressed emotion of each.
+
+    Emotion describes the tone of voice (expressed, not felt), not the meaning of the words.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    source: str = Field(description="What was analysed (file name, or '<bytes>' / '<array>').")
+    duration: float = Field(ge=0.0, description="Length of the recording in seconds.")
+    text: str = Field(description="The whole transcript.")
+    language: str | None = Field(default=None, description="Language code when known.")
+    asr_model: str = Field(description="Which speech recogniser produced the words ('given' for a transcript passed in).")
+    segments: list[SpokenSegment] = Field(description="Transcript segments in time order, each with its expressed affect.")
+    report: AffectReport = Field(description="The full affect report of the recording (overall affect, timeline, description).")
 
 
 def report_json_schema() -> dict:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 from collections.abc import Mapping
 from typing import Any, Literal, Self
 
@@ -20,10 +21,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ser_tool.analyzer import MAX_WINDOWS, AnalysisOptions, BackendSpec
 from ser_tool.audio import AudioLimits
-from ser_tool.errors import ConfigError
+from ser_tool.errors import ConfigError, Hint, Wording
 from ser_tool.segment import MAX_FLOOR_DB, MIN_FLOOR_DB, SegmentationOptions
 
-__all__ = ["BACKENDS", "Settings", "add_model_flags", "parse_label_map"]
+__all__ = ["BACKENDS", "Settings", "add_model_flags", "flag_words", "parse_label_map"]
 
 BACKENDS = ("embedded", "meralion", "hf")
 MiB = 2**20
@@ -158,9 +159,41 @@ class Settings(BaseSettings):
 
 def _problem(err: Mapping[str, Any], flags: Mapping[str, str]) -> str:
     name = str(err["loc"][0]) if err["loc"] else ""
-    what = f"{flags.get(name, '--' + name.replace('_', '-'))} / SER_{name.upper()}" if name else "settings"
+    what = f"{_flag(name, flags)} / {_variable(name)}" if name else "settings"
     message = err["msg"].removeprefix("Value error, ")
     return f"{what}: {message[:1].lower()}{message[1:]} (got {err['input']!r})" if name else f"{what}: {message}"
+
+
+# Units a setting's flag and variable take, said next to them in a hint.
+_UNITS = {"max_duration": "seconds", "max_file_mb": "MiB", "window": "seconds", "hop": "seconds"}
+
+
+def flag_words(args: argparse.Namespace | None = None) -> Wording:
+    """How a command line words an error's hints: as its flag and SER_* variable, e.g.
+    '--vad energy / SER_VAD=energy' or '--max-duration / SER_MAX_DURATION, in seconds'. `args`: the
+    parsed arguments, for the flag names this command gave `add_model_flags` (e.g. --ser-model)."""
+    flags = (getattr(args, _FLAG_INFO, None) or {}).get("flags", {})
+
+    def words(hint: Hint) -> str | None:
+        if hint.setting == "folder":  # a command line takes files; its messages say so already
+            return None
+        flag, variable = _flag(hint.setting, flags), _variable(hint.setting)
+        if hint.value is True:
+            return f"{flag} / {variable}=1"
+        if hint.value is None:
+            unit = _UNITS.get(hint.setting)
+            return f"{flag} / {variable}" + (f", in {unit}" if unit else "")
+        return f"{flag} {shlex.quote(str(hint.value))} / {variable}={hint.value}"
+
+    return words
+
+
+def _flag(name: str, flags: Mapping[str, str]) -> str:
+    return flags.get(name, "--" + name.replace("_", "-"))
+
+
+def _variable(name: str) -> str:
+    return f"SER_{name.upper()}"
 
 
 def add_model_flags(parser: argparse.ArgumentParser, *, model_flag: str = "--model", analysis: bool = True,

@@ -97,7 +97,7 @@ class LabelProjection:
         if all(t is None for t in targets):
             raise ModelNotAvailableError(
                 f"none of the model's labels {list(labels)} map onto the emotions {list(EMOTIONS)}; "
-                "pass a label map (e.g. --label-map 'joy=happy,rage=angry') to say which label is which"
+                "give a label map such as 'joy=happy,rage=angry' to say which label is which", setting="label_map"
             )
         return cls(tuple(labels), targets)
 

@@ -24,7 +24,7 @@ from ser_tool.backends._torch import (
     torch_threads,
 )
 from ser_tool.backends.base import Backend, BackendSpec, LabelProjection, Prediction, softmax
-from ser_tool.errors import BackendError, ConfigError, ModelNotAvailableError
+from ser_tool.errors import BackendError, ConfigError, Hint, ModelNotAvailableError
 from ser_tool.labels import EMOTIONS
 from ser_tool.level import TARGET_DB
 
@@ -70,11 +70,10 @@ def not_available(model: str, offline: bool, error: Exception) -> ModelNotAvaila
     """A ModelNotAvailableError that names the model, the mode, the cause and the fix."""
     cause = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else error!r}"
     text = str(error)
+    hint = None
     if "trust_remote_code" in text:
-        fix = (
-            "the checkpoint ships its own Python code; if you trust its authors, pass --trust-remote-code "
-            "(trust_remote_code=True)"
-        )
+        fix = "the checkpoint ships its own Python code; if you trust its authors, allow it to run"
+        hint = Hint("trust_remote_code", True)
     elif looks_like_path(model):
         fix = (
             f"check that {os.path.abspath(os.path.expanduser(model))} is a directory holding config.json, "
@@ -83,16 +82,18 @@ def not_available(model: str, offline: bool, error: Exception) -> ModelNotAvaila
     elif offline:
         fix = (
             f"offline mode is on and it is not in the local Hugging Face cache: download it once while online "
-            f"(`hf download {model}`), or pass a local directory with --model"
+            f"(`hf download {model}`), or give a local directory as the model"
         )
+        hint = Hint("model")
     else:
         fix = (
             f"check the spelling of the id and your network; for a gated or private model accept its terms on "
             f"https://huggingface.co/{model} and set HF_TOKEN. Or download it (`hf download {model}`) and pass "
-            "the local directory with --model"
+            "the local directory as the model"
         )
+        hint = Hint("model")
     mode = "offline" if offline else "online"
-    return ModelNotAvailableError(f"could not load model {model!r} ({mode}; {cause}). {fix}")
+    return ModelNotAvailableError(f"could not load model {model!r} ({mode}; {cause}). {fix}", hints=[hint] if hint else ())
 
 
 class TransformersBackend:
@@ -200,7 +201,7 @@ def load_hf(spec: BackendSpec) -> Backend:
     """
     model, offline, trust_remote_code = spec.model, spec.offline, spec.trust_remote_code
     if not model:
-        raise ConfigError("the 'hf' backend needs a model: pass --model with a Hugging Face id or a local directory")
+        raise ConfigError("the 'hf' backend needs a model: a Hugging Face id or a local directory", setting="model")
     from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
     torch_device = resolve_device(spec.device)
