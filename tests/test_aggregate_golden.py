@@ -68,10 +68,10 @@ def compute() -> dict:
     sample_segments = GivenTranscript(segments=SEGMENTS)
     talk = _talk()
     out = {
-        "sample_report": embedded.analyze(SAMPLE, timeline=True),
-        "sample_report_overlapping": overlapping.analyze(SAMPLE),
-        "sample_transcript": transcribe_with_emotion(SAMPLE, analyzer=overlapping, asr=sample_segments),
-        "sample_transcript_text": transcribe_with_emotion(SAMPLE, analyzer=embedded, asr=GivenTranscript("all of it")),
+        "sample_report": embedded.analyze(SAMPLE, timeline=True, name="speech_en.ogg"),
+        "sample_report_overlapping": overlapping.analyze(SAMPLE, name="speech_en.ogg"),
+        "sample_transcript": transcribe_with_emotion(SAMPLE, analyzer=overlapping, asr=sample_segments, name="speech_en.ogg"),
+        "sample_transcript_text": transcribe_with_emotion(SAMPLE, analyzer=embedded, asr=GivenTranscript("all of it"), name="speech_en.ogg"),
         "fake_report": fake.analyze(talk, sample_rate=SR, name="talk"),
         "fake_transcript": transcribe_with_emotion(talk, sample_rate=SR, name="talk", analyzer=fake,
                                                    asr=GivenTranscript(segments=[(0.0, 2.2, "loud"), (2.5, 3.5, "gap"),

@@ -16,7 +16,7 @@ import soundfile as sf
 from mcp.shared.memory import create_connected_server_and_client_session
 
 from conftest import SR, FakeBackend
-from mcp_server.engine import Engine
+from mcp_server.pool import ModelPool
 from mcp_server.messages import tool_message
 from mcp_server.server import build_server
 from mcp_server.settings import ServerSettings
@@ -130,7 +130,7 @@ def test_langchain_tool_words_hints_as_its_options(tmp_path):
 @asynccontextmanager
 async def _client(folder: Path, **settings):
     settings = ServerSettings(allowed_dirs=[folder], warm_up=False, **settings)
-    server = build_server(settings, engine=Engine({"fake": FakeBackend()}, settings.analysis_options()))
+    server = build_server(settings, pool=ModelPool({"fake": FakeBackend()}, settings.analysis_options()))
     async with create_connected_server_and_client_session(server) as client:
         yield client
 

@@ -135,7 +135,7 @@ def test_dropped_sound_is_reported():
     assert scan.dropped_seconds == pytest.approx(4.0, abs=0.5)
     report = Analyzer(FakeBackend()).analyze(x, sample_rate=SR)
     warning = [w for w in report.warnings if "not taken as speech" in w]
-    assert len(warning) == 1 and "0:06" in warning[0] and "--vad-floor-db" in warning[0]
+    assert len(warning) == 1 and "0:06" in warning[0] and "vad_floor_db" in warning[0]
     # the energy detector with a floor low enough takes it in, and nothing is left out (the voice detector
     # judges a copy scaled by the block's loudest sound, at which this voice is still too faint for it)
     seg = SegmentationOptions(vad="energy", vad_floor_db=-100.0)
