@@ -172,8 +172,8 @@ def _plot(ov: BatchOverview, out: Path) -> list[str]:
 
     groups = sorted(ov.distribution, key=lambda g: -sum(ov.distribution[g].values()))[:MAX_GROUPS_PLOTTED]
     groups = [g for g in groups if sum(ov.distribution[g].values())]
-    if len(groups) > 1:
-        fig, ax = plt.subplots(figsize=(8, 0.8 + 0.35 * len(groups)))
+    if groups:
+        fig, ax = plt.subplots(figsize=(8, max(2.0, 0.8 + 0.35 * len(groups))))
         left = [0.0] * len(groups)
         for e in EMOTIONS:
             shares = [ov.distribution[g][e] / sum(ov.distribution[g].values()) for g in groups]
@@ -181,9 +181,8 @@ def _plot(ov: BatchOverview, out: Path) -> list[str]:
             left = [a + b for a, b in zip(left, shares)]
         ax.invert_yaxis()
         ax.set(xlim=(0, 1), xlabel="share of recordings", title=f"Expressed emotion per {ov.by}")
-        ax.legend(fontsize=7, ncol=4, loc="lower center", bbox_to_anchor=(0.5, 1.02 + 0.3 / len(groups)))
-        fig.tight_layout()
-        fig.savefig(out / "distribution.png", dpi=120)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        fig.savefig(out / "distribution.png", dpi=120, bbox_inches="tight")
         plt.close(fig)
         written.append(str(out / "distribution.png"))
     return written
