@@ -197,9 +197,17 @@ def test_ray_engine_writes_the_same_rows_as_the_local_engine(local_run, corpus, 
     _, local_out = local_run
     from ser_tool.backends import BackendSpec
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    from batch_support import CrashingFactory
+
+    _voices(tmp_path / "crashing", 3)
+    sf.write(tmp_path / "crashing" / "crash.wav", voice(1.0), SR)
+    # Ray's workers import the crashing test model from this folder.
+    path = os.pathsep.join([str(REPO), str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
     try:
         result = run_batch([str(corpus)], tmp_path / "ray", spec=BackendSpec("embedded"), engine="ray", workers=2)
+        crashed = run_batch([str(tmp_path / "crashing")], tmp_path / "ray_crash", spec=BackendSpec("embedded"),
+                            engine="ray", workers=2, make_analyzer=CrashingFactory())
     finally:
         ray.shutdown()
     assert result.processed == 8 and result.failed == 4 and not result.interrupted
@@ -208,6 +216,10 @@ def test_ray_engine_writes_the_same_rows_as_the_local_engine(local_run, corpus, 
         return {r["path"]: {k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in read_rows(folder)}
 
     assert comparable(tmp_path / "ray") == comparable(local_out)
+    # A file that kills its Ray worker is an error row too, and the job goes on.
+    assert crashed.processed == 4 and crashed.failed == 1
+    errors = {Path(r["path"]).name: r["error_type"] for r in read_rows(tmp_path / "ray_crash")}
+    assert errors == {"v000.wav": None, "v001.wav": None, "v002.wav": None, "crash.wav": "WorkerCrashed"}
 
 
 # -- crash safety: a killed run loses at most the unwritten part, and a rerun adds no duplicates ---------

@@ -16,11 +16,10 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from datetime import datetime, timezone
 from typing import Any
 
 from ser_tool.batch.inputs import Recording
-from ser_tool.batch.rows import analyze_row
+from ser_tool.batch.rows import analyze_row, crash_row
 
 __all__ = ["run_local"]
 
@@ -45,18 +44,6 @@ def _work(i: int, rec: Recording) -> tuple[int, dict[str, Any]]:
     if _init_error is not None:
         raise _init_error
     return i, analyze_row(_analyzer, rec)
-
-
-def _crash_row(rec: Recording, make_analyzer) -> dict[str, Any]:
-    spec = getattr(make_analyzer, "spec", None)
-    return {
-        "path": rec.path, "source": rec.source, "size_bytes": rec.size_bytes, "mtime_ns": rec.mtime_ns,
-        "backend": getattr(spec, "name", None), "model_id": getattr(spec, "model", None),
-        "error": "the worker process died while analysing this file (a crash in a decoder or the model, or out of "
-                 "memory); the other files were analysed. Check the file, e.g. with ffprobe, or convert it to WAV",
-        "error_type": "WorkerCrashed", "seconds": None,
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
-    }
 
 
 def run_local(recordings: Sequence[Recording], make_analyzer: Callable[[], Any], workers: int,
@@ -90,7 +77,7 @@ def run_local(recordings: Sequence[Recording], make_analyzer: Callable[[], Any],
                     except BrokenProcessPool:
                         broken = True
                         if isolate:
-                            yield i, _crash_row(recordings[i], make_analyzer)
+                            yield i, crash_row(recordings[i], getattr(make_analyzer, "spec", None))
                         else:
                             suspects.append(i)
             suspects.extend(inflight.values())  # the rest of a broken pool's work: each gets its own try

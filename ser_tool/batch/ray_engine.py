@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from ser_tool.batch.inputs import Recording
-from ser_tool.batch.rows import analyze_row, rows_to_table
+from ser_tool.batch.rows import analyze_row, crash_row, rows_to_table
 from ser_tool.errors import BackendError, ConfigError, SERError
 
 __all__ = ["run_ray"]
@@ -85,10 +85,12 @@ def run_ray(recordings: Sequence[Recording], make_analyzer: Callable[[], Any], w
     address: an existing cluster ('auto', 'ray://head:10001', 'head:6379'); None starts a local Ray
     instance with `workers` CPUs (or joins the one this process already started).
     workers: actors in the pool (default: the CPUs of the local instance or cluster).
+    A block whose actor dies (a crash in native code, the out-of-memory killer, a lost node) is not
+    retried in place, where a file that kills its worker would be retried forever: the job goes on, and
+    the recordings that got no row are run again one per task, one task per actor; one that kills its
+    worker then, alone, becomes an error row, as in the local engine.
     """
     ray = _import_ray()
-    import pyarrow as pa
-
     started_here = False
     if not ray.is_initialized():
         kwargs: dict[str, Any] = {"address": address} if address else {"num_cpus": workers}
@@ -98,44 +100,64 @@ def run_ray(recordings: Sequence[Recording], make_analyzer: Callable[[], Any], w
             raise ConfigError(f"cannot reach the Ray cluster at {address}: {e}. Check the address (the head node's "
                               "'ray start --head' prints it) and that this machine can reach it") from None
         started_here = True
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    ctx = ray.data.DataContext.get_current()
+    saved = ctx.enable_progress_bars, ctx.max_errored_blocks
+    ctx.enable_progress_bars = False  # the job draws its own bar
+    ctx.max_errored_blocks = -1  # a block lost with its actor does not end the job (see above)
     try:
-        logging.getLogger("ray.data").setLevel(logging.ERROR)
-        ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = False  # the job draws its own bar
-        if hasattr(ctx, "print_on_execution_start"):
-            ctx.print_on_execution_start = False
         cpus = int(ray.cluster_resources().get("CPU", 1))
         actors = max(1, min(workers or cpus, cpus, len(recordings)))
         per_call = max(1, min(FILES_PER_CALL, -(-len(recordings) // actors)))  # a short job still uses every actor
-        schema = pa.schema([("i", pa.int64()), ("path", pa.string()), ("source", pa.string()),
-                            ("size_bytes", pa.int64()), ("mtime_ns", pa.int64())])
-        items = [{"i": i, "path": r.path, "source": r.source, "size_bytes": r.size_bytes, "mtime_ns": r.mtime_ns}
-                 for i, r in enumerate(recordings)]
-        # Many small blocks, so that the pool spreads them over every actor.
-        blocks = [pa.Table.from_pylist(items[k:k + per_call], schema=schema) for k in range(0, len(items), per_call)]
-        if not blocks:
-            return
-        ds = ray.data.from_arrow(blocks).map_batches(
-            _AnalyzerActor, fn_constructor_kwargs={"make_analyzer": make_analyzer},
-            batch_size=per_call, batch_format="pyarrow", num_cpus=1,
-            compute=ray.data.ActorPoolStrategy(size=actors),
-        )
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*won't fully utilize.*")  # Ray's hint for short jobs
-            try:
-                for table in ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0):
-                    fatal = next((f for f in table.column("fatal").to_pylist() if f), None)
-                    if fatal:
-                        _raise_fatal(fatal)
-                    index = table.column("i").to_pylist()
-                    for i, row in zip(index, table.drop_columns(["i", "fatal"]).to_pylist(), strict=True):
-                        yield i, row
-            except SERError:
-                raise
-            except Exception as e:
-                first = str(e).strip().splitlines()[-1] if str(e).strip() else ""
-                raise BackendError(f"the Ray job failed ({type(e).__name__}: {first}). The rows finished before the "
-                                   "failure are saved; rerun the same command to continue") from None
+        missing = set(range(len(recordings)))
+        for i, row in _run_pass(ray, recordings, sorted(missing), make_analyzer, actors, per_call):
+            missing.discard(i)
+            yield i, row
+        if missing:  # one file per task and one task per actor: a crash takes no other file with it
+            for i, row in _run_pass(ray, recordings, sorted(missing), make_analyzer, min(actors, len(missing)), 1,
+                                    isolate=True):
+                missing.discard(i)
+                yield i, row
+        spec = getattr(make_analyzer, "spec", None)
+        for i in sorted(missing):
+            yield i, crash_row(recordings[i], spec)
     finally:
+        ctx.enable_progress_bars, ctx.max_errored_blocks = saved
         if started_here:
             ray.shutdown()
+
+
+def _run_pass(ray, recordings: Sequence[Recording], indices: Sequence[int], make_analyzer, actors: int,
+              per_call: int, isolate: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
+    import pyarrow as pa
+
+    schema = pa.schema([("i", pa.int64()), ("path", pa.string()), ("source", pa.string()),
+                        ("size_bytes", pa.int64()), ("mtime_ns", pa.int64())])
+    items = [{"i": i, "path": recordings[i].path, "source": recordings[i].source,
+              "size_bytes": recordings[i].size_bytes, "mtime_ns": recordings[i].mtime_ns} for i in indices]
+    # Many small blocks, so that the pool spreads them over every actor.
+    blocks = [pa.Table.from_pylist(items[k:k + per_call], schema=schema) for k in range(0, len(items), per_call)]
+    if not blocks:
+        return
+    ds = ray.data.from_arrow(blocks).map_batches(
+        _AnalyzerActor, fn_constructor_kwargs={"make_analyzer": make_analyzer},
+        batch_size=per_call, batch_format="pyarrow", num_cpus=1,
+        compute=ray.data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=1 if isolate else None),
+        max_restarts=-1, max_task_retries=0,  # a dead actor is replaced; its block is not retried in place
+    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*won't fully utilize.*")  # Ray's hint for short jobs
+        try:
+            for table in ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0):
+                fatal = next((f for f in table.column("fatal").to_pylist() if f), None)
+                if fatal:
+                    _raise_fatal(fatal)
+                index = table.column("i").to_pylist()
+                for i, row in zip(index, table.drop_columns(["i", "fatal"]).to_pylist(), strict=True):
+                    yield i, row
+        except SERError:
+            raise
+        except Exception as e:
+            first = str(e).strip().splitlines()[-1] if str(e).strip() else ""
+            raise BackendError(f"the Ray job failed ({type(e).__name__}: {first}). The rows finished before the "
+                               "failure are saved; rerun the same command to continue") from None

@@ -15,7 +15,7 @@ from ser_tool.errors import ConfigError, ModelNotAvailableError, SERError
 from ser_tool.labels import DIMENSIONS, EMOTIONS
 from ser_tool.report import Affect, AffectReport
 
-__all__ = ["FATAL_ERRORS", "ROW_FIELDS", "PROB_COLUMNS", "KEY_COLUMNS", "TIMING_COLUMNS", "analyze_row",
+__all__ = ["FATAL_ERRORS", "crash_row", "ROW_FIELDS", "PROB_COLUMNS", "KEY_COLUMNS", "TIMING_COLUMNS", "analyze_row",
            "arrow_schema", "rows_to_table"]
 
 PROB_COLUMNS = tuple(f"p_{e}" for e in EMOTIONS)
@@ -136,5 +136,17 @@ def analyze_row(analyzer, rec: Recording) -> dict[str, Any]:
         "path": rec.path, "source": rec.source, "size_bytes": rec.size_bytes, "mtime_ns": rec.mtime_ns,
         **columns,
         "seconds": round(time.perf_counter() - started, 6),
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+    }
+
+
+def crash_row(rec: Recording, spec=None) -> dict[str, Any]:
+    """The row of a recording whose worker process died on it, twice (the second time alone)."""
+    return {
+        "path": rec.path, "source": rec.source, "size_bytes": rec.size_bytes, "mtime_ns": rec.mtime_ns,
+        "backend": getattr(spec, "name", None), "model_id": getattr(spec, "model", None),
+        "error": "the worker process died while analysing this file (a crash in a decoder or the model, or out of "
+                 "memory); the other files were analysed. Check the file (e.g. with ffprobe) or convert it to WAV",
+        "error_type": "WorkerCrashed", "seconds": None,
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
     }
