@@ -17,7 +17,7 @@ import pytest
 import soundfile as sf
 
 from conftest import REPO, SHARED_DATA, SR, silence, voice
-from ser_tool.batch import ROW_FIELDS, collect_inputs, read_rows, run_batch
+from ser_tool.batch import ROW_FIELDS, collect_inputs, read_rows, read_table, run_batch
 from ser_tool.batch.rows import PROB_COLUMNS, TIMING_COLUMNS
 from ser_tool.batch.store import part_files
 from ser_tool.cli import main
@@ -163,6 +163,8 @@ def test_manifest_columns_are_carried_through(local_run):
     assert list(schema.names[: len(ROW_FIELDS)]) == list(ROW_FIELDS)
     assert schema.names[len(ROW_FIELDS):] == ["speaker", "label", "manifest_duration"]  # clash: prefixed
     assert schema.field("timeline").type.value_type.field("emotion").type == pa.string()
+    table = read_table(out)
+    assert table.num_rows == 8 and table.schema.names == schema.names
     rows = {r["source"]: r for r in read_rows(out)}
     assert rows["audio/" + REAL_CLIPS[1]]["speaker"] == "spk1" and rows["audio/missing.wav"]["label"] == "broken"
     assert rows["audio/" + REAL_CLIPS[0]]["manifest_duration"] == "3" and rows["audio/empty.opus"]["manifest_duration"] is None

@@ -22,7 +22,7 @@ from typing import Any
 from ser_tool.batch.rows import KEY_COLUMNS, rows_to_table
 from ser_tool.errors import ConfigError
 
-__all__ = ["FORMATS", "OutputStore", "read_rows", "part_files"]
+__all__ = ["FORMATS", "OutputStore", "part_files", "read_rows", "read_table"]
 
 FORMATS = {"parquet": ".parquet", "jsonl": ".jsonl"}
 SUMMARY = "summary.json"
@@ -84,6 +84,16 @@ def read_rows(folder: str | os.PathLike, columns: Sequence[str] | None = None, l
         by_path.pop(row.get("path"), None)
         by_path[row.get("path")] = row
     return list(by_path.values())
+
+
+def read_table(folder: str | os.PathLike, latest: bool = True):
+    """The rows of a `ser batch` folder as one pyarrow Table (`.to_pandas()` for a DataFrame): the row
+    columns, then every manifest column any part has. latest: as in read_rows."""
+    from ser_tool.batch.rows import ROW_FIELDS
+
+    rows = read_rows(folder, latest=latest)
+    extra = list(dict.fromkeys(k for r in rows for k in r if k not in ROW_FIELDS))
+    return rows_to_table(rows, extra)
 
 
 class OutputStore:
