@@ -255,6 +255,27 @@ def test_resume_after_sigkill_loses_nothing_written_and_duplicates_nothing(tmp_p
     assert not list(out.glob(".tmp-*"))
 
 
+def test_sigterm_writes_the_finished_rows_and_exits_130(tmp_path):
+    _voices(tmp_path / "in", 40, seconds=3.0)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "ser_tool.cli", "batch", str(tmp_path / "in"), "--out", str(out), "--workers", "1",
+           "--part-size", "2"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 240
+    while not list(out.glob("part-*.parquet")):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()[-2000:]
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)  # the job only, as `kill PID` does
+    err = proc.communicate(timeout=120)[1].decode()
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted; rerun the same command to continue" in err
+    summary = json.loads((out / "summary.json").read_text())
+    rows = read_rows(out)
+    assert summary["last_run"]["complete"] is False and summary["rows"] == len(rows) == summary["last_run"]["processed"]
+    assert 2 <= len(rows) < 40
+
+
 def test_jsonl_format_and_no_mixing_formats(tmp_path, capsys):
     files = _voices(tmp_path / "in", 2)
     (tmp_path / "in" / "broken.wav").write_bytes(b"nope")

@@ -167,7 +167,7 @@ def _engine(engine: str, todo: list[Recording], factory, workers: int | None, ad
         return run_ray(todo, factory, workers, address)
     from ser_tool.batch.local import run_local
 
-    return run_local(todo, factory, workers or available_cores())
+    return run_local(todo, factory, min(workers or available_cores(), len(todo)))  # no idle model copies
 
 
 def _run_info(run: dict[str, Any], processed: int, failed: int, audio: float, t0: float, complete: bool) -> dict[str, Any]:

@@ -139,14 +139,17 @@ def _run_pass(ray, recordings: Sequence[Recording], indices: Sequence[int], make
     blocks = [pa.Table.from_pylist(items[k:k + per_call], schema=schema) for k in range(0, len(items), per_call)]
     if not blocks:
         return
-    ds = ray.data.from_arrow(blocks).map_batches(
-        _AnalyzerActor, fn_constructor_kwargs={"make_analyzer": make_analyzer},
-        batch_size=per_call, batch_format="pyarrow", num_cpus=1,
-        compute=ray.data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=1 if isolate else None),
-        max_restarts=-1, max_task_retries=0,  # a dead actor is replaced; its block is not retried in place
-    )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*won't fully utilize.*")  # Ray's hint for short jobs
+        # Ray 2.60 takes max_restarts / max_task_retries only as the extra remote arguments it has deprecated
+        # (for 2.64) and offers no named parameter yet; the [ray] extra pins 2.60.x.
+        warnings.filterwarnings("ignore", message=".*ray_remote_args.* is deprecated.*")
+        ds = ray.data.from_arrow(blocks).map_batches(
+            _AnalyzerActor, fn_constructor_kwargs={"make_analyzer": make_analyzer},
+            batch_size=per_call, batch_format="pyarrow", num_cpus=1,
+            compute=ray.data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=1 if isolate else None),
+            max_restarts=-1, max_task_retries=0,  # a dead actor is replaced; its block is not retried in place
+        )
         try:
             for table in ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0):
                 fatal = next((f for f in table.column("fatal").to_pylist() if f), None)
