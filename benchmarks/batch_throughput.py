@@ -3,8 +3,9 @@ per-file overhead against `Analyzer.analyze` in one process. Not a test.
 
 Takes N clips from ../shared/data (round-robin over the corpora, in manifest order), lists them in a
 text file, and runs each configuration into a fresh output folder. For each it prints files/s and x
-real time over the whole run (worker start and model load included) and in steady state (first row
-to last row). Targets (issue 15): 2 workers >= 1.7x 1 worker; Ray within 25 % of the local engine.
+real time over the whole run (worker start and model load included) and in steady state (rows after
+the first 10 %, timed where the workers finished them), and the CPU time per file of the local
+engine's workers (model load included): on a busy machine that is the load-independent number. Targets (issue 15): 2 workers >= 1.7x 1 worker; Ray within 25 % of the local engine.
 
     python benchmarks/batch_throughput.py [--n 1000] [--data ../shared/data] [--skip ray]
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -64,17 +66,25 @@ class Timer(Progress):
 
 def run(name, clips_list: Path, out: Path, **kwargs) -> dict:
     timer = Timer()
+    cpu0 = _cpu(resource.RUSAGE_CHILDREN)
     t0, t0_wall = time.perf_counter(), time.time()
     result = run_batch([str(clips_list)], out, spec=BackendSpec("embedded"), progress=timer, **kwargs)
     wall = time.perf_counter() - t0
+    # CPU seconds of the worker processes (reaped when the pool closes; Ray's workers are not our children).
+    cpu = _cpu(resource.RUSAGE_CHILDREN) - cpu0 if kwargs.get("engine") == "local" else float("nan")
     steady_fps = timer.steady()
     mean_audio = result.audio_seconds / max(1, result.processed - result.failed)
     return {
         "name": name, "files": result.processed, "failed": result.failed, "wall": wall,
         "fps": result.processed / wall, "xrt": result.audio_seconds / wall,
         "startup": min(timer.times) - t0_wall if timer.times else float("nan"),
-        "steady_fps": steady_fps, "steady_xrt": steady_fps * mean_audio,
+        "steady_fps": steady_fps, "steady_xrt": steady_fps * mean_audio, "cpu_ms": 1000 * cpu / max(1, result.processed),
     }
+
+
+def _cpu(who) -> float:
+    r = resource.getrusage(who)
+    return r.ru_utime + r.ru_stime
 
 
 def main() -> int:
@@ -98,14 +108,15 @@ def main() -> int:
 
             analyzer = Analyzer("embedded")
             analyzer.analyze(clips[0], timeline=True)  # load the model outside the timing
-            audio, t0 = 0.0, time.perf_counter()
+            audio, t0, cpu0 = 0.0, time.perf_counter(), _cpu(resource.RUSAGE_SELF)
             for c in clips:
                 try:
                     audio += analyzer.analyze(c, timeline=True).duration
                 except Exception:  # noqa: BLE001 - bad clips cost their time too, as in the batch
                     pass
             wall = time.perf_counter() - t0
-            inproc = {"name": "Analyzer.analyze, 1 process", "files": len(clips), "failed": 0, "wall": wall,
+            cpu_ms = 1000 * (_cpu(resource.RUSAGE_SELF) - cpu0) / len(clips)
+            inproc = {"cpu_ms": cpu_ms, "name": "Analyzer.analyze, 1 process", "files": len(clips), "failed": 0, "wall": wall,
                       "fps": len(clips) / wall, "xrt": audio / wall, "startup": float("nan"),
                       "steady_fps": len(clips) / wall, "steady_xrt": audio / wall}
             results.append(inproc)
@@ -130,10 +141,10 @@ def main() -> int:
 
     print(f"\nload average after {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"{'configuration':<32} {'files':>5} {'wall s':>7} {'1st row s':>9} {'files/s':>8} {'x RT':>6} "
-          f"{'steady f/s':>10} {'steady xRT':>10}")
+          f"{'steady f/s':>10} {'steady xRT':>10} {'CPU ms/file':>11}")
     for r in results:
         print(f"{r['name']:<32} {r['files']:>5} {r['wall']:>7.1f} {r['startup']:>9.1f} {r['fps']:>8.2f} {r['xrt']:>6.1f} "
-              f"{r['steady_fps']:>10.2f} {r['steady_xrt']:>10.1f}")
+              f"{r['steady_fps']:>10.2f} {r['steady_xrt']:>10.1f} {r['cpu_ms']:>11.1f}")
     by = {r.get("key"): r for r in results}
     if "local1" in by and "local2" in by:
         print(f"\nlocal 2 workers / 1 worker: {by['local2']['fps'] / by['local1']['fps']:.2f}x overall, "
