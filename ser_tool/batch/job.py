@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -139,14 +140,13 @@ def run_batch(
         except KeyboardInterrupt:
             interrupted = True
         finally:
-            rows.close() if hasattr(rows, "close") else None
+            if hasattr(rows, "close"):
+                rows.close()  # stops the engine's workers
             progress.close()
             store.flush()
             info = _run_info(run, processed, failed, audio, t0, complete=not interrupted and processed == len(todo))
             path = store.write_summary(info)
         failed_inputs = sum(1 for r in found.recordings if store.done.get(r.key))
-    import json
-
     return BatchResult(len(found.recordings), skipped, processed, failed, failed_inputs, audio,
                        time.perf_counter() - t0, interrupted, json.loads(path.read_text(encoding="utf-8")))
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ser_tool.batch.rows import KEY_COLUMNS, rows_to_table
-from ser_tool.errors import ConfigError
+from ser_tool.errors import ConfigError, SERError
 
 __all__ = ["FORMATS", "OutputStore", "part_files", "read_rows", "read_table"]
 
@@ -188,15 +188,21 @@ class OutputStore:
             return None
         name = f"part-{self.run_id}-{self._seq:05d}{FORMATS[self.fmt]}"
         final, tmp = self.folder / name, self.folder / (_TMP_PREFIX + name)
-        if self.fmt == "parquet":
-            import pyarrow.parquet as pq
+        try:
+            if self.fmt == "parquet":
+                import pyarrow.parquet as pq
 
-            pq.write_table(rows_to_table(self._buffer, self.extra_columns), tmp, compression="zstd")
-        else:
-            with tmp.open("w", encoding="utf-8") as f:
-                f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in self._buffer)
-        _fsync(tmp)
-        os.replace(tmp, final)
+                pq.write_table(rows_to_table(self._buffer, self.extra_columns), tmp, compression="zstd")
+            else:
+                with tmp.open("w", encoding="utf-8") as f:
+                    f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in self._buffer)
+            _fsync(tmp)
+            os.replace(tmp, final)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise SERError(f"cannot write {final} ({e.strerror or e}); {len(self._buffer)} finished row(s) were not "
+                           "saved. Free disk space (or fix the folder's permissions) and rerun the same command: "
+                           "it continues after the parts already written") from None
         _fsync_dir(self.folder)
         self._buffer.clear()
         self._seq += 1
