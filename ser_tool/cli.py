@@ -71,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=number(int, ge=0), default=0)
     t.add_argument("--threads", type=number(int, ge=0, le=256), default=0, help="torch CPU threads (0: torch's default)")
 
+    from ser_tool.batch.cli import add_parsers as add_batch_parsers
+
+    add_batch_parsers(sub)  # `ser batch`, `ser batch-report`
+
     sc = sub.add_parser("schema", help="print the JSON schema of the affect report")
     sc.add_argument("--indent", type=number(int, ge=0, le=16), default=2)
     return parser
@@ -94,6 +98,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _train(args, argv)
         if args.command == "transcribe":
             return _transcribe(args)
+        if args.command in ("batch", "batch-report"):
+            from ser_tool.batch import cli as batch_cli
+
+            return batch_cli.run_batch_command(args) if args.command == "batch" else batch_cli.run_report_command(args)
         return _analyze(args)
     except ConfigError as e:
         print(f"ser: error: {_safe(e)}", file=sys.stderr)
