@@ -109,10 +109,13 @@ def run_batch_command(args: argparse.Namespace) -> int:
                            address=args.address, part_rows=args.part_size, part_seconds=args.part_seconds,
                            progress=_Bar())
     except SERError as e:
-        if e.exit_code == 2:
+        from ser_tool.console import error_text, exit_code
+
+        code = exit_code(e)
+        if code == 2:
             raise
-        print(f"ser: error: {e}", file=sys.stderr)
-        return e.exit_code
+        print(f"ser: error: {error_text(e, args)}", file=sys.stderr)
+        return code
     finally:
         signal.signal(signal.SIGTERM, previous)
     last = result.summary["last_run"]
