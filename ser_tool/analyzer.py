@@ -293,10 +293,3 @@ def _not_a_voice(report: AffectReport) -> AffectReport:
 def transcribe_with_emotion(audio, *, analyzer: Analyzer, asr: ASR, **kwargs) -> EmotionTranscript:
     """`analyzer.transcribe(audio, asr, **kwargs)`: the words of one recording, each segment with its expressed emotion."""
     return analyzer.transcribe(audio, asr, **kwargs)
-
-
-def analyze(audio, *, backend: str = "embedded", **kwargs) -> AffectReport:
-    """One-shot convenience: load `backend`, analyse one recording. Reuse an Analyzer for many."""
-    analyze_keys = {"sample_rate", "name", "timeline", "progress", "cancel"}
-    call = {k: kwargs.pop(k) for k in list(kwargs) if k in analyze_keys}
-    return Analyzer(backend, **kwargs).analyze(audio, **call)
