@@ -20,6 +20,7 @@ from typing import Any, TextIO
 
 from ser_tool.console import EXIT_CODES as SER_EXIT_CODES
 from ser_tool.console import error_message, exit_code, number, quiet_on_closed_stdout
+from ser_tool.describe import affect_brief
 from ser_tool.settings import add_model_flags
 
 from agents.errors import AgentError, ChatModelError
@@ -145,11 +146,7 @@ def affect_tag(perception) -> str:
     report = perception.report
     if report is None:
         return "words only" if perception.words is not None else "no words, no affect"
-    o = report.overall
-    tag = f"{o.emotion} {o.confidence:.2f}" + (" uncertain" if o.confidence < 0.3 else "")
-    if o.dimensions:
-        tag += f" | V {o.dimensions.valence:.2f} A {o.dimensions.arousal:.2f} D {o.dimensions.dominance:.2f}"
-    return tag
+    return affect_brief(report.overall)
 
 
 def perceived_line(perception) -> str:

@@ -13,6 +13,8 @@ says so and carries what there is (the affect in 'predicted' and 'oracle', nothi
 than stretches of affect), the affect block adds a compact timeline.
 
 Everything is a plain `str.format` template in `PromptTemplate`: read it, copy it, override any part.
+The affect pieces inside the block (overall affect, stretches, segment tags) are rendered by
+ser_tool.describe, the one home of report -> text.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ser_tool import EMOTIONS, Affect, AffectReport, EmotionTranscript, Transcript, TranscriptSegment
+from ser_tool import Affect, AffectReport, EmotionTranscript, Transcript, TranscriptSegment
+from ser_tool.describe import UNCERTAIN_BELOW, Stretch, affect_lines, affect_stretches, affect_tag, span_text, stretch_lines
 
 __all__ = [
     "AFFECT_MODES", "DEFAULT_TEMPLATE", "AffectMode", "OracleAffect", "OracleSegment", "PromptTemplate",
@@ -32,7 +35,6 @@ __all__ = [
 
 AffectMode = Literal["none", "predicted", "oracle"]
 AFFECT_MODES: tuple[str, ...] = ("none", "predicted", "oracle")
-UNCERTAIN_BELOW = 0.3
 
 
 class OracleSegment(BaseModel):
@@ -55,10 +57,10 @@ class OracleAffect(BaseModel):
     segments: list[OracleSegment] = Field(default_factory=list, description="Annotated emotion per stretch, if any.")
 
 
-_PREDICTED_SCALES = """\
+_PREDICTED_SCALES = f"""\
 - emotion: what the voice expresses (neutral, happy, sad, angry, fearful, disgusted, surprised). It is \
 expressed in the tone of voice - not necessarily felt - and it ignores the meaning of the words.
-- confidence 0..1: how clearly that emotion stands out; below 0.3 it is only a guess ("uncertain").
+- confidence 0..1: how clearly that emotion stands out; below {UNCERTAIN_BELOW} it is only a guess ("uncertain").
 - valence 0 negative .. 1 positive; arousal 0 calm .. 1 energetic; dominance 0 submissive .. 1 assertive."""
 
 AFFECT_HELP_PREDICTED = f"""\
@@ -162,13 +164,13 @@ def render_affect_block(
     if mode == "predicted":
         if report is None:
             raise ValueError("mode 'predicted' needs an affect report")
-        lines += ["Affect of the whole recording (speech-emotion model):", _overall_predicted(report.overall)]
+        lines += ["Affect of the whole recording (speech-emotion model):", affect_lines(report.overall)]
         if report.warnings:
             lines += [f"Note: {w}" for w in report.warnings if "cannot detect" not in w and "no valence" not in w]
         stretches = affect_stretches(report)
         if len(stretches) >= 2 and len(stretches) > _timed_segments(transcript):  # the words do not show how it moved
             lines += ["", "Affect over time (speech-emotion model):"]
-            lines += [f"{_span(s.start, s.end)} {_stretch_tag(s.affect)}" for s in stretches]
+            lines += stretch_lines(stretches)
         lines.append("")
     elif mode == "oracle":
         if oracle is None:
@@ -176,7 +178,7 @@ def render_affect_block(
         lines += ["Affect of the whole recording (human annotation):", _overall_oracle(oracle)]
         if oracle.segments and len(oracle.segments) > _timed_segments(transcript):
             lines += ["", "Affect over time (human annotation):"]
-            lines += [f"{_span(o.start, o.end)} {o.emotion}" for o in oracle.segments]
+            lines += [f"{span_text(o.start, o.end)} {o.emotion}" for o in oracle.segments]
         lines.append("")
     annotate = mode != "none" and words_known(transcript)
     lines.append("Transcript" + (" with the affect of each segment:" if annotate else ":"))
@@ -197,73 +199,14 @@ def _timed_segments(transcript: EmotionTranscript | Transcript | str | None) -> 
     return 0 if transcript is None or isinstance(transcript, str) else len(transcript.segments)
 
 
-@dataclass(frozen=True)
-class Stretch:
-    """A stretch of speech with one expressed emotion: neighbouring analysis windows merged."""
-
-    start: float
-    end: float
-    affect: Affect  # of the stretch's longest window; confidence averaged over its windows by duration
-
-
-def affect_stretches(report: AffectReport) -> list[Stretch]:
-    """The report's timeline, compact: speech segments only, directly adjacent windows with the same
-    emotion merged (a pause always ends a stretch). Without a timeline, one stretch: the whole recording."""
-    if not report.timeline:
-        return [Stretch(0.0, report.duration, report.overall)] if report.speech_duration > 0 else []
-    groups: list[list] = []
-    for seg in report.timeline:
-        if not seg.speech or seg.affect is None:
-            groups.append([])
-            continue
-        last = groups[-1] if groups else []
-        if last and last[-1].affect.emotion == seg.affect.emotion and abs(last[-1].end - seg.start) < 1e-6:
-            last.append(seg)
-        else:
-            groups.append([seg])
-    out = []
-    for g in (g for g in groups if g):
-        weights = [max(s.end - s.start, 1e-9) for s in g]
-        conf = sum(w * s.affect.confidence for w, s in zip(weights, g)) / sum(weights)
-        longest = g[max(range(len(g)), key=weights.__getitem__)].affect
-        out.append(Stretch(g[0].start, g[-1].end, longest.model_copy(update={"confidence": conf})))
-    return out
-
-
-def _stretch_tag(a: Affect) -> str:
-    if a.confidence < UNCERTAIN_BELOW:
-        return f"uncertain, maybe {a.emotion}, conf {a.confidence:.2f}"
-    return f"{a.emotion}, conf {a.confidence:.2f}"
-
-
-def _overall_predicted(a: Affect) -> str:
-    ranked = sorted(zip(EMOTIONS, a.probabilities.as_tuple()), key=lambda kv: -kv[1])
-    others = ", ".join(f"{e} {p:.2f}" for e, p in ranked[1:3])
-    head = f"{a.emotion} (uncertain)" if a.confidence < UNCERTAIN_BELOW else a.emotion
-    text = f"- expressed emotion: {head}, confidence {a.confidence:.2f}; next most likely: {others}"
-    if a.dimensions:
-        d = a.dimensions
-        text += f"\n- valence {d.valence:.2f}, arousal {d.arousal:.2f}, dominance {d.dominance:.2f}"
-    return text
-
-
 def _overall_oracle(o: OracleAffect) -> str:
     text = f"- emotion: {o.emotion}"
     dims = [f"{k} {v:.2f}" for k, v in (("valence", o.valence), ("arousal", o.arousal), ("dominance", o.dominance)) if v is not None]
     return text + (f"\n- {', '.join(dims)}" if dims else "")
 
 
-def _span(start: float, end: float) -> str:
-    return f"[{start:.1f}-{end:.1f}s]"
-
-
 def _segment_tag(a: Affect | None) -> str:
-    if a is None:
-        return "(no voice analysed)"
-    dims = f", V {a.dimensions.valence:.2f} A {a.dimensions.arousal:.2f} D {a.dimensions.dominance:.2f}" if a.dimensions else ""
-    if a.confidence < UNCERTAIN_BELOW:
-        return f"(uncertain, maybe {a.emotion}, conf {a.confidence:.2f}{dims})"
-    return f"({a.emotion}, conf {a.confidence:.2f}{dims})"
+    return "(no voice analysed)" if a is None else f"({affect_tag(a, dimensions=True)})"
 
 
 def _transcript_lines(transcript: EmotionTranscript | Transcript | str, mode: str, oracle: OracleAffect | None,
@@ -277,7 +220,7 @@ def _transcript_lines(transcript: EmotionTranscript | Transcript | str, mode: st
         return [template.no_transcript]
     out = []
     for s in segments:
-        span = _span(s.start, s.end) + " " if timed else ""
+        span = span_text(s.start, s.end) + " " if timed else ""
         if mode == "predicted" and isinstance(transcript, EmotionTranscript):
             out.append(f"{span}{_segment_tag(s.affect)} {s.text}")
         elif mode == "oracle" and oracle is not None and oracle.segments and timed:

@@ -8,7 +8,7 @@ from mcp.server.fastmcp.prompts.base import UserMessage
 from pydantic import Field, ValidationError
 
 from ser_tool import AffectReport
-from ser_tool.describe import UNCERTAIN_BELOW
+from ser_tool.describe import reading_lines
 
 
 def empathetic_reply(
@@ -58,12 +58,4 @@ def _reading(affect_report: str) -> str:
             return text or "(no affect report given)"
         desc = data.get("description") if isinstance(data, dict) else None
         return desc or text
-    o = report.overall
-    lines = [f"- expressed emotion: {o.emotion} (confidence {o.confidence:.2f}"
-             + (", uncertain" if o.confidence < UNCERTAIN_BELOW else "") + ")"]
-    if o.dimensions:
-        d = o.dimensions
-        lines.append(f"- valence {d.valence:.2f}, arousal {d.arousal:.2f}, dominance {d.dominance:.2f} (each 0..1)")
-    lines.append(f"- summary: {report.description}")
-    lines += [f"- caveat: {w}" for w in report.warnings]
-    return "\n".join(lines)
+    return "\n".join(reading_lines(report))

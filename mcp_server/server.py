@@ -11,7 +11,7 @@ from typing import Any
 from mcp.server.fastmcp import FastMCP
 
 from ser_tool import DIMENSIONS, EMOTIONS, ASR, Affect, Dimensions, EmotionProbabilities, load_asr, report_json_schema
-from ser_tool.describe import UNCERTAIN_BELOW
+from ser_tool.report import UNCERTAIN_BELOW
 
 from mcp_server.pool import ModelPool
 from mcp_server.prompts import empathetic_reply

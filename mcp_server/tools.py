@@ -34,14 +34,13 @@ from pydantic import BaseModel, Field, ValidationError
 
 from ser_tool import (
     ASR,
-    EMOTIONS,
     AffectReport,
     EmotionTranscript,
     GivenTranscript,
     SERError,
     safe_name,
-    transcript_lines,
 )
+from ser_tool.describe import UNCERTAIN_BELOW, report_summary, transcript_text
 
 from mcp_server.messages import safe_text, tool_message
 from mcp_server.pool import ModelPool
@@ -69,7 +68,7 @@ ToolContext = Context[ServerSession, ServerState]
 _SCALES = (
     "Scores describe emotion as EXPRESSED in the voice (tone, prosody), not what the speaker actually feels, and "
     "they ignore the meaning of the words. Emotions (probabilities 0..1, summing to 1): neutral, happy, sad, angry, "
-    "fearful, disgusted, surprised. confidence 0..1 says how clearly the top emotion stands out: below about 0.3 the "
+    f"fearful, disgusted, surprised. confidence 0..1 says how clearly the top emotion stands out: below about {UNCERTAIN_BELOW} the "
     "reading is uncertain, treat the emotion as a guess and say so. valence (0 negative .. 1 positive), arousal "
     "(0 calm .. 1 energetic), dominance (0 submissive .. 1 assertive), each 0..1 with 0.5 the middle; null when the "
     "model has none. 'description' is a ready summary for a reply; 'warnings' lists reliability caveats."
@@ -302,7 +301,7 @@ def _text(result: AffectReport | BatchReport | EmotionTranscript) -> str:
     if isinstance(result, BatchReport):
         return result.summary
     if isinstance(result, EmotionTranscript):
-        return result.report.description + "\n" + "\n".join(transcript_lines(result))
+        return transcript_text(result)
     return result.description
 
 
@@ -423,11 +422,7 @@ def _summary(results: list[FileResult]) -> str:
         if r.report is None:
             lines.append(f"{name}: ERROR {_safe(r.error or '')}")
             continue
-        o = r.report.overall
-        dims = f", arousal {o.dimensions.arousal:.2f}, valence {o.dimensions.valence:.2f}" if o.dimensions else ""
-        top = sorted(zip(EMOTIONS, o.probabilities.as_tuple()), key=lambda x: -x[1])[:3]
-        probs = ", ".join(f"{e} {p:.2f}" for e, p in top)
-        lines.append(f"{name}: {o.emotion} (confidence {o.confidence:.2f}{dims}; {probs}; {r.report.duration:.1f} s)")
+        lines.append(f"{name}: {report_summary(r.report)}")
     return "\n".join(lines)
 
 

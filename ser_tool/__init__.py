@@ -11,7 +11,7 @@ when `SpeechEmotionTool` is used, pydantic-settings when `Settings` is.
 
 from ser_tool.access import AUDIO_EXTENSIONS, AllowedFolders, OpenedAudio
 from ser_tool.align import align
-from ser_tool.analyzer import AnalysisOptions, Analyzer, BackendSpec, analyze, transcribe_with_emotion
+from ser_tool.analyzer import AnalysisOptions, Analyzer, BackendSpec, transcribe_with_emotion
 from ser_tool.asr import ASR, GivenTranscript, Transcript, TranscriptSegment, WhisperASR, load_asr
 from ser_tool.describe import safe_name, transcript_lines
 from ser_tool.audio import SAMPLE_RATE, AudioLimits, load_audio, open_audio
@@ -48,7 +48,7 @@ __all__ = [
     "AudioDecodeError", "AudioError", "AudioLimits", "AudioNotFoundError", "AudioTooLargeError",
     "AudioTooLongError", "BackendError", "BackendSpec", "ConfigError", "Dimensions", "EmotionProbabilities",
     "EmptyAudioError", "Hint", "InvalidAudioError", "ModelNotAvailableError", "NoSpeechError", "SERError",
-    "Segment", "SegmentationOptions", "Settings", "add_model_flags", "analyze", "load_audio", "open_audio", "report_json_schema",
+    "Segment", "SegmentationOptions", "Settings", "add_model_flags", "load_audio", "open_audio", "report_json_schema",
     "EmotionTranscript", "GivenTranscript", "SpeechEmotionTool", "SpokenSegment", "Transcript", "TranscriptSegment",
     "WhisperASR", "align", "load_asr", "safe_name", "transcribe_with_emotion", "transcript_lines",
 ]

@@ -26,7 +26,7 @@ from ser_tool.align import align
 from ser_tool.asr import ASR, Transcript
 from ser_tool.audio import SAMPLE_RATE, AudioLimits, AudioSource, format_seconds, open_audio
 from ser_tool.backends import Backend, BackendSpec, load_backend
-from ser_tool.describe import NOT_A_VOICE, UNCERTAIN_BELOW, describe
+from ser_tool.describe import NOT_A_VOICE, describe
 from ser_tool.errors import AnalysisCancelled, AnalysisTimeLimitError, ConfigError, NoSpeechError, TooManyWindowsError
 from ser_tool.labels import EMOTIONS
 from ser_tool.level import model_inputs
@@ -271,7 +271,7 @@ def _warnings(overall: Affect, speech_duration: float, backend: Backend) -> list
     out = []
     if speech_duration < SHORT_SPEECH:
         out.append(f"Only {speech_duration:.1f} s of speech was found; scores from so little speech are unreliable.")
-    if overall.confidence < UNCERTAIN_BELOW:
+    if overall.uncertain:
         out.append("No emotion clearly dominates (low confidence); treat the top emotion as a guess.")
     missing = [e for e in EMOTIONS if e not in backend.emotions_supported]
     if missing:
@@ -293,10 +293,3 @@ def _not_a_voice(report: AffectReport) -> AffectReport:
 def transcribe_with_emotion(audio, *, analyzer: Analyzer, asr: ASR, **kwargs) -> EmotionTranscript:
     """`analyzer.transcribe(audio, asr, **kwargs)`: the words of one recording, each segment with its expressed emotion."""
     return analyzer.transcribe(audio, asr, **kwargs)
-
-
-def analyze(audio, *, backend: str = "embedded", **kwargs) -> AffectReport:
-    """One-shot convenience: load `backend`, analyse one recording. Reuse an Analyzer for many."""
-    analyze_keys = {"sample_rate", "name", "timeline", "progress", "cancel"}
-    call = {k: kwargs.pop(k) for k in list(kwargs) if k in analyze_keys}
-    return Analyzer(backend, **kwargs).analyze(audio, **call)

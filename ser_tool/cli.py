@@ -11,11 +11,10 @@ import argparse
 import json
 import os
 import sys
-import textwrap
 from collections.abc import Sequence
 
 from ser_tool.console import error_message, error_text, exit_code, number, quiet_on_closed_stdout
-from ser_tool.describe import safe_name
+from ser_tool.describe import report_lines, safe_name, transcript_lines
 from ser_tool.errors import AudioError, ConfigError, SERError
 from ser_tool.settings import Settings, add_model_flags
 
@@ -167,7 +166,6 @@ def _analyze(args: argparse.Namespace) -> int:
 
 
 def _transcribe(args: argparse.Namespace) -> int:
-    from ser_tool.describe import transcript_lines
     from ser_tool.asr import load_asr
 
     cfg = Settings.from_args(args)
@@ -245,42 +243,8 @@ def _safe(e: BaseException) -> str:
 
 
 def render_text(report, show_timeline: bool = False) -> str:
-    """A readable, terminal-sized rendering of one report."""
-    from ser_tool.audio import format_seconds
-    from ser_tool.describe import confidence_word
-    from ser_tool.labels import EMOTIONS
-
-    o = report.overall
-    lines = [
-        f"{safe_name(report.source)}  ({format_seconds(report.duration)}, speech {format_seconds(report.speech_duration)})  "
-        f"[{report.backend}: {report.model_id}]",
-        f"  expressed emotion: {o.emotion}   confidence {o.confidence:.2f} ({confidence_word(o.confidence)})",
-    ]
-    for emo, p in zip(EMOTIONS, o.probabilities.as_tuple()):
-        mark = "" if emo in report.emotions_supported else "  (not detectable by this model)"
-        lines.append(f"    {emo:<10} {_bar(p)} {p:5.2f}{mark}")
-    if o.dimensions:
-        d = o.dimensions
-        lines.append(f"  valence {d.valence:.2f}   arousal {d.arousal:.2f}   dominance {d.dominance:.2f}   (0..1)")
-    lines += textwrap.wrap(report.description, width=100, initial_indent="  ", subsequent_indent="  ")
-    if show_timeline and report.timeline:
-        lines.append("  timeline:")
-        for seg in report.timeline:
-            span = f"{format_seconds(seg.start):>8}-{format_seconds(seg.end):<8}"
-            if not seg.speech or seg.affect is None:
-                lines.append(f"    {span} (no speech)")
-                continue
-            a = seg.affect
-            dims = f"  V {a.dimensions.valence:.2f} A {a.dimensions.arousal:.2f} D {a.dimensions.dominance:.2f}" if a.dimensions else ""
-            lines.append(f"    {span} {a.emotion:<10} p {max(a.probabilities.as_tuple()):.2f}  conf {a.confidence:.2f}{dims}")
-    for w in report.warnings:
-        lines.append(f"  note: {w}")
-    return "\n".join(lines)
-
-
-def _bar(p: float, width: int = 20) -> str:
-    full = int(p * width)
-    return ("█" * full + ("▌" if p * width - full >= 0.5 else "")).ljust(width)
+    """A readable, terminal-sized rendering of one report (ser_tool.describe.report_lines)."""
+    return "\n".join(report_lines(report, timeline=show_timeline))
 
 
 if __name__ == "__main__":

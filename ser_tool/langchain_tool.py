@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 from ser_tool.access import AllowedFolders
 from ser_tool.analyzer import Analyzer
 from ser_tool.asr import ASR
-from ser_tool.describe import MESSAGE_MAX_CHARS, safe_name, transcript_lines
+from ser_tool.describe import MESSAGE_MAX_CHARS, UNCERTAIN_BELOW, safe_name, transcript_text
 from ser_tool.errors import Hint, SERError
 from ser_tool.report import AffectReport, EmotionTranscript
 
@@ -40,7 +40,7 @@ __all__ = ["SpeechEmotionInput", "SpeechEmotionTool"]
 
 TOOL_DESCRIPTION = (
     "Hear HOW something was said in a speech recording: returns the emotion the speaker's voice expresses "
-    "(neutral, happy, sad, angry, fearful, disgusted, surprised), a confidence (0..1; below 0.3 it is a guess), "
+    f"(neutral, happy, sad, angry, fearful, disgusted, surprised), a confidence (0..1; below {UNCERTAIN_BELOW} it is a guess), "
     "valence/arousal/dominance (0..1) and a short description. This is expressed emotion in the tone of voice, "
     "not what the speaker feels and not the meaning of the words. Give audio_path (a file path). Ask for "
     "timeline=true to see how the emotion changes over a long recording, and transcript=true to get the words "
@@ -116,8 +116,7 @@ class SpeechEmotionTool(BaseTool):
                 if transcript:
                     asr: ASR = self.asr
                     result = self._analyzer().transcribe(audio, asr, name=name)
-                    lines = "\n".join(transcript_lines(result))
-                    return f"{result.report.description}\nTranscript with expressed emotion per segment:\n{lines}", result
+                    return transcript_text(result, heading="Transcript with expressed emotion per segment:"), result
                 report = self._analyzer().analyze(audio, name=name, timeline=timeline)
         except SERError as e:
             raise ToolException(_message(e)) from e

@@ -14,8 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ser_tool.labels import DIMENSIONS, EMOTIONS
 
 SCHEMA_VERSION = "1.0"
-
-_UNIT = Field(ge=0.0, le=1.0)
+UNCERTAIN_BELOW = 0.3  # confidence under this: the top emotion is a guess (`Affect.uncertain`)
 
 
 class EmotionProbabilities(BaseModel):
@@ -82,7 +81,7 @@ class Affect(BaseModel):
         description=(
             "How clearly the top emotion stands out, 0..1: (p_top - 1/K) / (1 - 1/K) with K the number of "
             "emotions the model can output. 0 = the distribution is flat (a guess), 1 = all probability on "
-            "one emotion. Below about 0.3, treat the emotion as uncertain."
+            f"one emotion. Below about {UNCERTAIN_BELOW}, treat the emotion as uncertain."
         ),
     )
     probabilities: EmotionProbabilities = Field(description="Probability of each of the 7 emotions, summing to 1.")
@@ -96,6 +95,11 @@ class Affect(BaseModel):
             "it was removed and the rest renormalised. Null when the model's labels all map."
         ),
     )
+
+    @property
+    def uncertain(self) -> bool:
+        """True when no emotion clearly stands out (confidence below `UNCERTAIN_BELOW`): the top one is a guess."""
+        return self.confidence < UNCERTAIN_BELOW
 
 
 class Segment(BaseModel):
@@ -142,7 +146,7 @@ class AffectReport(BaseModel):
         ),
     )
     window: float = Field(description="Analysis window length in seconds used to cut speech into segments.")
-    hop: float = Field(description="Step between analysis windows in seconds (equal to window: no overlap).")
+    hop: float = Field(description="Step between the starts of consecutive analysis windows in seconds (the step used: equal to window means no overlap, shorter means the windows overlap).")
     description: str = Field(
         description="A short plain-English summary for an LLM prompt: dominant expressed emotion, changes over time, certainty."
     )

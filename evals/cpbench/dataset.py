@@ -144,9 +144,10 @@ def load_local(path: str | Path) -> list[Sample]:
     return samples
 
 
-def load_hub(source: str | Path, *, split: str | None = None) -> list[Sample]:
+def load_hub(source: str | Path) -> list[Sample]:
     """A CPQA / CP-Bench hub-layout dataset: a `save_to_disk` folder (Dataset or DatasetDict), or a hub id
-    (downloaded with huggingface_hub.snapshot_download when the hub is reachable)."""
+    (downloaded with huggingface_hub.snapshot_download when the hub is reachable). Of a DatasetDict, the
+    'test' split when there is one, else the first."""
     try:
         import datasets
     except ImportError as e:
@@ -164,8 +165,7 @@ def load_hub(source: str | Path, *, split: str | None = None) -> list[Sample]:
     except Exception as e:  # noqa: BLE001
         raise ConfigError(f"{path}: not a datasets save_to_disk folder ({type(e).__name__}: {e})") from e
     if isinstance(ds, datasets.DatasetDict):
-        name = split or ("test" if "test" in ds else next(iter(ds)))
-        ds = ds[name]
+        ds = ds["test" if "test" in ds else next(iter(ds))]
     check_hub_schema(ds.column_names, dict(ds.features), str(path))
     if isinstance(ds.features["context"]["audio"], datasets.Audio):
         # decode the stored file bytes with ser-tool's decoder, not datasets' optional one
