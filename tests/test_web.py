@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from conftest import SR, FakeBackend, silence, voice
 from agents.cli import main
-from agents.pipeline import AffectPipeline
+from agents.pipeline import AffectPipeline, Conversation
 from agents.testing import ScriptedChatModel
 from agents.web import CAVEAT, NO_WORDS_NOTE, create_app
 from agents.web.timeline import EMOTION_COLOURS, timeline_png
@@ -326,3 +326,22 @@ def test_web_flags_have_web_defaults():
     cfg = AgentSettings.from_args(args)
     assert cfg.max_duration == 1800.0 and cfg.max_file_mb == 100.0
     assert json.loads(json.dumps(vars(args), default=str))["command"] == "web"
+
+
+# -- the pipeline hooks the web uses -------------------------------------------------------------------------
+
+def test_perceive_reports_progress_and_a_conversation_reuses_a_perception():
+    model = echo_model()
+    pipeline = AffectPipeline(model, analyzer=Analyzer(FakeBackend(), AnalysisOptions(
+        segmentation=SegmentationOptions(window=2.0), batch_size=2)))
+    calls = []
+    heard = pipeline.perceive(speech(), "the words", progress=lambda done, total: calls.append((done, total)))
+    total = calls[-1][1]
+    assert total >= 4 and [d for d, _ in calls] == list(range(2, total + 1, 2)) + ([total] if total % 2 else [])
+    assert all(t == total for _, t in calls)
+    plain = Conversation(pipeline, perception=heard, mode="none")
+    assert plain.perception is heard and plain.say("Hi?") == "words only"
+    assert Conversation(pipeline, perception=heard).say("Hi?") == "with affect"  # the pipeline's mode
+    assert len(model.calls) == 2  # no second perception, no extra call
+    with pytest.raises(Exception, match="affect mode must be one of"):
+        Conversation(pipeline, perception=heard, mode="loud")
