@@ -83,8 +83,7 @@ def server():
     thread.join(10)
 
 
-@pytest.fixture(scope="module")
-def browser():
+def _start_browser(*extra_flags: str):
     try:
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
@@ -98,10 +97,25 @@ def browser():
     profile = tempfile.mkdtemp(prefix="ser-web-chromium-")
     options = webdriver.ChromeOptions()
     options.binary_location = binary
-    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):
+    for flag in (*CHROMIUM_FLAGS, *extra_flags, f"--user-data-dir={profile}"):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)  # no selenium-manager
     driver.set_page_load_timeout(60)
+    return driver, profile
+
+
+@pytest.fixture(scope="module")
+def browser():
+    driver, profile = _start_browser()
+    yield driver
+    driver.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture
+def mic_browser():
+    """Chromium with a fake microphone (a beeping test signal) that needs no permission prompt."""
+    driver, profile = _start_browser("--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream")
     yield driver
     driver.quit()
     shutil.rmtree(profile, ignore_errors=True)
@@ -183,3 +197,26 @@ def test_the_page_in_a_real_browser(server, browser, clip, tmp_path):
     _upload(browser, path)
     _wait(browser, _result_shown, what="the second analysis")
     assert not browser.find_element(By.ID, "error").is_displayed()
+
+
+def test_recording_from_the_microphone_is_analysed(server, mic_browser, clip):
+    """Record (MediaRecorder, Chromium's fake microphone), stop: the recording is uploaded as WebM/Ogg and the
+    page ends with the server's answer - a result, or the core's message about that audio - never a lost upload."""
+    from selenium.webdriver.common.by import By
+
+    url, _ = server
+    browser = mic_browser
+    browser.get(url)
+    _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#legend .sw"), 30, "the colour legend")
+    button = browser.find_element(By.ID, "record-btn")
+    button.click()
+    _wait(browser, lambda d: "recording" in button.get_attribute("class"), 30, "the recording to start")
+    time.sleep(2.5)
+    button.click()
+    _wait(browser, lambda d: _result_shown(d) or d.find_element(By.ID, "error").is_displayed(), 120, "the recording's analysis")
+    status = browser.find_element(By.ID, "status").text
+    error = browser.find_element(By.ID, "error").text
+    if _result_shown(browser):
+        assert status.startswith("Analysed recording.") and browser.find_elements(By.CSS_SELECTOR, "#transcript .segment")
+    else:  # e.g. no ffmpeg for WebM, or the test signal is not speech: the core's message, from the server
+        assert "recording." in error and "did not reach" not in error and "Traceback" not in error
