@@ -2,6 +2,7 @@
 
     ser-agent chat --audio FILE [--model PROVIDER:MODEL | local]   # empathetic chat about a recording
     ser-agent ask --audio FILE "question"                         # one answer (the fixed pipeline)
+    ser-agent web [--model local] [--port 8000]                   # the same chat as a local web page
 
 Turns are read from standard input (one per line), so a chat can be piped. Settings come from flags or
 SER_ environment variables (SER_AGENT_MODEL, SER_ASR_MODEL, SER_BACKEND, SER_WINDOW, ...; the emotion
@@ -57,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--transcript", help="the words, if known (then no speech recognition runs)")
         p.add_argument("--show-prompt", action="store_true", help="print the rendered prompt to stderr")
         add_model_flags(p, model_flag="--ser-model", asr=True)
+    from agents.web.cli import add_arguments as add_web_arguments  # no web dependency is imported here
+
+    add_web_arguments(sub.add_parser("web", help="the chat demo as a local web page (needs the [web] extra)"))
     return parser
 
 
@@ -72,6 +76,16 @@ def main(argv: Sequence[str] | None = None, *, model: Any = None, stdin: TextIO 
     if args.command is None:
         parser.print_help()
         return 2
+    if args.command == "web":
+        from agents.web.cli import run as run_web
+
+        try:
+            return run_web(args, model)
+        except SERError as e:
+            print(f"ser-agent: error: {safe_name(e, None)}", file=sys.stderr)
+            return e.exit_code
+        except KeyboardInterrupt:
+            return 130
     try:
         pipeline = _pipeline(args, model)
         if args.command == "ask":

@@ -9,7 +9,7 @@ and mode; `run` is both), and `Conversation`, the same with follow-up turns. The
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ __all__ = ["AffectPipeline", "Answer", "Conversation", "Perception"]
 
 Audio = str | Path | bytes | np.ndarray
 GivenWords = str | Transcript | Sequence[Any]
+ProgressCallback = Callable[[int, int], None]  # (windows done, windows total), as Analyzer.analyze calls it
 
 
 @dataclass(frozen=True)
@@ -107,12 +108,13 @@ class AffectPipeline:
 
     def perceive(self, audio: Audio | None = None, transcript: GivenWords | None = None, *,
                  sample_rate: int | None = None, name: str | None = None,
-                 modes: Sequence[AffectMode] | None = None) -> Perception:
+                 modes: Sequence[AffectMode] | None = None, progress: ProgressCallback | None = None) -> Perception:
         """Hear one recording once, as the given affect modes need it (default: the pipeline's mode): the
         words (given, or recognised by the ASR, which runs at most once; None when neither) and, for
         'predicted', the affect report with the words aligned to its timeline.
 
         audio: a file path, the bytes of an audio file, or a NumPy array of samples with its `sample_rate`.
+        progress: called with (windows done, windows total) as the emotion model works (Analyzer.analyze).
         """
         modes = (self.mode,) if modes is None else tuple(_checked_mode(m) for m in modes)
         if not modes:
@@ -132,9 +134,11 @@ class AffectPipeline:
             return Perception(words=words)
         analyzer = self._analyzer()
         if words is None:
-            return Perception(words=None, report=analyzer.analyze(audio, sample_rate=sample_rate, name=name, timeline=True))
+            return Perception(words=None, report=analyzer.analyze(audio, sample_rate=sample_rate, name=name, timeline=True,
+                                                                 progress=progress))
         recogniser = _Recognised(words) if listen else _given(transcript)
-        aligned = transcribe_with_emotion(audio, sample_rate=sample_rate, name=name, analyzer=analyzer, asr=recogniser)
+        aligned = transcribe_with_emotion(audio, sample_rate=sample_rate, name=name, analyzer=analyzer, asr=recogniser,
+                                          progress=progress)
         return Perception(words=words, report=aligned.report, aligned=aligned)
 
     def prompt(self, question: str, perception: Perception, *, mode: AffectMode | None = None,
@@ -181,17 +185,21 @@ class Conversation:
 
     def __init__(self, pipeline: AffectPipeline, *, audio: Audio | None = None, transcript: GivenWords | None = None,
                  sample_rate: int | None = None, oracle: OracleAffect | dict | None = None,
-                 context: str | None = None) -> None:
+                 context: str | None = None, perception: Perception | None = None,
+                 mode: AffectMode | None = None) -> None:
+        """perception: a recording already heard (then `audio` and `transcript` are not used); mode: the affect
+        mode of the first turn's prompt (default: the pipeline's)."""
         self.pipeline = pipeline
-        self.perception = pipeline.perceive(audio, transcript, sample_rate=sample_rate)
+        self.perception = perception if perception is not None else pipeline.perceive(audio, transcript, sample_rate=sample_rate)
         self.oracle, self.context = oracle, context
+        self.mode = None if mode is None else _checked_mode(mode)
         self.messages: list[BaseMessage] = []
 
     def say(self, text: str) -> str:
         if not text.strip():
             raise AgentError("empty message")
         if not self.messages:
-            prompt = self.pipeline.prompt(text, self.perception, oracle=self.oracle, context=self.context)
+            prompt = self.pipeline.prompt(text, self.perception, mode=self.mode, oracle=self.oracle, context=self.context)
             self.messages = [SystemMessage(prompt.system), HumanMessage(prompt.user)]
         else:
             self.messages.append(HumanMessage(text.strip()))
