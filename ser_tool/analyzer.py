@@ -22,12 +22,13 @@ import numpy as np
 
 from ser_tool.audio import SAMPLE_RATE, AudioLimits, AudioSource, format_seconds, open_audio
 from ser_tool.backends import Backend, BackendSpec, load_backend
-from ser_tool.describe import NOT_A_VOICE, UNCERTAIN_BELOW, describe
+from ser_tool.describe import NOT_A_VOICE, UNCERTAIN_BELOW, describe, describe_runs
 from ser_tool.errors import AnalysisCancelled, AnalysisTimeLimitError, ConfigError, NoSpeechError, TooManyWindowsError
 from ser_tool.labels import EMOTIONS
-from ser_tool.report import Affect, AffectReport, Dimensions, EmotionProbabilities, Segment
+from ser_tool.report import Affect, AffectReport, Dimensions, EmotionProbabilities, Segment, SpeakerSummary
 from ser_tool.segment import PlannedSegment, SegmentationOptions, detect_speech, plan_segments
 from ser_tool.segment import STEADY_SHARE, steady_tone_share
+from ser_tool.speakers import SpeakerCount, parse_speakers
 
 ProgressCallback = Callable[[int, int], None]  # (windows done, windows total)
 # Set the event (or return True) to stop an analysis; it is checked before every batch.
@@ -49,12 +50,14 @@ class AnalysisOptions:
     batch_size: int = 8
     max_windows: int | None = MAX_WINDOWS  # most model windows one analysis may run; None = no cap
     time_limit: float | None = None  # seconds one analysis may take (decoding included); None = no limit
+    speakers: SpeakerCount | None = None  # attribute speech to speakers: a number, "auto", or None (don't)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ConfigError(f"batch size must be at least 1, got {self.batch_size}")
         if self.max_windows is not None and self.max_windows < 1:
             raise ConfigError(f"max_windows must be at least 1 (or None for no cap), got {self.max_windows}")
+        object.__setattr__(self, "speakers", parse_speakers(self.speakers))
         if self.time_limit is not None and not self.time_limit > 0:
             raise ConfigError(f"time_limit must be positive seconds (or None for no limit), got {self.time_limit}")
 
@@ -128,6 +131,7 @@ class Analyzer:
         timeline: bool | None = None,
         progress: ProgressCallback | None = None,
         cancel: CancelHook | None = None,
+        speakers: SpeakerCount | None = None,
     ) -> AffectReport:
         """Analyse one recording.
 
@@ -139,8 +143,12 @@ class Analyzer:
         AnalysisCancelled when set; checked before every batch, so it stops within one batch.
         Raises TooManyWindowsError before the model runs when the plan exceeds options.max_windows, and
         AnalysisTimeLimitError when options.time_limit passes.
+        speakers: attribute the speech to speakers - a number of speakers, or "auto" to estimate it
+        (default: options.speakers; None = no attribution). Then windows are cut at speaker changes, the
+        timeline is always included, each speech segment carries `speaker`, and the report has `speakers`.
         """
         opts = self.options
+        speakers = opts.speakers if speakers is None else parse_speakers(speakers)
         check = StopCheck(cancel, opts.time_limit)
         with open_audio(audio, sample_rate=sample_rate, name=name, limits=opts.limits) as source:
             regions, peak = detect_speech(source, opts.segmentation, check)
@@ -152,9 +160,16 @@ class Analyzer:
                     f"no speech detected in {label} ({format_seconds(source.duration)} of audio). If it does contain "
                     "speech that is quiet or noisy, try --vad energy (analyse everything above the noise floor)"
                 )
+            turns = None
+            if speakers is not None:
+                from ser_tool.speakers import diarize
+
+                turns = [(t.start, t.end, t.speaker) for t in diarize(source, regions, speakers, check)]
+                timeline = True if timeline is None else timeline
             backend = self.backend
             try:
-                plan = plan_segments(regions, source.duration, opts.segmentation, backend.max_input_seconds, opts.max_windows)
+                plan = plan_segments(regions, source.duration, opts.segmentation, backend.max_input_seconds,
+                                     opts.max_windows, turns)
             except TooManyWindowsError as e:
                 raise TooManyWindowsError(f"{label}: {e}") from None
             speech = [seg for seg in plan if seg.speech]
@@ -201,9 +216,12 @@ class Analyzer:
         overall = affect_from(mean_p, mean_d, mean_u, len(backend.emotions_supported))
 
         speech_duration = _covered_seconds(list(results))
-        segments = [Segment(start=s.start, end=s.end, speech=s.speech, affect=results.get(s)) for s in plan]
+        segments = [Segment(start=s.start, end=s.end, speech=s.speech, affect=results.get(s), speaker=s.speaker) for s in plan]
         include = timeline if timeline is not None else (source.duration > seg_opts.window or len(plan) > 1)
-        description = describe(overall, duration=source.duration, speech_duration=speech_duration, timeline=segments)
+        speakers = _speaker_summaries(segments, speech_duration, len(backend.emotions_supported)) \
+            if any(s.speaker is not None for s in plan) else None
+        description = describe(overall, duration=source.duration, speech_duration=speech_duration, timeline=segments,
+                                speakers=speakers)
         return AffectReport(
             source=label,
             duration=round(source.duration, 3),
@@ -214,6 +232,7 @@ class Analyzer:
             emotions_supported=list(backend.emotions_supported),
             overall=overall,
             timeline=segments if include else None,
+            speakers=speakers,
             window=seg_opts.window,
             hop=seg_opts.step,
             description=description,
@@ -231,6 +250,37 @@ def affect_from(p: np.ndarray, d: np.ndarray | None, unmapped: float | None, n_s
         dimensions=None if d is None else Dimensions.from_sequence(d),
         unmapped_probability=None if unmapped is None else round(min(1.0, max(0.0, unmapped)), 4),
     )
+
+
+def _speaker_summaries(segments: list[Segment], speech_duration: float,
+                       n_supported: int) -> list[SpeakerSummary]:
+    """One summary per speaker, in order of first speech, from the speech segments that carry a speaker."""
+    out = []
+    numbers = sorted({s.speaker for s in segments if s.speaker is not None},
+                     key=lambda k: min(s.start for s in segments if s.speaker == k))
+    for k in numbers:
+        mine = [s for s in segments if s.speaker == k and s.affect is not None]
+        w = np.array([s.end - s.start for s in mine])
+        probs = np.array([s.affect.probabilities.as_tuple() for s in mine])
+        dims = None
+        if all(s.affect.dimensions is not None for s in mine):
+            d = np.array([[s.affect.dimensions.valence, s.affect.dimensions.arousal, s.affect.dimensions.dominance] for s in mine])
+            dims = w @ d / w.sum()
+        unmapped = [s.affect.unmapped_probability for s in mine]
+        mean_u = None if unmapped[0] is None else float(w @ np.array(unmapped) / w.sum())
+        turns, last = 0, None
+        for s in segments:  # a turn ends when another speaker speaks (non-speech gaps do not end it)
+            if s.speaker is not None and s.speaker != last:
+                turns += s.speaker == k
+                last = s.speaker
+        time = _covered_seconds([PlannedSegment(s.start, s.end, True) for s in mine])
+        out.append(SpeakerSummary(
+            speaker=k, name=f"speaker {k}", first_speech=mine[0].start, speaking_time=round(time, 3),
+            share=round(min(1.0, time / speech_duration), 4) if speech_duration else 0.0, turns=max(1, turns),
+            overall=affect_from(w @ probs / w.sum(), dims, mean_u, n_supported),
+            change=describe_runs(mine),
+        ))
+    return out
 
 
 def _covered_seconds(segments: Sequence[PlannedSegment]) -> float:
@@ -268,6 +318,6 @@ def _not_a_voice(report: AffectReport) -> AffectReport:
 
 def analyze(audio, *, backend: str = "embedded", **kwargs) -> AffectReport:
     """One-shot convenience: load `backend`, analyse one recording. Reuse an Analyzer for many."""
-    analyze_keys = {"sample_rate", "name", "timeline", "progress", "cancel"}
+    analyze_keys = {"sample_rate", "name", "timeline", "progress", "cancel", "speakers"}
     call = {k: kwargs.pop(k) for k in list(kwargs) if k in analyze_keys}
     return Analyzer(backend, **kwargs).analyze(audio, **call)
