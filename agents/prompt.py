@@ -132,6 +132,7 @@ def render_affect_block(
         if report is None:
             raise ValueError("mode 'predicted' needs an affect report")
         lines += ["Affect of the whole recording (speech-emotion model):", _overall_predicted(report.overall)]
+        lines += _speaker_lines(report)
         if report.warnings:
             lines += [f"Note: {w}" for w in report.warnings if "cannot detect" not in w and "no valence" not in w]
         lines.append("")
@@ -154,6 +155,18 @@ def _overall_predicted(a: Affect) -> str:
         d = a.dimensions
         text += f"\n- valence {d.valence:.2f}, arousal {d.arousal:.2f}, dominance {d.dominance:.2f}"
     return text
+
+
+def _speaker_lines(report: AffectReport) -> list[str]:
+    """One line per attributed speaker (only when the report has speakers)."""
+    out = []
+    for spk in report.speakers or ():
+        a = spk.overall
+        head = f"{a.emotion} (uncertain)" if a.confidence < UNCERTAIN_BELOW else a.emotion
+        line = (f"- {spk.name} ({spk.speaking_time:.1f}s of speech, {spk.turns} turns, first at {spk.first_speech:.1f}s): "
+                f"{head}, confidence {a.confidence:.2f}")
+        out.append(line + (f"; over time: {spk.change}" if spk.change else ""))
+    return out
 
 
 def _overall_oracle(o: OracleAffect) -> str:

@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--json", action="store_true", help="print JSON (one object, or a list for several files)")
     out.add_argument("--jsonl", action="store_true", help="print one JSON line per file (failures as {source, error} lines)")
     a.add_argument("--timeline", action="store_true", help="include the segment timeline even for short recordings (text output: show it)")
+    a.add_argument("--speakers", type=_speakers_arg, default=None, metavar="N|auto",
+                   help="attribute speech to speakers (N voices, or 'auto' to estimate how many; needs the voice extra): "
+                        "each timeline segment gets its speaker, and the report a per-speaker summary")
     add_model_flags(a)
 
     tr = sub.add_parser("transcribe", help="emotion-aware transcript: the words, each segment with its expressed emotion",
@@ -103,6 +106,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def _speakers_arg(value: str):
+    from ser_tool.speakers import parse_speakers
+
+    try:
+        return parse_speakers(value)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _analyzer(cfg: Settings):
     from ser_tool.analyzer import Analyzer
 
@@ -129,7 +141,7 @@ def _analyze(args: argparse.Namespace) -> int:
             bar.refresh()
 
         try:
-            report = analyzer.analyze(path, timeline=timeline, progress=progress)
+            report = analyzer.analyze(path, timeline=timeline, progress=progress, speakers=args.speakers)
         except AudioError as e:
             failures.append((path, e))
             if args.jsonl:  # JSON escapes every character itself: the raw name stays exact
@@ -255,6 +267,10 @@ def render_text(report, show_timeline: bool = False) -> str:
         d = o.dimensions
         lines.append(f"  valence {d.valence:.2f}   arousal {d.arousal:.2f}   dominance {d.dominance:.2f}   (0..1)")
     lines += textwrap.wrap(report.description, width=100, initial_indent="  ", subsequent_indent="  ")
+    for spk in report.speakers or ():
+        a = spk.overall
+        lines.append(f"  {spk.name}: {format_seconds(spk.speaking_time)} in {spk.turns} turn(s), {spk.share:.0%} of speech;  "
+                     f"{a.emotion} (confidence {a.confidence:.2f})" + (f";  {spk.change}" if spk.change else ""))
     if show_timeline and report.timeline:
         lines.append("  timeline:")
         for seg in report.timeline:
@@ -264,7 +280,8 @@ def render_text(report, show_timeline: bool = False) -> str:
                 continue
             a = seg.affect
             dims = f"  V {a.dimensions.valence:.2f} A {a.dimensions.arousal:.2f} D {a.dimensions.dominance:.2f}" if a.dimensions else ""
-            lines.append(f"    {span} {a.emotion:<10} p {max(a.probabilities.as_tuple()):.2f}  conf {a.confidence:.2f}{dims}")
+            who = "" if seg.speaker is None else f"speaker {seg.speaker}  "
+            lines.append(f"    {span} {who}{a.emotion:<10} p {max(a.probabilities.as_tuple()):.2f}  conf {a.confidence:.2f}{dims}")
     for w in report.warnings:
         lines.append(f"  note: {w}")
     return "\n".join(lines)

@@ -59,6 +59,10 @@ class SpeechEmotionInput(BaseModel):
     timeline: bool | None = Field(
         default=None, description="true: a reading per segment over time; false: overall only; omitted: automatic "
                                   "(included for recordings longer than one analysis window).")
+    speakers: int | Literal["auto"] | None = Field(
+        default=None, description="For a conversation: the number of speakers (1-8) or 'auto' to estimate it; then "
+                                  "each segment says which speaker (1, 2, ... in order of first speech) and the result "
+                                  "summarises the affect of each speaker. Omitted: one reading for the whole recording.")
     transcript: bool = Field(
         default=False, description="true: also transcribe the words and give each spoken segment its expressed emotion.")
 
@@ -105,6 +109,7 @@ class SpeechEmotionTool(BaseTool):
         audio_base64: str | None = None,
         timeline: bool | None = None,
         transcript: bool = False,
+        speakers: int | Literal["auto"] | None = None,
         run_manager: CallbackManagerForToolRun | None = None,
     ) -> tuple[str, AffectReport | EmotionTranscript]:
         if (audio_path is None) == (audio_base64 is None):
@@ -119,7 +124,7 @@ class SpeechEmotionTool(BaseTool):
                     result = transcribe_with_emotion(audio, analyzer=self._analyzer(), asr=asr, name=name)
                     lines = "\n".join(transcript_lines(result))
                     return f"{result.report.description}\nTranscript with expressed emotion per segment:\n{lines}", result
-                report = self._analyzer().analyze(audio, name=name, timeline=timeline)
+                report = self._analyzer().analyze(audio, name=name, timeline=timeline, speakers=speakers)
         except SERError as e:
             raise ToolException(_message(e)) from e
         return report.description, report
@@ -130,10 +135,11 @@ class SpeechEmotionTool(BaseTool):
         audio_base64: str | None = None,
         timeline: bool | None = None,
         transcript: bool = False,
+        speakers: int | Literal["auto"] | None = None,
         run_manager: AsyncCallbackManagerForToolRun | None = None,
     ) -> tuple[str, AffectReport | EmotionTranscript]:
         # Model work blocks: keep it off the event loop.
-        return await asyncio.to_thread(self._run, audio_path, audio_base64, timeline, transcript)
+        return await asyncio.to_thread(self._run, audio_path, audio_base64, timeline, transcript, speakers)
 
     def allowed_folders(self) -> AllowedFolders:
         """The file policy this tool applies (the one the MCP server applies too)."""
