@@ -141,14 +141,15 @@ def describe(
     top, p_top = ranked[0]
     second, p_second = ranked[1]
     word = confidence_word(overall.confidence)
+    many = bool(speakers) and len(speakers) > 1
+    who = f"Taken together, the {len(speakers)} speakers' voices" if many else "The speaker's voice"
     if word == "low":
         lead = (
-            f"The speaker's voice gives no clear emotional signal: the most likely reading is {_NOUN[top]} "
+            f"{who} {'give' if many else 'gives'} no clear emotional signal: the most likely reading is {_NOUN[top]} "
             f"({p_top:.0%}), closely followed by {_NOUN[second]} ({p_second:.0%}); treat this as uncertain."
         )
     else:
-        who = f"Taken together, the {len(speakers)} speakers' voices" if speakers and len(speakers) > 1 else "The speaker's voice"
-        lead = f"{who} mainly expresses {_NOUN[top]} ({p_top:.0%})"
+        lead = f"{who} mainly {'express' if many else 'expresses'} {_NOUN[top]} ({p_top:.0%})"
         lead += f", with some {_NOUN[second]} ({p_second:.0%})." if p_second >= 0.15 else "."
     sentences = [lead]
     dims = describe_dimensions(overall)
