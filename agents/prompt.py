@@ -165,6 +165,7 @@ def render_affect_block(
         if report is None:
             raise ValueError("mode 'predicted' needs an affect report")
         lines += ["Affect of the whole recording (speech-emotion model):", affect_lines(report.overall)]
+        lines += _speaker_lines(report)
         if report.warnings:
             lines += [f"Note: {w}" for w in report.warnings if "cannot detect" not in w and "no valence" not in w]
         stretches = affect_stretches(report)
@@ -197,6 +198,18 @@ def words_known(transcript: EmotionTranscript | Transcript | str | None) -> bool
 
 def _timed_segments(transcript: EmotionTranscript | Transcript | str | None) -> int:
     return 0 if transcript is None or isinstance(transcript, str) else len(transcript.segments)
+
+
+def _speaker_lines(report: AffectReport) -> list[str]:
+    """One line per attributed speaker (only when the report has speakers)."""
+    out = []
+    for spk in report.speakers or ():
+        a = spk.overall
+        head = f"{a.emotion} (uncertain)" if a.uncertain else a.emotion
+        line = (f"- {spk.name} ({spk.speaking_time:.1f}s of speech, {spk.turns} turns, first at {spk.first_speech:.1f}s): "
+                f"{head}, confidence {a.confidence:.2f}")
+        out.append(line + (f"; over time: {spk.change}" if spk.change else ""))
+    return out
 
 
 def _overall_oracle(o: OracleAffect) -> str:

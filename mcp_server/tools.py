@@ -100,6 +100,10 @@ HopArg = Annotated[float | None, Field(
 VadArg = Annotated[Literal["webrtc", "energy"] | None, Field(
     description="Speech detector. 'webrtc' (default) finds speech; 'energy' analyses everything above the noise floor - "
                 "use it when a quiet or noisy recording returned 'no speech detected'.")]
+SpeakersArg = Annotated[int | Literal["auto"] | None, Field(
+    description="Who sounded how in a conversation: the number of speakers (1-8), or 'auto' to estimate it. Then every "
+                "speech segment of the timeline carries 'speaker' (1, 2, ... in order of first speech) and 'speakers' "
+                "summarises each one (speaking time, overall affect, how it changes). Omit for one recording-wide reading.")]
 # Published only when the server has several backends, then as a choice of their names (see _fit_backend).
 BackendArg = Annotated[str | None, Field(description="Which model to use (default: the server's first).")]
 TranscriptArg = Annotated[str | None, Field(
@@ -137,7 +141,7 @@ class BatchReport(BaseModel):
 async def analyze_speech_emotion(
     ctx: ToolContext, path: PathArg = None, url: UrlArg = None, audio_base64: Base64Arg = None,
     timeline: TimelineArg = None, window: WindowArg = None, hop: HopArg = None, vad: VadArg = None,
-    backend: BackendArg = None,
+    backend: BackendArg = None, speakers: SpeakersArg = None,
 ) -> AffectReport:
     """The affect report of one recording."""
     state: ServerState = ctx.request_context.lifespan_context
@@ -145,7 +149,7 @@ async def analyze_speech_emotion(
     kind = validate_one_source(path=path, url=url, audio_base64=audio_base64)
     async with _audio_source(state.sandbox, kind, path, url, audio_base64) as (audio, name):
         analyzer = await _analyzer(ctx, state.pool, backend, window, hop, vad)
-        report = await run_stoppable(state.pool.analyze, analyzer, audio, name=name, timeline=timeline,
+        report = await run_stoppable(state.pool.analyze, analyzer, audio, name=name, timeline=timeline, speakers=speakers,
                                      progress=_window_progress(ctx, safe_name(name or "audio")))
     log.info("analysed %s (%s, %.1f s of audio) in %.2f s", safe_name(report.source), kind, report.duration, time.perf_counter() - t0)
     return report

@@ -26,13 +26,14 @@ from ser_tool.align import align
 from ser_tool.asr import ASR, Transcript
 from ser_tool.audio import SAMPLE_RATE, AudioLimits, AudioSource, format_seconds, open_audio
 from ser_tool.backends import Backend, BackendSpec, load_backend
-from ser_tool.describe import NOT_A_VOICE, describe
+from ser_tool.describe import NOT_A_VOICE, describe, describe_runs
 from ser_tool.errors import AnalysisCancelled, AnalysisTimeLimitError, ConfigError, NoSpeechError, TooManyWindowsError
 from ser_tool.labels import EMOTIONS
 from ser_tool.level import model_inputs
-from ser_tool.report import Affect, AffectReport, EmotionTranscript, Segment
+from ser_tool.report import Affect, AffectReport, EmotionTranscript, Segment, SpeakerSummary
 from ser_tool.segment import PlannedSegment, SegmentationOptions, SpeechScan, plan_segments, scan_speech
 from ser_tool.segment import STEADY_SHARE, steady_tone_share
+from ser_tool.speakers import SpeakerCount, parse_speakers
 
 ProgressCallback = Callable[[int, int], None]  # (windows done, windows total)
 # Set the event (or return True) to stop an analysis; it is checked before every batch.
@@ -57,12 +58,14 @@ class AnalysisOptions:
     # Bring every window to the backend's speech level before a model that does not normalise its own
     # input (ser_tool.level), so the reading does not follow the recording's volume. False: as recorded.
     normalise_loudness: bool = True
+    speakers: SpeakerCount | None = None  # attribute speech to speakers: a number, "auto", or None (don't)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ConfigError(f"batch size must be at least 1, got {self.batch_size}")
         if self.max_windows is not None and self.max_windows < 1:
             raise ConfigError(f"max_windows must be at least 1 (or None for no cap), got {self.max_windows}")
+        object.__setattr__(self, "speakers", parse_speakers(self.speakers))
         if self.time_limit is not None and not self.time_limit > 0:
             raise ConfigError(f"time_limit must be positive seconds (or None for no limit), got {self.time_limit}")
 
@@ -130,6 +133,7 @@ class Analyzer:
         timeline: bool | None = None,
         progress: ProgressCallback | None = None,
         cancel: CancelHook | None = None,
+        speakers: SpeakerCount | None = None,
     ) -> AffectReport:
         """Analyse one recording.
 
@@ -141,8 +145,12 @@ class Analyzer:
         AnalysisCancelled when set; checked before every batch, so it stops within one batch.
         Raises TooManyWindowsError before the model runs when the plan exceeds options.max_windows, and
         AnalysisTimeLimitError when options.time_limit passes.
+        speakers: attribute the speech to speakers - a number of speakers, or "auto" to estimate it
+        (default: options.speakers; None = no attribution). Then windows are cut at speaker changes, the
+        timeline is always included, each speech segment carries `speaker`, and the report has `speakers`.
         """
         opts = self.options
+        speakers = opts.speakers if speakers is None else parse_speakers(speakers)
         check = StopCheck(cancel, opts.time_limit)
         with open_audio(audio, sample_rate=sample_rate, name=name, limits=opts.limits) as source:
             scan = scan_speech(source, opts.segmentation, check)
@@ -156,9 +164,16 @@ class Analyzer:
                     f"{scan.floor_db:.0f} dBFS sounded like speech). If it does contain speech that is quiet or noisy, "
                     "try the energy speech detector, which analyses everything above the noise floor", setting="vad", value="energy"
                 )
+            turns = None
+            if speakers is not None:
+                from ser_tool.speakers import diarize
+
+                turns = [(t.start, t.end, t.speaker) for t in diarize(source, regions, speakers, check)]
+                timeline = True if timeline is None else timeline
             backend = self.backend
             try:
-                plan = plan_segments(regions, source.duration, opts.segmentation, backend.max_input_seconds, opts.max_windows)
+                plan = plan_segments(regions, source.duration, opts.segmentation, backend.max_input_seconds,
+                                     opts.max_windows, turns)
             except TooManyWindowsError as e:
                 raise TooManyWindowsError(f"{label}: {e.message}", hints=e.hints) from None
             speech = [seg for seg in plan if seg.speech]
@@ -234,9 +249,12 @@ class Analyzer:
         backend, seg_opts = self.backend, self.options.segmentation
         overall = mean_affect(list(results.values()), [s.duration for s in results], len(backend.emotions_supported))
         speech_duration = covered_seconds((s.start, s.end) for s in results)
-        segments = [Segment(start=s.start, end=s.end, speech=s.speech, affect=results.get(s)) for s in plan]
+        segments = [Segment(start=s.start, end=s.end, speech=s.speech, affect=results.get(s), speaker=s.speaker) for s in plan]
         include = timeline if timeline is not None else (source.duration > seg_opts.window or len(plan) > 1)
-        description = describe(overall, duration=source.duration, speech_duration=speech_duration, timeline=segments)
+        speakers = _speaker_summaries(segments, speech_duration, len(backend.emotions_supported)) \
+            if any(s.speaker is not None for s in plan) else None
+        description = describe(overall, duration=source.duration, speech_duration=speech_duration, timeline=segments,
+                                speakers=speakers)
         return AffectReport(
             source=label,
             duration=round(source.duration, 3),
@@ -247,6 +265,7 @@ class Analyzer:
             emotions_supported=list(backend.emotions_supported),
             overall=overall,
             timeline=segments if include else None,
+            speakers=speakers,
             window=seg_opts.window,
             hop=seg_opts.step,
             description=description,
@@ -265,6 +284,29 @@ def _dropped_sound(scan: SpeechScan) -> list[str]:
         "taken as speech, so it is not in this report. If it is speech (a quiet or distant voice), analyse again "
         "with the energy speech detector (setting vad='energy') or a lower speech floor (setting vad_floor_db)."
     ]
+
+
+def _speaker_summaries(segments: list[Segment], speech_duration: float,
+                       n_supported: int) -> list[SpeakerSummary]:
+    """One summary per speaker, in order of first speech, from the speech segments that carry a speaker."""
+    out = []
+    numbers = sorted({s.speaker for s in segments if s.speaker is not None},
+                     key=lambda k: min(s.start for s in segments if s.speaker == k))
+    for k in numbers:
+        mine = [s for s in segments if s.speaker == k and s.affect is not None]
+        turns, last = 0, None
+        for s in segments:  # a turn ends when another speaker speaks (non-speech gaps do not end it)
+            if s.speaker is not None and s.speaker != last:
+                turns += s.speaker == k
+                last = s.speaker
+        time = covered_seconds((s.start, s.end) for s in mine)
+        out.append(SpeakerSummary(
+            speaker=k, name=f"speaker {k}", first_speech=mine[0].start, speaking_time=round(time, 3),
+            share=round(min(1.0, time / speech_duration), 4) if speech_duration else 0.0, turns=max(1, turns),
+            overall=mean_affect([s.affect for s in mine], [s.end - s.start for s in mine], n_supported),
+            change=describe_runs(mine),
+        ))
+    return out
 
 
 def _warnings(overall: Affect, speech_duration: float, backend: Backend) -> list[str]:

@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--json", action="store_true", help="print JSON (one object, or a list for several files)")
     out.add_argument("--jsonl", action="store_true", help="print one JSON line per file (failures as {source, error} lines)")
     a.add_argument("--timeline", action="store_true", help="include the segment timeline even for short recordings (text output: show it)")
+    a.add_argument("--speakers", type=_speakers_arg, default=None, metavar="N|auto",
+                   help="attribute speech to speakers (N voices, or 'auto' to estimate how many; needs the voice extra): "
+                        "each timeline segment gets its speaker, and the report a per-speaker summary")
     add_model_flags(a)
 
     tr = sub.add_parser("transcribe", help="emotion-aware transcript: the words, each segment with its expressed emotion",
@@ -110,6 +113,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def _speakers_arg(value: str):
+    from ser_tool.speakers import parse_speakers
+
+    try:
+        return parse_speakers(value)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _analyzer(cfg: Settings):
     from ser_tool.analyzer import Analyzer
 
@@ -136,7 +148,7 @@ def _analyze(args: argparse.Namespace) -> int:
             bar.refresh()
 
         try:
-            report = analyzer.analyze(path, timeline=timeline, progress=progress)
+            report = analyzer.analyze(path, timeline=timeline, progress=progress, speakers=args.speakers)
         except AudioError as e:
             failures.append((path, e))
             if args.jsonl:  # JSON escapes every character itself: the raw name stays exact

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from ser_tool.audio import format_seconds
 from ser_tool.labels import EMOTIONS
-from ser_tool.report import UNCERTAIN_BELOW, Affect, AffectReport, Dimensions, EmotionTranscript, Segment
+from ser_tool.report import UNCERTAIN_BELOW, Affect, AffectReport, Dimensions, EmotionTranscript, Segment, SpeakerSummary
 
 __all__ = [
     "MESSAGE_MAX_CHARS", "NAME_MAX_CHARS", "NOT_A_VOICE", "UNCERTAIN_BELOW", "Stretch", "affect_brief", "affect_lines",
@@ -142,6 +142,16 @@ def _runs(timeline: Sequence[Segment]) -> list[tuple[float, float, str]]:
     return [tuple(r) for r in runs]
 
 
+def describe_runs(timeline: Sequence[Segment], max_runs: int = 4) -> str | None:
+    """'neutral 0:00-0:12; angry 0:40-1:05' - the emotion runs of the timeline; None when there are fewer
+    than two (nothing changes)."""
+    runs = _runs(timeline)
+    if len(runs) <= 1:
+        return None
+    parts = [f"{emo} {format_seconds(s)}-{format_seconds(e)}" for s, e, emo in runs[:max_runs]]
+    return "; ".join(parts) + (f", and {len(runs) - max_runs} more changes" if len(runs) > max_runs else "")
+
+
 def describe_timeline(timeline: Sequence[Segment] | None, max_runs: int = 4) -> str | None:
     if not timeline:
         return None
@@ -153,31 +163,50 @@ def describe_timeline(timeline: Sequence[Segment] | None, max_runs: int = 4) -> 
     return f"Over time it changes: {'; '.join(parts)}{more}."
 
 
+def describe_speaker(summary: SpeakerSummary) -> str:
+    """One sentence on one speaker: when they speak, how much, what their voice expresses and how it moves."""
+    a = summary.overall
+    word = confidence_word(a.confidence)
+    reading = f"no clear emotion (most likely {_NOUN[a.emotion]})" if word == "low" else (
+        f"mainly {_NOUN[a.emotion]} ({a.probabilities.as_tuple()[EMOTIONS.index(a.emotion)]:.0%}, {word} confidence)")
+    turns = "1 turn" if summary.turns == 1 else f"{summary.turns} turns"
+    text = (f"{summary.name.capitalize()} (first heard at {format_seconds(summary.first_speech)}, speaks "
+            f"{format_seconds(summary.speaking_time)} in {turns}) expresses {reading}")
+    return text + (f"; over time: {summary.change}." if summary.change else ".")
+
+
 def describe(
     overall: Affect,
     *,
     duration: float,
     speech_duration: float,
     timeline: Sequence[Segment] | None,
+    speakers: Sequence[SpeakerSummary] | None = None,
 ) -> str:
-    """A short description of the expressed (not felt) affect for an LLM prompt."""
+    """A short description of the expressed (not felt) affect for an LLM prompt. With `speakers`, one
+    sentence per speaker ("speaker 1", "speaker 2", ... in order of first speech) replaces the timeline's."""
     (top, p_top), (second, p_second) = ranked_emotions(overall)[:2]
     word = confidence_word(overall)
+    many = bool(speakers) and len(speakers) > 1
+    who = f"Taken together, the {len(speakers)} speakers' voices" if many else "The speaker's voice"
     if word == "low":
         lead = (
-            f"The speaker's voice gives no clear emotional signal: the most likely reading is {_NOUN[top]} "
+            f"{who} {'give' if many else 'gives'} no clear emotional signal: the most likely reading is {_NOUN[top]} "
             f"({p_top:.0%}), closely followed by {_NOUN[second]} ({p_second:.0%}); treat this as uncertain."
         )
     else:
-        lead = f"The speaker's voice mainly expresses {_NOUN[top]} ({p_top:.0%})"
+        lead = f"{who} mainly {'express' if many else 'expresses'} {_NOUN[top]} ({p_top:.0%})"
         lead += f", with some {_NOUN[second]} ({p_second:.0%})." if p_second >= 0.15 else "."
     sentences = [lead]
     dims = describe_dimensions(overall)
     if dims:
         sentences.append(dims)
-    change = describe_timeline(timeline)
-    if change:
-        sentences.append(change)
+    if speakers:
+        sentences.extend(describe_speaker(s) for s in speakers)
+    else:
+        change = describe_timeline(timeline)
+        if change:
+            sentences.append(change)
     speech_share = speech_duration / duration if duration else 0.0
     if speech_share < 0.8:
         sentences.append(f"Speech fills {format_seconds(speech_duration)} of {format_seconds(duration)}; the rest is silence or non-speech.")
@@ -205,6 +234,10 @@ def report_lines(report: AffectReport, *, timeline: bool = False) -> list[str]:
     if o.dimensions:
         lines.append(f"  {vad_words(o.dimensions, sep='   ')}   (0..1)")
     lines += textwrap.wrap(report.description, width=100, initial_indent="  ", subsequent_indent="  ")
+    for spk in report.speakers or ():
+        a = spk.overall
+        lines.append(f"  {spk.name}: {format_seconds(spk.speaking_time)} in {spk.turns} turn(s), {spk.share:.0%} of speech;  "
+                     f"{a.emotion} (confidence {a.confidence:.2f})" + (f";  {spk.change}" if spk.change else ""))
     if timeline and report.timeline:
         lines.append("  timeline:")
         for seg in report.timeline:
@@ -214,7 +247,8 @@ def report_lines(report: AffectReport, *, timeline: bool = False) -> list[str]:
                 continue
             a = seg.affect
             dims = f"  {vad_letters(a.dimensions)}" if a.dimensions else ""
-            lines.append(f"    {span} {a.emotion:<10} p {max(a.probabilities.as_tuple()):.2f}  conf {a.confidence:.2f}{dims}")
+            who = "" if seg.speaker is None else f"speaker {seg.speaker}  "
+            lines.append(f"    {span} {who}{a.emotion:<10} p {max(a.probabilities.as_tuple()):.2f}  conf {a.confidence:.2f}{dims}")
     lines += [f"  note: {w}" for w in report.warnings]
     return lines
 

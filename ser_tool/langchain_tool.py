@@ -58,6 +58,10 @@ class SpeechEmotionInput(BaseModel):
     timeline: bool | None = Field(
         default=None, description="true: a reading per segment over time; false: overall only; omitted: automatic "
                                   "(included for recordings longer than one analysis window).")
+    speakers: int | Literal["auto"] | None = Field(
+        default=None, description="For a conversation: the number of speakers (1-8) or 'auto' to estimate it; then "
+                                  "each segment says which speaker (1, 2, ... in order of first speech) and the result "
+                                  "summarises the affect of each speaker. Omitted: one reading for the whole recording.")
     transcript: bool = Field(
         default=False, description="true: also transcribe the words and give each spoken segment its expressed emotion.")
 
@@ -104,6 +108,7 @@ class SpeechEmotionTool(BaseTool):
         audio_base64: str | None = None,
         timeline: bool | None = None,
         transcript: bool = False,
+        speakers: int | Literal["auto"] | None = None,
         run_manager: CallbackManagerForToolRun | None = None,
     ) -> tuple[str, AffectReport | EmotionTranscript]:
         if (audio_path is None) == (audio_base64 is None):
@@ -117,7 +122,7 @@ class SpeechEmotionTool(BaseTool):
                     asr: ASR = self.asr
                     result = self._analyzer().transcribe(audio, asr, name=name)
                     return transcript_text(result, heading="Transcript with expressed emotion per segment:"), result
-                report = self._analyzer().analyze(audio, name=name, timeline=timeline)
+                report = self._analyzer().analyze(audio, name=name, timeline=timeline, speakers=speakers)
         except SERError as e:
             raise ToolException(_message(e)) from e
         return report.description, report
@@ -128,10 +133,11 @@ class SpeechEmotionTool(BaseTool):
         audio_base64: str | None = None,
         timeline: bool | None = None,
         transcript: bool = False,
+        speakers: int | Literal["auto"] | None = None,
         run_manager: AsyncCallbackManagerForToolRun | None = None,
     ) -> tuple[str, AffectReport | EmotionTranscript]:
         # Model work blocks: keep it off the event loop.
-        return await asyncio.to_thread(self._run, audio_path, audio_base64, timeline, transcript)
+        return await asyncio.to_thread(self._run, audio_path, audio_base64, timeline, transcript, speakers)
 
     def allowed_folders(self) -> AllowedFolders:
         """The file policy this tool applies (the one the MCP server applies too)."""

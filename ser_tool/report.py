@@ -111,6 +111,36 @@ class Segment(BaseModel):
     end: float = Field(ge=0.0, description="End time in seconds from the beginning of the recording.")
     speech: bool = Field(description="True if speech was detected here; false for silence, noise or music without speech.")
     affect: Affect | None = Field(default=None, description="The expressed affect in this segment; null when speech is false.")
+    speaker: int | None = Field(
+        default=None, ge=1, exclude_if=lambda v: v is None,
+        description=(
+            "Who speaks in this segment: 1 = speaker 1, 2 = speaker 2, ... numbered in order of first speech "
+            "(see `speakers`). Present only on speech segments, and only when speaker attribution was asked for."
+        ),
+    )
+
+
+class SpeakerSummary(BaseModel):
+    """One voice in the recording (speaker attribution) and the affect it expresses."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    speaker: int = Field(ge=1, description="Speaker number: 1, 2, ... in order of first speech; matches `speaker` on timeline segments.")
+    name: str = Field(description="How the description names this speaker: 'speaker 1', 'speaker 2', ...")
+    first_speech: float = Field(ge=0.0, description="Seconds from the beginning of the recording at which this speaker first speaks.")
+    speaking_time: float = Field(ge=0.0, description="Seconds of speech attributed to this speaker.")
+    share: float = Field(ge=0.0, le=1.0, description="This speaker's share of all detected speech, 0..1.")
+    turns: int = Field(ge=1, description="Number of turns: stretches of this speaker's speech not interrupted by another speaker.")
+    overall: Affect = Field(
+        description="Affect of this speaker's speech: its segments' probabilities and dimensions averaged, weighted by duration."
+    )
+    change: str | None = Field(
+        default=None,
+        description=(
+            "How this speaker's expressed emotion moves over time, in words (e.g. 'neutral 0:00-0:12; angry "
+            "0:40-1:05'); null when it stays the same throughout or the speaker has a single segment."
+        ),
+    )
 
 
 class AffectReport(BaseModel):
@@ -143,6 +173,14 @@ class AffectReport(BaseModel):
         description=(
             "Segments in time order covering the recording, speech and non-speech; present when the recording "
             "is longer than one analysis window (or when asked for). Null otherwise."
+        ),
+    )
+    speakers: list[SpeakerSummary] | None = Field(
+        default=None, exclude_if=lambda v: v is None,
+        description=(
+            "Per-speaker summary, in order of first speech; present only when speaker attribution was asked for "
+            "(then every speech segment of the timeline carries its `speaker`). Speakers are told apart by voice "
+            "alone (no names); overlapping speech is attributed to one speaker."
         ),
     )
     window: float = Field(description="Analysis window length in seconds used to cut speech into segments.")

@@ -19,8 +19,8 @@ up to 15 s are not cut), still shows how affect moves through a long call, and s
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -77,6 +77,7 @@ class PlannedSegment:
     start: float
     end: float
     speech: bool
+    speaker: int | None = None  # who speaks (1, 2, ...) when speakers were attributed; else None
 
     @property
     def duration(self) -> float:
@@ -219,9 +220,12 @@ def plan_segments(
     options: SegmentationOptions,
     max_input_seconds: float | None = None,
     max_windows: int | None = None,
+    turns: Sequence[tuple[float, float, int]] | None = None,
 ) -> list[PlannedSegment]:
     """Timeline covering [0, duration]: speech regions cut into windows, gaps as non-speech segments.
 
+    turns: (start, end, speaker) spans of the speech; regions are first cut at every speaker change, so
+    no window straddles one, and each speech window carries its speaker.
     Raises TooManyWindowsError as soon as the speech windows would exceed `max_windows` (None: no cap),
     so an extreme window/hop never builds a huge plan.
     """
@@ -233,7 +237,8 @@ def plan_segments(
     out: list[PlannedSegment] = []
     cursor = 0.0
     n_windows = 0
-    for start, end in regions:
+    pieces = [(s, e, None) for s, e in regions] if turns is None else split_at_turns(regions, turns)
+    for start, end, speaker in pieces:
         if start - cursor > 1e-3:
             out.append(PlannedSegment(round(cursor, 3), start, False))
         budget = None if max_windows is None else max_windows - n_windows
@@ -241,10 +246,37 @@ def plan_segments(
         if windows is None:
             raise _too_many_windows(regions, window, step, longest, max_windows)
         n_windows += len(windows)
-        out.extend(windows)
+        out.extend(windows if speaker is None else [replace(w, speaker=speaker) for w in windows])
         cursor = end
     if duration - cursor > 1e-3:
         out.append(PlannedSegment(round(cursor, 3), round(duration, 3), False))
+    return out
+
+
+def split_at_turns(regions: Sequence[tuple[float, float]], turns: Sequence[tuple[float, float, int]]
+                   ) -> list[tuple[float, float, int | None]]:
+    """The speech regions cut at speaker changes: (start, end, speaker) pieces in time order. Speech that no
+    turn covers takes the speaker of the nearest turn (None when there are no turns)."""
+    ordered = sorted(turns)
+    out: list[tuple[float, float, int | None]] = []
+    for start, end in regions:
+        inside = [(max(start, s), min(end, e), spk) for s, e, spk in ordered if s < end and e > start]
+        if not inside:
+            near = min(ordered, key=lambda t: min(abs(t[0] - end), abs(t[1] - start)), default=None)
+            out.append((start, end, None if near is None else near[2]))
+            continue
+        # stretch the pieces to cover the region: each change sits where one turn ends and the next begins
+        pieces = [[s, e, spk] for s, e, spk in inside]
+        pieces[0][0], pieces[-1][1] = start, end
+        for a, b in zip(pieces, pieces[1:]):
+            a[1] = b[0] = round((a[1] + b[0]) / 2, 3) if a[1] < b[0] else b[0]
+        merged: list[list] = []
+        for p in pieces:
+            if merged and merged[-1][2] == p[2]:
+                merged[-1][1] = p[1]
+            elif p[1] - p[0] > 1e-6:
+                merged.append(p)
+        out.extend((round(s, 3), round(e, 3), spk) for s, e, spk in merged)
     return out
 
 

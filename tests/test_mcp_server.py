@@ -95,7 +95,7 @@ async def test_tools_resources_and_prompt_are_listed(audio_dir):
     async with session(fake_server(audio_dir)) as (client, tools):
         assert set(tools) == {ANALYZE, BATCH, "transcribe_speech_emotion"}
         analyze = tools[ANALYZE]
-        assert set(analyze.inputSchema["properties"]) == {"path", "url", "audio_base64", "timeline", "window", "hop", "vad"}
+        assert set(analyze.inputSchema["properties"]) == {"path", "url", "audio_base64", "timeline", "window", "hop", "vad", "speakers"}
         assert analyze.outputSchema["title"] == "AffectReport"
         assert "valence" in json.dumps(analyze.outputSchema)  # field descriptions travel with the schema
         for word in ("expressed", "not what the speaker", "0..1", "timeline", str(audio_dir).lower()):
