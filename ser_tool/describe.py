@@ -166,7 +166,7 @@ def describe_timeline(timeline: Sequence[Segment] | None, max_runs: int = 4) -> 
 def describe_speaker(summary: SpeakerSummary) -> str:
     """One sentence on one speaker: when they speak, how much, what their voice expresses and how it moves."""
     a = summary.overall
-    word = confidence_word(a.confidence)
+    word = confidence_word(a)
     reading = f"no clear emotion (most likely {_NOUN[a.emotion]})" if word == "low" else (
         f"mainly {_NOUN[a.emotion]} ({a.probabilities.as_tuple()[EMOTIONS.index(a.emotion)]:.0%}, {word} confidence)")
     turns = "1 turn" if summary.turns == 1 else f"{summary.turns} turns"
