@@ -405,11 +405,14 @@ def join_model_folder(parts: Sequence[str | Path], files: Sequence[str | Path], 
         for f in files:
             shutil.copyfile(f, tmp / Path(f).name)
         try:
-            os.replace(tmp, target)  # atomic; fails when another process finished first (target not empty)
+            os.replace(tmp, target)  # atomic; fails when the target folder exists and is not empty
         except OSError:
-            if not target.is_dir() or not (target / "model.bin").is_file():
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)  # the other process's folder went through the same checks
+            done = target / "model.bin"
+            if done.is_file() and done.stat().st_size == (tmp / "model.bin").stat().st_size:
+                shutil.rmtree(tmp, ignore_errors=True)  # another process finished the same join first
+            else:  # a stale, incomplete folder (an interrupted older join): replace it
+                shutil.rmtree(target)
+                os.replace(tmp, target)
     except ModelNotAvailableError:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -34,6 +34,16 @@ def test_join_concatenates_in_order_beside_the_side_files(parts, tmp_path):
     assert sorted(p.name for p in out.parent.iterdir()) == ["m"]  # no temporary folder left
 
 
+def test_a_stale_incomplete_folder_is_replaced(parts, tmp_path):
+    bins, files, sha = parts
+    stale = tmp_path / "cache" / "m"
+    stale.mkdir(parents=True)
+    (stale / "config.json").write_text("old")  # e.g. an older join interrupted before model.bin
+    out = join_model_folder(bins, files, stale, sha256=sha)
+    assert (out / "model.bin").read_bytes() == b"first half|second half" and (out / "config.json").read_text() == "{}"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["m"]
+
+
 def test_checksum_mismatch_leaves_nothing(parts, tmp_path):
     bins, files, _ = parts
     cache = tmp_path / "cache"
