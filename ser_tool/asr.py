@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -27,7 +28,7 @@ from ser_tool.errors import BackendError, ConfigError, ModelNotAvailableError
 
 __all__ = [
     "ASR", "OFFLINE_ASR", "OFFLINE_WHISPER", "FasterWhisperASR", "GivenTranscript", "OfflineWhisper", "Transcript",
-    "TranscriptSegment", "WhisperASR", "default_asr", "join_model_folder", "load_asr", "offline_asr_installed",
+    "TranscriptSegment", "WhisperASR", "default_asr", "join_model_folder", "load_asr", "offline_asr", "offline_asr_installed",
     "offline_whisper_dir",
 ]
 
@@ -268,12 +269,11 @@ def _pipeline_device(device: str):
 OFFLINE_ASR = "offline"  # the model name that load_asr / --asr-model / SER_ASR_MODEL read as OFFLINE_WHISPER
 
 
-class OfflineWhisper(BaseModel):
+@dataclass(frozen=True)
+class OfflineWhisper:
     """A CTranslate2 Whisper folder shipped on a registry in packages: `model.bin` split into `parts`
     (module, file inside it, in order), the other `files` inside the first part's package; `sha256`/`size`
     of the joined model.bin, computed when the packages were pinned."""
-
-    model_config = ConfigDict(frozen=True)
 
     name: str
     parts: tuple[tuple[str, str], ...]

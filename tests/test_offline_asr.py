@@ -1,6 +1,7 @@
 """Words offline: the Whisper-base folder joined from its registry part packages, the default recogniser
 when the [asr] extra is installed (and only then), and one real transcription when it is."""
 
+import dataclasses
 import hashlib
 
 import pytest
@@ -63,9 +64,8 @@ def test_missing_part_is_named(parts, tmp_path):
 def test_joined_folder_is_reused_and_a_partial_one_rejoined(parts, tmp_path, monkeypatch):
     bins, files, sha = parts
     src = bins[0].parent
-    spec = OFFLINE_WHISPER.model_copy(update={
-        "parts": (("pkg_a", "model.bin.part1"), ("pkg_b", "model.bin.part2")), "files": ("config.json",),
-        "sha256": sha, "size": len(b"first half|second half")})
+    spec = dataclasses.replace(OFFLINE_WHISPER, parts=(("pkg_a", "model.bin.part1"), ("pkg_b", "model.bin.part2")),
+                               files=("config.json",), sha256=sha, size=len(b"first half|second half"))
     monkeypatch.setattr(asr_mod, "_package_dir", lambda module: src)
     monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: object())
     target = offline_whisper_dir(spec, tmp_path / "cache")
