@@ -224,8 +224,8 @@ class FasterWhisperASR:
                 "pip install faster-whisper"
             ) from e
         try:
-            return WhisperModel(self.model_path, device=self.device, compute_type=self.compute_type,
-                                cpu_threads=self.cpu_threads)
+            threads = {"cpu_threads": self.cpu_threads} if self.cpu_threads else {}
+            return WhisperModel(self.model_path, device=self.device, compute_type=self.compute_type, **threads)
         except Exception as e:  # noqa: BLE001
             raise ModelNotAvailableError(f"could not load the CTranslate2 Whisper model {self.model_id!r} ({type(e).__name__}: {e})") from e
 
