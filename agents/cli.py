@@ -103,6 +103,7 @@ def _pipeline(args, model: Any):
     from agents.pipeline import AffectPipeline
     from agents.settings import AgentSettings
     from ser_tool import Analyzer, load_asr
+    from ser_tool.asr import default_asr
 
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -115,6 +116,8 @@ def _pipeline(args, model: Any):
     asr = None
     if cfg.asr_model and args.transcript is None:
         asr = load_asr(cfg.asr_model, device=cfg.device, language=cfg.language, offline=cfg.offline)
+    elif args.transcript is None:  # the offline Whisper when the [asr] extra is installed, else the words stay unknown
+        asr = default_asr(device=cfg.device, language=cfg.language)
     analyzer = Analyzer(cfg.backend_spec(), cfg.analysis_options()) if args.mode == "predicted" else None
     return AffectPipeline(model, analyzer=analyzer, asr=asr, mode=args.mode, temperature=args.temperature)
 

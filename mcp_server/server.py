@@ -11,6 +11,7 @@ from typing import Any
 from mcp.server.fastmcp import FastMCP
 
 from ser_tool import DIMENSIONS, EMOTIONS, ASR, Affect, Dimensions, EmotionProbabilities, load_asr, report_json_schema
+from ser_tool.asr import default_asr
 from ser_tool.report import UNCERTAIN_BELOW
 
 from mcp_server.pool import ModelPool
@@ -37,10 +38,12 @@ def build_server(settings: ServerSettings, *, pool: ModelPool | None = None, san
                  asr: ASR | None = None) -> FastMCP:
     """The configured FastMCP server. Nothing heavy happens here: the model loads on first use
     (or in the background once the server runs, with settings.warm_up). `pool`, `sandbox` and `asr`
-    (the speech recogniser, from settings.asr_model; none when unset) default to the ones `settings`
-    describes (tests pass their own)."""
+    (the speech recogniser, from settings.asr_model; when unset the offline Whisper of the [asr] extra, or
+    none without it) default to the ones `settings` describes (tests pass their own)."""
     if asr is None and settings.asr_model:
         asr = load_asr(settings.asr_model, device=settings.device, language=settings.language, offline=settings.offline)
+    elif asr is None:
+        asr = default_asr(device=settings.device, language=settings.language)
     state = ServerState(
         settings=settings,
         pool=pool or ModelPool(settings.backend_specs(), settings.analysis_options(), settings.max_concurrent),

@@ -213,8 +213,9 @@ async def transcribe_speech_emotion(
     if transcript is not None and transcript.strip():
         recogniser = GivenTranscript(transcript)
     elif state.asr is None:
-        raise ToolError("this server has no speech recogniser configured (SER_ASR_MODEL); pass the words "
-                        "as transcript, or use analyze_speech_emotion for the affect alone")
+        raise ToolError("this server has no speech recogniser configured (SER_ASR_MODEL, or the offline one: "
+                        "pip install 'ser-tool[asr]' on the server); pass the words as transcript, or use "
+                        "analyze_speech_emotion for the affect alone")
     else:
         recogniser = state.asr
     async with _audio_source(state.sandbox, kind, path, url, audio_base64) as (audio, name):

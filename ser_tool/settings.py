@@ -62,7 +62,8 @@ class Settings(BaseSettings):
     max_duration: float = Field(7200.0, gt=0, description="Longest recording accepted, seconds.")
     max_file_mb: float = Field(1024.0, gt=0, description="Largest file accepted, MiB.")
     asr_model: str | None = Field(None, description="Speech recogniser for transcripts: a Whisper hub id or local directory "
-                                                    "(transformers), or a CTranslate2 folder (faster-whisper).")
+                                                    "(transformers), a CTranslate2 folder (faster-whisper), or 'offline'. "
+                                                    "Unset: the offline Whisper-base when the [asr] extra is installed.")
     language: str | None = Field(None, description="Language of the speech for the recogniser (e.g. 'en'); default: detect.")
 
     @field_validator("window")
@@ -243,7 +244,8 @@ def add_model_flags(parser: argparse.ArgumentParser, *, model_flag: str = "--mod
     if asr:
         r = parser.add_argument_group("speech recognition")
         r.add_argument("--asr-model", help="Whisper checkpoint for the words: hub id or local directory (transformers), "
-                                           "or a CTranslate2 folder (needs faster-whisper); default: none")
+                                           "or a CTranslate2 folder (needs faster-whisper), or 'offline'; default: the offline "
+                                           "Whisper-base when the [asr] extra is installed, else none")
         r.add_argument("--language", help="language of the speech, e.g. en (default: the recogniser detects it)")
     parser.set_defaults(**{_FLAG_INFO: {"defaults": defaults, "flags": names}})
 

@@ -147,3 +147,10 @@ def no_ser_env(monkeypatch):
     for name in list(os.environ):
         if name.upper().startswith("SER_"):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture(autouse=True)
+def no_offline_asr(monkeypatch):
+    """Tests behave the same whether or not the [asr] extra is installed: no entry point falls back to the
+    offline Whisper (tests/test_offline_asr.py opts back in)."""
+    monkeypatch.setattr("ser_tool.asr.offline_asr_installed", lambda *a, **k: False)
