@@ -42,7 +42,7 @@ from ser_tool import (
     SERError,
     safe_name,
 )
-from ser_tool.describe import SUMMARY_MAX_SEGMENTS, UNCERTAIN_BELOW, report_summary, report_text, transcript_text
+from ser_tool.describe import SUMMARY_MAX_CHARS, SUMMARY_MAX_SEGMENTS, UNCERTAIN_BELOW, report_summary, report_text, transcript_text
 
 from mcp_server.messages import safe_text, tool_message
 from mcp_server.pool import ModelPool
@@ -113,10 +113,11 @@ DetailArg = Annotated[Literal["summary", "full"], Field(
                 "main changes, the strongest moments and per-minute (or per-tenth) lines for long audio. 'full': the "
                 "same plus the complete result as JSON text (large for long recordings; the structured result always "
                 "holds it).")]
-MaxSegmentsArg = Annotated[int, Field(
+MaxSegmentsArg = Annotated[int | None, Field(
     ge=1, le=200,
-    description="How many timeline lines the summary lists at most: every speech segment when there are this many or "
-                "fewer, else this many merged episodes.")]
+    description=f"How many timeline lines the summary lists at most: every speech segment when there are this many or "
+                f"fewer, else this many merged episodes. Default: {SUMMARY_MAX_SEGMENTS}, fewer if needed to keep the "
+                f"text under {SUMMARY_MAX_CHARS} characters; a number you give is not trimmed.")]
 PathsArg = Annotated[list[str] | None, Field(
     description="Paths of audio files inside the allowed folders (absolute or relative to an allowed folder).")]
 FolderArg = Annotated[str | None, Field(
@@ -274,7 +275,7 @@ def _publish(server: FastMCP, tool: Callable[..., Awaitable[BaseModel]], state: 
     failure an error result: the server keeps serving."""
 
     @functools.wraps(tool)
-    async def call(detail: str = "summary", max_segments: int = SUMMARY_MAX_SEGMENTS, **kwargs) -> CallToolResult:
+    async def call(detail: str = "summary", max_segments: int | None = None, **kwargs) -> CallToolResult:
         try:
             result = await tool(**kwargs)
         except Exception as e:  # noqa: BLE001 - every failure becomes an error result
@@ -289,7 +290,7 @@ def _with_text_arguments(signature: inspect.Signature) -> inspect.Signature:
     """The tool's signature plus `detail` and `max_segments`: how much text the result carries is the
     publishing layer's business, not the tool function's."""
     extra = [inspect.Parameter("detail", inspect.Parameter.POSITIONAL_OR_KEYWORD, default="summary", annotation=DetailArg),
-             inspect.Parameter("max_segments", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=SUMMARY_MAX_SEGMENTS,
+             inspect.Parameter("max_segments", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
                                annotation=MaxSegmentsArg)]
     return signature.replace(parameters=[*signature.parameters.values(), *extra])
 
@@ -311,7 +312,7 @@ def _fit_backend(signature: inspect.Signature, pool: ModelPool) -> inspect.Signa
 
 
 def _result(result: AffectReport | BatchReport | EmotionTranscript, *, detail: str = "summary",
-            max_segments: int = SUMMARY_MAX_SEGMENTS) -> CallToolResult:
+            max_segments: int | None = None) -> CallToolResult:
     """Structured content (the full result, validated against the published schema) + the text an LLM
     reads: the compact summary, and with detail='full' the full JSON as a second text block."""
     data = result.model_dump(mode="json")
@@ -321,16 +322,15 @@ def _result(result: AffectReport | BatchReport | EmotionTranscript, *, detail: s
     return CallToolResult(content=content, structuredContent=data)
 
 
-def _text(result: AffectReport | BatchReport | EmotionTranscript, max_segments: int) -> str:
+def _text(result: AffectReport | BatchReport | EmotionTranscript, max_segments: int | None) -> str:
     if isinstance(result, BatchReport):
         return result.summary
     if isinstance(result, EmotionTranscript):
         return transcript_text(result)
-    text = report_text(result, max_segments=max_segments)
-    if sum(s.speech for s in result.timeline or ()) > max_segments:  # the text merged the timeline: say where it is
-        text += (f"\n(The structured result holds the full timeline, {len(result.timeline)} segments; call again with "
-                 "detail='full' for it as JSON text, or with a larger max_segments for more lines.)")
-    return text
+    n = len(result.timeline or ())
+    return report_text(result, max_segments=max_segments, merged_note=(
+        f"(The structured result holds the full timeline, {n} segments; call again with detail='full' for it as "
+        "JSON text, or with a larger max_segments for more lines.)"))
 
 
 # -- errors: the one place the MCP surface words a failure -----------------------------------------

@@ -346,6 +346,7 @@ def stretch_lines(stretches: Sequence[Stretch]) -> list[str]:
 # -- the compact summary for LLM tool results (MCP text, LangChain content) ----------------------------
 
 SUMMARY_MAX_SEGMENTS = 12  # timeline lines the summary lists by default: segments, or merged episodes
+SUMMARY_MAX_CHARS = 4000  # the default summary stays under this (an LLM tool result, not a document)
 BLIP_SHARE = 0.01  # an episode under 1 % of the speech time is a blip, absorbed by its neighbours
 
 
@@ -549,12 +550,27 @@ def _part_lines(speech: Sequence[Segment], duration: float) -> tuple[str, list[s
     return what, lines
 
 
-def report_text(report: AffectReport, *, max_segments: int = SUMMARY_MAX_SEGMENTS) -> str:
+def report_text(report: AffectReport, *, max_segments: int | None = None, merged_note: str | None = None) -> str:
     """The report as an LLM tool result gives it: the description, then the timeline compact - each
     speech segment when there are at most `max_segments`, else at most `max_segments` merged episodes
     (blips under 1 % of the speech absorbed), the main changes and strongest moments, and per-part
-    lines for recordings over two minutes - then the notes. A few thousand characters at any length;
-    the full timeline stays in the report itself."""
+    lines for recordings over two minutes - then the notes. The full timeline stays in the report.
+
+    `max_segments` None: `SUMMARY_MAX_SEGMENTS`, and the text is kept under `SUMMARY_MAX_CHARS` (per-part
+    lines dropped, then fewer episodes) whatever the length of the recording; a number is the caller's
+    explicit choice and is not trimmed. `merged_note`: a last line for when the timeline was merged
+    (where the caller can get all of it)."""
+    if max_segments is not None:
+        return "\n".join(_summary_lines(report, max_segments, parts=True, merged_note=merged_note))
+    n = SUMMARY_MAX_SEGMENTS
+    text = "\n".join(_summary_lines(report, n, parts=True, merged_note=merged_note))
+    while len(text) >= SUMMARY_MAX_CHARS and n >= 1:
+        text = "\n".join(_summary_lines(report, n, parts=False, merged_note=merged_note))
+        n -= 2
+    return text
+
+
+def _summary_lines(report: AffectReport, max_segments: int, *, parts: bool, merged_note: str | None) -> list[str]:
     lines = [report.description]
     speech = _speech(report.timeline)
     if len(speech) > 1 and len(speech) <= max_segments:
@@ -564,10 +580,11 @@ def report_text(report: AffectReport, *, max_segments: int = SUMMARY_MAX_SEGMENT
             dims = f", {vad_letters(a.dimensions)}" if a.dimensions else ""
             lines.append(f"  {format_seconds(seg.start)}-{format_seconds(seg.end)} {affect_tag(a)}{dims}")
     elif len(speech) > max_segments:
-        episodes = emotion_episodes(report.timeline, max_episodes=max_segments, min_seconds=_blip_seconds(speech))
-        lines.append(f"Episodes ({len(episodes)}, merged from {len(speech)} speech segments; brief changes absorbed):")
+        episodes = emotion_episodes(report.timeline, max_episodes=max(1, max_segments), min_seconds=_blip_seconds(speech))
+        lines.append(f"Episodes ({len(episodes)}, merged from {len(speech)} speech segments; brief changes absorbed; "
+                     "% = share of its speech with that reading):")
         for ep in episodes:
-            lines.append(f"  {format_seconds(ep.start)}-{format_seconds(ep.end)} {ep.emotion} ({ep.share:.0%} of its speech), "
+            lines.append(f"  {format_seconds(ep.start)}-{format_seconds(ep.end)} {ep.emotion} {ep.share:.0%}, "
                          f"conf {ep.confidence:.2f}" + _dims_text(ep.arousal, ep.valence))
         changes = _changes(episodes, 3)
         if changes:
@@ -575,9 +592,11 @@ def report_text(report: AffectReport, *, max_segments: int = SUMMARY_MAX_SEGMENT
         peaks = _peaks(speech, 3)
         if peaks:
             lines.append("Strongest moments: " + "; ".join(_peak_text(seg) for seg in peaks))
-    if len(speech) > max_segments and report.duration > 120:
-        what, parts = _part_lines(speech, report.duration)
-        lines.append(f"By {what}:")
-        lines += parts
+        if parts and report.duration > 120:
+            what, part_lines = _part_lines(speech, report.duration)
+            lines.append(f"By {what}:")
+            lines += part_lines
     lines += [f"Note: {w}" for w in report.warnings]
-    return "\n".join(lines)
+    if len(speech) > max_segments and merged_note:
+        lines.append(merged_note)
+    return lines

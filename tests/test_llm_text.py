@@ -63,7 +63,7 @@ def conversation(minutes: float, seed: int = 0, step: float = 5.0) -> list[Segme
 
 
 def _episodes(text: str) -> int:
-    return int(re.search(r"^Episodes \((\d+), merged from \d+ speech segments", text, re.M).group(1))
+    return int(re.search(r"^Episodes \((\d+), merged from \d+ speech segments; brief changes absorbed", text, re.M).group(1))
 
 
 @pytest.mark.parametrize("minutes", [0.06, 3.5, 60, 240])
@@ -86,6 +86,16 @@ def test_long_report_description_reads_as_episodes_and_peaks():
     assert "By tenth (6:26):" in text and len([ln for ln in text.splitlines() if ln.startswith("  ")]) == _episodes(text) + 10
     # the CLI's --timeline output stays complete
     assert len(report_lines(r, timeline=True)) > len(r.timeline)
+
+
+def test_the_default_text_is_trimmed_to_the_cap_but_an_explicit_max_segments_is_not():
+    many = [f"caveat {i}: " + "x" * 200 for i in range(12)]  # long notes leave less room for the timeline
+    r = report(conversation(60), warnings=many)
+    text = report_text(r, merged_note="(all of it elsewhere)")
+    assert len(text) < TEXT_CAP and "By tenth" not in text and _episodes(text) < 12
+    assert text.endswith("(all of it elsewhere)") and all(f"Note: {w}" in text for w in many)
+    big = report_text(r, max_segments=60)
+    assert len(big) > TEXT_CAP and 12 < _episodes(big) <= 60 and "By tenth" in big  # blips under 1 % still go
 
 
 def test_three_and_a_half_minutes_gets_per_minute_parts():
@@ -140,4 +150,4 @@ def test_max_segments_chooses_segments_or_episodes():
     n = sum(s.speech for s in r.timeline)
     assert f"Timeline ({n} speech segments):" in report_text(r, max_segments=n)
     few = report_text(r, max_segments=3)
-    assert 1 <= _episodes(few) <= 3 and few.count(" of its speech), conf") == _episodes(few)
+    assert 1 <= _episodes(few) <= 3 and len(re.findall(r"^  \S+ \w+ \d+%, conf", few, re.M)) == _episodes(few)
