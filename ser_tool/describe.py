@@ -28,7 +28,8 @@ from ser_tool.labels import EMOTIONS
 from ser_tool.report import UNCERTAIN_BELOW, Affect, AffectReport, Dimensions, EmotionTranscript, Segment
 
 __all__ = [
-    "MESSAGE_MAX_CHARS", "NAME_MAX_CHARS", "NOT_A_VOICE", "UNCERTAIN_BELOW", "Stretch", "affect_brief", "affect_lines",
+    "MESSAGE_MAX_CHARS", "NAME_MAX_CHARS", "NOT_A_VOICE", "SUMMARY_MAX_CHARS", "SUMMARY_MAX_SEGMENTS", "UNCERTAIN_BELOW",
+    "Episode", "Stretch", "affect_brief", "affect_lines",
     "affect_stretches", "affect_tag", "confidence_word", "describe", "describe_dimensions", "describe_timeline",
     "emotion_episodes", "probabilities_text", "ranked_emotions", "reading_lines", "report_lines", "report_summary",
     "report_text", "safe_name",

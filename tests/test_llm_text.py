@@ -8,8 +8,7 @@ import re
 import pytest
 
 from ser_tool import EMOTIONS, Affect, AffectReport, Dimensions, EmotionProbabilities
-from ser_tool.analyzer import describe
-from ser_tool.describe import describe_timeline, emotion_episodes, report_lines, report_text
+from ser_tool.describe import describe, describe_timeline, emotion_episodes, report_lines, report_text
 from ser_tool.report import Segment
 
 TEXT_CAP = 4000
