@@ -5,8 +5,10 @@ context, a `ServerState`. Thin by design: argument checks, the sandbox, threads,
 progress live here; everything about emotion lives in ser_tool.
 
 `add_tools` publishes them on a server, fitted to its configuration: descriptions that name its folders
-and limits, and a `backend` argument only when several backends are configured. It is also the one
-place a failure becomes an error result (`_tool_error`) and a result becomes structured content + text.
+and limits, a `backend` argument only when several backends are configured, and on every tool the text
+arguments `detail` and `max_segments`. It is also the one place a failure becomes an error result
+(`_tool_error`) and a result becomes structured content (always the full result) + text (by default a
+compact summary of a few thousand characters at any recording length; `detail="full"` adds the JSON).
 
 No `from __future__ import annotations` here: FastMCP reads the tool signatures at run time.
 """
@@ -40,7 +42,7 @@ from ser_tool import (
     SERError,
     safe_name,
 )
-from ser_tool.describe import UNCERTAIN_BELOW, report_summary, transcript_text
+from ser_tool.describe import SUMMARY_MAX_CHARS, SUMMARY_MAX_SEGMENTS, UNCERTAIN_BELOW, report_summary, report_text, transcript_text
 
 from mcp_server.messages import safe_text, tool_message
 from mcp_server.pool import ModelPool
@@ -109,6 +111,17 @@ BackendArg = Annotated[str | None, Field(description="Which model to use (defaul
 TranscriptArg = Annotated[str | None, Field(
     description="The words, if you already have them: then no speech recognition runs. Plain text becomes one segment over "
                 "the whole recording (its emotion is the overall one); for per-segment emotion let the server transcribe.")]
+DetailArg = Annotated[Literal["summary", "full"], Field(
+    description="What the text result holds. 'summary' (default): a compact reading that stays a few thousand characters "
+                "at any length - the description, the timeline as merged emotion episodes (brief changes absorbed), the "
+                "main changes, the strongest moments and per-minute (or per-tenth) lines for long audio. 'full': the "
+                "same plus the complete result as JSON text (large for long recordings; the structured result always "
+                "holds it).")]
+MaxSegmentsArg = Annotated[int | None, Field(
+    ge=1, le=200,
+    description=f"How many timeline lines the summary lists at most: every speech segment when there are this many or "
+                f"fewer, else this many merged episodes. Default: {SUMMARY_MAX_SEGMENTS}, fewer if needed to keep the "
+                f"text under {SUMMARY_MAX_CHARS} characters; a number you give is not trimmed.")]
 PathsArg = Annotated[list[str] | None, Field(
     description="Paths of audio files inside the allowed folders (absolute or relative to an allowed folder).")]
 FolderArg = Annotated[str | None, Field(
@@ -262,19 +275,29 @@ def add_tools(server: FastMCP, state: ServerState) -> None:
 
 def _publish(server: FastMCP, tool: Callable[..., Awaitable[BaseModel]], state: ServerState, *, title: str,
              description: str, annotations: ToolAnnotations) -> None:
-    """Register one tool function as this server publishes it (see `_fit_backend`). Its result becomes
-    structured content + text, and any failure an error result: the server keeps serving."""
+    """Register one tool function as this server publishes it (see `_fit_backend`), with the text
+    arguments `detail` and `max_segments` added. Its result becomes structured content + text, and any
+    failure an error result: the server keeps serving."""
 
     @functools.wraps(tool)
-    async def call(**kwargs) -> CallToolResult:
+    async def call(detail: str = "summary", max_segments: int | None = None, **kwargs) -> CallToolResult:
         try:
             result = await tool(**kwargs)
         except Exception as e:  # noqa: BLE001 - every failure becomes an error result
             raise _tool_error(e, tool.__name__) from e
-        return _result(result)
+        return _result(result, detail=detail, max_segments=max_segments)
 
-    call.__signature__ = _fit_backend(inspect.signature(tool), state.pool)
+    call.__signature__ = _with_text_arguments(_fit_backend(inspect.signature(tool), state.pool))
     server.add_tool(call, name=tool.__name__, title=title, description=description, annotations=annotations)
+
+
+def _with_text_arguments(signature: inspect.Signature) -> inspect.Signature:
+    """The tool's signature plus `detail` and `max_segments`: how much text the result carries is the
+    publishing layer's business, not the tool function's."""
+    extra = [inspect.Parameter("detail", inspect.Parameter.POSITIONAL_OR_KEYWORD, default="summary", annotation=DetailArg),
+             inspect.Parameter("max_segments", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
+                               annotation=MaxSegmentsArg)]
+    return signature.replace(parameters=[*signature.parameters.values(), *extra])
 
 
 def _fit_backend(signature: inspect.Signature, pool: ModelPool) -> inspect.Signature:
@@ -293,21 +316,26 @@ def _fit_backend(signature: inspect.Signature, pool: ModelPool) -> inspect.Signa
     return signature.replace(parameters=list(params.values()))
 
 
-def _result(result: AffectReport | BatchReport | EmotionTranscript) -> CallToolResult:
-    """Structured content (validated against the published schema) + the text an LLM reads first + the JSON."""
+def _result(result: AffectReport | BatchReport | EmotionTranscript, *, detail: str = "summary",
+            max_segments: int | None = None) -> CallToolResult:
+    """Structured content (the full result, validated against the published schema) + the text an LLM
+    reads: the compact summary, and with detail='full' the full JSON as a second text block."""
     data = result.model_dump(mode="json")
-    return CallToolResult(
-        content=[TextContent(type="text", text=_text(result)), TextContent(type="text", text=json.dumps(data))],
-        structuredContent=data,
-    )
+    content = [TextContent(type="text", text=_text(result, max_segments))]
+    if detail == "full":
+        content.append(TextContent(type="text", text=json.dumps(data)))
+    return CallToolResult(content=content, structuredContent=data)
 
 
-def _text(result: AffectReport | BatchReport | EmotionTranscript) -> str:
+def _text(result: AffectReport | BatchReport | EmotionTranscript, max_segments: int | None) -> str:
     if isinstance(result, BatchReport):
         return result.summary
     if isinstance(result, EmotionTranscript):
         return transcript_text(result)
-    return result.description
+    n = len(result.timeline or ())
+    return report_text(result, max_segments=max_segments, merged_note=(
+        f"(The structured result holds the full timeline, {n} segments; call again with detail='full' for it as "
+        "JSON text, or with a larger max_segments for more lines.)"))
 
 
 # -- errors: the one place the MCP surface words a failure -----------------------------------------

@@ -6,6 +6,8 @@
 - `report_summary`: one line per report (the MCP batch summary); `reading_lines`: the MCP prompt's reading;
 - `affect_lines`, `affect_tag`, `affect_stretches` + `stretch_lines`, `span_text`: the agent prompt's
   affect block pieces; `affect_brief`: the tag `ser-agent chat` shows next to each reply;
+- `emotion_episodes`, `report_text`: the compact summary an LLM tool result carries (merged episodes,
+  the main changes and peaks, per-part lines for long audio); its size does not grow with the recording;
 - `safe_name`: the one way any surface puts a name it did not choose (a file name, a path, a message
   quoting one) into text.
 
@@ -14,19 +16,23 @@ Whether an emotion is uncertain is `Affect.uncertain` (ser_tool.report), never a
 
 from __future__ import annotations
 
+import heapq
+import math
 import textwrap
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ser_tool.audio import format_seconds
 from ser_tool.labels import EMOTIONS
 from ser_tool.report import UNCERTAIN_BELOW, Affect, AffectReport, Dimensions, EmotionTranscript, Segment, SpeakerSummary
 
 __all__ = [
-    "MESSAGE_MAX_CHARS", "NAME_MAX_CHARS", "NOT_A_VOICE", "UNCERTAIN_BELOW", "Stretch", "affect_brief", "affect_lines",
+    "MESSAGE_MAX_CHARS", "NAME_MAX_CHARS", "NOT_A_VOICE", "SUMMARY_MAX_CHARS", "SUMMARY_MAX_SEGMENTS", "UNCERTAIN_BELOW",
+    "Episode", "Stretch", "affect_brief", "affect_lines",
     "affect_stretches", "affect_tag", "confidence_word", "describe", "describe_dimensions", "describe_timeline",
-    "probabilities_text", "ranked_emotions", "reading_lines", "report_lines", "report_summary", "safe_name",
+    "emotion_episodes", "probabilities_text", "ranked_emotions", "reading_lines", "report_lines", "report_summary",
+    "report_text", "safe_name",
     "span_text", "stretch_lines", "transcript_lines", "transcript_text", "vad_letters", "vad_words",
 ]
 NOT_A_VOICE = ("The audio looks like steady tones or music (a held pitch, hum or chord), not speech; "
@@ -143,24 +149,37 @@ def _runs(timeline: Sequence[Segment]) -> list[tuple[float, float, str]]:
 
 
 def describe_runs(timeline: Sequence[Segment], max_runs: int = 4) -> str | None:
-    """'neutral 0:00-0:12; angry 0:40-1:05' - the emotion runs of the timeline; None when there are fewer
-    than two (nothing changes)."""
+    """'neutral 0:00-0:12; angry 0:40-1:05' - the emotion runs of the timeline (merged into at most
+    `max_runs` episodes when there are more, see `emotion_episodes`); None when nothing changes."""
     runs = _runs(timeline)
     if len(runs) <= 1:
         return None
-    parts = [f"{emo} {format_seconds(s)}-{format_seconds(e)}" for s, e, emo in runs[:max_runs]]
-    return "; ".join(parts) + (f", and {len(runs) - max_runs} more changes" if len(runs) > max_runs else "")
+    if len(runs) <= max_runs:
+        return "; ".join(f"{emo} {format_seconds(s)}-{format_seconds(e)}" for s, e, emo in runs)
+    episodes = emotion_episodes(timeline, max_episodes=max_runs, min_seconds=_blip_seconds(timeline))
+    return "; ".join(f"{ep.emotion} {format_seconds(ep.start)}-{format_seconds(ep.end)} ({ep.share:.0%} of it)" for ep in episodes)
 
 
-def describe_timeline(timeline: Sequence[Segment] | None, max_runs: int = 4) -> str | None:
+def describe_timeline(timeline: Sequence[Segment] | None, max_runs: int = 4, max_episodes: int = 6) -> str | None:
+    """The sentence on how the reading changes. Up to `max_runs` readings are told as they are; more are
+    merged into at most `max_episodes` episodes (brief changes absorbed, see `emotion_episodes`), so the
+    sentence stays the same size for a one-hour call as for a one-minute one."""
     if not timeline:
         return None
     runs = _runs(timeline)
     if len(runs) <= 1:
         return None if not runs or runs[0][2] == "uncertain" else f"It stays {runs[0][2]} throughout the speech."
-    parts = [f"{emo} {format_seconds(s)}-{format_seconds(e)}" for s, e, emo in runs[:max_runs]]
-    more = f", and {len(runs) - max_runs} more changes" if len(runs) > max_runs else ""
-    return f"Over time it changes: {'; '.join(parts)}{more}."
+    if len(runs) <= max_runs:
+        parts = [f"{emo} {format_seconds(s)}-{format_seconds(e)}" for s, e, emo in runs]
+        return f"Over time it changes: {'; '.join(parts)}."
+    episodes = emotion_episodes(timeline, max_episodes=max_episodes, min_seconds=_blip_seconds(timeline))
+    parts = [f"{ep.emotion} {format_seconds(ep.start)}-{format_seconds(ep.end)} ({ep.share:.0%} of it)" for ep in episodes]
+    text = (f"Over time the reading changes {len(runs) - 1} times; merged into {len(episodes)} main "
+            f"episode{'s' if len(episodes) != 1 else ''} (brief changes absorbed): {'; '.join(parts)}.")
+    top = _peaks(timeline, 2)
+    if top:
+        text += " Strongest moments: " + "; ".join(_peak_text(seg) for seg in top) + "."
+    return text
 
 
 def describe_speaker(summary: SpeakerSummary) -> str:
@@ -359,3 +378,262 @@ def affect_stretches(report: AffectReport) -> list[Stretch]:
 def stretch_lines(stretches: Sequence[Stretch]) -> list[str]:
     """'[0.0-4.0s] angry, conf 0.62', one line per stretch."""
     return [f"{span_text(s.start, s.end)} {affect_tag(s.affect)}" for s in stretches]
+
+
+# -- the compact summary for LLM tool results (MCP text, LangChain content) ----------------------------
+
+SUMMARY_MAX_SEGMENTS = 12  # timeline lines the summary lists by default: segments, or merged episodes
+SUMMARY_MAX_CHARS = 4000  # the default summary stays under this (an LLM tool result, not a document)
+BLIP_SHARE = 0.01  # an episode under 1 % of the speech time is a blip, absorbed by its neighbours
+
+
+@dataclass(frozen=True)
+class Episode:
+    """A stretch of the timeline with one reading: consecutive speech segments with the same reading
+    joined (pauses do not split it), shorter episodes absorbed into it."""
+
+    start: float
+    end: float
+    emotion: str  # the reading with the most speech time in it: an emotion, or "uncertain"
+    share: float  # share of the episode's speech time whose own reading is `emotion` (0..1)
+    seconds: float  # speech seconds in it (overlapping windows count their overlap twice)
+    segments: int  # speech segments merged into it
+    confidence: float  # mean confidence of its segments, weighted by duration
+    arousal: float | None  # mean arousal / valence, weighted by duration; None without dimensions
+    valence: float | None
+
+
+@dataclass
+class _Acc:
+    start: float
+    end: float
+    label: str
+    by_label: dict[str, float] = field(default_factory=dict)
+    segments: int = 0
+    conf: float = 0.0
+    arousal: float = 0.0
+    valence: float = 0.0
+    has_dims: bool = True
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.by_label.values())
+
+    def add(self, seg: Segment, label: str) -> None:
+        w = max(seg.end - seg.start, 1e-9)
+        self.start, self.end = min(self.start, seg.start), max(self.end, seg.end)
+        self.by_label[label] = self.by_label.get(label, 0.0) + w
+        self.segments += 1
+        self.conf += w * seg.affect.confidence
+        d = seg.affect.dimensions
+        self.has_dims = self.has_dims and d is not None
+        if d is not None:
+            self.arousal += w * d.arousal
+            self.valence += w * d.valence
+
+    def absorb(self, other: _Acc) -> None:
+        self.start, self.end = min(self.start, other.start), max(self.end, other.end)
+        for k, v in other.by_label.items():
+            self.by_label[k] = self.by_label.get(k, 0.0) + v
+        self.segments += other.segments
+        self.conf += other.conf
+        self.arousal += other.arousal
+        self.valence += other.valence
+        self.has_dims = self.has_dims and other.has_dims
+        # the reading with the most time wins; a tie keeps the current one
+        self.label = max(self.by_label, key=lambda k: (self.by_label[k], k == self.label))
+
+    def freeze(self) -> Episode:
+        total = self.seconds
+        return Episode(self.start, self.end, self.label, self.by_label.get(self.label, 0.0) / total, total,
+                       self.segments, self.conf / total, self.arousal / total if self.has_dims else None,
+                       self.valence / total if self.has_dims else None)
+
+
+def _label(seg: Segment) -> str:
+    return "uncertain" if seg.affect.uncertain else seg.affect.emotion
+
+
+def _speech(timeline: Sequence[Segment] | None) -> list[Segment]:
+    return [s for s in timeline or () if s.speech and s.affect is not None]
+
+
+def _blip_seconds(timeline: Sequence[Segment]) -> float:
+    return BLIP_SHARE * sum(s.end - s.start for s in _speech(timeline))
+
+
+def emotion_episodes(
+    timeline: Sequence[Segment] | None, *, max_episodes: int | None = None, min_seconds: float = 0.0,
+) -> list[Episode]:
+    """The timeline as episodes: consecutive speech segments with the same reading joined (a low-confidence
+    segment reads "uncertain"; non-speech gaps are skipped), then, shortest first, every episode under
+    `min_seconds` of speech absorbed by its neighbours (into both when they share a reading, else into
+    the longer one), and more while there are over `max_episodes`. An episode's reading is the one with
+    the most speech time in it, its `share` how much."""
+    eps: list[_Acc] = []
+    for seg in _speech(timeline):
+        label = _label(seg)
+        if not eps or eps[-1].label != label:
+            eps.append(_Acc(seg.start, seg.end, label))
+        eps[-1].add(seg, label)
+    n = len(eps)
+    if n <= 1:
+        return [e.freeze() for e in eps]
+    prev, nxt = list(range(-1, n - 1)), [*range(1, n), -1]
+    alive, version, count = [True] * n, [0] * n, n
+    heap = [(e.seconds, i, 0) for i, e in enumerate(eps)]
+    heapq.heapify(heap)
+
+    def unlink(i: int) -> None:
+        nonlocal count
+        alive[i], count = False, count - 1
+        p, q = prev[i], nxt[i]
+        if p != -1:
+            nxt[p] = q
+        if q != -1:
+            prev[q] = p
+
+    def merge(src: int, dst: int) -> None:
+        eps[dst].absorb(eps[src])
+        unlink(src)
+
+    while heap and count > 1:
+        seconds, i, v = heapq.heappop(heap)
+        if not alive[i] or v != version[i]:
+            continue
+        if seconds >= min_seconds and (max_episodes is None or count <= max_episodes):
+            break  # the shortest episode left is long enough, and there are few enough
+        p, q = prev[i], nxt[i]
+        if p != -1 and q != -1 and eps[p].label == eps[q].label:
+            merge(i, p)
+            merge(q, p)
+            dst = p
+        elif q == -1 or (p != -1 and eps[p].seconds >= eps[q].seconds):
+            merge(i, p)
+            dst = p
+        else:
+            merge(i, q)
+            dst = q
+        # the absorbing episode's reading may have changed: join neighbours that now read the same
+        for side in (prev, nxt):
+            while side[dst] != -1 and eps[side[dst]].label == eps[dst].label:
+                merge(side[dst], dst)
+        version[dst] += 1
+        heapq.heappush(heap, (eps[dst].seconds, dst, version[dst]))
+    out, i = [], next(k for k in range(n) if alive[k] and prev[k] == -1)
+    while i != -1:
+        out.append(eps[i].freeze())
+        i = nxt[i]
+    return out
+
+
+def _peaks(timeline: Sequence[Segment], k: int) -> list[Segment]:
+    """The `k` speech segments with the clearest non-neutral reading (one per emotion), in time order."""
+    best: dict[str, Segment] = {}
+    for seg in _speech(timeline):
+        a = seg.affect
+        if a.uncertain or a.emotion == "neutral":
+            continue
+        if a.emotion not in best or a.confidence > best[a.emotion].affect.confidence:
+            best[a.emotion] = seg
+    top = sorted(best.values(), key=lambda s: -s.affect.confidence)[:k]
+    return sorted(top, key=lambda s: s.start)
+
+
+def _peak_text(seg: Segment) -> str:
+    return f"{seg.affect.emotion} at {format_seconds(seg.start)}-{format_seconds(seg.end)} (confidence {seg.affect.confidence:.2f})"
+
+
+def _changes(episodes: Sequence[Episode], k: int) -> list[tuple[Episode, Episode]]:
+    """The `k` most salient changes between neighbouring episodes (the shorter side longest), in time order."""
+    pairs = list(zip(episodes, episodes[1:]))
+    top = sorted(pairs, key=lambda ab: -min(ab[0].seconds, ab[1].seconds))[:k]
+    return sorted(top, key=lambda ab: ab[1].start)
+
+
+def _dims_text(arousal: float | None, valence: float | None) -> str:
+    return "" if arousal is None else f"; arousal {arousal:.2f}, valence {valence:.2f}"
+
+
+def _part_lines(speech: Sequence[Segment], duration: float) -> tuple[str, list[str]]:
+    """Per-minute lines for up to 10 minutes, else one per tenth: each part's readings by speech time."""
+    length = 60.0 if duration <= 600 else duration / 10
+    n = max(1, math.ceil(duration / length - 1e-9))
+    lines = []
+    for i in range(n):
+        lo, hi = i * length, min(duration, (i + 1) * length)
+        by_label: dict[str, float] = {}
+        w_sum = ar = va = 0.0
+        dims = True
+        for seg in speech:
+            w = min(seg.end, hi) - max(seg.start, lo)
+            if w <= 0:
+                continue
+            label = _label(seg)
+            by_label[label] = by_label.get(label, 0.0) + w
+            w_sum += w
+            d = seg.affect.dimensions
+            dims = dims and d is not None
+            if d is not None:
+                ar, va = ar + w * d.arousal, va + w * d.valence
+        span = f"  {format_seconds(lo)}-{format_seconds(hi)}"
+        if not w_sum:
+            lines.append(f"{span} (no speech)")
+            continue
+        ranked = sorted(by_label.items(), key=lambda kv: -kv[1])[:3]
+        mix = ", ".join(f"{label} {v / w_sum:.0%}" for label, v in ranked)
+        lines.append(f"{span} {mix}" + (_dims_text(ar / w_sum, va / w_sum) if dims else ""))
+    what = "minute" if length == 60.0 else f"tenth ({format_seconds(length)})"
+    return what, lines
+
+
+def report_text(report: AffectReport, *, max_segments: int | None = None, merged_note: str | None = None) -> str:
+    """The report as an LLM tool result gives it: the description, then the timeline compact - each
+    speech segment when there are at most `max_segments`, else at most `max_segments` merged episodes
+    (blips under 1 % of the speech absorbed), the main changes and strongest moments, and per-part
+    lines for recordings over two minutes - then the notes. The full timeline stays in the report.
+
+    `max_segments` None: `SUMMARY_MAX_SEGMENTS`, and the text is kept under `SUMMARY_MAX_CHARS` (per-part
+    lines dropped, then fewer episodes) whatever the length of the recording; a number is the caller's
+    explicit choice and is not trimmed. `merged_note`: a last line for when the timeline was merged
+    (where the caller can get all of it)."""
+    if max_segments is not None:
+        return "\n".join(_summary_lines(report, max_segments, parts=True, merged_note=merged_note))
+    n = SUMMARY_MAX_SEGMENTS
+    text = "\n".join(_summary_lines(report, n, parts=True, merged_note=merged_note))
+    while len(text) >= SUMMARY_MAX_CHARS and n >= 1:
+        text = "\n".join(_summary_lines(report, n, parts=False, merged_note=merged_note))
+        n -= 2
+    return text
+
+
+def _summary_lines(report: AffectReport, max_segments: int, *, parts: bool, merged_note: str | None) -> list[str]:
+    lines = [report.description]
+    speech = _speech(report.timeline)
+    if len(speech) > 1 and len(speech) <= max_segments:
+        lines.append(f"Timeline ({len(speech)} speech segments):")
+        for seg in speech:
+            a = seg.affect
+            dims = f", {vad_letters(a.dimensions)}" if a.dimensions else ""
+            lines.append(f"  {format_seconds(seg.start)}-{format_seconds(seg.end)} {affect_tag(a)}{dims}")
+    elif len(speech) > max_segments:
+        episodes = emotion_episodes(report.timeline, max_episodes=max(1, max_segments), min_seconds=_blip_seconds(speech))
+        lines.append(f"Episodes ({len(episodes)}, merged from {len(speech)} speech segments; brief changes absorbed; "
+                     "% = share of its speech with that reading):")
+        for ep in episodes:
+            lines.append(f"  {format_seconds(ep.start)}-{format_seconds(ep.end)} {ep.emotion} {ep.share:.0%}, "
+                         f"conf {ep.confidence:.2f}" + _dims_text(ep.arousal, ep.valence))
+        changes = _changes(episodes, 3)
+        if changes:
+            lines.append("Main changes: " + "; ".join(f"at {format_seconds(b.start)} {a.emotion} -> {b.emotion}" for a, b in changes))
+        peaks = _peaks(speech, 3)
+        if peaks:
+            lines.append("Strongest moments: " + "; ".join(_peak_text(seg) for seg in peaks))
+        if parts and report.duration > 120:
+            what, part_lines = _part_lines(speech, report.duration)
+            lines.append(f"By {what}:")
+            lines += part_lines
+    lines += [f"Note: {w}" for w in report.warnings]
+    if len(speech) > max_segments and merged_note:
+        lines.append(merged_note)
+    return lines

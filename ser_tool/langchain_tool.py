@@ -3,10 +3,12 @@
     from ser_tool import SpeechEmotionTool
     tool = SpeechEmotionTool()          # the embedded model, loaded on the first call, then reused
     msg = tool.invoke({"type": "tool_call", "id": "1", "name": tool.name, "args": {"audio_path": "call.wav"}})
-    msg.content, msg.artifact           # the description for the LLM, the AffectReport for code
+    msg.content, msg.artifact           # the summary for the LLM, the AffectReport for code
 
-The LLM reads a short description (content); code gets the full AffectReport (or EmotionTranscript)
-as the tool message's artifact. User errors (unreadable file, path not allowed, no speech) raise
+The LLM reads a compact summary (content: the description, then the timeline as segments or, for a
+long recording, merged episodes, main changes, peaks and per-part lines - a few thousand characters at
+any length; `ser_tool.describe.report_text`); code gets the full AffectReport (or EmotionTranscript) as
+the tool message's artifact. User errors (unreadable file, path not allowed, no speech) raise
 ToolException, which the agent sees as a message it can recover from; bugs propagate.
 Needs the `langchain` extra (`pip install "ser-tool[langchain]"`); the only module of ser_tool that
 imports langchain.
@@ -32,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 from ser_tool.access import AllowedFolders
 from ser_tool.analyzer import Analyzer
 from ser_tool.asr import ASR
-from ser_tool.describe import MESSAGE_MAX_CHARS, UNCERTAIN_BELOW, safe_name, transcript_text
+from ser_tool.describe import MESSAGE_MAX_CHARS, UNCERTAIN_BELOW, report_text, safe_name, transcript_text
 from ser_tool.errors import Hint, SERError
 from ser_tool.report import AffectReport, EmotionTranscript
 
@@ -125,7 +127,7 @@ class SpeechEmotionTool(BaseTool):
                 report = self._analyzer().analyze(audio, name=name, timeline=timeline, speakers=speakers)
         except SERError as e:
             raise ToolException(_message(e)) from e
-        return report.description, report
+        return report_text(report), report
 
     async def _arun(
         self,

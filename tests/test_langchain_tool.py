@@ -15,6 +15,7 @@ from langchain_tests.unit_tests import ToolsUnitTests
 from conftest import SR, FakeBackend, silence, voice
 from agents.testing import ScriptedChatModel
 from ser_tool import AffectReport, Analyzer, EmotionTranscript, GivenTranscript
+from ser_tool.describe import report_text
 from ser_tool.langchain_tool import SpeechEmotionInput, SpeechEmotionTool
 
 
@@ -52,10 +53,11 @@ def test_tool_call_gives_text_to_the_llm_and_the_report_to_code(fake_tool, wav):
     msg = call(fake_tool, audio_path=str(wav), timeline=True)
     assert isinstance(msg, ToolMessage) and msg.status == "success"
     assert isinstance(msg.artifact, AffectReport)
-    assert msg.content == msg.artifact.description
+    # the LLM reads the compact summary (the description first); the artifact is the full report
+    assert msg.content == report_text(msg.artifact) and msg.content.startswith(msg.artifact.description)
     assert msg.artifact.timeline is not None
     # a plain invoke (no tool call) returns the text only
-    assert fake_tool.invoke({"audio_path": str(wav)}) == msg.artifact.description
+    assert fake_tool.invoke({"audio_path": str(wav)}) == report_text(msg.artifact)
 
 
 def test_async_call(fake_tool, wav):
@@ -170,7 +172,7 @@ def test_bind_tools_and_create_agent_call_the_tool(fake_tool, wav):
     assert [t.name for t in model.bound_tools] == ["analyze_speech_emotion"]
     # the second model call saw the tool's text (not the artifact)
     seen = model.calls[1][-1]
-    assert isinstance(seen, ToolMessage) and seen.content == tool_messages[0].artifact.description
+    assert isinstance(seen, ToolMessage) and seen.content == report_text(tool_messages[0].artifact)
 
 
 def test_agent_recovers_from_a_tool_error(fake_tool):

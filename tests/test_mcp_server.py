@@ -95,7 +95,8 @@ async def test_tools_resources_and_prompt_are_listed(audio_dir):
     async with session(fake_server(audio_dir)) as (client, tools):
         assert set(tools) == {ANALYZE, BATCH, "transcribe_speech_emotion"}
         analyze = tools[ANALYZE]
-        assert set(analyze.inputSchema["properties"]) == {"path", "url", "audio_base64", "timeline", "window", "hop", "vad", "speakers"}
+        assert set(analyze.inputSchema["properties"]) == {"path", "url", "audio_base64", "timeline", "window", "hop", "vad",
+                                                       "speakers", "detail", "max_segments"}
         assert analyze.outputSchema["title"] == "AffectReport"
         assert "valence" in json.dumps(analyze.outputSchema)  # field descriptions travel with the schema
         for word in ("expressed", "not what the speaker", "0..1", "timeline", str(audio_dir).lower()):
@@ -114,6 +115,52 @@ async def test_tools_resources_and_prompt_are_listed(audio_dir):
         prompts = (await client.list_prompts()).prompts
         assert [p.name for p in prompts] == ["empathetic_reply"]
         assert {a.name for a in prompts[0].arguments} == {"affect_report", "transcript", "situation"}
+
+
+async def test_text_is_a_compact_summary_and_detail_full_adds_the_json(audio_dir):
+    """The text an LLM reads stays small (the structured content always holds the full report):
+    max_segments caps the timeline lines (segments, else merged episodes), detail='full' adds the JSON."""
+    async with session(fake_server(audio_dir)) as (client, tools):
+        tool = tools[ANALYZE]
+        for name in ("detail", "max_segments"):
+            assert tool.inputSchema["properties"][name]["description"]
+        args = {"path": "long.flac", "timeline": True, "window": 2.0}
+        listed = await client.call_tool(ANALYZE, {**args, "max_segments": 50})
+        report = check_report(listed, tool)
+        n = sum(s.speech for s in report.timeline)
+        assert n > 3 and f"Timeline ({n} speech segments):" in listed.content[0].text
+        assert "detail='full'" not in listed.content[0].text  # nothing was left out of the text
+        merged = await client.call_tool(ANALYZE, {**args, "max_segments": 2})
+        check_report(merged, tool)
+        text = merged.content[0].text
+        assert "Episodes (" in text and f"full timeline, {len(report.timeline)} segments; call again with detail='full'" in text
+        full = await client.call_tool(ANALYZE, {**args, "detail": "full"})
+        assert check_report(full, tool, detail="full") == report
+        batch = await client.call_tool(BATCH, {"paths": ["short.wav"], "detail": "full"})
+        assert len(batch.content) == 2 and json.loads(batch.content[1].text) == batch.structuredContent
+        assert len((await client.call_tool(BATCH, {"paths": ["short.wav"]})).content) == 1
+        assert "max_segments" in error_text(await client.call_tool(ANALYZE, {**args, "max_segments": 0}))
+        assert "detail" in error_text(await client.call_tool(ANALYZE, {**args, "detail": "everything"}))
+
+
+def test_text_of_a_one_hour_report_stays_under_the_cap():
+    from mcp_server.tools import _result
+    from ser_tool import Affect, EmotionProbabilities
+    from ser_tool.report import Segment
+
+    timeline = []
+    for i in range(720):  # an hour of 5-s windows whose reading flips every few windows
+        emotion = EMOTIONS[(i // 3 + i % 2) % len(EMOTIONS)]
+        probs = EmotionProbabilities(**{e: 0.7 if e == emotion else 0.05 for e in EMOTIONS})
+        timeline.append(Segment(start=5.0 * i, end=5.0 * i + 5, speech=True,
+                                affect=Affect(emotion=emotion, confidence=0.65, probabilities=probs)))
+    hour = AffectReport(source="hour.wav", duration=3600.0, speech_duration=3600.0, sample_rate=SR, backend="fake",
+                        model_id="fake", emotions_supported=list(EMOTIONS), overall=timeline[0].affect, timeline=timeline,
+                        window=5.0, hop=5.0, description="An hour.")
+    result = _result(hour)
+    assert len(result.content) == 1 and len(result.content[0].text) < 4000
+    assert result.structuredContent["timeline"] == [s.model_dump(mode="json") for s in timeline]
+    assert len(_result(hour, detail="full").content[1].text) > 100_000
 
 
 async def test_backend_argument_only_when_several_backends(audio_dir):
@@ -315,7 +362,7 @@ async def test_empathetic_reply_prompt(audio_dir):
     async with session(fake_server(audio_dir)) as (client, tools):
         res = await client.call_tool(ANALYZE, {"path": "short.wav"})
         report = check_report(res, tools[ANALYZE])
-        prompt = await client.get_prompt("empathetic_reply", {"affect_report": res.content[1].text, "transcript": "I'm fine."})
+        prompt = await client.get_prompt("empathetic_reply", {"affect_report": json.dumps(res.structuredContent), "transcript": "I'm fine."})
         text = prompt.messages[0].content.text
         assert report.overall.emotion in text and "I'm fine." in text and "not what the person feels" in text
         # a description (or any text) works too

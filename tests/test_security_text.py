@@ -165,7 +165,7 @@ async def test_mcp_batch_summary_and_texts_escape_names(tmp_path):
         messages.append(message or "")
 
     async with session(fake_server(tmp_path / "allowed")) as client:
-        result = await client.call_tool("analyze_speech_emotion_batch", {"folder": "calls", "pattern": "*"},
+        result = await client.call_tool("analyze_speech_emotion_batch", {"folder": "calls", "pattern": "*", "detail": "full"},
                                         progress_callback=progress)
     assert not result.isError, result.content[0].text
     data = result.structuredContent
