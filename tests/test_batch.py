@@ -291,7 +291,7 @@ def test_jsonl_format_and_no_mixing_formats(tmp_path, capsys):
     assert [r["error_type"] for r in lines if r["error"]] == ["AudioDecodeError"]
     capsys.readouterr()
     assert main(["batch", str(tmp_path / "in"), "--out", str(out)]) == 2  # parquet into a jsonl folder
-    assert "--format jsonl" in capsys.readouterr().err
+    assert "the jsonl format to resume it" in capsys.readouterr().err
 
 
 def test_a_file_that_kills_its_worker_becomes_an_error_row(tmp_path):

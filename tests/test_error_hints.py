@@ -39,8 +39,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "ser_tool" / "samples" / "speech_en.ogg"
 # Where surface words belong: the command line, its settings and its plumbing.
 SURFACE_MODULES = {"cli.py", "settings.py", "console.py"}
+# The `ser batch` / `ser batch-report` commands (argument parsing and their own messages).
+SURFACE_FILES = {"ser_tool/batch/cli.py", "ser_tool/batch/batch_report.py"}
 # Flags of other programs that messages may quote (the Hugging Face CLI's `hf download --local-dir`).
-FOREIGN_FLAGS = {"--local-dir"}
+FOREIGN_FLAGS = {"--local-dir", "--no-deps", "--head"}  # hf download; pip install; ray start
 
 
 def noise(path: Path) -> Path:
@@ -55,6 +57,8 @@ def test_core_messages_name_no_flags_or_variables():
     found = []
     for path in sorted((ROOT / "ser_tool").rglob("*.py")):
         if path.name in SURFACE_MODULES and path.parent.name == "ser_tool":
+            continue
+        if str(path.relative_to(ROOT)) in SURFACE_FILES:
             continue
         tree = ast.parse(path.read_text(encoding="utf-8"))
         docstrings = {id(n.body[0].value) for n in ast.walk(tree)

@@ -100,7 +100,7 @@ def _expand(arg: str, pattern: str | None) -> Iterable[tuple[str, str, dict[str,
                 yield m, m, {}
         if not found:
             raise ConfigError(f"{arg}: the pattern matched no audio files. Check the pattern (quote it so that "
-                              "the shell does not expand it), or pass --pattern for other file names")
+                              "the shell does not expand it), or give a pattern for other file names")
     else:
         raise ConfigError(f"{arg}: no such file or folder. Name audio files, folders, globs, a manifest "
                           "CSV (with a 'path' column) or a text file listing paths")

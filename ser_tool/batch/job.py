@@ -101,7 +101,7 @@ def run_batch(
     if engine not in ENGINES:
         raise ConfigError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
     if address and engine != "ray":
-        raise ConfigError("--address names a Ray cluster: use it with --engine ray")
+        raise ConfigError("a Ray cluster address is only used by the ray engine: choose engine 'ray' with it")
     if workers is not None and workers < 1:
         raise ConfigError(f"workers must be at least 1, got {workers}")
     options = options or AnalysisOptions()

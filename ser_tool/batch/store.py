@@ -128,9 +128,9 @@ class OutputStore:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise ConfigError(f"cannot create the output folder {self.folder} ({e.strerror}); choose another --out") from None
+            raise ConfigError(f"cannot create the output folder {self.folder} ({e.strerror}); choose another output folder") from None
         if not os.access(self.folder, os.W_OK):
-            raise ConfigError(f"the output folder {self.folder} is not writable; choose another --out")
+            raise ConfigError(f"the output folder {self.folder} is not writable; choose another output folder")
         self._lock()
         for stale in self.folder.glob(_TMP_PREFIX + "*"):  # parts a killed run was writing: incomplete by definition
             stale.unlink(missing_ok=True)
@@ -138,7 +138,7 @@ class OutputStore:
         other = next((f for f, ps in parts.items() if ps and f != self.fmt), None)
         if other:
             raise ConfigError(f"{self.folder} already holds {other} parts from an earlier run; rerun with "
-                              f"--format {other} to resume it, or write {self.fmt} into another --out folder")
+                              f"the {other} format to resume it, or write {self.fmt} into another output folder")
         for path in parts[self.fmt]:
             for row in _read_part(path, _TOTAL_COLUMNS):
                 self._count(row)
@@ -154,7 +154,7 @@ class OutputStore:
         except OSError:
             os.close(fd)
             raise ConfigError(f"another ser batch job is writing into {self.folder}; wait for it to finish, "
-                              "or give this one another --out folder") from None
+                              "or give this one another output folder") from None
         self._lock_fd = fd
 
     def _count(self, row: Mapping[str, Any]) -> None:
