@@ -18,10 +18,13 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from ser_tool.console import number, quiet_on_closed_stdout
+from ser_tool.console import number, quiet_on_closed_stdout, require_extra
 from ser_tool.settings import add_model_flags
 
 from agents.prompt import AFFECT_MODES
+
+# what the `agent` extra brings that every run needs (gguf and accelerate only for the local model: checked there)
+AGENT_MODULES = ("langchain_core", "langchain")
 
 EMPATHETIC_CONTEXT = (
     "This is a live conversation: the recording is the user's own voice message to you. Reply to them directly, "
@@ -66,7 +69,9 @@ def main(argv: Sequence[str] | None = None, *, model: Any = None, stdin: TextIO 
     if args.command is None:
         parser.print_help()
         return 2
+    require_extra("agent", AGENT_MODULES, command="ser-agent")
     try:
+        _check_inputs(args)
         pipeline = _pipeline(args, model)
         if args.command == "ask":
             return _ask(args, pipeline, stdout)
@@ -76,6 +81,17 @@ def main(argv: Sequence[str] | None = None, *, model: Any = None, stdin: TextIO 
         return e.exit_code
     except KeyboardInterrupt:
         return 130
+
+
+def _check_inputs(args) -> None:
+    """Before any model loads: what this mode needs from the command line, named by its flags."""
+    from agents.errors import AgentError
+
+    if args.audio is None and args.mode == "predicted":
+        raise AgentError("no recording: pass --audio FILE (the voice the agent should hear), or --mode none "
+                         "--transcript TEXT to chat about the words alone")
+    if args.audio is None and args.transcript is None:
+        raise AgentError(f"mode {args.mode!r} needs the words: pass --transcript TEXT, or --audio FILE with --asr-model")
 
 
 def _pipeline(args, model: Any):

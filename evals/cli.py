@@ -14,8 +14,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ser_tool.console import number, quiet_on_closed_stdout
+from ser_tool.console import number, quiet_on_closed_stdout, require_extra
 from ser_tool.settings import add_model_flags
+
+
+# what each step imports from the optional extras (checked before any work, so a missing one is named
+# with its install command at once, not as a traceback after minutes of work)
+EVAL_MODULES = ("matplotlib",)  # the charts
+BASELINE_MODULES = ("librosa", "sklearn")  # the classical baseline of `ser-eval ser`
+AGENT_MODULES = ("langchain_core", "langchain")  # the reference agent of `cpbench run`
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,6 +99,8 @@ def cpbench_main(args, parser) -> int:
     if not args.mc and not args.judge:
         print("ser-eval: error: give --judge MODEL for open-ended scoring, or --mc for multiple-choice scoring", file=sys.stderr)
         return 2
+    require_extra("agent", AGENT_MODULES, command="ser-eval", what="ser-eval cpbench run (the reference agent)")
+    require_extra("eval", EVAL_MODULES, command="ser-eval", what="ser-eval cpbench run (the scores chart)")
     from tqdm import tqdm
 
     from agents import AgentError
@@ -136,6 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command != "ser":
         parser.print_help()
         return 2
+    require_extra("eval", EVAL_MODULES + (() if args.no_baseline else BASELINE_MODULES), command="ser-eval",
+                  what="ser-eval ser" + ("" if args.no_baseline else " (with its classical baseline; --no-baseline skips it)"))
     from tqdm import tqdm
 
     from ser_tool import Analyzer, Settings

@@ -8,8 +8,8 @@
 The LLM reads a short description (content); code gets the full AffectReport (or EmotionTranscript)
 as the tool message's artifact. User errors (unreadable file, path not allowed, no speech) raise
 ToolException, which the agent sees as a message it can recover from; bugs propagate.
-Needs the `langchain` extra (`pip install "ser-tool[langchain]"`); the only module of ser_tool that
-imports langchain.
+Needs the `langchain` extra (`pip install -e ".[langchain]"` in the ser-tool source folder); the only
+module of ser_tool that imports langchain.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ try:
     from langchain_core.tools import BaseTool, ToolException
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError(
-        "the LangChain tool needs langchain-core: pip install \"ser-tool[langchain]\""
+        "the LangChain tool needs the langchain extra, which is not installed: pip install -e \".[langchain]\" "
+        "in the ser-tool source folder"
     ) from e
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 

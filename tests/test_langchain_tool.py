@@ -150,7 +150,7 @@ def test_importing_ser_tool_does_not_need_langchain():
     import subprocess
 
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert 'pip install "ser-tool[langchain]"' in out
+    assert 'pip install -e ".[langchain]"' in out
 
 
 # -- with agents ---------------------------------------------------------------------------------------

@@ -129,7 +129,8 @@ def load_hub(source: str | Path, *, split: str | None = None) -> list[Sample]:
     try:
         import datasets
     except ImportError as e:
-        raise ConfigError("hub-layout datasets need the `datasets` package: pip install 'ser-tool[eval]'") from e
+        raise ConfigError("hub-layout datasets need the `datasets` package of the eval extra: pip install -e \".[eval]\" in "
+                          "the ser-tool source folder") from e
     path = Path(source).expanduser()
     if not path.exists():
         from huggingface_hub import snapshot_download
