@@ -88,8 +88,8 @@ def _check_inputs(args) -> None:
     from agents.errors import AgentError
 
     if args.audio is None and args.mode == "predicted":
-        raise AgentError("no recording: pass --audio FILE (the voice the agent should hear), or --mode none "
-                         "--transcript TEXT to chat about the words alone")
+        raise AgentError("mode 'predicted' needs the audio: pass --audio FILE (the recording whose voice the agent "
+                         "should hear), or --mode none --transcript TEXT to talk about the words alone")
     if args.audio is None and args.transcript is None:
         raise AgentError(f"mode {args.mode!r} needs the words: pass --transcript TEXT, or --audio FILE with --asr-model")
 
