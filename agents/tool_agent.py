@@ -17,7 +17,7 @@ __all__ = ["TOOL_AGENT_SYSTEM", "ToolAgentAnswer", "ask_tool_agent", "build_tool
 TOOL_AGENT_SYSTEM = (
     "You help with questions about spoken recordings. You cannot hear audio yourself: when the answer depends on "
     "how something was said (tone, emotion, stress), call analyze_speech_emotion with the recording's path; ask for "
-    "transcript=true when you also need the words. Its scores describe emotion expressed in the voice, not what the "
+    "transcribe=true when you also need the words. Its scores describe emotion expressed in the voice, not what the "
     "speaker feels; below confidence 0.3 treat the emotion as a guess. Answer concisely."
 )
 

@@ -15,7 +15,7 @@ module of ser_tool that imports langchain.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 from ser_tool.access import AllowedFolders
 from ser_tool.align import EmotionTranscript, transcribe_with_emotion, transcript_lines
 from ser_tool.analyzer import Analyzer
-from ser_tool.asr import ASR
+from ser_tool.asr import ASR, GivenTranscript
 from ser_tool.errors import NoSpeechError, SERError
 from ser_tool.report import AffectReport
 
@@ -44,8 +44,8 @@ TOOL_DESCRIPTION = (
     "(neutral, happy, sad, angry, fearful, disgusted, surprised), a confidence (0..1; below 0.3 it is a guess), "
     "valence/arousal/dominance (0..1) and a short description. This is expressed emotion in the tone of voice, "
     "not what the speaker feels and not the meaning of the words. Give audio_path (a file path). Ask for "
-    "timeline=true to see how the emotion changes over a long recording, and transcript=true to get the words "
-    "with the emotion of each spoken segment."
+    "timeline=true to see how the emotion changes over a long recording, and transcribe=true to get the words "
+    "with the emotion of each spoken segment; if you already have the words, pass them as transcript instead."
 )
 
 
@@ -59,15 +59,33 @@ class SpeechEmotionInput(BaseModel):
     timeline: bool | None = Field(
         default=None, description="true: a reading per segment over time; false: overall only; omitted: automatic "
                                   "(included for recordings longer than one analysis window).")
-    transcript: bool = Field(
-        default=False, description="true: also transcribe the words and give each spoken segment its expressed emotion.")
+    transcript: str | None = Field(
+        default=None, description="The words that were said, if you already have them: the result is then the "
+                                  "emotion-aware transcript with these words (no speech recognition runs). Plain text "
+                                  "is one segment over the whole recording.")
+    transcribe: bool = Field(
+        default=False, description="true: also recognise the words (speech recognition) and give each spoken segment "
+                                   "its expressed emotion. Not needed when you pass transcript.")
+
+
+def _invalid_arguments(error: Exception) -> str:
+    """What the LLM reads when its arguments do not fit the schema (instead of a pydantic traceback)."""
+    problems = []
+    for item in getattr(error, "errors", lambda: [])():
+        where = ".".join(str(p) for p in item.get("loc", ())) or "arguments"
+        problems.append(f"{where}: {item.get('msg', 'invalid')}")
+    detail = "; ".join(problems) or str(error)
+    return (f"invalid arguments ({detail}). audio_path is a file path, timeline true/false, transcript the words as "
+            "text (if you have them), transcribe true/false (speech recognition)")
 
 
 class SpeechEmotionTool(BaseTool):
     """Speech emotion recognition as a LangChain tool (sync and async), sharing one model across calls.
 
     analyzer: the Analyzer to use (default: the embedded model, loaded on the first call).
-    asr: a speech recogniser for transcript=true (e.g. `ser_tool.asr.WhisperASR("openai/whisper-small")`).
+    asr: a speech recogniser for transcribe=true (e.g. `ser_tool.asr.WhisperASR("openai/whisper-small")`).
+    The arguments the LLM fills in mean what they mean on every surface: `transcript` is the words (as in the
+    MCP tool transcribe_speech_emotion), `transcribe` the switch that asks for speech recognition.
     allowed_dirs: if set, audio_path must lie inside one of these folders - the same rules as the MCP
     server's (`ser_tool.AllowedFolders`: relative paths are looked up in each folder, '..' is refused,
     links may not lead out, the file is opened once and decoded from that open file); None: any
@@ -83,6 +101,8 @@ class SpeechEmotionTool(BaseTool):
     args_schema: type[BaseModel] = SpeechEmotionInput
     response_format: Literal["content", "content_and_artifact"] = "content_and_artifact"
     handle_tool_error: bool = True
+    # arguments of the wrong type (e.g. transcript=true) come back to the LLM as a message it can act on
+    handle_validation_error: bool | str | Callable[..., str] | None = _invalid_arguments
 
     analyzer: Analyzer | None = Field(default=None, exclude=True)
     asr: Any = Field(default=None, exclude=True)
@@ -104,18 +124,20 @@ class SpeechEmotionTool(BaseTool):
         audio_path: str | None = None,
         audio_base64: str | None = None,
         timeline: bool | None = None,
-        transcript: bool = False,
+        transcript: str | None = None,
+        transcribe: bool = False,
         run_manager: CallbackManagerForToolRun | None = None,
     ) -> tuple[str, AffectReport | EmotionTranscript]:
         if (audio_path is None) == (audio_base64 is None):
             raise ToolException("give exactly one of audio_path or audio_base64")
-        if transcript and self.asr is None:
-            raise ToolException("transcript=true needs a speech recogniser, and none is configured for this tool; "
-                                "call again without transcript")
+        words = transcript.strip() if transcript is not None and transcript.strip() else None
+        if transcribe and words is None and self.asr is None:
+            raise ToolException("transcribe=true needs a speech recogniser, and none is configured for this tool; "
+                                "pass the words as transcript if you have them, or call again without transcribe")
         try:
             with self._audio(audio_path, audio_base64) as (audio, name):
-                if transcript:
-                    asr: ASR = self.asr
+                if words is not None or transcribe:
+                    asr: ASR = GivenTranscript(words) if words is not None else self.asr
                     result = transcribe_with_emotion(audio, analyzer=self._analyzer(), asr=asr, name=name)
                     lines = "\n".join(transcript_lines(result))
                     return f"{result.report.description}\nTranscript with expressed emotion per segment:\n{lines}", result
@@ -129,11 +151,12 @@ class SpeechEmotionTool(BaseTool):
         audio_path: str | None = None,
         audio_base64: str | None = None,
         timeline: bool | None = None,
-        transcript: bool = False,
+        transcript: str | None = None,
+        transcribe: bool = False,
         run_manager: AsyncCallbackManagerForToolRun | None = None,
     ) -> tuple[str, AffectReport | EmotionTranscript]:
         # Model work blocks: keep it off the event loop.
-        return await asyncio.to_thread(self._run, audio_path, audio_base64, timeline, transcript)
+        return await asyncio.to_thread(self._run, audio_path, audio_base64, timeline, transcript, transcribe)
 
     def allowed_folders(self) -> AllowedFolders:
         """The file policy this tool applies (the one the MCP server applies too)."""
