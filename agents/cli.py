@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, *, model: Any = None, stdin: TextIO | None = None,
          stdout: TextIO | None = None) -> int:
     """Entry point. `model` (a chat model object) replaces --model: tests and embedding programs use it."""
-    from ser_tool import SERError
+    from ser_tool import SERError, safe_name
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -77,7 +77,7 @@ def main(argv: Sequence[str] | None = None, *, model: Any = None, stdin: TextIO 
             return _ask(args, pipeline, stdout)
         return _chat(args, pipeline, stdin, stdout)
     except SERError as e:
-        print(f"ser-agent: error: {e}", file=sys.stderr)
+        print(f"ser-agent: error: {safe_name(e, None)}", file=sys.stderr)  # it may quote a file name
         return e.exit_code
     except KeyboardInterrupt:
         return 130

@@ -107,8 +107,10 @@ def cpbench_main(args, parser) -> int:
 
     from evals.cpbench.report import summary, write_report
     from evals.cpbench.runner import evaluate
+    from evals.output import OutputError, ensure_writable
 
-    out = Path(args.out)
+    out = ensure_writable(args.out, "the report")  # now, not after a long run
+    cache_dir = None if args.no_cache else Path(args.cache or out / "cache")
     try:
         cfg = Settings.from_args(args)
         analyzer = Analyzer(cfg.backend_spec(), cfg.analysis_options())  # loads on first use: only mode predicted does
@@ -121,7 +123,7 @@ def cpbench_main(args, parser) -> int:
         report = evaluate(
             samples, args.chat_model, modes=args.modes, mc=args.mc, judge=args.judge, temperature=args.temperature,
             judge_temperature=args.judge_temperature, analyzer=analyzer, asr=asr, transcript="asr" if asr else "given",
-            cache_dir=None if args.no_cache else (args.cache or out / "cache"), concurrency=args.concurrency,
+            cache_dir=cache_dir, concurrency=args.concurrency,
             limit=args.limit, data=str(args.data),
             progress_factory=lambda total: tqdm(total=total, desc="answers", unit="q", file=sys.stderr, disable=None),
         )
@@ -130,14 +132,52 @@ def cpbench_main(args, parser) -> int:
         if not args.no_cache:
             print("ser-eval: finished calls are cached; rerun the same command to resume", file=sys.stderr)
         return getattr(e, "exit_code", 2)
-    paths = write_report(report, out)
+    except KeyboardInterrupt:
+        print(f"ser-eval: interrupted; {_saved(cache_dir)}", file=sys.stderr)
+        return 130
+    try:
+        paths = write_report(report, out)
+    except OutputError as e:
+        print(f"ser-eval: error: {e}", file=sys.stderr)
+        if cache_dir is not None:
+            print(f"ser-eval: every answer is cached in {cache_dir}; rerun with --cache {cache_dir} (and another --out) "
+                  "to write the report without repeating the calls", file=sys.stderr)
+        return e.exit_code
     print(summary(report))
     print(f"\nwrote {paths['log']}, {paths['chart']}, {paths['summary']}")
     return 0
 
 
+def _saved(cache_dir: Path | None) -> str:
+    """What an interrupted cpbench run kept, and how to resume."""
+    if cache_dir is None:
+        return "nothing was saved (--no-cache); rerun to start again"
+    from evals.cpbench.cache import CallCache
+
+    return f"{CallCache(cache_dir).saved()} answered calls are saved in {cache_dir}; rerun the same command to resume"
+
+
 @quiet_on_closed_stdout
 def main(argv: Sequence[str] | None = None) -> int:
+    """`ser-eval`. Ctrl-C, errors and failures to write end with one line on stderr, not a traceback."""
+    from ser_tool.errors import SERError
+
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("ser-eval: interrupted", file=sys.stderr)
+        return 130
+    except SERError as e:
+        print(f"ser-eval: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except OSError as e:
+        where = f" {e.filename}" if e.filename else ""
+        print(f"ser-eval: error: cannot read or write{where} ({e.strerror or e}); check the path, that the folder "
+              "is writable and that the disk has space", file=sys.stderr)
+        return 1
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "cpbench":
@@ -152,9 +192,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ser_tool import Analyzer, Settings
     from ser_tool.errors import SERError
 
+    from evals.output import ensure_writable
     from evals.ser.benchmark import benchmark
     from evals.ser.render import plot_confusion, summary
 
+    ensure_writable(args.out, "the report")  # now, not after the benchmark
     try:
         cfg = Settings.from_args(args)
         backend = Analyzer(cfg.backend_spec()).backend  # loads the model as every entry point does

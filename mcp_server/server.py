@@ -39,8 +39,10 @@ from ser_tool import (
     SERError,
     load_asr,
     report_json_schema,
+    safe_name,
     transcript_lines,
 )
+from ser_tool.describe import MESSAGE_MAX_CHARS
 
 from mcp_server.engine import Engine
 from mcp_server.sandbox import Sandbox, validate_one_source
@@ -182,10 +184,10 @@ def build_server(settings: ServerSettings, *, engine: Engine | None = None, sand
             async with _audio_source(sandbox, kind, path, url, audio_base64) as (audio, name):
                 analyzer = await _analyzer(ctx, engine, backend, window, hop, vad)
                 report = await run_stoppable(engine.analyze, analyzer, audio, name=name, timeline=timeline,
-                                             progress=_window_progress(ctx, name or "audio"))
+                                             progress=_window_progress(ctx, safe_name(name or "audio")))
         except Exception as e:  # noqa: BLE001 - every failure becomes an error result; the server keeps serving
             raise _tool_error(e, "analyze_speech_emotion") from e
-        log.info("analysed %s (%s, %.1f s of audio) in %.2f s", report.source, kind, report.duration, time.perf_counter() - t0)
+        log.info("analysed %s (%s, %.1f s of audio) in %.2f s", safe_name(report.source), kind, report.duration, time.perf_counter() - t0)
         return _result(report, report.description)
 
     if len(engine.names) > 1:
@@ -248,7 +250,7 @@ def build_server(settings: ServerSettings, *, engine: Engine | None = None, sand
                     f"not analysed: this call reached its time limit ({limit:g} s) before this file; analyse the "
                     "remaining files in another call")))
                 continue
-            await _report_progress(ctx, i, len(files), f"analysing {user_path}")
+            await _report_progress(ctx, i, len(files), f"analysing {safe_name(user_path)}")
             try:
                 with await anyio.to_thread.run_sync(sandbox.files.open_file, user_path) as opened:
                     report = await run_stoppable(engine.analyze, analyzer, opened.file, name=opened.name,
@@ -257,8 +259,8 @@ def build_server(settings: ServerSettings, *, engine: Engine | None = None, sand
             except SERError as e:
                 results.append(FileResult(source=user_path, error=_message(e)))
             except Exception as e:  # noqa: BLE001 - one broken file must not sink the batch
-                log.exception("unexpected error on %s", user_path)
-                results.append(FileResult(source=user_path, error=f"internal error ({type(e).__name__}: {e})"))
+                log.exception("unexpected error on %s", safe_name(user_path))
+                results.append(FileResult(source=user_path, error=_safe(f"internal error ({type(e).__name__}: {e})")))
         await _report_progress(ctx, len(files), len(files), "done")
         ok = sum(r.report is not None for r in results)
         batch = BatchReport(results=results, analysed=ok, failed=len(results) - ok, summary=_summary(results))
@@ -458,7 +460,13 @@ def _message(e: SERError) -> str:
     text = str(e)
     if isinstance(e, NoSpeechError):  # the core's hint names the CLI flag
         text = text.replace("try --vad energy", "call again with vad='energy'")
-    return text
+    return _safe(text)
+
+
+def _safe(text: str) -> str:
+    """Every message an LLM reads may quote a caller's path or a file name: no line breaks, escapes or
+    bidi controls from them reach the text (see ser_tool.safe_name)."""
+    return safe_name(text, MESSAGE_MAX_CHARS)
 
 
 def _tool_error(e: Exception, tool: str) -> ToolError:
@@ -468,14 +476,14 @@ def _tool_error(e: Exception, tool: str) -> ToolError:
         log.info("%s refused: %s", tool, e)
         return ToolError(_message(e))
     if isinstance(e, ValidationError):
-        return ToolError(f"invalid arguments: {e}")
+        return ToolError(_safe(f"invalid arguments: {e}"))
     log.exception("%s: unexpected error", tool)
-    return ToolError(f"internal error in {tool} ({type(e).__name__}: {e}); this is a bug in ser-tool's MCP server")
+    return ToolError(_safe(f"internal error in {tool} ({type(e).__name__}: {e}); this is a bug in ser-tool's MCP server"))
 
 
 def _no_files(folder: str, pattern: str | None) -> ToolError:
     what = f"matching {pattern!r}" if pattern else "with an audio extension (.wav, .flac, .ogg, .opus, .mp3, ...)"
-    return ToolError(f"{folder} has no files {what}")
+    return ToolError(_safe(f"{folder} has no files {what}"))
 
 
 def _result(model: BaseModel, text: str) -> CallToolResult:
@@ -488,16 +496,19 @@ def _result(model: BaseModel, text: str) -> CallToolResult:
 
 
 def _summary(results: list[FileResult]) -> str:
+    """One line per file. Names are escaped (a newline in a file name must not start a line of its own);
+    the structured results keep them raw (JSON escapes them)."""
     lines = []
     for r in results:
+        name = safe_name(r.source)
         if r.report is None:
-            lines.append(f"{r.source}: ERROR {r.error}")
+            lines.append(f"{name}: ERROR {_safe(r.error or '')}")
             continue
         o = r.report.overall
         dims = f", arousal {o.dimensions.arousal:.2f}, valence {o.dimensions.valence:.2f}" if o.dimensions else ""
         top = sorted(zip(EMOTIONS, o.probabilities.as_tuple()), key=lambda x: -x[1])[:3]
         probs = ", ".join(f"{e} {p:.2f}" for e, p in top)
-        lines.append(f"{r.source}: {o.emotion} (confidence {o.confidence:.2f}{dims}; {probs}; {r.report.duration:.1f} s)")
+        lines.append(f"{name}: {o.emotion} (confidence {o.confidence:.2f}{dims}; {probs}; {r.report.duration:.1f} s)")
     return "\n".join(lines)
 
 

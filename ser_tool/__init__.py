@@ -13,6 +13,7 @@ from ser_tool.access import AUDIO_EXTENSIONS, AllowedFolders, OpenedAudio
 from ser_tool.align import EmotionTranscript, SpokenSegment, align, transcribe_with_emotion, transcript_lines
 from ser_tool.analyzer import AnalysisOptions, Analyzer, BackendSpec, analyze
 from ser_tool.asr import ASR, GivenTranscript, Transcript, TranscriptSegment, WhisperASR, load_asr
+from ser_tool.describe import safe_name
 from ser_tool.audio import SAMPLE_RATE, AudioLimits, load_audio, open_audio
 from ser_tool.errors import (
     AccessDeniedError,
@@ -47,7 +48,7 @@ __all__ = [
     "EmptyAudioError", "InvalidAudioError", "ModelNotAvailableError", "NoSpeechError", "SERError",
     "Segment", "SegmentationOptions", "Settings", "add_model_flags", "analyze", "load_audio", "open_audio", "report_json_schema",
     "EmotionTranscript", "GivenTranscript", "SpeechEmotionTool", "SpokenSegment", "Transcript", "TranscriptSegment",
-    "WhisperASR", "align", "load_asr", "transcribe_with_emotion", "transcript_lines",
+    "WhisperASR", "align", "load_asr", "safe_name", "transcribe_with_emotion", "transcript_lines",
 ]
 
 

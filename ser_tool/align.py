@@ -134,7 +134,10 @@ def transcribe_with_emotion(
     with open_audio(audio, sample_rate=sample_rate, name=name, limits=limits or analyzer.options.limits) as src:
         label = src.name
         wave = src.read(0, src.num_samples)
+        decode_warnings = list(src.warnings)
     report = analyzer.analyze(wave, sample_rate=SAMPLE_RATE, name=label, timeline=True, progress=progress, cancel=cancel)
+    if decode_warnings:  # the report was made from the decoded array, which no longer knows
+        report = report.model_copy(update={"warnings": [*decode_warnings, *report.warnings]})
     StopCheck(cancel)()
     transcript: Transcript = asr.transcribe(wave)
     timeline = report.timeline or [Segment(start=0.0, end=report.duration, speech=True, affect=report.overall)]

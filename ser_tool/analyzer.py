@@ -22,11 +22,12 @@ import numpy as np
 
 from ser_tool.audio import SAMPLE_RATE, AudioLimits, AudioSource, format_seconds, open_audio
 from ser_tool.backends import Backend, BackendSpec, load_backend
-from ser_tool.describe import UNCERTAIN_BELOW, describe
+from ser_tool.describe import NOT_A_VOICE, UNCERTAIN_BELOW, describe
 from ser_tool.errors import AnalysisCancelled, AnalysisTimeLimitError, ConfigError, NoSpeechError, TooManyWindowsError
 from ser_tool.labels import EMOTIONS
 from ser_tool.report import Affect, AffectReport, Dimensions, EmotionProbabilities, Segment
 from ser_tool.segment import PlannedSegment, SegmentationOptions, detect_speech, plan_segments
+from ser_tool.segment import STEADY_SHARE, steady_tone_share
 
 ProgressCallback = Callable[[int, int], None]  # (windows done, windows total)
 # Set the event (or return True) to stop an analysis; it is checked before every batch.
@@ -158,7 +159,8 @@ class Analyzer:
                 raise TooManyWindowsError(f"{label}: {e}") from None
             speech = [seg for seg in plan if seg.speech]
             results = dict(zip(speech, self._predict(source, speech, progress, check), strict=True))
-            return self._report(source, label, plan, results, timeline)
+            report = self._report(source, label, plan, results, timeline)
+            return _not_a_voice(report) if steady_tone_share(source, speech) > STEADY_SHARE else report
 
     def _predict(self, source: AudioSource, segments: Sequence[PlannedSegment], progress: ProgressCallback | None,
                  check: Callable[[], None]) -> list[Affect]:
@@ -215,7 +217,7 @@ class Analyzer:
             window=seg_opts.window,
             hop=seg_opts.step,
             description=description,
-            warnings=_warnings(overall, speech_duration, backend),
+            warnings=[*source.warnings, *_warnings(overall, speech_duration, backend)],  # decoding first
         )
 
 
@@ -255,6 +257,13 @@ def _warnings(overall: Affect, speech_duration: float, backend: Backend) -> list
     if not backend.has_dimensions:
         out.append("This model has no valence/arousal/dominance head; dimensions are null.")
     return out
+
+
+def _not_a_voice(report: AffectReport) -> AffectReport:
+    """The report of audio that is mostly steady tones (sine, hum, chord): the caveat leads the description
+    and joins the warnings; the scores stay as the model gave them."""
+    return report.model_copy(update={"description": f"{NOT_A_VOICE} {report.description}",
+                                     "warnings": [NOT_A_VOICE, *report.warnings]})
 
 
 def analyze(audio, *, backend: str = "embedded", **kwargs) -> AffectReport:

@@ -15,6 +15,7 @@ import textwrap
 from collections.abc import Sequence
 
 from ser_tool.console import number, quiet_on_closed_stdout
+from ser_tool.describe import MESSAGE_MAX_CHARS, safe_name
 from ser_tool.errors import AudioError, ConfigError, SERError
 from ser_tool.settings import Settings, add_model_flags
 
@@ -95,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _transcribe(args)
         return _analyze(args)
     except ConfigError as e:
-        print(f"ser: error: {e}", file=sys.stderr)
+        print(f"ser: error: {_safe(e)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("ser: interrupted", file=sys.stderr)
@@ -131,12 +132,12 @@ def _analyze(args: argparse.Namespace) -> int:
             report = analyzer.analyze(path, timeline=timeline, progress=progress)
         except AudioError as e:
             failures.append((path, e))
-            if args.jsonl:
+            if args.jsonl:  # JSON escapes every character itself: the raw name stays exact
                 _emit(json.dumps({"source": path, "error": {"type": type(e).__name__, "message": str(e)}}))
             continue
         except SERError as e:  # model missing or broken: no point trying the other files
             windows_bar.close()
-            print(f"ser: error: {e}", file=sys.stderr)
+            print(f"ser: error: {_safe(e)}", file=sys.stderr)
             return e.exit_code
         finally:
             windows_bar.close()
@@ -152,7 +153,7 @@ def _analyze(args: argparse.Namespace) -> int:
     if failures:
         print(f"ser: {len(failures)} of {len(args.files)} file(s) failed:", file=sys.stderr)
         for path, e in failures:
-            print(f"  {path}: {e}", file=sys.stderr)
+            print(f"  {safe_name(path)}: {_safe(e)}", file=sys.stderr)
         return EXIT_FILE_FAILED
     return EXIT_OK
 
@@ -172,7 +173,7 @@ def _transcribe(args: argparse.Namespace) -> int:
     try:
         result = transcribe_with_emotion(args.file, analyzer=_analyzer(cfg), asr=asr)
     except SERError as e:
-        print(f"ser: error: {e}", file=sys.stderr)
+        print(f"ser: error: {_safe(e)}", file=sys.stderr)
         return e.exit_code
     if args.json:
         _emit(result.model_dump_json(indent=2))
@@ -226,7 +227,13 @@ def _emit(text: str) -> None:
 
 
 def _short(path: str, width: int = 24) -> str:
+    path = safe_name(path)
     return path if len(path) <= width else "…" + path[-(width - 1):]
+
+
+def _safe(e: BaseException) -> str:
+    """An error message for the terminal: it may quote a file name, so control characters are escaped."""
+    return safe_name(e, MESSAGE_MAX_CHARS)
 
 
 def render_text(report, show_timeline: bool = False) -> str:
@@ -237,7 +244,7 @@ def render_text(report, show_timeline: bool = False) -> str:
 
     o = report.overall
     lines = [
-        f"{report.source}  ({format_seconds(report.duration)}, speech {format_seconds(report.speech_duration)})  "
+        f"{safe_name(report.source)}  ({format_seconds(report.duration)}, speech {format_seconds(report.speech_duration)})  "
         f"[{report.backend}: {report.model_id}]",
         f"  expressed emotion: {o.emotion}   confidence {o.confidence:.2f} ({confidence_word(o.confidence)})",
     ]

@@ -1,7 +1,9 @@
-"""Report -> a few plain sentences an LLM can read in a prompt."""
+"""Report -> a few plain sentences an LLM can read in a prompt; and `safe_name`, the one way any surface
+puts a name it did not choose (a file name, a path, a message quoting one) into text."""
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 
 from ser_tool.audio import format_seconds
@@ -9,10 +11,48 @@ from ser_tool.labels import EMOTIONS
 from ser_tool.report import Affect, Segment
 
 UNCERTAIN_BELOW = 0.3  # confidence under this: say the emotion is uncertain
+NOT_A_VOICE = ("The audio looks like steady tones or music (a held pitch, hum or chord), not speech; "
+               "the emotion reading is not meaningful.")
 _NOUN = {
     "neutral": "a neutral tone", "happy": "happiness", "sad": "sadness", "angry": "anger",
     "fearful": "fear", "disgusted": "disgust", "surprised": "surprise",
 }
+
+
+NAME_MAX_CHARS = 240  # a file name longer than this is cut in the middle (its extension stays visible)
+MESSAGE_MAX_CHARS = 2000  # an error message quoting a name: room for the message, not for a flood
+
+# Characters that could change how text around them reads: line breaks (\n, \r, U+0085, U+2028/2029),
+# terminal escapes (\x1b), other controls, bidi overrides and isolates (U+202A-202E, U+2066-2069),
+# zero-width and other format characters, and lone surrogates (undecodable bytes of a POSIX file name,
+# which would also crash a UTF-8 print). ZWNJ/ZWJ stay: scripts and emoji need them and they move nothing.
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
+_KEEP = frozenset({"\u200c", "\u200d"})
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def safe_name(text: object, max_chars: int | None = NAME_MAX_CHARS) -> str:
+    """`text` made safe to embed in a line an LLM or a terminal reads: every control, line-break, format
+    (bidi, zero-width) or surrogate character is written as a visible escape (`\\n`, `\\x1b`, `\\u202e`),
+    so a file name can never start a new line or hide or reorder text around it; and a name longer than
+    `max_chars` is cut in the middle ('start…end'). The escaping is for reading, not reversible (a
+    backslash is left as it is). Use it wherever a name or a message quoting one becomes text; JSON
+    output needs no help (json escapes) and keeps the raw name.
+    """
+    text = str(text)
+    if max_chars is not None and len(text) > max_chars:
+        keep = max(2, max_chars - 1)
+        text = text[: keep - keep // 3] + "…" + text[len(text) - keep // 3:]
+    if text.isprintable() and text.isascii():  # the common case: nothing to escape
+        return text
+    return "".join(_escape(c) if c not in _KEEP and unicodedata.category(c) in _UNSAFE_CATEGORIES else c for c in text)
+
+
+def _escape(c: str) -> str:
+    if c in _SHORT_ESCAPES:
+        return _SHORT_ESCAPES[c]
+    n = ord(c)
+    return f"\\x{n:02x}" if n < 0x100 else f"\\u{n:04x}" if n < 0x10000 else f"\\U{n:08x}"
 
 
 def confidence_word(confidence: float) -> str:

@@ -34,6 +34,7 @@ from ser_tool.access import AllowedFolders
 from ser_tool.align import EmotionTranscript, transcribe_with_emotion, transcript_lines
 from ser_tool.analyzer import Analyzer
 from ser_tool.asr import ASR, GivenTranscript
+from ser_tool.describe import MESSAGE_MAX_CHARS, safe_name
 from ser_tool.errors import NoSpeechError, SERError
 from ser_tool.report import AffectReport
 
@@ -181,8 +182,9 @@ class SpeechEmotionTool(BaseTool):
 
 
 def _message(e: SERError) -> str:
+    """The error text the LLM reads; it may quote a file name, so control characters are escaped."""
     text = str(e)
     if isinstance(e, NoSpeechError):
         text = text.replace("try --vad energy (analyse everything above the noise floor)",
                             "the speech detector found none (the recording may be too quiet, noisy or not speech)")
-    return text
+    return safe_name(text, MESSAGE_MAX_CHARS)

@@ -9,6 +9,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from evals.cpbench.metrics import Cell, SampleResult
+from evals.output import output_error
 
 __all__ = ["Report", "plot", "summary", "write_report"]
 
@@ -90,10 +91,18 @@ def plot(report: Report, path: str | Path) -> Path:
 
 
 def write_report(report: Report, out: str | Path) -> dict[str, Path]:
+    """report.json, scores.png and summary.txt in `out`; an OutputError (saying what to do) if they cannot be written."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     paths = {"log": out / "report.json", "chart": out / "scores.png", "summary": out / "summary.txt"}
-    paths["log"].write_text(report.model_dump_json(indent=2), encoding="utf-8")
-    plot(report, paths["chart"])
-    paths["summary"].write_text(summary(report) + "\n", encoding="utf-8")
+    current = out
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        current = paths["log"]
+        paths["log"].write_text(report.model_dump_json(indent=2), encoding="utf-8")
+        current = paths["chart"]
+        plot(report, paths["chart"])
+        current = paths["summary"]
+        paths["summary"].write_text(summary(report) + "\n", encoding="utf-8")
+    except OSError as e:
+        raise output_error(e, current, "the report") from None
     return paths

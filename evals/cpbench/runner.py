@@ -17,6 +17,7 @@ from evals.cpbench.metrics import SampleResult, aggregate
 from evals.cpbench.report import Report
 from evals.cpbench.scorers import ChoiceScorer, JudgeScorer, Scorer
 from evals.cpbench.solvers import AgentSolver, Solver, mc_question, model_identity
+from evals.output import OutputError, ensure_writable
 
 __all__ = ["evaluate", "run_samples"]
 
@@ -32,7 +33,7 @@ def run_samples(samples: Sequence[Sample], solver: Solver, scorer: Scorer, *, co
         question = mc_question(sample) if mc else sample.question
         try:
             solution = solver(sample, mode)
-        except ChatModelError:
+        except (ChatModelError, OutputError):  # the model or the disk failed: stop (a rerun resumes)
             raise
         except SERError as e:  # this clip cannot be heard (no speech, bad file): scored 0, kept in the log
             if progress:
@@ -52,8 +53,13 @@ def run_samples(samples: Sequence[Sample], solver: Solver, scorer: Scorer, *, co
     jobs = [(mode, sample) for mode in solver.modes for sample in samples]
     if concurrency <= 1:
         return [one(j) for j in jobs]
-    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+    pool = ThreadPoolExecutor(max_workers=concurrency)
+    try:
         return list(pool.map(one, jobs))
+    finally:
+        # On a failure or Ctrl-C, drop the jobs not started (else they would all run first); the calls in
+        # flight finish and are cached.
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def evaluate(samples: Sequence[Sample], model: Any, *, modes: Sequence[str] = ("none", "predicted", "oracle"),
@@ -69,6 +75,8 @@ def evaluate(samples: Sequence[Sample], model: Any, *, modes: Sequence[str] = ("
         missing = [s.id for s in samples if not s.choices]
         if missing:
             raise ValueError(f"{len(missing)} sample(s) have no choices for --mc (e.g. {missing[0]}); score them with --judge")
+    if cache_dir is not None:  # before any (paid) call, not after
+        ensure_writable(cache_dir, "the model-call cache", "--cache")
     cache = CallCache(cache_dir)
     if analyzer is None and "predicted" in modes:
         from ser_tool import AnalysisOptions, Analyzer
