@@ -30,6 +30,7 @@ from ser_tool.segment import PlannedSegment, SegmentationOptions, detect_speech,
 from ser_tool.segment import STEADY_SHARE, steady_tone_share
 
 ProgressCallback = Callable[[int, int], None]  # (windows done, windows total)
+ScanProgress = Callable[[float, float], None]  # (seconds scanned for speech, seconds in total)
 # Set the event (or return True) to stop an analysis; it is checked before every batch.
 CancelHook = threading.Event | Callable[[], bool]
 
@@ -76,6 +77,22 @@ class StopCheck:
                 f"the analysis took longer than its time limit ({self._time_limit:g} s) and was stopped. Analyse a "
                 "shorter recording (or a part of it), or use a longer window and hop (fewer windows to run)"
             )
+
+
+class _ScanReporter:
+    """The audio source as speech detection sees it, reporting after each block how far the pass has come."""
+
+    def __init__(self, source: AudioSource, report: ScanProgress) -> None:
+        self._source, self._report = source, report
+
+    def __getattr__(self, name: str):
+        return getattr(self._source, name)
+
+    def blocks(self, *args, **kwargs):
+        total = self._source.duration
+        for start, block in self._source.blocks(*args, **kwargs):
+            yield start, block
+            self._report(min(total, (start + len(block)) / SAMPLE_RATE), total)
 
 
 def confidence_from(probabilities: np.ndarray, n_supported: int) -> float:
@@ -128,6 +145,7 @@ class Analyzer:
         timeline: bool | None = None,
         progress: ProgressCallback | None = None,
         cancel: CancelHook | None = None,
+        scan_progress: ScanProgress | None = None,
     ) -> AffectReport:
         """Analyse one recording.
 
@@ -137,13 +155,17 @@ class Analyzer:
         recording is longer than one analysis window.
         cancel: a threading.Event (or a callable returning True) that stops the analysis with
         AnalysisCancelled when set; checked before every batch, so it stops within one batch.
+        progress(windows done, windows total): after each batch of model windows. scan_progress(seconds
+        scanned, seconds total): while speech is detected, before the windows are planned (on a long
+        recording that pass takes seconds; a progress display can show it instead of "0 windows").
         Raises TooManyWindowsError before the model runs when the plan exceeds options.max_windows, and
         AnalysisTimeLimitError when options.time_limit passes.
         """
         opts = self.options
         check = StopCheck(cancel, opts.time_limit)
         with open_audio(audio, sample_rate=sample_rate, name=name, limits=opts.limits) as source:
-            regions, peak = detect_speech(source, opts.segmentation, check)
+            scanned = source if scan_progress is None else _ScanReporter(source, scan_progress)
+            regions, peak = detect_speech(scanned, opts.segmentation, check)
             label = source.name
             if peak < SILENCE_PEAK:
                 raise NoSpeechError(f"{label} is silent ({format_seconds(source.duration)} of digital silence); there is no voice to analyse")
