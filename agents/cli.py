@@ -71,7 +71,6 @@ def main(argv: Sequence[str] | None = None, *, model: Any = None, stdin: TextIO 
         return 2
     require_extra("agent", AGENT_MODULES, command="ser-agent")
     try:
-        _check_inputs(args)
         pipeline = _pipeline(args, model)
         if args.command == "ask":
             return _ask(args, pipeline, stdout)
@@ -103,6 +102,7 @@ def _pipeline(args, model: Any):
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     cfg = AgentSettings.from_args(args)
+    _check_inputs(args)  # after the settings (their errors first), before any model loads
     if model is None:
         model = cfg.agent_model
         if not model:
