@@ -121,6 +121,8 @@ def cpbench_main(args, parser) -> int:
         return 2
     require_extra("agent", AGENT_MODULES, command="ser-eval", what="ser-eval cpbench run (the reference agent)")
     require_extra("eval", EVAL_MODULES, command="ser-eval", what="ser-eval cpbench run (the scores chart)")
+    from tqdm import tqdm
+
     from agents import AgentError
 
     from evals.cpbench.report import summary, write_report
@@ -143,7 +145,7 @@ def cpbench_main(args, parser) -> int:
             judge_temperature=args.judge_temperature, analyzer=analyzer, asr=asr, transcript="asr" if asr else "given",
             cache_dir=cache_dir, concurrency=args.concurrency,
             limit=args.limit, data=str(args.data),
-            progress_factory=lambda total: progress_bar(total, "answers", unit="q", prefix="ser-eval: "),
+            progress_factory=lambda total: tqdm(total=total, desc="answers", unit="q", file=sys.stderr, disable=None),
         )
     except (SERError, AgentError, ValueError) as e:
         print(f"ser-eval: error: {e}", file=sys.stderr)
