@@ -20,15 +20,18 @@ from agents.prompt import (
     OracleSegment,
     PromptTemplate,
     RenderedPrompt,
+    Stretch,
+    affect_stretches,
     render_affect_block,
     render_prompt,
+    words_known,
 )
 
 __all__ = [
     "AFFECT_MODES", "DEFAULT_TEMPLATE", "TOOL_AGENT_SYSTEM", "AffectMode", "AffectPipeline", "AgentError", "Answer",
     "ChatModelError", "Conversation", "LocalChatModel", "OracleAffect", "OracleSegment", "Perception",
-    "PromptTemplate", "RenderedPrompt", "ToolAgentAnswer", "ask_tool_agent", "build_tool_agent", "chat_model",
-    "render_affect_block", "render_prompt", "smollm2_gguf",
+    "PromptTemplate", "RenderedPrompt", "Stretch", "ToolAgentAnswer", "affect_stretches", "ask_tool_agent",
+    "build_tool_agent", "chat_model", "render_affect_block", "render_prompt", "smollm2_gguf", "words_known",
 ]
 
 _NEEDS_LANGCHAIN = {

@@ -18,11 +18,16 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from ser_tool.console import number, quiet_on_closed_stdout, require_extra
+from ser_tool.console import EXIT_CODES as SER_EXIT_CODES
+from ser_tool.console import error_message, exit_code, number, quiet_on_closed_stdout, require_extra
+from ser_tool.describe import affect_brief
 from ser_tool.settings import add_model_flags
 
+from agents.errors import AgentError, ChatModelError
 from agents.prompt import AFFECT_MODES
 
+# The agent's own errors: bad usage (2), a chat model that cannot be built or fails (3).
+EXIT_CODES = {**SER_EXIT_CODES, AgentError: 2, ChatModelError: 3}
 # what the `agent` extra brings that every run needs (gguf and accelerate only for the local model: checked there)
 AGENT_MODULES = ("langchain_core", "langchain")
 
@@ -46,8 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--audio", help="the recording (WAV, FLAC, OGG/Opus, MP3, ...)")
         p.add_argument("--model", dest="agent_model",
                        help="chat model: provider:model (anthropic:claude-sonnet-4-5, openai:gpt-4o-mini, "
-                            "ollama:llama3.2, ...; keys from the environment) or 'local' / local:PATH (offline); "
-                            "env SER_AGENT_MODEL")
+                            "ollama:llama3.2, ...; keys from the environment) or 'local' / local:smollm2 / local:PATH "
+                            "(offline); env SER_AGENT_MODEL")
         p.add_argument("--temperature", type=number(float, ge=0), help="sampling temperature of the chat model")
         p.add_argument("--mode", choices=AFFECT_MODES, default="predicted",
                        help="what the prompt carries about how it was said (default: predicted)")
@@ -61,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, *, model: Any = None, stdin: TextIO | None = None,
          stdout: TextIO | None = None) -> int:
     """Entry point. `model` (a chat model object) replaces --model: tests and embedding programs use it."""
-    from ser_tool import SERError, safe_name
+    from ser_tool import SERError
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -76,8 +81,8 @@ def main(argv: Sequence[str] | None = None, *, model: Any = None, stdin: TextIO 
             return _ask(args, pipeline, stdout)
         return _chat(args, pipeline, stdin, stdout)
     except SERError as e:
-        print(f"ser-agent: error: {safe_name(e, None)}", file=sys.stderr)  # it may quote a file name
-        return e.exit_code
+        print(f"ser-agent: error: {error_message(e, args, max_chars=None)}", file=sys.stderr)  # it may quote a file name
+        return exit_code(e, EXIT_CODES)
     except KeyboardInterrupt:
         return 130
 
@@ -155,12 +160,8 @@ def affect_tag(perception) -> str:
     """A compact tag of the perceived affect, shown next to each reply."""
     report = perception.report
     if report is None:
-        return "words only"
-    o = report.overall
-    tag = f"{o.emotion} {o.confidence:.2f}" + (" uncertain" if o.confidence < 0.3 else "")
-    if o.dimensions:
-        tag += f" | V {o.dimensions.valence:.2f} A {o.dimensions.arousal:.2f} D {o.dimensions.dominance:.2f}"
-    return tag
+        return "words only" if perception.words is not None else "no words, no affect"
+    return affect_brief(report.overall)
 
 
 def perceived_line(perception) -> str:

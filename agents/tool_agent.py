@@ -12,6 +12,7 @@ from langchain_core.messages import BaseMessage, ToolMessage
 from agents.errors import ChatModelError
 from agents.models import chat_model
 from ser_tool import ASR, AffectReport, Analyzer, EmotionTranscript, SERError, SpeechEmotionTool, safe_name
+from ser_tool.report import UNCERTAIN_BELOW
 
 __all__ = ["TOOL_AGENT_SYSTEM", "ToolAgentAnswer", "ask_tool_agent", "build_tool_agent"]
 
@@ -19,7 +20,7 @@ TOOL_AGENT_SYSTEM = (
     "You help with questions about spoken recordings. You cannot hear audio yourself: when the answer depends on "
     "how something was said (tone, emotion, stress), call analyze_speech_emotion with the recording's path; ask for "
     "transcribe=true when you also need the words. Its scores describe emotion expressed in the voice, not what the "
-    "speaker feels; below confidence 0.3 treat the emotion as a guess. Answer concisely."
+    f"speaker feels; below confidence {UNCERTAIN_BELOW} treat the emotion as a guess. Answer concisely."
 )
 
 

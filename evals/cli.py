@@ -3,7 +3,9 @@ the CP-Bench style question answering evaluation of the reference agent.
 
 The emotion model is chosen with the flags (and SER_* variables) every entry point shares; in
 `cpbench run`, where --model is the answering chat model, the emotion model's flag is --ser-model.
-Exit codes: 0 ok; 2 bad usage or settings; 3 a model could not be loaded or failed; 141 stdout closed early.
+Exit codes: 0 ok; 2 bad usage or settings; 3 a model could not be loaded or failed; 4 `cpbench run` wrote its
+report but the answers look degenerate (see the summary's warning; --allow-degenerate accepts them);
+141 stdout closed early.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ser_tool.console import number, progress_bar, quiet_on_closed_stdout, require_extra
+from ser_tool.console import error_text, exit_code, number, progress_bar, quiet_on_closed_stdout, require_extra
 from ser_tool.settings import add_model_flags
 
+
+DEGENERATE_EXIT = 4  # `cpbench run`: the report was written, but the answers look degenerate
 
 # what each step imports from the optional extras (checked before any work, so a missing one is named
 # with its install command at once, not as a traceback after minutes of work)
@@ -67,22 +71,35 @@ def add_cpbench(sub) -> None:
     c = sub.add_parser("cpbench", help="CP-Bench style QA: the reference agent per affect mode, LLM judge or multiple choice",
                        description="Generate a CP-style QA set from corpora, or run the reference agent on a QA set and score it.")
     csub = c.add_subparsers(dest="cp_command", metavar="STEP")
-    g = csub.add_parser("generate", help="write a CP-style QA set (JSONL) from corpora in the manifest format")
+    g = csub.add_parser("generate", help="write a CP-style QA set (dev.jsonl, test.jsonl) from corpora in the manifest format",
+                        description="Write the CP-style set v2 from held-out speakers, split by speaker into dev (tune on it) "
+                                    "and test (report on it): OUT/dev.jsonl, OUT/test.jsonl, OUT/audio/ (stitched recordings), OUT/set.json.")
     g.add_argument("data", nargs="*", default=["../shared/data/ravdess"], metavar="DATA_DIR",
                    help="corpus folders with manifest.csv and a text column (default: ../shared/data/ravdess)")
-    g.add_argument("--out", required=True, help="folder for cpstyle.jsonl")
-    g.add_argument("--n-clips", type=number(int, ge=1), default=40, help="test-split clips (3 questions each; default 40)")
+    g.add_argument("--out", required=True, help="folder for the set (never inside the repository: stitched audio is written there)")
+    g.add_argument("--n-clips", type=number(int, ge=1), default=28,
+                   help="test clips with content, direct and contextual questions (default 28)")
+    g.add_argument("--n-situational", type=number(int, ge=0), help="other test clips with a situational question (default: --n-clips)")
+    g.add_argument("--n-stitched", type=number(int, ge=0), default=16,
+                   help="test stitched recordings, 2 temporal questions each (default 16)")
+    g.add_argument("--dev-ratio", type=number(float, ge=0, le=4), default=0.5, help="dev counts = this x the test counts (default 0.5)")
     g.add_argument("--seed", type=number(int, ge=0), help="generator seed (default: the fixed one in evals.cpbench.generate)")
-    g.add_argument("--choices", type=number(int, ge=2, le=10), default=4, help="options per multiple-choice question (default 4)")
+    g.add_argument("--choices", type=number(int, ge=2, le=4), default=4, help="options per multiple-choice question, 2..4 (default 4)")
     r = csub.add_parser("run", help="answer a QA set in each affect mode and score it")
     r.add_argument("data", metavar="DATA", help="a .jsonl / .csv file, a datasets save_to_disk folder (hub layout), or a hub id")
     r.add_argument("--model", dest="chat_model", default="local",
-                   help="answering chat model: local | local:PATH | provider:model (default local)")
+                   help="answering chat model: local | local:smollm2 | local:PATH | provider:model (default local)")
     r.add_argument("--judge", help="judge chat model for open-ended scoring (local | provider:model)")
-    r.add_argument("--mc", action="store_true", help="score the multiple-choice form by exact choice (no judge)")
+    r.add_argument("--mc", action="store_true",
+                   help="score the multiple-choice form by exact choice; with --judge the open-ended form is judged too, "
+                        "and the judge's agreement with the letter reported")
     r.add_argument("--modes", nargs="+", default=["none", "predicted", "oracle"], choices=("none", "predicted", "oracle"))
     r.add_argument("--temperature", type=number(float, ge=0), default=0.0, help="answering model temperature (default 0)")
     r.add_argument("--judge-temperature", type=number(float, ge=0), default=0.0)
+    r.add_argument("--no-words", action="store_true",
+                   help="withhold the dataset's transcript (the words are unknown; every mode answers without them)")
+    r.add_argument("--allow-degenerate", action="store_true",
+                   help="exit 0 even when the answers look degenerate (parse rate < 90%%, or one letter > 60%% of answers)")
     r.add_argument("--concurrency", type=number(int, ge=1, le=256), default=1,
                    help="samples in flight at once (default 1; raise it for API models)")
     r.add_argument("--limit", type=number(int, ge=1), help="at most N samples (a smoke run)")
@@ -102,16 +119,21 @@ def cpbench_main(args, parser) -> int:
     from evals.cpbench.dataset import load_samples
 
     if args.cp_command == "generate":
-        from evals.cpbench.generate import DEFAULT_SEED, generate, write_jsonl
+        from evals.cpbench.generate import DEFAULT_SEED, generate
 
         try:
-            samples = generate(args.data, n_clips=args.n_clips, seed=DEFAULT_SEED if args.seed is None else args.seed,
-                               n_choices=args.choices)
-        except (SERError, ValueError) as e:
-            print(f"ser-eval: error: {e}", file=sys.stderr)
+            made = generate(args.data, n_clips=args.n_clips, n_situational=args.n_situational, n_stitched=args.n_stitched,
+                            dev_ratio=args.dev_ratio, seed=DEFAULT_SEED if args.seed is None else args.seed,
+                            n_choices=args.choices)
+            paths = made.write(args.out)
+        except (SERError, ValueError, OSError) as e:
+            print(f"ser-eval: error: {error_text(e, args)}", file=sys.stderr)
             return 2
-        path = write_jsonl(samples, Path(args.out) / "cpstyle.jsonl")
-        print(f"wrote {len(samples)} questions about {len(samples) // 3} clips to {path}")
+        for split, counts in made.counts().items():
+            per_type = ", ".join(f"{t} {n}" for t, n in counts.items())
+            print(f"{split}: {sum(counts.values())} questions ({per_type}); speakers {', '.join(made.speakers[split]) or '-'}"
+                  f" -> {paths[split]}")
+        print(f"settings and counts: {paths['meta']}")
         return 0
     if args.cp_command != "run":
         parser.parse_args(["cpbench", "--help"])
@@ -119,11 +141,18 @@ def cpbench_main(args, parser) -> int:
     if not args.mc and not args.judge:
         print("ser-eval: error: give --judge MODEL for open-ended scoring, or --mc for multiple-choice scoring", file=sys.stderr)
         return 2
+    if args.no_words and args.asr_model:
+        print("ser-eval: error: --no-words and --asr-model contradict each other (unknown words vs recognised words); give one",
+              file=sys.stderr)
+        return 2
     require_extra("agent", AGENT_MODULES, command="ser-eval", what="ser-eval cpbench run (the reference agent)")
     require_extra("eval", EVAL_MODULES, command="ser-eval", what="ser-eval cpbench run (the scores chart)")
     from tqdm import tqdm
 
     from agents import AgentError
+    from agents.cli import EXIT_CODES as AGENT_EXIT_CODES  # a failing chat model ends a run as it ends ser-agent
+
+    from agents.choice import choose_letter
 
     from evals.cpbench.report import summary, write_report
     from evals.cpbench.runner import evaluate
@@ -135,36 +164,42 @@ def cpbench_main(args, parser) -> int:
         cfg = Settings.from_args(args)
         analyzer = Analyzer(cfg.backend_spec(), cfg.analysis_options())  # loads on first use: only mode predicted does
     except SERError as e:
-        print(f"ser-eval: error: {e}", file=sys.stderr)
-        return e.exit_code
+        print(f"ser-eval: error: {error_text(e, args)}", file=sys.stderr)
+        return exit_code(e)
     try:
         samples = load_samples(args.data)
-        asr = load_asr(cfg.asr_model, device=cfg.device, language=cfg.language, offline=cfg.offline) if cfg.asr_model else None
+        asr = (load_asr(cfg.asr_model, device=cfg.device, language=cfg.language, offline=cfg.offline)
+               if cfg.asr_model and not args.no_words else None)  # --no-words: SER_ASR_MODEL is not used either
         report = evaluate(
             samples, args.chat_model, modes=args.modes, mc=args.mc, judge=args.judge, temperature=args.temperature,
-            judge_temperature=args.judge_temperature, analyzer=analyzer, asr=asr, transcript="asr" if asr else "given",
+            judge_temperature=args.judge_temperature, analyzer=analyzer, asr=asr,
+            transcript="none" if args.no_words else "asr" if asr else "given",
             cache_dir=cache_dir, concurrency=args.concurrency,
-            limit=args.limit, data=str(args.data),
+            limit=args.limit, data=str(args.data), choose=choose_letter if args.mc else None,
             progress_factory=lambda total: tqdm(total=total, desc="answers", unit="q", file=sys.stderr, disable=None),
         )
     except (SERError, AgentError, ValueError) as e:
-        print(f"ser-eval: error: {e}", file=sys.stderr)
+        print(f"ser-eval: error: {error_text(e, args)}", file=sys.stderr)
         if not args.no_cache:
             print("ser-eval: finished calls are cached; rerun the same command to resume", file=sys.stderr)
-        return getattr(e, "exit_code", 2)
+        return exit_code(e, AGENT_EXIT_CODES) if isinstance(e, SERError) else 2
     except KeyboardInterrupt:
         print(f"ser-eval: interrupted; {_saved(cache_dir)}", file=sys.stderr)
         return 130
     try:
         paths = write_report(report, out)
     except OutputError as e:
-        print(f"ser-eval: error: {e}", file=sys.stderr)
+        print(f"ser-eval: error: {error_text(e, args)}", file=sys.stderr)
         if cache_dir is not None:
             print(f"ser-eval: every answer is cached in {cache_dir}; rerun with --cache {cache_dir} (and another --out) "
                   "to write the report without repeating the calls", file=sys.stderr)
-        return e.exit_code
+        return exit_code(e)
     print(summary(report))
     print(f"\nwrote {paths['log']}, {paths['chart']}, {paths['summary']}")
+    if report.warnings and not args.allow_degenerate:
+        print(f"ser-eval: error: the answers look degenerate ({len(report.warnings)} warning(s) above); fix the model or "
+              "its prompt, or pass --allow-degenerate to accept them", file=sys.stderr)
+        return DEGENERATE_EXIT
     return 0
 
 
@@ -188,8 +223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("ser-eval: interrupted", file=sys.stderr)
         return 130
     except SERError as e:
-        print(f"ser-eval: error: {e}", file=sys.stderr)
-        return e.exit_code
+        print(f"ser-eval: error: {error_text(e)}", file=sys.stderr)
+        return exit_code(e)
     except OSError as e:
         where = f" {e.filename}" if e.filename else ""
         print(f"ser-eval: error: cannot read or write{where} ({e.strerror or e}); check the path, that the folder "
@@ -226,8 +261,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
             progress_factory=lambda total, desc: progress_bar(total, desc, unit="clips", prefix="ser-eval: "),
         )
     except SERError as e:
-        print(f"ser-eval: error: {e}", file=sys.stderr)
-        return e.exit_code
+        print(f"ser-eval: error: {error_text(e, args)}", file=sys.stderr)
+        return exit_code(e)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=2))

@@ -70,9 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     require_extra("mcp", MCP_MODULES, command="ser-mcp", what="the MCP server")
     # Before torch loads: idle OpenMP threads sleep instead of spinning. The server runs forward passes
     # on a thread other than the main one, and spinning OpenMP teams then starve it (20x slower
-    # under load on 2 cores, see mcp_server/engine.py). Costs nothing measurable for one stream.
+    # under load on 2 cores, see mcp_server/pool.py). Costs nothing measurable for one stream.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from ser_tool import ConfigError
+    from ser_tool.console import error_text
 
     from mcp_server.settings import ServerSettings
 
@@ -89,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         server = build_server(settings)
     except ConfigError as e:
-        print(f"ser-mcp: error: {e}", file=sys.stderr)
+        print(f"ser-mcp: error: {error_text(e, args)}", file=sys.stderr)
         return EXIT_USAGE
     log = logging.getLogger("mcp_server")
     log.info("ser-mcp %s: transport %s, backends %s, allowed folders %s, URLs %s", _version(), settings.transport,

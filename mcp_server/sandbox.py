@@ -2,8 +2,8 @@
 call names exactly one audio source. Every refusal is an SERError whose message says what to do.
 
 Files and inline audio go through ser_tool's `AllowedFolders` (the one allowed-folders policy, shared
-with the LangChain tool): a file is opened once, checked on the open descriptor, and decoded from it;
-this module only words the policy's hints in the server's settings (SER_*).
+with the LangChain tool): a file is opened once, checked on the open descriptor, and decoded from it.
+Its refusals carry hints (the settings that would lift them); mcp_server.messages words them.
 
 A URL's host is resolved once; every address must be public (unless private ones are allowed) and the
 download connects to the address that was checked (the Host header and TLS server name keep the
@@ -18,7 +18,6 @@ from pathlib import Path
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from ser_tool import (
-    AUDIO_EXTENSIONS,
     AccessDeniedError,
     AllowedFolders,
     AudioError,
@@ -26,20 +25,9 @@ from ser_tool import (
     ConfigError,
 )
 
-__all__ = ["AUDIO_EXTENSIONS", "AccessDeniedError", "FetchError", "Sandbox", "SandboxPolicy", "validate_one_source"]
+__all__ = ["AccessDeniedError", "FetchError", "Sandbox", "SandboxPolicy", "validate_one_source"]
 
 MAX_REDIRECTS = 5
-
-# How the server's users change each setting the file policy mentions.
-_HINTS = {
-    "folders": "SER_ALLOWED_DIRS, or --allowed-dir, in the server's configuration",
-    "max_file_bytes": "SER_MAX_FILE_MB",
-    "max_inline_bytes": "SER_MAX_INLINE_MB",
-    "max_batch_files": "SER_MAX_BATCH_FILES",
-    "allow_hardlinks": "SER_ALLOW_HARDLINKS=1 in the server's configuration",
-    "folder": "analyse the files in it with analyze_speech_emotion_batch (folder set to this path)",
-}
-
 
 class FetchError(AudioError):
     """The audio at a URL could not be downloaded."""
@@ -61,7 +49,7 @@ class SandboxPolicy:
         """The file part of this policy, as ser_tool's shared allowed-folders policy."""
         return AllowedFolders(folders=tuple(self.allowed_dirs), max_file_bytes=self.max_file_bytes,
                               max_inline_bytes=self.max_inline_bytes, max_batch_files=self.max_batch_files,
-                              allow_hardlinks=self.allow_hardlinks, hints=_HINTS)
+                              allow_hardlinks=self.allow_hardlinks)
 
 
 class Sandbox:

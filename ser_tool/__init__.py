@@ -10,10 +10,10 @@ when `SpeechEmotionTool` is used, pydantic-settings when `Settings` is.
 """
 
 from ser_tool.access import AUDIO_EXTENSIONS, AllowedFolders, OpenedAudio
-from ser_tool.align import EmotionTranscript, SpokenSegment, align, transcribe_with_emotion, transcript_lines
-from ser_tool.analyzer import AnalysisOptions, Analyzer, BackendSpec, analyze
+from ser_tool.align import align
+from ser_tool.analyzer import AnalysisOptions, Analyzer, BackendSpec, transcribe_with_emotion
 from ser_tool.asr import ASR, GivenTranscript, Transcript, TranscriptSegment, WhisperASR, load_asr
-from ser_tool.describe import safe_name
+from ser_tool.describe import safe_name, transcript_lines
 from ser_tool.audio import SAMPLE_RATE, AudioLimits, load_audio, open_audio
 from ser_tool.errors import (
     AccessDeniedError,
@@ -27,6 +27,7 @@ from ser_tool.errors import (
     BackendError,
     ConfigError,
     EmptyAudioError,
+    Hint,
     InvalidAudioError,
     ModelNotAvailableError,
     NoSpeechError,
@@ -35,6 +36,7 @@ from ser_tool.errors import (
 )
 from ser_tool.labels import DIMENSIONS, EMOTIONS
 from ser_tool.report import Affect, AffectReport, Dimensions, EmotionProbabilities, Segment, report_json_schema
+from ser_tool.report import EmotionTranscript, SpokenSegment
 from ser_tool.segment import SegmentationOptions
 
 __version__ = "0.1.0"
@@ -45,8 +47,8 @@ __all__ = [
     "TooManyWindowsError",
     "AudioDecodeError", "AudioError", "AudioLimits", "AudioNotFoundError", "AudioTooLargeError",
     "AudioTooLongError", "BackendError", "BackendSpec", "ConfigError", "Dimensions", "EmotionProbabilities",
-    "EmptyAudioError", "InvalidAudioError", "ModelNotAvailableError", "NoSpeechError", "SERError",
-    "Segment", "SegmentationOptions", "Settings", "add_model_flags", "analyze", "load_audio", "open_audio", "report_json_schema",
+    "EmptyAudioError", "Hint", "InvalidAudioError", "ModelNotAvailableError", "NoSpeechError", "SERError",
+    "Segment", "SegmentationOptions", "Settings", "add_model_flags", "load_audio", "open_audio", "report_json_schema",
     "EmotionTranscript", "GivenTranscript", "SpeechEmotionTool", "SpokenSegment", "Transcript", "TranscriptSegment",
     "WhisperASR", "align", "load_asr", "safe_name", "transcribe_with_emotion", "transcript_lines",
 ]

@@ -15,8 +15,9 @@
   between the check and the open makes the call fail, never read the outside file.
 
 Base64 audio is decoded here too (size checked before decoding), so every surface accepts the same
-text. Messages name no surface's flags or variables; a surface passes `hints` (how its users change
-a setting) and they are added in parentheses.
+text. Messages name no surface's flags or variables: a refusal that a setting would lift carries it as
+a hint (`ser_tool.errors.Hint`: 'allowed_dirs', 'max_file_mb', 'max_inline_mb', 'max_batch_files',
+'allow_hardlinks', or 'folder' for a folder given as a file), and each surface words it for its users.
 """
 
 from __future__ import annotations
@@ -29,10 +30,9 @@ import functools
 import os
 import stat
 import sys
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path, PurePath
-from types import MappingProxyType
 from typing import BinaryIO
 
 from ser_tool.errors import (
@@ -99,9 +99,6 @@ class AllowedFolders:
     max_batch_files: most files one folder listing returns.
     allow_hardlinks: open files that have more than one name (off: such a file may be a second name
     of a file outside the allowed folders, which no path check can see).
-    hints: how the surface's users change a setting, by field name ('folders', 'max_file_bytes',
-    'max_inline_bytes', 'max_batch_files', 'allow_hardlinks') or 'folder' (how to analyse a whole
-    folder); each is added to the matching message.
     """
 
     folders: tuple[Path, ...] | None = ()
@@ -109,13 +106,11 @@ class AllowedFolders:
     max_inline_bytes: int = 10 * MiB
     max_batch_files: int = 50
     allow_hardlinks: bool = False
-    hints: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.folders is not None:
             folders = (self.folders,) if isinstance(self.folders, (str, os.PathLike)) else self.folders
             object.__setattr__(self, "folders", tuple(Path(d) for d in folders))
-        object.__setattr__(self, "hints", MappingProxyType(dict(self.hints)))
         for name in ("max_file_bytes", "max_inline_bytes", "max_batch_files"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -187,9 +182,9 @@ class AllowedFolders:
             out.append(str(PurePath(text) / rel))
         if len(out) > self.max_batch_files:
             raise AccessDeniedError(
-                f"{text} has {len(out)} matching files; one call analyses at most {self.max_batch_files}"
-                f"{self._hint('max_batch_files')}. Narrow the pattern (e.g. 'call_2024*.wav') or pass a list of "
-                "paths, in several calls"
+                f"{text} has {len(out)} matching files; one call analyses at most {self.max_batch_files}. Narrow the "
+                "pattern (e.g. 'call_2024*.wav') or pass a list of paths, in several calls; or raise the limit",
+                setting="max_batch_files",
             )
         return out
 
@@ -207,8 +202,8 @@ class AllowedFolders:
             "Save the audio to a file and pass its path instead"
         if len(s) // 4 * 3 > limit + 3:  # checked before decoding anything
             raise AudioTooLargeError(
-                f"the base64 audio holds about {len(s) * 3 / 4 / MiB:.1f} MiB; the limit is {limit / MiB:.1f} MiB"
-                f"{self._hint('max_inline_bytes')}. {instead}"
+                f"the base64 audio holds about {len(s) * 3 / 4 / MiB:.1f} MiB; the limit is {limit / MiB:.1f} MiB. "
+                f"{instead}, or raise the limit", setting="max_inline_mb"
             )
         s += "=" * (-len(s) % 4)
         try:
@@ -216,8 +211,8 @@ class AllowedFolders:
         except (binascii.Error, ValueError) as e:
             raise AudioDecodeError(f"the audio is not valid base64 ({e}); send the file's bytes base64-encoded (RFC 4648)") from None
         if len(data) > limit:
-            raise AudioTooLargeError(f"the base64 audio decodes to {len(data) / MiB:.1f} MiB; the limit is {limit / MiB:.1f} MiB"
-                                     f"{self._hint('max_inline_bytes')}. {instead}")
+            raise AudioTooLargeError(f"the base64 audio decodes to {len(data) / MiB:.1f} MiB; the limit is {limit / MiB:.1f} MiB. "
+                                     f"{instead}, or raise the limit", setting="max_inline_mb")
         return data
 
     # -- internals -------------------------------------------------------------------------------
@@ -231,8 +226,8 @@ class AllowedFolders:
         roots = self._roots()
         if not roots:
             raise AccessDeniedError(
-                "reading files is disabled: there are no allowed folders. Ask the user to add the folder holding the "
-                f"audio to the allowed folders{self._hint('folders')}, or send the audio as base64"
+                "reading files is disabled: there are no allowed folders. Send the audio as base64, or ask the user "
+                "to add the folder holding the audio to the allowed folders", setting="allowed_dirs"
             )
         path = Path(os.path.expanduser(text))
         if ".." in path.parts:
@@ -261,20 +256,20 @@ class AllowedFolders:
 
     def _check_stat(self, st: os.stat_result, shown: str) -> None:
         if stat.S_ISDIR(st.st_mode):
-            how = self.hints.get("folder") or "give the path of an audio file inside it"
-            raise AudioNotFoundError(f"{shown} is a folder, not an audio file; {how}")
+            raise AudioNotFoundError(f"{shown} is a folder, not an audio file; give the path of an audio file inside it",
+                                     setting="folder")
         if not stat.S_ISREG(st.st_mode):
             raise AccessDeniedError(f"{shown} is not a regular file (a device, FIFO or socket); only audio files can be read")
         if self.restricted and not self.allow_hardlinks and st.st_nlink > 1:
             raise AccessDeniedError(
                 f"{shown} has {st.st_nlink} names (hard links), and another name may lie outside the allowed folders, so "
-                "it is not read. Copy the file into the folder (a copy, not a link)"
-                + (f", or allow hard links ({self.hints['allow_hardlinks']})" if "allow_hardlinks" in self.hints else "")
+                "it is not read. Copy the file into the folder (a copy, not a link), or allow hard links",
+                setting="allow_hardlinks", value=True,
             )
         if st.st_size > self.max_file_bytes:
             raise AudioTooLargeError(
-                f"{shown} is {st.st_size / MiB:.1f} MiB; files up to {self.max_file_bytes / MiB:.0f} MiB are accepted"
-                f"{self._hint('max_file_bytes')}. Compress it (e.g. to Opus or FLAC) or split it"
+                f"{shown} is {st.st_size / MiB:.1f} MiB; files up to {self.max_file_bytes / MiB:.0f} MiB are accepted. "
+                "Compress it (e.g. to Opus or FLAC), split it, or raise the limit", setting="max_file_mb"
             )
 
     def _verified(self, fd: int, shown: str, before: os.stat_result) -> OpenedAudio:
@@ -310,9 +305,6 @@ class AllowedFolders:
             raise _open_error(e, text, local=True) from None
         except _Changed:
             raise AudioError(f"{text}: the file was replaced while it was being opened; try again") from None
-
-    def _hint(self, key: str) -> str:
-        return f" ({self.hints[key]})" if key in self.hints else ""
 
     def _where(self) -> str:
         # The folders as configured: what the server's configuration already publishes, never their real paths.

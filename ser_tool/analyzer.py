@@ -1,7 +1,8 @@
 """The Analyzer: owns one loaded backend and turns audio into AffectReports.
 
 audio -> open (16 kHz mono, limits) -> detect speech -> plan windows -> model, batch by batch
--> aggregate -> AffectReport. Only `batch_size` windows of audio are in memory at a time, so
+-> aggregate -> AffectReport; `transcribe` adds a speech recogniser's words, aligned with that
+report's timeline (an EmotionTranscript). Only `batch_size` windows of audio are in memory at a time, so
 memory stays flat however long the recording is.
 
 Work per call is bounded too: a plan of more than `max_windows` windows is refused before the model
@@ -20,13 +21,17 @@ from typing import BinaryIO
 
 import numpy as np
 
+from ser_tool.aggregate import affect_from, covered_seconds, mean_affect
+from ser_tool.align import align
+from ser_tool.asr import ASR, Transcript
 from ser_tool.audio import SAMPLE_RATE, AudioLimits, AudioSource, format_seconds, open_audio
 from ser_tool.backends import Backend, BackendSpec, load_backend
-from ser_tool.describe import NOT_A_VOICE, UNCERTAIN_BELOW, describe
+from ser_tool.describe import NOT_A_VOICE, describe
 from ser_tool.errors import AnalysisCancelled, AnalysisTimeLimitError, ConfigError, NoSpeechError, TooManyWindowsError
 from ser_tool.labels import EMOTIONS
-from ser_tool.report import Affect, AffectReport, Dimensions, EmotionProbabilities, Segment
-from ser_tool.segment import PlannedSegment, SegmentationOptions, detect_speech, plan_segments
+from ser_tool.level import model_inputs
+from ser_tool.report import Affect, AffectReport, EmotionTranscript, Segment
+from ser_tool.segment import PlannedSegment, SegmentationOptions, SpeechScan, plan_segments, scan_speech
 from ser_tool.segment import STEADY_SHARE, steady_tone_share
 
 ProgressCallback = Callable[[int, int], None]  # (windows done, windows total)
@@ -50,6 +55,9 @@ class AnalysisOptions:
     batch_size: int = 8
     max_windows: int | None = MAX_WINDOWS  # most model windows one analysis may run; None = no cap
     time_limit: float | None = None  # seconds one analysis may take (decoding included); None = no limit
+    # Bring every window to the backend's speech level before a model that does not normalise its own
+    # input (ser_tool.level), so the reading does not follow the recording's volume. False: as recorded.
+    normalise_loudness: bool = True
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -93,12 +101,6 @@ class _ScanReporter:
         for start, block in self._source.blocks(*args, **kwargs):
             yield start, block
             self._report(min(total, (start + len(block)) / SAMPLE_RATE), total)
-
-
-def confidence_from(probabilities: np.ndarray, n_supported: int) -> float:
-    """How far the top probability sits above chance: 0 for a flat distribution, 1 for a certain one."""
-    k = max(2, n_supported)
-    return float(np.clip((probabilities.max() - 1.0 / k) / (1.0 - 1.0 / k), 0.0, 1.0))
 
 
 class Analyzer:
@@ -165,24 +167,64 @@ class Analyzer:
         check = StopCheck(cancel, opts.time_limit)
         with open_audio(audio, sample_rate=sample_rate, name=name, limits=opts.limits) as source:
             scanned = source if scan_progress is None else _ScanReporter(source, scan_progress)
-            regions, peak = detect_speech(scanned, opts.segmentation, check)
+            scan = scan_speech(scanned, opts.segmentation, check)
+            regions, peak = scan.regions, scan.peak
             label = source.name
             if peak < SILENCE_PEAK:
                 raise NoSpeechError(f"{label} is silent ({format_seconds(source.duration)} of digital silence); there is no voice to analyse")
             if not regions:
                 raise NoSpeechError(
-                    f"no speech detected in {label} ({format_seconds(source.duration)} of audio). If it does contain "
-                    "speech that is quiet or noisy, try --vad energy (analyse everything above the noise floor)"
+                    f"no speech detected in {label} ({format_seconds(source.duration)} of audio; nothing above "
+                    f"{scan.floor_db:.0f} dBFS sounded like speech). If it does contain speech that is quiet or noisy, "
+                    "try the energy speech detector, which analyses everything above the noise floor", setting="vad", value="energy"
                 )
             backend = self.backend
             try:
                 plan = plan_segments(regions, source.duration, opts.segmentation, backend.max_input_seconds, opts.max_windows)
             except TooManyWindowsError as e:
-                raise TooManyWindowsError(f"{label}: {e}") from None
+                raise TooManyWindowsError(f"{label}: {e.message}", hints=e.hints) from None
             speech = [seg for seg in plan if seg.speech]
             results = dict(zip(speech, self._predict(source, speech, progress, check), strict=True))
-            report = self._report(source, label, plan, results, timeline)
+            report = self._report(source, label, plan, results, timeline, _dropped_sound(scan))
             return _not_a_voice(report) if steady_tone_share(source, speech) > STEADY_SHARE else report
+
+    def transcribe(
+        self,
+        audio: str | Path | bytes | BinaryIO | np.ndarray,
+        asr: ASR,
+        *,
+        sample_rate: int | None = None,
+        name: str | None = None,
+        limits: AudioLimits | None = None,
+        progress: ProgressCallback | None = None,
+        cancel: CancelHook | None = None,
+    ) -> EmotionTranscript:
+        """ASR + SER on one recording, aligned: each transcript segment with its expressed emotion.
+
+        The audio (a path, bytes, an open binary file or an array) is decoded once (16 kHz mono) and the
+        same samples go to both models, so it is held in memory whole and an open file is read only once.
+        `cancel` stops the emotion analysis within one batch (see `analyze`) and the recogniser
+        before it starts; a recogniser pass already running finishes first.
+        """
+        with open_audio(audio, sample_rate=sample_rate, name=name, limits=limits or self.options.limits) as src:
+            label = src.name
+            wave = src.read(0, src.num_samples)
+            decode_warnings = list(src.warnings)
+        report = self.analyze(wave, sample_rate=SAMPLE_RATE, name=label, timeline=True, progress=progress, cancel=cancel)
+        if decode_warnings:  # the report was made from the decoded array, which no longer knows
+            report = report.model_copy(update={"warnings": [*decode_warnings, *report.warnings]})
+        StopCheck(cancel)()
+        transcript: Transcript = asr.transcribe(wave)
+        timeline = report.timeline or [Segment(start=0.0, end=report.duration, speech=True, affect=report.overall)]
+        return EmotionTranscript(
+            source=label,
+            duration=report.duration,
+            text=transcript.text,
+            language=transcript.language,
+            asr_model=transcript.model_id,
+            segments=align(transcript.segments, timeline, n_supported=len(report.emotions_supported)),
+            report=report,
+        )
 
     def _predict(self, source: AudioSource, segments: Sequence[PlannedSegment], progress: ProgressCallback | None,
                  check: Callable[[], None]) -> list[Affect]:
@@ -195,6 +237,7 @@ class Analyzer:
             check()
             batch = segments[i: i + self.options.batch_size]
             waves = [source.read(int(round(s.start * SAMPLE_RATE)), int(round(s.end * SAMPLE_RATE))) for s in batch]
+            waves = model_inputs(backend, waves, self.options.normalise_loudness)
             with self._lock:
                 pred = backend.predict(waves)
             for j in range(len(batch)):
@@ -209,20 +252,10 @@ class Analyzer:
         return out
 
     def _report(self, source: AudioSource, label: str, plan: list[PlannedSegment],
-                results: dict[PlannedSegment, Affect], timeline: bool | None) -> AffectReport:
+                results: dict[PlannedSegment, Affect], timeline: bool | None, notes: Sequence[str] = ()) -> AffectReport:
         backend, seg_opts = self.backend, self.options.segmentation
-        weights = np.array([s.duration for s in results])
-        probs = np.array([a.probabilities.as_tuple() for a in results.values()])
-        mean_p = weights @ probs / weights.sum()
-        mean_d = None
-        if backend.has_dimensions:
-            dims = np.array([[a.dimensions.valence, a.dimensions.arousal, a.dimensions.dominance] for a in results.values()])
-            mean_d = weights @ dims / weights.sum()
-        unmapped = [a.unmapped_probability for a in results.values()]
-        mean_u = None if unmapped[0] is None else float(weights @ np.array(unmapped) / weights.sum())
-        overall = affect_from(mean_p, mean_d, mean_u, len(backend.emotions_supported))
-
-        speech_duration = _covered_seconds(list(results))
+        overall = mean_affect(list(results.values()), [s.duration for s in results], len(backend.emotions_supported))
+        speech_duration = covered_seconds((s.start, s.end) for s in results)
         segments = [Segment(start=s.start, end=s.end, speech=s.speech, affect=results.get(s)) for s in plan]
         include = timeline if timeline is not None else (source.duration > seg_opts.window or len(plan) > 1)
         description = describe(overall, duration=source.duration, speech_duration=speech_duration, timeline=segments)
@@ -239,37 +272,28 @@ class Analyzer:
             window=seg_opts.window,
             hop=seg_opts.step,
             description=description,
-            warnings=[*source.warnings, *_warnings(overall, speech_duration, backend)],  # decoding first
+            warnings=[*source.warnings, *_warnings(overall, speech_duration, backend), *notes],  # decoding first
         )
 
 
-def affect_from(p: np.ndarray, d: np.ndarray | None, unmapped: float | None, n_supported: int) -> Affect:
-    """An Affect from probabilities over EMOTIONS (top emotion, confidence over n_supported), dims and unmapped mass."""
-    probs = EmotionProbabilities.from_sequence(p)
-    return Affect(
-        emotion=EMOTIONS[int(np.argmax(p))],
-        confidence=round(confidence_from(np.asarray(p, dtype=float) / np.sum(p), n_supported), 4),
-        probabilities=probs,
-        dimensions=None if d is None else Dimensions.from_sequence(d),
-        unmapped_probability=None if unmapped is None else round(min(1.0, max(0.0, unmapped)), 4),
-    )
-
-
-def _covered_seconds(segments: Sequence[PlannedSegment]) -> float:
-    """Length of the union of the segments (overlapping windows count once)."""
-    total, end = 0.0, -1.0
-    for s in sorted(segments, key=lambda s: s.start):
-        if s.end > end:
-            total += s.end - max(s.start, end)
-            end = s.end
-    return total
+def _dropped_sound(scan: SpeechScan) -> list[str]:
+    """A warning when sound that stands out from the background was left out of the analysis."""
+    if not scan.dropped:
+        return []
+    n = len(scan.dropped)
+    where = f"at {format_seconds(scan.dropped[0][0])}" if n == 1 else f"{n} stretches, the first at {format_seconds(scan.dropped[0][0])}"
+    return [
+        f"{format_seconds(scan.dropped_seconds)} of sound ({where}) stands well above the background but was not "
+        "taken as speech, so it is not in this report. If it is speech (a quiet or distant voice), analyse again "
+        "with the energy speech detector (setting vad='energy') or a lower speech floor (setting vad_floor_db)."
+    ]
 
 
 def _warnings(overall: Affect, speech_duration: float, backend: Backend) -> list[str]:
     out = []
     if speech_duration < SHORT_SPEECH:
         out.append(f"Only {speech_duration:.1f} s of speech was found; scores from so little speech are unreliable.")
-    if overall.confidence < UNCERTAIN_BELOW:
+    if overall.uncertain:
         out.append("No emotion clearly dominates (low confidence); treat the top emotion as a guess.")
     missing = [e for e in EMOTIONS if e not in backend.emotions_supported]
     if missing:
@@ -288,8 +312,6 @@ def _not_a_voice(report: AffectReport) -> AffectReport:
                                      "warnings": [NOT_A_VOICE, *report.warnings]})
 
 
-def analyze(audio, *, backend: str = "embedded", **kwargs) -> AffectReport:
-    """One-shot convenience: load `backend`, analyse one recording. Reuse an Analyzer for many."""
-    analyze_keys = {"sample_rate", "name", "timeline", "progress", "cancel"}
-    call = {k: kwargs.pop(k) for k in list(kwargs) if k in analyze_keys}
-    return Analyzer(backend, **kwargs).analyze(audio, **call)
+def transcribe_with_emotion(audio, *, analyzer: Analyzer, asr: ASR, **kwargs) -> EmotionTranscript:
+    """`analyzer.transcribe(audio, asr, **kwargs)`: the words of one recording, each segment with its expressed emotion."""
+    return analyzer.transcribe(audio, asr, **kwargs)

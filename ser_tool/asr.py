@@ -167,7 +167,7 @@ class WhisperASR:
                 chunk_length_s=self.chunk_length_s, batch_size=self.batch_size, ignore_warning=True,
             )
         except Exception as e:  # noqa: BLE001 - every loading failure becomes one clear message
-            raise not_available(self.model_id, reason or self.offline, e, flag="--asr-model") from e
+            raise not_available(self.model_id, reason or self.offline, e, setting="asr_model") from e
 
     def transcribe(self, audio: np.ndarray) -> Transcript:
         pipe = self.pipeline

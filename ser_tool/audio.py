@@ -46,7 +46,7 @@ from ser_tool.errors import (
 
 SAMPLE_RATE = 16_000
 
-__all__ = ["SAMPLE_RATE", "AudioLimits", "AudioSource", "open_audio", "load_audio", "format_seconds"]
+__all__ = ["SAMPLE_RATE", "AudioLimits", "AudioSource", "open_audio", "load_audio", "format_seconds", "write_wav"]
 
 # Header sample rates outside this range are corrupt (or not speech); resampling them is pointless or huge.
 MIN_FILE_RATE, MAX_FILE_RATE = 1_000, 768_000
@@ -63,7 +63,7 @@ _SUPPORTED = (
 
 @dataclass(frozen=True)
 class AudioLimits:
-    """Limits enforced before any decoding. Both are configurable (SER_MAX_DURATION, SER_MAX_FILE_MB)."""
+    """Limits enforced before any decoding. Both are settings (max_duration, max_file_mb)."""
 
     max_duration: float = 2 * 3600.0  # seconds
     max_file_bytes: int = 1024 * 1024 * 1024  # 1 GiB
@@ -72,22 +72,22 @@ class AudioLimits:
         if n_bytes > self.max_file_bytes:
             raise AudioTooLargeError(
                 f"{name} is {n_bytes / 2**20:.1f} MiB; the limit is {self.max_file_bytes / 2**20:.0f} MiB. "
-                "Compress it (e.g. to Opus or FLAC), split it, or raise the limit with --max-file-mb / SER_MAX_FILE_MB."
+                "Compress it (e.g. to Opus or FLAC), split it, or raise the limit", setting="max_file_mb"
             )
 
     def check_duration(self, seconds: float, name: str) -> None:
         if seconds > self.max_duration:
             raise AudioTooLongError(
                 f"{name} is {format_seconds(seconds)} long; the limit is {format_seconds(self.max_duration)}. "
-                "Split the recording, or raise the limit with --max-duration / SER_MAX_DURATION (seconds)."
+                "Split the recording, or raise the limit", setting="max_duration"
             )
 
     def too_long_while_decoding(self, name: str) -> AudioTooLongError:
         """The error for audio found to run past the limit while decoding (its header said otherwise or nothing)."""
         return AudioTooLongError(
             f"{name} is longer than the limit of {format_seconds(self.max_duration)} (decoding stopped at the limit; "
-            "the file's header did not announce its real length). Split the recording, or raise the limit with "
-            "--max-duration / SER_MAX_DURATION (seconds)."
+            "the file's header did not announce its real length). Split the recording, or raise the limit",
+            setting="max_duration",
         )
 
 
@@ -410,7 +410,7 @@ def _translate_errors(label: str):
     except AudioError:
         raise
     except MemoryError:
-        raise AudioError(f"{label}: not enough memory to decode it; lower --max-duration / SER_MAX_DURATION or split the file") from None
+        raise AudioError(f"{label}: not enough memory to decode it; split the file, or lower the duration limit", setting="max_duration") from None
     except Exception as e:
         raise AudioDecodeError(f"{label} could not be decoded ({type(e).__name__}); the file is probably corrupt - re-export it") from e
 
@@ -1009,3 +1009,11 @@ def _array_to_mono16k(x: np.ndarray, sample_rate: int | None, label: str, limits
     if sample_rate != SAMPLE_RATE:
         x = _resample(x, sample_rate, label)
     return np.ascontiguousarray(x)
+
+
+def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Path:
+    """Write mono float samples (-1..1) as a 16-bit PCM WAV file (e.g. recordings an evaluation builds)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0), sample_rate, subtype="PCM_16")
+    return path

@@ -12,11 +12,10 @@ import json
 import math
 import os
 import sys
-import textwrap
 from collections.abc import Sequence
 
-from ser_tool.console import number, quiet_on_closed_stdout
-from ser_tool.describe import MESSAGE_MAX_CHARS, safe_name
+from ser_tool.console import error_message, error_text, exit_code, number, quiet_on_closed_stdout
+from ser_tool.describe import report_lines, safe_name, transcript_lines
 from ser_tool.errors import AudioError, ConfigError, SERError
 from ser_tool.settings import Settings, add_model_flags
 
@@ -76,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=number(int, ge=0), default=0)
     t.add_argument("--threads", type=number(int, ge=0, le=256), default=0, help="torch CPU threads (0: torch's default)")
 
+    from ser_tool.batch.cli import add_parsers as add_batch_parsers
+
+    add_batch_parsers(sub)  # `ser batch`, `ser batch-report`
+
     sc = sub.add_parser("schema", help="print the JSON schema of the affect report")
     sc.add_argument("--indent", type=number(int, ge=0, le=16), default=2)
     return parser
@@ -99,6 +102,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _train(args, argv)
         if args.command == "transcribe":
             return _transcribe(args)
+        if args.command in ("batch", "batch-report"):
+            from ser_tool.batch import cli as batch_cli
+
+            return batch_cli.run_batch_command(args) if args.command == "batch" else batch_cli.run_report_command(args)
         return _analyze(args)
     except ConfigError as e:
         print(f"ser: error: {_safe(e)}", file=sys.stderr)
@@ -132,12 +139,12 @@ def _analyze(args: argparse.Namespace) -> int:
         except AudioError as e:
             failures.append((path, e))
             if args.jsonl:  # JSON escapes every character itself: the raw name stays exact
-                _emit(json.dumps({"source": path, "error": {"type": type(e).__name__, "message": str(e)}}))
+                _emit(json.dumps({"source": path, "error": {"type": type(e).__name__, "message": error_text(e)}}))
             continue
         except SERError as e:  # model missing or broken: no point trying the other files
             windows_bar.close()
             print(f"ser: error: {_safe(e)}", file=sys.stderr)
-            return e.exit_code
+            return exit_code(e)
         finally:
             windows_bar.close()
         reports.append(report)
@@ -189,7 +196,6 @@ class FileProgress:
 
 
 def _transcribe(args: argparse.Namespace) -> int:
-    from ser_tool.align import transcribe_with_emotion, transcript_lines
     from ser_tool.asr import load_asr
 
     cfg = Settings.from_args(args)
@@ -201,10 +207,10 @@ def _transcribe(args: argparse.Namespace) -> int:
         raise ConfigError("no speech recogniser: pass --asr-model (a Whisper checkpoint: hub id or local directory; "
                           "or set SER_ASR_MODEL), or give the words with --transcript")
     try:
-        result = transcribe_with_emotion(args.file, analyzer=_analyzer(cfg), asr=asr)
+        result = _analyzer(cfg).transcribe(args.file, asr)
     except SERError as e:
         print(f"ser: error: {_safe(e)}", file=sys.stderr)
-        return e.exit_code
+        return exit_code(e)
     if args.json:
         _emit(result.model_dump_json(indent=2))
         return EXIT_OK
@@ -262,47 +268,13 @@ def _short(path: str, width: int = 24) -> str:
 
 
 def _safe(e: BaseException) -> str:
-    """An error message for the terminal: it may quote a file name, so control characters are escaped."""
-    return safe_name(e, MESSAGE_MAX_CHARS)
+    """An error message for the terminal: hints as `ser`'s flags; a quoted file name's control characters escaped."""
+    return error_message(e)
 
 
 def render_text(report, show_timeline: bool = False) -> str:
-    """A readable, terminal-sized rendering of one report."""
-    from ser_tool.audio import format_seconds
-    from ser_tool.describe import confidence_word
-    from ser_tool.labels import EMOTIONS
-
-    o = report.overall
-    lines = [
-        f"{safe_name(report.source)}  ({format_seconds(report.duration)}, speech {format_seconds(report.speech_duration)})  "
-        f"[{report.backend}: {report.model_id}]",
-        f"  expressed emotion: {o.emotion}   confidence {o.confidence:.2f} ({confidence_word(o.confidence)})",
-    ]
-    for emo, p in zip(EMOTIONS, o.probabilities.as_tuple()):
-        mark = "" if emo in report.emotions_supported else "  (not detectable by this model)"
-        lines.append(f"    {emo:<10} {_bar(p)} {p:5.2f}{mark}")
-    if o.dimensions:
-        d = o.dimensions
-        lines.append(f"  valence {d.valence:.2f}   arousal {d.arousal:.2f}   dominance {d.dominance:.2f}   (0..1)")
-    lines += textwrap.wrap(report.description, width=100, initial_indent="  ", subsequent_indent="  ")
-    if show_timeline and report.timeline:
-        lines.append("  timeline:")
-        for seg in report.timeline:
-            span = f"{format_seconds(seg.start):>8}-{format_seconds(seg.end):<8}"
-            if not seg.speech or seg.affect is None:
-                lines.append(f"    {span} (no speech)")
-                continue
-            a = seg.affect
-            dims = f"  V {a.dimensions.valence:.2f} A {a.dimensions.arousal:.2f} D {a.dimensions.dominance:.2f}" if a.dimensions else ""
-            lines.append(f"    {span} {a.emotion:<10} p {max(a.probabilities.as_tuple()):.2f}  conf {a.confidence:.2f}{dims}")
-    for w in report.warnings:
-        lines.append(f"  note: {w}")
-    return "\n".join(lines)
-
-
-def _bar(p: float, width: int = 20) -> str:
-    full = int(p * width)
-    return ("█" * full + ("▌" if p * width - full >= 0.5 else "")).ljust(width)
+    """A readable, terminal-sized rendering of one report (ser_tool.describe.report_lines)."""
+    return "\n".join(report_lines(report, timeline=show_timeline))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """What every command line (`ser`, `ser-eval`, `ser-agent`, `ser-mcp`) shares besides settings: number flags
-that refuse out-of-range values with a clear message, a quiet exit when stdout is closed early, a check
-that an entry point's optional extra is installed, and progress that also reports when stderr is not a
-terminal.
+that refuse out-of-range values with a clear message, a quiet exit when stdout is closed early, how an error
+becomes a line on stderr (its hints as this command's flags) and an exit code, a check that an entry point's
+optional extra is installed, and progress that also reports when stderr is not a terminal.
 
 Flags that map to a `Settings` field are checked by Settings itself (the same bounds then hold for the
 SER_* variable); the `number` types here are for every other numeric flag.
@@ -16,18 +16,44 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO, TypeVar
 
+from ser_tool.describe import MESSAGE_MAX_CHARS, safe_name
+from ser_tool.errors import BackendError, ConfigError, ModelNotAvailableError, SERError
+
 __all__ = [
-    "EXIT_CLOSED_STDOUT", "EXIT_MISSING_EXTRA", "LineProgress", "install_command", "missing_modules", "number",
-    "progress_bar", "quiet_on_closed_stdout", "require_extra",
+    "EXIT_CLOSED_STDOUT", "EXIT_CODES", "EXIT_MISSING_EXTRA", "LineProgress", "error_message", "error_text", "exit_code",
+    "install_command", "missing_modules", "number", "progress_bar", "quiet_on_closed_stdout", "require_extra",
 ]
 
 # 128 + SIGPIPE: what a shell reports for any program stopped by a closed pipe (`yes | head -1`).
 EXIT_CLOSED_STDOUT = 141
 # A missing optional extra is an installation problem the user fixes before running again, like bad usage.
 EXIT_MISSING_EXTRA = 2
+
+# Exit code of a command stopped by an error: 2 bad usage or settings, 3 the model could not be loaded
+# or failed, 1 anything else (e.g. the audio). The first class on the error's MRO that is listed wins.
+EXIT_CODES: Mapping[type[BaseException], int] = {ConfigError: 2, ModelNotAvailableError: 3, BackendError: 3}
+
+
+def exit_code(e: BaseException, codes: Mapping[type[BaseException], int] = EXIT_CODES) -> int:
+    """The exit code for a command stopped by `e` (`codes`: a command's own table, e.g. with its errors added)."""
+    return next((codes[cls] for cls in type(e).__mro__ if cls in codes), 1)
+
+
+def error_text(e: BaseException, args: argparse.Namespace | None = None) -> str:
+    """An error's message with its hints as this command's flags and SER_* variables (raw: for JSON)."""
+    if not isinstance(e, SERError):
+        return str(e)
+    from ser_tool.settings import flag_words  # pydantic-settings: only when an error is printed
+
+    return e.worded(flag_words(args))
+
+
+def error_message(e: BaseException, args: argparse.Namespace | None = None, max_chars: int | None = MESSAGE_MAX_CHARS) -> str:
+    """`error_text` for a terminal line: it may quote a file name, so control characters are escaped."""
+    return safe_name(error_text(e, args), max_chars)
 
 N = TypeVar("N", int, float)
 

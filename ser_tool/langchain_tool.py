@@ -31,18 +31,17 @@ except ImportError as e:  # pragma: no cover - depends on the environment
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from ser_tool.access import AllowedFolders
-from ser_tool.align import EmotionTranscript, transcribe_with_emotion, transcript_lines
 from ser_tool.analyzer import Analyzer
 from ser_tool.asr import ASR, GivenTranscript
-from ser_tool.describe import MESSAGE_MAX_CHARS, safe_name
-from ser_tool.errors import NoSpeechError, SERError
-from ser_tool.report import AffectReport
+from ser_tool.describe import MESSAGE_MAX_CHARS, UNCERTAIN_BELOW, safe_name, transcript_text
+from ser_tool.errors import Hint, SERError
+from ser_tool.report import AffectReport, EmotionTranscript
 
 __all__ = ["SpeechEmotionInput", "SpeechEmotionTool"]
 
 TOOL_DESCRIPTION = (
     "Hear HOW something was said in a speech recording: returns the emotion the speaker's voice expresses "
-    "(neutral, happy, sad, angry, fearful, disgusted, surprised), a confidence (0..1; below 0.3 it is a guess), "
+    f"(neutral, happy, sad, angry, fearful, disgusted, surprised), a confidence (0..1; below {UNCERTAIN_BELOW} it is a guess), "
     "valence/arousal/dominance (0..1) and a short description. This is expressed emotion in the tone of voice, "
     "not what the speaker feels and not the meaning of the words. Give audio_path (a file path). Ask for "
     "timeline=true to see how the emotion changes over a long recording, and transcribe=true to get the words "
@@ -139,9 +138,8 @@ class SpeechEmotionTool(BaseTool):
             with self._audio(audio_path, audio_base64) as (audio, name):
                 if words is not None or transcribe:
                     asr: ASR = GivenTranscript(words) if words is not None else self.asr
-                    result = transcribe_with_emotion(audio, analyzer=self._analyzer(), asr=asr, name=name)
-                    lines = "\n".join(transcript_lines(result))
-                    return f"{result.report.description}\nTranscript with expressed emotion per segment:\n{lines}", result
+                    result = self._analyzer().transcribe(audio, asr, name=name)
+                    return transcript_text(result, heading="Transcript with expressed emotion per segment:"), result
                 report = self._analyzer().analyze(audio, name=name, timeline=timeline)
         except SERError as e:
             raise ToolException(_message(e)) from e
@@ -166,8 +164,6 @@ class SpeechEmotionTool(BaseTool):
             max_file_bytes=self._analyzer().options.limits.max_file_bytes,
             max_inline_bytes=int(self.max_base64_mb * 2**20),
             allow_hardlinks=self.allow_hardlinks,
-            hints={"folders": "the tool's allowed_dirs", "max_inline_bytes": "the tool's max_base64_mb",
-                   "allow_hardlinks": "the tool's allow_hardlinks=True"},
         )
 
     @contextmanager
@@ -181,10 +177,22 @@ class SpeechEmotionTool(BaseTool):
             yield opened.file, opened.name
 
 
+# Settings that are this tool's own fields; every other setting belongs to the tool's analyzer.
+_TOOL_FIELDS = {"allowed_dirs": "the tool's allowed_dirs", "max_inline_mb": "the tool's max_base64_mb",
+                "allow_hardlinks": "the tool's allow_hardlinks=True"}
+
+
+def tool_words(hint: Hint) -> str | None:
+    """A hint for whoever set the tool up: one of its fields, or an option of its analyzer."""
+    if hint.setting == "folder":  # the tool takes one file; the message says so already
+        return None
+    if hint.setting in _TOOL_FIELDS:
+        return _TOOL_FIELDS[hint.setting]
+    if hint.value is None:
+        return f"the {hint.setting} option of the tool's analyzer"
+    return f"the tool's analyzer with {hint.setting}={hint.value!r}"
+
+
 def _message(e: SERError) -> str:
     """The error text the LLM reads; it may quote a file name, so control characters are escaped."""
-    text = str(e)
-    if isinstance(e, NoSpeechError):
-        text = text.replace("try --vad energy (analyse everything above the noise floor)",
-                            "the speech detector found none (the recording may be too quiet, noisy or not speech)")
-    return safe_name(text, MESSAGE_MAX_CHARS)
+    return safe_name(e.worded(tool_words), MESSAGE_MAX_CHARS)

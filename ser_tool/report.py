@@ -1,4 +1,5 @@
-"""The affect report: the one result type every surface shares (CLI, MCP, LangChain, agents, evals).
+"""The affect report: the one result type every surface shares (CLI, MCP, LangChain, agents, evals);
+and the emotion-aware transcript, which carries one.
 
 Field names and descriptions are user-facing API: they become the JSON schema that MCP clients
 publish and that LLMs read. Change them deliberately.
@@ -13,8 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ser_tool.labels import DIMENSIONS, EMOTIONS
 
 SCHEMA_VERSION = "1.0"
-
-_UNIT = Field(ge=0.0, le=1.0)
+UNCERTAIN_BELOW = 0.3  # confidence under this: the top emotion is a guess (`Affect.uncertain`)
 
 
 class EmotionProbabilities(BaseModel):
@@ -81,7 +81,7 @@ class Affect(BaseModel):
         description=(
             "How clearly the top emotion stands out, 0..1: (p_top - 1/K) / (1 - 1/K) with K the number of "
             "emotions the model can output. 0 = the distribution is flat (a guess), 1 = all probability on "
-            "one emotion. Below about 0.3, treat the emotion as uncertain."
+            f"one emotion. Below about {UNCERTAIN_BELOW}, treat the emotion as uncertain."
         ),
     )
     probabilities: EmotionProbabilities = Field(description="Probability of each of the 7 emotions, summing to 1.")
@@ -95,6 +95,11 @@ class Affect(BaseModel):
             "it was removed and the rest renormalised. Null when the model's labels all map."
         ),
     )
+
+    @property
+    def uncertain(self) -> bool:
+        """True when no emotion clearly stands out (confidence below `UNCERTAIN_BELOW`): the top one is a guess."""
+        return self.confidence < UNCERTAIN_BELOW
 
 
 class Segment(BaseModel):
@@ -141,11 +146,46 @@ class AffectReport(BaseModel):
         ),
     )
     window: float = Field(description="Analysis window length in seconds used to cut speech into segments.")
-    hop: float = Field(description="Step between analysis windows in seconds (equal to window: no overlap).")
+    hop: float = Field(description="Step between the starts of consecutive analysis windows in seconds (the step used: equal to window means no overlap, shorter means the windows overlap).")
     description: str = Field(
         description="A short plain-English summary for an LLM prompt: dominant expressed emotion, changes over time, certainty."
     )
     warnings: list[str] = Field(default_factory=list, description="Anything the reader should know about the reliability of this report.")
+
+
+class SpokenSegment(BaseModel):
+    """One transcript segment with the affect the voice expresses while it is spoken."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    start: float = Field(ge=0.0, description="Start time in seconds from the beginning of the recording.")
+    end: float = Field(ge=0.0, description="End time in seconds from the beginning of the recording.")
+    text: str = Field(description="The words spoken in this segment.")
+    affect: Affect | None = Field(
+        default=None,
+        description="Expressed emotion, confidence and valence/arousal/dominance over this segment (the overlapping speech "
+                    "windows, weighted by overlap); null when no analysed speech overlaps it.",
+    )
+    speech_coverage: float = Field(
+        ge=0.0, le=1.0, description="Share of this segment's time covered by analysed speech windows (0..1)."
+    )
+
+
+class EmotionTranscript(BaseModel):
+    """What was said and how: the transcript, segment by segment, with the expressed emotion of each.
+
+    Emotion describes the tone of voice (expressed, not felt), not the meaning of the words.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    source: str = Field(description="What was analysed (file name, or '<bytes>' / '<array>').")
+    duration: float = Field(ge=0.0, description="Length of the recording in seconds.")
+    text: str = Field(description="The whole transcript.")
+    language: str | None = Field(default=None, description="Language code when known.")
+    asr_model: str = Field(description="Which speech recogniser produced the words ('given' for a transcript passed in).")
+    segments: list[SpokenSegment] = Field(description="Transcript segments in time order, each with its expressed affect.")
+    report: AffectReport = Field(description="The full affect report of the recording (overall affect, timeline, description).")
 
 
 def report_json_schema() -> dict:

@@ -1,8 +1,11 @@
 """Where is speech, and how is it cut into analysis windows.
 
 Two steps, both cheap and independent of the model:
-1. `detect_speech` streams the recording once through a voice-activity detector (WebRTC's GMM VAD,
-   gated by an energy floor so digital silence is never speech) and returns speech regions.
+1. `scan_speech` streams the recording once through a voice-activity detector (WebRTC's GMM VAD,
+   gated by an energy floor so silence and steady noise are never speech) and returns speech regions,
+   plus the stretches that were loud enough to be speech but were not taken as such. The energy floor
+   follows the recording's own level (`ser_tool.level`): quiet speech over a clean background is found,
+   noise is not; `SegmentationOptions.vad_floor_db` fixes it instead.
 2. `plan_segments` turns regions into a timeline: speech regions cut into windows, gaps reported as
    non-speech. Regions up to 1.5 x window stay whole; longer ones are cut into `window`-second pieces
    every `hop` seconds.
@@ -24,12 +27,16 @@ import numpy as np
 
 from ser_tool.audio import SAMPLE_RATE, AudioSource, format_seconds
 from ser_tool.errors import ConfigError, TooManyWindowsError
+from ser_tool.level import FLOOR_HIGHEST_DB, FRAME, SPEECH_ABOVE_NOISE_DB, adaptive_floor_db, frame_levels, noise_floor_db
 
 VadMode = Literal["webrtc", "energy"]
 
-_FRAME = 480  # 30 ms at 16 kHz: one of the frame sizes WebRTC's VAD accepts
-MAX_VAD_GAIN_DB = 30.0
+_FRAME = FRAME  # 30 ms at 16 kHz: one of the frame sizes WebRTC's VAD accepts
+MAX_VAD_GAIN_DB = 40.0  # the detector hears a block peaking at -46 dBFS at -6 dBFS; the floor keeps noise out
 GRID = 0.5  # seconds: speech region boundaries are snapped to this grid
+MIN_FLOOR_DB, MAX_FLOOR_DB = -120.0, 0.0  # the range a fixed floor may be set in
+DROPPED_MIN_DB = -90.0  # quieter than this is never reported as dropped sound (codec and dither noise)
+DROPPED_MIN_SECONDS = 1.0  # dropped stretches shorter than this (clicks, breaths, a cough) go unmentioned
 
 
 @dataclass(frozen=True)
@@ -38,7 +45,9 @@ class SegmentationOptions:
     hop: float | None = None  # seconds between window starts; None = window (no overlap)
     vad: VadMode = "webrtc"  # "energy": anything above the energy floor counts as speech
     vad_aggressiveness: int = 2  # WebRTC VAD, 0 (keeps most) .. 3 (strictest)
-    energy_floor_db: float = -50.0  # frames quieter than this (dBFS RMS) are never speech
+    # Frames quieter than this (dBFS RMS) are never speech. None: follow the recording - 12 dB above its
+    # background, at most 45 dB under its loud level, within -80..-50 dBFS (ser_tool.level.adaptive_floor_db).
+    vad_floor_db: float | None = None
     min_speech: float = 0.3  # speech regions shorter than this are dropped (clicks, breaths)
     min_silence: float = 0.6  # pauses shorter than this are bridged (stay inside the utterance)
     pad: float = 0.15  # seconds added to each side of a speech region (onsets are quiet)
@@ -52,6 +61,11 @@ class SegmentationOptions:
             raise ConfigError(f"vad must be 'webrtc' or 'energy', got {self.vad!r}")
         if self.vad_aggressiveness not in (0, 1, 2, 3):
             raise ConfigError(f"vad_aggressiveness must be 0..3, got {self.vad_aggressiveness}")
+        if self.vad_floor_db is not None and not MIN_FLOOR_DB <= self.vad_floor_db <= MAX_FLOOR_DB:
+            raise ConfigError(
+                f"vad_floor_db must be {MIN_FLOOR_DB:g} to {MAX_FLOOR_DB:g} dBFS (or None to follow the "
+                f"recording), got {self.vad_floor_db:g}"
+            )
 
     @property
     def step(self) -> float:
@@ -69,38 +83,60 @@ class PlannedSegment:
         return self.end - self.start
 
 
-def speech_frames(samples: np.ndarray, options: SegmentationOptions, vad=None) -> np.ndarray:
-    """One bool per 30-ms frame of `samples` (16 kHz): is it speech? A trailing partial frame is dropped."""
-    n = len(samples) // _FRAME
-    if n == 0:
-        return np.zeros(0, dtype=bool)
+@dataclass(frozen=True)
+class SpeechScan:
+    """What one pass over a recording found."""
+
+    regions: list[tuple[float, float]]  # speech regions, seconds
+    peak: float  # peak absolute amplitude
+    floor_db: float  # the energy floor that was applied, dBFS (the lowest of the recording's 30-s blocks)
+    # Stretches (seconds) at least DROPPED_MIN_SECONDS long that stand clearly above the noise floor but
+    # are not speech regions: sound the detector rejected, or quieter than the floor.
+    dropped: list[tuple[float, float]]
+
+    @property
+    def dropped_seconds(self) -> float:
+        return sum(e - s for s, e in self.dropped)
+
+
+def _block_frames(samples: np.ndarray, options: SegmentationOptions, vad) -> tuple[np.ndarray, np.ndarray, float]:
+    """Per 30-ms frame of `samples` (16 kHz, whole frames): is it speech, is it clearly above the noise
+    floor; and the energy floor applied (fixed, or from these frames' own levels)."""
+    levels = frame_levels(samples)
+    n = len(levels)
+    noise = noise_floor_db(levels)
+    audible = levels > max(noise + SPEECH_ABOVE_NOISE_DB, DROPPED_MIN_DB)
+    floor = options.vad_floor_db if options.vad_floor_db is not None else adaptive_floor_db(levels)
+    loud = levels > floor
+    if options.vad == "energy" or n == 0:
+        return loud, audible, floor
     frames = samples[: n * _FRAME].reshape(n, _FRAME)
-    rms = np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1))
-    loud = 20 * np.log10(np.maximum(rms, 1e-10)) > options.energy_floor_db
-    if options.vad == "energy":
-        return loud
     # WebRTC's VAD is level-dependent and misses quiet (distant) voices: judge a level-normalised
-    # copy. The energy floor above still keeps amplified background noise out.
+    # copy. The energy floor still keeps amplified background noise out.
     peak = float(np.max(np.abs(frames)))
     gain = min(0.5 / peak, 10 ** (MAX_VAD_GAIN_DB / 20)) if peak > 0 else 1.0
     pcm = (np.clip(frames * gain, -1.0, 1.0) * 32767).astype("<i2")
-    voiced = np.fromiter((vad.is_speech(pcm[i].tobytes(), SAMPLE_RATE) if loud[i] else False for i in range(n)), dtype=bool, count=n)
-    return voiced
+    voiced = np.fromiter((vad.is_speech(pcm[i].tobytes(), SAMPLE_RATE) if loud[i] else False for i in range(n)),
+                         dtype=bool, count=n)
+    return voiced, audible, floor
 
 
-def detect_speech(
+def scan_speech(
     source: AudioSource, options: SegmentationOptions, check: Callable[[], None] | None = None,
-) -> tuple[list[tuple[float, float]], float]:
-    """Stream `source` once; return (speech regions in seconds, peak absolute amplitude).
+) -> SpeechScan:
+    """Stream `source` once: speech regions, peak, the floor used and the sound that was left out.
 
-    `check` runs before each block (30 s of audio) and may raise to stop the pass (cancel, time limit).
+    The energy floor is taken per block (30 s), so it follows a background that changes over a long
+    recording. `check` runs before each block and may raise to stop the pass (cancel, time limit).
     """
     vad = None
     if options.vad == "webrtc":
         import webrtcvad
 
         vad = webrtcvad.Vad(options.vad_aggressiveness)
-    flags: list[np.ndarray] = []
+    voiced: list[np.ndarray] = []
+    audible: list[np.ndarray] = []
+    floors: list[float] = []
     peak = 0.0
     carry = np.zeros(0, dtype=np.float32)
     for _, block in source.blocks():
@@ -109,10 +145,44 @@ def detect_speech(
         peak = max(peak, float(np.max(np.abs(block))) if len(block) else 0.0)
         block = np.concatenate([carry, block]) if len(carry) else block
         usable = len(block) - len(block) % _FRAME
-        flags.append(speech_frames(block[:usable], options, vad))
+        if usable:
+            v, a, f = _block_frames(block[:usable], options, vad)
+            voiced.append(v)
+            audible.append(a)
+            floors.append(f)
         carry = block[usable:]
-    voiced = np.concatenate(flags) if flags else np.zeros(0, dtype=bool)
-    return _regions_from_frames(voiced, source.duration, options), peak
+    speech = np.concatenate(voiced) if voiced else np.zeros(0, dtype=bool)
+    regions = _regions_from_frames(speech, source.duration, options)
+    heard = np.concatenate(audible) if audible else np.zeros(0, dtype=bool)
+    floor = min(floors) if floors else (options.vad_floor_db if options.vad_floor_db is not None else FLOOR_HIGHEST_DB)
+    return SpeechScan(regions, peak, floor, _dropped_stretches(heard, regions, options))
+
+
+def detect_speech(
+    source: AudioSource, options: SegmentationOptions, check: Callable[[], None] | None = None,
+) -> tuple[list[tuple[float, float]], float]:
+    """Stream `source` once; return (speech regions in seconds, peak absolute amplitude). See `scan_speech`."""
+    scan = scan_speech(source, options, check)
+    return scan.regions, scan.peak
+
+
+def _dropped_stretches(audible: np.ndarray, regions: list[tuple[float, float]],
+                       options: SegmentationOptions) -> list[tuple[float, float]]:
+    """Runs of audible frames outside the speech regions (short pauses bridged), DROPPED_MIN_SECONDS or longer."""
+    frame_s = _FRAME / SAMPLE_RATE
+    outside = audible.copy()
+    for s, e in regions:
+        outside[int(s / frame_s): int(np.ceil(e / frame_s))] = False
+    if not outside.any():
+        return []
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], outside.astype(np.int8), [0]])))
+    runs: list[list[float]] = []
+    for a, b in zip(edges[::2], edges[1::2]):
+        if runs and a * frame_s - runs[-1][1] < options.min_silence:
+            runs[-1][1] = b * frame_s
+        else:
+            runs.append([a * frame_s, b * frame_s])
+    return [(round(s, 2), round(e, 2)) for s, e in runs if e - s >= DROPPED_MIN_SECONDS]
 
 
 def _regions_from_frames(voiced: np.ndarray, duration: float, options: SegmentationOptions) -> list[tuple[float, float]]:

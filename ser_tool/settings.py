@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 from collections.abc import Mapping
 from typing import Any, Literal, Self
 
@@ -20,10 +21,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ser_tool.analyzer import MAX_WINDOWS, AnalysisOptions, BackendSpec
 from ser_tool.audio import AudioLimits
-from ser_tool.errors import ConfigError
-from ser_tool.segment import SegmentationOptions
+from ser_tool.errors import ConfigError, Hint, Wording
+from ser_tool.segment import MAX_FLOOR_DB, MIN_FLOOR_DB, SegmentationOptions
 
-__all__ = ["BACKENDS", "Settings", "add_model_flags", "parse_label_map"]
+__all__ = ["BACKENDS", "Settings", "add_model_flags", "flag_words", "parse_label_map"]
 
 BACKENDS = ("embedded", "meralion", "hf")
 MiB = 2**20
@@ -55,6 +56,9 @@ class Settings(BaseSettings):
     hop: float | None = Field(None, description=f"Step between windows, seconds ({MIN_HOP:g}..window; default: window).")
     max_windows: int = Field(MAX_WINDOWS, description="Most analysis windows one recording may need; a longer plan is refused before the model runs.")
     vad: Literal["webrtc", "energy"] = Field("webrtc", description="Speech detector.")
+    vad_floor_db: float | None = Field(
+        None, description=f"Speech floor, dBFS ({MIN_FLOOR_DB:g}..{MAX_FLOOR_DB:g}): quieter sound is never speech. "
+                          "Default: follow the recording (12 dB above its background, within -80..-50 dBFS).")
     max_duration: float = Field(7200.0, gt=0, description="Longest recording accepted, seconds.")
     max_file_mb: float = Field(1024.0, gt=0, description="Largest file accepted, MiB.")
     asr_model: str | None = Field(None, description="Speech recogniser for transcripts: a Whisper hub id or local directory "
@@ -77,6 +81,13 @@ class Settings(BaseSettings):
         top = window if window is not None else MAX_WINDOW
         if not MIN_HOP <= v <= top:
             raise _bound_error("hop", f"the hop must be {MIN_HOP:g} seconds to the window ({top:g} s)")
+        return v
+
+    @field_validator("vad_floor_db")
+    @classmethod
+    def _check_vad_floor_db(cls, v: float | None) -> float | None:
+        if v is not None and not MIN_FLOOR_DB <= v <= MAX_FLOOR_DB:
+            raise _bound_error("vad_floor_db", f"the speech floor must be {MIN_FLOOR_DB:g} to {MAX_FLOOR_DB:g} dBFS")
         return v
 
     @field_validator("threads")
@@ -121,7 +132,7 @@ class Settings(BaseSettings):
     def analysis_options(self) -> AnalysisOptions:
         """Segmentation, limits and batch size for an Analyzer."""
         return AnalysisOptions(
-            segmentation=SegmentationOptions(window=self.window, hop=self.hop, vad=self.vad),
+            segmentation=SegmentationOptions(window=self.window, hop=self.hop, vad=self.vad, vad_floor_db=self.vad_floor_db),
             limits=AudioLimits(max_duration=self.max_duration, max_file_bytes=int(self.max_file_mb * MiB)),
             batch_size=self.batch_size,
             max_windows=self.max_windows,
@@ -148,9 +159,41 @@ class Settings(BaseSettings):
 
 def _problem(err: Mapping[str, Any], flags: Mapping[str, str]) -> str:
     name = str(err["loc"][0]) if err["loc"] else ""
-    what = f"{flags.get(name, '--' + name.replace('_', '-'))} / SER_{name.upper()}" if name else "settings"
+    what = f"{_flag(name, flags)} / {_variable(name)}" if name else "settings"
     message = err["msg"].removeprefix("Value error, ")
     return f"{what}: {message[:1].lower()}{message[1:]} (got {err['input']!r})" if name else f"{what}: {message}"
+
+
+# Units a setting's flag and variable take, said next to them in a hint.
+_UNITS = {"max_duration": "seconds", "max_file_mb": "MiB", "window": "seconds", "hop": "seconds"}
+
+
+def flag_words(args: argparse.Namespace | None = None) -> Wording:
+    """How a command line words an error's hints: as its flag and SER_* variable, e.g.
+    '--vad energy / SER_VAD=energy' or '--max-duration / SER_MAX_DURATION, in seconds'. `args`: the
+    parsed arguments, for the flag names this command gave `add_model_flags` (e.g. --ser-model)."""
+    flags = (getattr(args, _FLAG_INFO, None) or {}).get("flags", {})
+
+    def words(hint: Hint) -> str | None:
+        if hint.setting == "folder":  # a command line takes files; its messages say so already
+            return None
+        flag, variable = _flag(hint.setting, flags), _variable(hint.setting)
+        if hint.value is True:
+            return f"{flag} / {variable}=1"
+        if hint.value is None:
+            unit = _UNITS.get(hint.setting)
+            return f"{flag} / {variable}" + (f", in {unit}" if unit else "")
+        return f"{flag} {shlex.quote(str(hint.value))} / {variable}={hint.value}"
+
+    return words
+
+
+def _flag(name: str, flags: Mapping[str, str]) -> str:
+    return flags.get(name, "--" + name.replace("_", "-"))
+
+
+def _variable(name: str) -> str:
+    return f"SER_{name.upper()}"
 
 
 def add_model_flags(parser: argparse.ArgumentParser, *, model_flag: str = "--model", analysis: bool = True,
@@ -158,7 +201,8 @@ def add_model_flags(parser: argparse.ArgumentParser, *, model_flag: str = "--mod
     """Declare the emotion-model flags on `parser` (every entry point uses this one set), for `Settings.from_args`.
 
     model_flag: the flag naming the emotion model; "--ser-model" where --model names a chat model.
-    analysis: also the segmentation and limit flags (--window, --hop, --vad, --max-duration, --max-file-mb).
+    analysis: also the segmentation and limit flags (--window, --hop, --vad, --vad-floor-db, --max-duration,
+    --max-file-mb, --max-windows).
     asr: also the speech recogniser's (--asr-model, --language).
     defaults: this entry point's own defaults for some settings, below the SER_* environment
     (e.g. {"vad": "energy"}); shown in the help.
@@ -189,6 +233,9 @@ def add_model_flags(parser: argparse.ArgumentParser, *, model_flag: str = "--mod
         s.add_argument("--hop", type=float, help="step between windows in seconds (default: = window, no overlap)")
         s.add_argument("--vad", choices=("webrtc", "energy"),
                        help=f"speech detector (default {default('vad')}; energy = everything above the noise floor)")
+        s.add_argument("--vad-floor-db", type=float, metavar="DBFS",
+                       help="speech floor: quieter sound is never speech (default: follow the recording, 12 dB above "
+                            "its background within -80..-50 dBFS; e.g. -90 for very faint speech)")
         s.add_argument("--max-duration", type=float, help=f"longest recording accepted, seconds (default {default('max_duration')})")
         s.add_argument("--max-file-mb", type=float, help=f"largest file accepted, MiB (default {default('max_file_mb')})")
         s.add_argument("--max-windows", type=int, help=f"most analysis windows one recording may need (default {default('max_windows')}); "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ser_tool import AffectReport, EmotionTranscript, Transcript, TranscriptSegment
-from ser_tool.align import SpokenSegment
+from ser_tool.report import SpokenSegment
 from ser_tool.labels import EMOTIONS
 from ser_tool.report import Affect, Dimensions, EmotionProbabilities, Segment
 

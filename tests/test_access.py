@@ -137,7 +137,7 @@ def test_messages_show_the_folders_as_configured_never_their_real_location(tmp_p
     with pytest.raises(AudioNotFoundError) as e:
         box.open_file("missing.wav")
     assert str(tmp_path / "via") in str(e.value) and str(real) not in str(e.value)
-    # and no message speaks a surface's language (flags, variables) unless the surface gives hints
+    # and no message speaks a surface's language (flags, variables): each surface words the hints
     assert "--" not in str(e.value) and "SER_" not in str(e.value)
 
 

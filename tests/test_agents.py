@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
-from agent_support import QUESTION, REPORT, TRANSCRIPT, CountingASR
+from agent_support import NEUTRAL_UNSURE, QUESTION, REPORT, SAD, TRANSCRIPT, CountingASR
 from conftest import SR, FakeBackend, silence, voice
 from agents.testing import ScriptedChatModel
 from agents import (
@@ -50,6 +50,37 @@ def test_modes_differ_only_in_the_affect():
         assert line in none.user and line in predicted.user
     assert "sad" not in none.user and "conf" not in none.user and "valence" not in none.system
     assert "(sad, conf 0.58" in predicted.user and "uncertain, maybe neutral" in predicted.user
+
+
+@pytest.mark.parametrize("mode", ["none", "predicted", "oracle"])
+def test_prompt_golden_text_without_words(mode):
+    """No transcript and no speech recogniser: every mode answers from what it has and says the words are unknown."""
+    prompt = render_prompt(QUESTION, mode=mode, transcript=None, report=REPORT if mode == "predicted" else None,
+                           oracle=ORACLE if mode == "oracle" else None)
+    assert prompt.as_text() + "\n" == (GOLDEN / f"prompt_{mode}_no_words.txt").read_text()
+    assert "words were not transcribed" in prompt.system and "no transcript: the words are unknown" in prompt.user
+    assert "Besides the words" not in prompt.system and "you get its transcript" not in prompt.system
+
+
+def test_timeline_is_shown_when_the_words_do_not_show_it():
+    with_words = render_prompt(QUESTION, mode="predicted", transcript=TRANSCRIPT)  # 2 timed segments, 2 stretches
+    assert "Affect over time" not in with_words.user
+    plain = render_prompt(QUESTION, mode="predicted", transcript="I waited. It's fine.", report=REPORT)
+    assert "Affect over time (speech-emotion model):\n[0.0-5.0s] sad, conf 0.58\n[6.0-9.0s] uncertain, maybe neutral" in plain.user
+    oracle = render_prompt(QUESTION, mode="oracle", transcript="I waited. It's fine.", oracle=ORACLE)
+    assert "Affect over time (human annotation):\n[0.0-5.0s] sad\n[5.0-9.0s] angry" in oracle.user
+    assert "Affect over time" not in render_prompt(QUESTION, mode="oracle", transcript=TRANSCRIPT, oracle=ORACLE).user
+
+
+def test_adjacent_windows_with_one_emotion_merge_into_one_stretch():
+    from agents import affect_stretches
+    from ser_tool.report import Segment
+
+    timeline = [Segment(start=0, end=10, speech=True, affect=SAD), Segment(start=10, end=20, speech=True, affect=SAD),
+                Segment(start=20, end=21, speech=False), Segment(start=21, end=25, speech=True, affect=SAD),
+                Segment(start=25, end=30, speech=True, affect=NEUTRAL_UNSURE)]
+    stretches = affect_stretches(REPORT.model_copy(update={"timeline": timeline, "duration": 30.0}))
+    assert [(s.start, s.end, s.affect.emotion) for s in stretches] == [(0, 20, "sad"), (21, 25, "sad"), (25, 30, "neutral")]
 
 
 def test_prompt_without_words_and_with_plain_text():
@@ -139,6 +170,21 @@ def test_pipeline_without_words_still_renders_the_affect(wav):
     assert "the words are unknown" in model.calls[0][1].content
 
 
+@pytest.mark.parametrize("mode", ["none", "predicted", "oracle"])
+def test_no_transcript_and_no_asr_is_not_an_error(wav, mode):
+    model = ScriptedChatModel(replies=["B"])
+    pipeline = AffectPipeline(model, analyzer=Analyzer(FakeBackend()), mode=mode)
+    answer = pipeline.run("How does the speaker feel?", audio=wav, oracle={"emotion": "angry"} if mode == "oracle" else None)
+    assert answer.answer == "B" and answer.perception.words is None
+    system, user = (m.content for m in model.calls[0])
+    assert "words were not transcribed" in system and "(no transcript: the words are unknown)" in user
+    assert ("expressed emotion:" in user) == (mode == "predicted") and ("- emotion: angry" in user) == (mode == "oracle")
+    if mode != "predicted":  # no audio needed either: nothing to hear
+        again = AffectPipeline(ScriptedChatModel(replies=["C"]), mode=mode).run(
+            "q", oracle={"emotion": "angry"} if mode == "oracle" else None)
+        assert again.answer == "C" and again.perception.report is None
+
+
 def test_errors_are_clear(wav, tmp_path):
     pipeline = AffectPipeline(ScriptedChatModel(replies=["x"]), analyzer=Analyzer(FakeBackend()))
     with pytest.raises(AgentError, match="needs the audio"):
@@ -149,8 +195,6 @@ def test_errors_are_clear(wav, tmp_path):
     bad.write_bytes(b"RIFF....WAVEfmt garbage")
     with pytest.raises(AudioDecodeError):
         pipeline.run("q", audio=bad)
-    with pytest.raises(AgentError, match="needs the words"):
-        AffectPipeline(ScriptedChatModel(), mode="none").run("q", audio=wav)
     failing = AffectPipeline(ScriptedChatModel(fail_with="rate limited"), analyzer=Analyzer(FakeBackend()))
     with pytest.raises(ChatModelError, match="the chat model failed .*rate limited"):
         failing.run("q", audio=wav)

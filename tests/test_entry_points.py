@@ -38,7 +38,7 @@ REFUSED_BY_ARGPARSE = [
     ("ser", ["schema", "--indent", "-1"], "--indent: expected a whole number from 0 to 16"),
     ("ser-eval", ["ser", "d", "--limit", "0"], "--limit: expected a whole number of at least 1, got '0'"),
     ("ser-eval", ["cpbench", "generate", "--out", "o", "--n-clips", "-5"], "--n-clips: expected a whole number of at least 1, got '-5'"),
-    ("ser-eval", ["cpbench", "generate", "--out", "o", "--choices", "1"], "--choices: expected a whole number from 2 to 10"),
+    ("ser-eval", ["cpbench", "generate", "--out", "o", "--choices", "1"], "--choices: expected a whole number from 2 to 4"),
     ("ser-eval", ["cpbench", "generate", "--out", "o", "--seed", "-3"], "--seed: expected a whole number of at least 0"),
     ("ser-eval", ["cpbench", "run", "qa.jsonl", "--limit", "-1"], "--limit: expected a whole number of at least 1, got '-1'"),
     ("ser-eval", ["cpbench", "run", "qa.jsonl", "--concurrency", "0"], "--concurrency: expected a whole number from 1 to 256"),

@@ -5,6 +5,7 @@ import os
 
 import pytest
 
+from mcp_server.messages import tool_message
 from mcp_server.sandbox import AccessDeniedError, FetchError, Sandbox, SandboxPolicy, validate_one_source
 from mcp_server.settings import ServerSettings
 from mcp_support import file_server
@@ -36,7 +37,8 @@ def make(allowed, **kw) -> Sandbox:
 
 
 # The path rules themselves are ser_tool.AllowedFolders' (tests/test_access.py); here: that the server
-# applies them with its own words for the settings a user would change.
+# applies them, and words the settings a user would change in its own terms (mcp_server.messages: the
+# refusal carries the setting, the server's message names its variable).
 
 def test_the_sandbox_applies_the_shared_allowed_folders_policy(allowed):
     box = make(allowed, max_file_bytes=1024, max_inline_bytes=1000, max_batch_files=7, allow_hardlinks=True)
@@ -49,27 +51,31 @@ def test_the_sandbox_applies_the_shared_allowed_folders_policy(allowed):
 
 def test_file_size_limit_names_the_setting(allowed):
     (allowed / "big.wav").write_bytes(b"\0" * 2048)
-    with pytest.raises(AudioTooLargeError, match="SER_MAX_FILE_MB"):
+    with pytest.raises(AudioTooLargeError) as info:
         make(allowed, max_file_bytes=1024).files.open_file("big.wav")
+    assert "SER_MAX_FILE_MB" in tool_message(info.value, "analyze_speech_emotion")
 
 
 def test_no_allowed_folders_means_no_file_access(allowed):
-    with pytest.raises(AccessDeniedError, match="SER_ALLOWED_DIRS"):
+    with pytest.raises(AccessDeniedError) as info:
         Sandbox(SandboxPolicy()).files.open_file(str(allowed / "a.wav"))
+    assert "SER_ALLOWED_DIRS" in tool_message(info.value, "analyze_speech_emotion")
 
 
 def test_folder_as_file_points_to_the_batch_tool(allowed):
     (allowed / "sub").mkdir()
-    with pytest.raises(AudioNotFoundError, match="analyze_speech_emotion_batch"):
+    with pytest.raises(AudioNotFoundError) as info:
         make(allowed).files.open_file("sub")
+    assert "analyze_speech_emotion_batch" in tool_message(info.value, "analyze_speech_emotion")
 
 
 def test_base64_limit_names_the_setting(tmp_path):
     box = Sandbox(SandboxPolicy(max_inline_bytes=1000))
     data = os.urandom(600)
     assert box.files.decode_base64(base64.b64encode(data).decode()) == data
-    with pytest.raises(AudioTooLargeError, match="SER_MAX_INLINE_MB"):
+    with pytest.raises(AudioTooLargeError) as info:
         box.files.decode_base64(base64.b64encode(os.urandom(2000)).decode())
+    assert "SER_MAX_INLINE_MB" in tool_message(info.value, "analyze_speech_emotion")
     with pytest.raises(AudioDecodeError, match="not valid base64"):
         box.files.decode_base64("this is not base64!")
     with pytest.raises(EmptyAudioError):

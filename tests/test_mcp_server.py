@@ -19,9 +19,11 @@ import soundfile as sf
 from mcp.shared.memory import create_connected_server_and_client_session
 
 from conftest import SR, FakeBackend, voice
-from mcp_server.engine import Engine
-from mcp_server.server import build_server, render_empathetic_prompt
+from mcp_server.pool import ModelPool
+from mcp_server.prompts import render_empathetic_prompt
+from mcp_server.server import build_server
 from mcp_server.settings import ServerSettings
+from mcp_server.tools import BatchReport
 from mcp_support import (
     backend_settings,
     check_batch,
@@ -30,7 +32,7 @@ from mcp_support import (
     error_text,
     file_server,
 )
-from ser_tool import EMOTIONS, AffectReport
+from ser_tool import EMOTIONS, AffectReport, EmotionTranscript
 from ser_tool.testing import make_tiny_hf_classifier
 
 pytestmark = pytest.mark.anyio
@@ -76,8 +78,8 @@ class SlowFakeBackend(FakeBackend):
 
 def fake_server(*allowed_dirs, backends=None, **settings):
     settings = ServerSettings(allowed_dirs=list(allowed_dirs), warm_up=False, **settings)
-    engine = Engine(backends or {"fake": FakeBackend()}, settings.analysis_options())
-    return build_server(settings, engine=engine)
+    pool = ModelPool(backends or {"fake": FakeBackend()}, settings.analysis_options())
+    return build_server(settings, pool=pool)
 
 
 @asynccontextmanager
@@ -122,6 +124,32 @@ async def test_backend_argument_only_when_several_backends(audio_dir):
         res = await client.call_tool(ANALYZE, {"path": "short.wav", "backend": "other"})
         assert check_report(res, tools[ANALYZE]).emotions_supported == ["neutral", "sad"]
         assert "backend" in error_text(await client.call_tool(ANALYZE, {"path": "short.wav", "backend": "nope"}))
+
+
+@pytest.mark.parametrize("names", [("fake",), ("fake", "other")])
+async def test_backend_is_a_choice_of_the_configured_names_and_absent_with_one(audio_dir, names):
+    server = fake_server(audio_dir, backends={n: FakeBackend() for n in names})
+    async with session(server) as (client, tools):
+        for name in (ANALYZE, BATCH):
+            props = tools[name].inputSchema["properties"]
+            if len(names) == 1:
+                assert "backend" not in props, name
+            else:
+                choice = next(s for s in props["backend"]["anyOf"] if s.get("type") == "string")
+                assert choice["enum"] == list(names), name
+                assert "default fake" in props["backend"]["description"]
+        assert "backend" not in tools["transcribe_speech_emotion"].inputSchema["properties"]
+        # the hop's default is the configured one unless the call gives a window
+        assert "ser://config" in tools[ANALYZE].inputSchema["properties"]["hop"]["description"]
+        res = await client.call_tool(BATCH, {"paths": ["short.wav"], "backend": names[-1]})
+        assert check_batch(res, tools[BATCH])["analysed"] == 1
+
+
+async def test_each_tool_publishes_its_pydantic_result_schema(audio_dir):
+    async with session(fake_server(audio_dir)) as (client, tools):
+        expected = {ANALYZE: AffectReport, BATCH: BatchReport, "transcribe_speech_emotion": EmotionTranscript}
+        for name, model in expected.items():
+            assert tools[name].outputSchema == model.model_json_schema(), name
 
 
 # -- real backends on real audio -------------------------------------------------------------------
@@ -213,33 +241,33 @@ async def test_urls_when_enabled(audio_dir, tmp_path):
 
 async def test_model_loads_lazily_once_and_is_shared(audio_dir, tiny_hf):
     settings = ServerSettings(allowed_dirs=[audio_dir], warm_up=False, **backend_settings("hf-tiny", tiny_hf))
-    engine = Engine(settings.backend_specs(), settings.analysis_options())
-    server = build_server(settings, engine=engine)
+    pool = ModelPool(settings.backend_specs(), settings.analysis_options())
+    server = build_server(settings, pool=pool)
     t0 = time.perf_counter()
     async with session(server) as (client, tools):
         handshake = time.perf_counter() - t0
-        assert not engine.is_loaded() and handshake < 1.0
+        assert not pool.is_loaded() and handshake < 1.0
         messages = []
 
         async def progress(done, total, message):
             messages.append(message)
 
         await client.call_tool(ANALYZE, {"path": "short.wav"}, progress_callback=progress)
-        assert engine.is_loaded() and any("loading" in (m or "") for m in messages)
-        shared = engine.backend()
+        assert pool.is_loaded() and any("loading" in (m or "") for m in messages)
+        shared = pool.backend()
         await client.call_tool(ANALYZE, {"path": "short.wav", "window": 2.0})
-        assert engine.backend() is shared
+        assert pool.backend() is shared
 
 
 async def test_warm_up_loads_in_the_background(audio_dir):
     settings = ServerSettings(allowed_dirs=[audio_dir], warm_up=True)
-    engine = Engine({"fake": FakeBackend()}, settings.analysis_options())
-    async with session(build_server(settings, engine=engine)):
+    pool = ModelPool({"fake": FakeBackend()}, settings.analysis_options())
+    async with session(build_server(settings, pool=pool)):
         for _ in range(100):
-            if engine.is_loaded():
+            if pool.is_loaded():
                 break
             await anyio.sleep(0.01)
-        assert engine.is_loaded()
+        assert pool.is_loaded()
 
 
 async def test_concurrent_calls_are_safe_and_run_off_the_event_loop(audio_dir):

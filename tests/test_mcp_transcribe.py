@@ -10,7 +10,7 @@ import pytest
 from mcp.shared.memory import create_connected_server_and_client_session
 
 from conftest import FakeBackend
-from mcp_server.engine import Engine
+from mcp_server.pool import ModelPool
 from mcp_server.server import build_server
 from mcp_server.settings import ServerSettings
 from mcp_support import error_text
@@ -28,8 +28,8 @@ def tiny_whisper(tmp_path_factory):
 
 def server(audio_dir, **kwargs):
     settings = ServerSettings(allowed_dirs=[audio_dir], warm_up=False)
-    engine = Engine({"fake": FakeBackend()}, settings.analysis_options())
-    return build_server(settings, engine=engine, **kwargs)
+    pool = ModelPool({"fake": FakeBackend()}, settings.analysis_options())
+    return build_server(settings, pool=pool, **kwargs)
 
 
 async def call(srv, **args):
@@ -73,7 +73,7 @@ async def test_tiny_whisper(audio_dir, tiny_whisper):
 
 async def test_asr_model_from_settings_is_lazy(audio_dir, tmp_path):
     settings = ServerSettings(allowed_dirs=[audio_dir], warm_up=False, asr_model=str(tmp_path / "missing"))
-    srv = build_server(settings, engine=Engine({"fake": FakeBackend()}, settings.analysis_options()))  # nothing loads yet
+    srv = build_server(settings, pool=ModelPool({"fake": FakeBackend()}, settings.analysis_options()))  # nothing loads yet
     async with create_connected_server_and_client_session(srv) as client:
         result = await client.call_tool(TRANSCRIBE, {"path": "short.wav"})
         assert "could not load model" in error_text(result)

@@ -20,7 +20,7 @@ from mcp.types import CancelledNotification, CancelledNotificationParams, Client
 
 from conftest import SR, FakeBackend, voice
 from mcp_server import cli as mcp_cli
-from mcp_server.engine import Engine
+from mcp_server.pool import ModelPool
 from mcp_server.server import build_server
 from mcp_server.settings import ServerSettings
 from ser_tool import (
@@ -165,8 +165,8 @@ def test_bad_options_are_refused():
 
 # -- MCP --------------------------------------------------------------------------------------------
 
-class CancelWatchingEngine(Engine):
-    """Engine that keeps each call's cancel event, so a stub backend can wait until it is set."""
+class CancelWatchingPool(ModelPool):
+    """A model pool that keeps each call's cancel event, so a stub backend can wait until it is set."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -181,9 +181,9 @@ class BlockingBackend(FakeBackend):
     """Blocks in its `block_at`-th batch until the call's cancel event is set (at most `patience` s), so
     a test knows exactly which batch was in flight when the cancellation reached the worker."""
 
-    def __init__(self, engine_ref, block_at=3, patience=20.0):
+    def __init__(self, pool_ref, block_at=3, patience=20.0):
         super().__init__()
-        self.engine_ref, self.block_at, self.patience = engine_ref, block_at, patience
+        self.pool_ref, self.block_at, self.patience = pool_ref, block_at, patience
         self.blocked = threading.Event()
         self.saw_cancel = False
 
@@ -191,7 +191,7 @@ class BlockingBackend(FakeBackend):
         out = super().predict(waveforms)
         if len(self.batches) == self.block_at:
             self.blocked.set()
-            self.saw_cancel = self.engine_ref[0].cancels[-1].wait(self.patience)
+            self.saw_cancel = self.pool_ref[0].cancels[-1].wait(self.patience)
         return out
 
 
@@ -206,11 +206,11 @@ def long_dir(tmp_path_factory):
 
 def blocking_server(folder, **settings):
     settings = ServerSettings(allowed_dirs=[folder], warm_up=False, vad="energy", max_concurrent=1, **settings)
-    ref: list[Engine] = []
+    ref: list[ModelPool] = []
     backend = BlockingBackend(ref)
-    engine = CancelWatchingEngine({"fake": backend}, settings.analysis_options(), settings.max_concurrent)
-    ref.append(engine)
-    return build_server(settings, engine=engine), engine, backend
+    pool = CancelWatchingPool({"fake": backend}, settings.analysis_options(), settings.max_concurrent)
+    ref.append(pool)
+    return build_server(settings, pool=pool), pool, backend
 
 
 def _error_text(result) -> str:
@@ -226,7 +226,7 @@ async def _wait_for(event: threading.Event, timeout: float = 20.0) -> bool:
 async def test_mcp_refuses_an_oversized_window_plan_before_the_model(long_dir):
     settings = ServerSettings(allowed_dirs=[long_dir], warm_up=False, vad="energy", max_windows=20)
     backend = FakeBackend()
-    server = build_server(settings, engine=Engine({"fake": backend}, settings.analysis_options()))
+    server = build_server(settings, pool=ModelPool({"fake": backend}, settings.analysis_options()))
     async with create_connected_server_and_client_session(server) as client:
         result = await client.call_tool(ANALYZE, {"path": "long.flac", "window": 0.5, "hop": 0.25})
         text = _error_text(result)
@@ -240,7 +240,7 @@ async def test_mcp_refuses_an_oversized_window_plan_before_the_model(long_dir):
 
 @pytest.mark.anyio
 async def test_mcp_cancellation_stops_the_worker_and_frees_its_slot(long_dir):
-    server, engine, backend = blocking_server(long_dir)
+    server, pool, backend = blocking_server(long_dir)
     async with create_connected_server_and_client_session(server) as client:
         outcome = {}
 
@@ -266,7 +266,7 @@ async def test_mcp_cancellation_stops_the_worker_and_frees_its_slot(long_dir):
 
 @pytest.mark.anyio
 async def test_mcp_cancellation_stops_a_batch_call_before_its_remaining_files(long_dir):
-    server, engine, backend = blocking_server(long_dir)
+    server, pool, backend = blocking_server(long_dir)
     async with create_connected_server_and_client_session(server) as client:
         request_id = client._request_id
 
@@ -280,13 +280,13 @@ async def test_mcp_cancellation_stops_a_batch_call_before_its_remaining_files(lo
             await client.send_notification(ClientNotification(CancelledNotification(
                 params=CancelledNotificationParams(requestId=request_id))))
         assert not (await client.call_tool(ANALYZE, {"path": "short.wav"})).isError
-    assert backend.saw_cancel and len(engine.cancels) == 2  # long.flac and short.wav: long2.flac never started
+    assert backend.saw_cancel and len(pool.cancels) == 2  # long.flac and short.wav: long2.flac never started
     assert len(backend.batches) == 3 + 1
 
 
 @pytest.mark.anyio
 async def test_client_disconnect_stops_the_worker(long_dir):
-    server, engine, backend = blocking_server(long_dir)
+    server, pool, backend = blocking_server(long_dir)
     async with anyio.create_task_group() as outer:
         async def client_that_leaves() -> None:
             async with create_connected_server_and_client_session(server) as client:
@@ -297,10 +297,10 @@ async def test_client_disconnect_stops_the_worker(long_dir):
 
         outer.start_soon(client_that_leaves)
     # leaving the session waited for the server, so the worker has ended by now
-    assert backend.saw_cancel and engine.cancels[0].is_set()
+    assert backend.saw_cancel and pool.cancels[0].is_set()
     assert len(backend.batches) == 3
-    assert engine._slots.acquire(blocking=False)  # the slot was freed
-    engine._slots.release()
+    assert pool._slots.acquire(blocking=False)  # the slot was freed
+    pool._slots.release()
 
 
 @pytest.mark.anyio
@@ -315,7 +315,7 @@ async def test_call_time_limit_is_a_clear_error_and_covers_a_whole_batch(long_di
         clock[0] += 10.0
 
     backend = CallbackBackend(on_batch=tick)
-    server = build_server(settings, engine=Engine({"fake": backend}, settings.analysis_options()))
+    server = build_server(settings, pool=ModelPool({"fake": backend}, settings.analysis_options()))
     async with create_connected_server_and_client_session(server) as client:
         text = _error_text(await client.call_tool(ANALYZE, {"path": "long.flac", "window": 0.5}))
         assert "time limit (25 s)" in text

@@ -17,7 +17,7 @@ import soundfile as sf
 from mcp.shared.memory import create_connected_server_and_client_session
 
 from conftest import SR, FakeBackend, voice
-from mcp_server.engine import Engine
+from mcp_server.pool import ModelPool
 from mcp_server.server import build_server
 from mcp_server.settings import ServerSettings
 from mcp_support import error_text, file_server
@@ -62,7 +62,7 @@ def allowed(tmp_path):
 async def client_for(allowed, **settings):
     fake = FakeBackend()
     server = build_server(ServerSettings(allowed_dirs=[allowed], warm_up=False, **settings),
-                          engine=Engine({"embedded": fake}))
+                          pool=ModelPool({"embedded": fake}))
     async with create_connected_server_and_client_session(server) as client:
         yield client, fake
 

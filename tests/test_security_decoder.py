@@ -21,6 +21,7 @@ import pytest
 import soundfile as sf
 
 import ser_tool.audio as audio_mod
+from ser_tool.console import error_message
 from conftest import SR, FakeBackend, voice
 from ser_tool import (
     AnalysisOptions,
@@ -177,11 +178,12 @@ def test_hidden_duration_is_refused_at_the_limit_with_bounded_memory(tmp_path):
     limits = AudioLimits(max_duration=5.0)
     tracemalloc.start()
     try:
-        with pytest.raises(AudioTooLongError, match=r"longer than the limit of 0:05.*--max-duration"):
+        with pytest.raises(AudioTooLongError, match=r"longer than the limit of 0:05.*raise the limit") as info:
             open_audio(data, limits=limits)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
+    assert "--max-duration" in error_message(info.value)  # the CLI words the hint as its flag
     # 60 s decoded would be 3.8 MB of float32; stopping at the limit (5 s + margin) keeps it under 1 MB.
     assert peak < 2_000_000, f"decoding went past the limit: peak {peak / 1e6:.1f} MB"
     # a limit above the real length decodes it all: the refusal above came from counting, not from the header

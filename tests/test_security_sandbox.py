@@ -22,7 +22,7 @@ import soundfile as sf
 from mcp.shared.memory import create_connected_server_and_client_session
 
 from conftest import SR, FakeBackend, voice
-from mcp_server.engine import Engine
+from mcp_server.pool import ModelPool
 from mcp_server.sandbox import FetchError, Sandbox, SandboxPolicy
 from mcp_server.server import build_server
 from mcp_server.settings import ServerSettings
@@ -51,7 +51,7 @@ def tree(tmp_path):
 
 def mcp_server(allowed, **settings):
     settings = ServerSettings(allowed_dirs=[allowed], warm_up=False, **settings)
-    return build_server(settings, engine=Engine({"fake": FakeBackend()}, settings.analysis_options()))
+    return build_server(settings, pool=ModelPool({"fake": FakeBackend()}, settings.analysis_options()))
 
 
 @asynccontextmanager

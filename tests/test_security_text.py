@@ -17,7 +17,7 @@ from mcp.shared.memory import create_connected_server_and_client_session
 
 from conftest import SR, FakeBackend, voice
 from agents.testing import ScriptedChatModel
-from mcp_server.engine import Engine
+from mcp_server.pool import ModelPool
 from mcp_server.server import build_server
 from mcp_server.settings import ServerSettings
 from ser_tool import Analyzer, safe_name
@@ -147,7 +147,7 @@ def test_cli_single_file_error_escapes_the_name(tmp_path, fake_cli, capsys):
 
 def fake_server(*allowed):
     settings = ServerSettings(allowed_dirs=list(allowed), warm_up=False)
-    return build_server(settings, engine=Engine({"fake": FakeBackend()}, settings.analysis_options()))
+    return build_server(settings, pool=ModelPool({"fake": FakeBackend()}, settings.analysis_options()))
 
 
 @asynccontextmanager

@@ -63,7 +63,8 @@ ENTRY_POINTS = [
 ]
 MODEL_FLAGS = ["--backend", "hf", "--device", "cuda:1", "--batch-size", "3", "--threads", "2", "--offline",
                "--label-map", "joy=happy,other=", "--trust-remote-code"]
-ANALYSIS_FLAGS = ["--window", "4", "--hop", "2", "--vad", "energy", "--max-duration", "60", "--max-file-mb", "5"]
+ANALYSIS_FLAGS = ["--window", "4", "--hop", "2", "--vad", "energy", "--vad-floor-db", "-90", "--max-duration", "60",
+                  "--max-file-mb", "5"]
 ASR_FLAGS = ["--asr-model", "whisper-dir", "--language", "de"]
 
 
@@ -74,7 +75,7 @@ def test_every_entry_point_takes_the_same_model_flags_to_the_same_settings(entry
     cfg = Settings.from_args(parser().parse_args(argv))
     assert cfg.backend_spec() == BackendSpec("hf", "/models/x", "cuda:1", True, {"joy": "happy", "other": None}, True, 2)
     if analysis:
-        assert cfg.analysis_options() == AnalysisOptions(SegmentationOptions(window=4, hop=2, vad="energy"),
+        assert cfg.analysis_options() == AnalysisOptions(SegmentationOptions(window=4, hop=2, vad="energy", vad_floor_db=-90),
                                                          AudioLimits(max_duration=60, max_file_bytes=5 * 2**20), batch_size=3)
     if asr:
         assert (cfg.asr_model, cfg.language) == ("whisper-dir", "de")
@@ -94,7 +95,7 @@ def test_the_model_flags_are_declared_once_in_one_place():
             p = sub.choices[step]
         seen = {a.dest: a.option_strings for a in p._actions if a.dest in expected}
         want = {d: ([model_flag] if d == "model" else f) for d, f in expected.items()
-                if (analysis or d not in ("window", "hop", "vad", "max_duration", "max_file_mb", "max_windows"))
+                if (analysis or d not in ("window", "hop", "vad", "vad_floor_db", "max_duration", "max_file_mb", "max_windows"))
                 and (asr or d not in ("asr_model", "language"))}
         assert seen == want, name
 
@@ -134,7 +135,7 @@ def test_bad_values_name_the_flag_and_the_variable(monkeypatch):
 
 def test_ser_mcp_honours_ser_threads(monkeypatch, tiny_hf):
     from mcp_server.cli import build_parser
-    from mcp_server.engine import Engine
+    from mcp_server.pool import ModelPool
     from mcp_server.settings import ServerSettings
 
     import numpy as np
@@ -145,7 +146,7 @@ def test_ser_mcp_honours_ser_threads(monkeypatch, tiny_hf):
         monkeypatch.setenv(name, value)
     settings = ServerSettings.from_args(build_parser().parse_args([]))
     assert {name: spec.threads for name, spec in settings.backend_specs().items()} == {"hf": 3, "meralion": 3}
-    backend = Engine(settings.backend_specs(), settings.analysis_options()).backend("hf")  # what the server loads
+    backend = ModelPool(settings.backend_specs(), settings.analysis_options()).backend("hf")  # what the server loads
     threads: list[int] = []
     model = backend.model  # the hf backend's torch module: record the thread count inside its forward pass
     model.register_forward_pre_hook(lambda *_: threads.append(torch.get_num_threads()))

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ser_tool import SAMPLE_RATE, ConfigError, load_audio
+from agents import OracleSegment
+from ser_tool import SAMPLE_RATE, ConfigError, TranscriptSegment, load_audio
 
 __all__ = ["QUESTION_TYPES", "Sample", "load_samples", "load_local", "load_hub", "normalise_question_type"]
 
@@ -49,8 +50,12 @@ class Sample(BaseModel):
     question: str = Field(description="The question asked about the recording.")
     reference: str = Field(description="The reference answer.")
     question_type: str = Field(default="unspecified", description=f"One of {', '.join(QUESTION_TYPES)} (or a dataset's own label).")
-    transcript: str | None = Field(default=None, description="What was said, when known.")
+    transcript: str | list[TranscriptSegment] | None = Field(
+        default=None, description="What was said, when known: plain text, or timed segments [{start, end, text}].")
     oracle_emotion: str | None = Field(default=None, description="The annotated emotion, for the 'oracle' affect mode.")
+    oracle_segments: list[OracleSegment] | None = Field(
+        default=None, description="The annotated emotion per stretch [{start, end, emotion}] (stitched recordings), for 'oracle'.")
+    context: str | None = Field(default=None, description="The situation the recording was made in, given with the question.")
     choices: list[str] | None = Field(default=None, description="Options of the multiple-choice form, in letter order A, B, ...")
     correct_choice: str | None = Field(default=None, description="The letter of the correct option.")
     attributes: dict[str, Any] = Field(default_factory=dict, description="Anything else the dataset gives.")
@@ -72,6 +77,13 @@ class Sample(BaseModel):
                 raise ValueError(f"sample {self.id}: correct_choice must be one of {', '.join(letters)}")
             self.correct_choice = self.correct_choice.upper()
         return self
+
+    @property
+    def words(self) -> str | list[TranscriptSegment] | None:
+        """The transcript as the agent takes it (text or timed segments); None when unknown or empty."""
+        if isinstance(self.transcript, str):
+            return self.transcript if self.transcript.strip() else None
+        return self.transcript or None
 
     def audio_input(self) -> tuple[str | np.ndarray, int | None]:
         """What the agent is given, as (audio, sample_rate): the file path (its rate is in the file), or the
@@ -107,7 +119,9 @@ def load_samples(source: str | Path) -> list[Sample]:
 
 def load_local(path: str | Path) -> list[Sample]:
     """The plain format: one sample per JSONL line / CSV row with id, audio, question, reference,
-    question_type and optional transcript, oracle_emotion, choices (JSON list or '|'-separated), correct_choice.
+    question_type and optional transcript (text, or timed segments as a JSON list), oracle_emotion,
+    oracle_segments (JSON list of {start, end, emotion}), context, choices (JSON list or '|'-separated),
+    correct_choice, attributes (JSON object).
     Relative audio paths are read against the file's folder."""
     path = Path(path)
     if not path.is_file():
@@ -126,6 +140,13 @@ def load_local(path: str | Path) -> list[Sample]:
         if isinstance(row.get("choices"), str):
             text = row["choices"]
             row["choices"] = json.loads(text) if text.lstrip().startswith("[") else text.split("|")
+        for key in ("transcript", "oracle_segments", "attributes"):  # JSON in a CSV cell
+            if isinstance(row.get(key), str) and row[key].lstrip()[:1] in ("[", "{"):
+                try:
+                    row[key] = json.loads(row[key])
+                except ValueError:
+                    if key != "transcript":
+                        raise ConfigError(f"{path}: row {i + 1}: {key} is not valid JSON") from None
         audio = Path(row["audio"]).expanduser()
         row["audio"] = str(audio if audio.is_absolute() else (path.parent / audio))
         row.setdefault("id", f"{path.stem}-{i}")
@@ -136,9 +157,10 @@ def load_local(path: str | Path) -> list[Sample]:
     return samples
 
 
-def load_hub(source: str | Path, *, split: str | None = None) -> list[Sample]:
+def load_hub(source: str | Path) -> list[Sample]:
     """A CPQA / CP-Bench hub-layout dataset: a `save_to_disk` folder (Dataset or DatasetDict), or a hub id
-    (downloaded with huggingface_hub.snapshot_download when the hub is reachable)."""
+    (downloaded with huggingface_hub.snapshot_download when the hub is reachable). Of a DatasetDict, the
+    'test' split when there is one, else the first."""
     try:
         import datasets
     except ImportError as e:
@@ -155,8 +177,7 @@ def load_hub(source: str | Path, *, split: str | None = None) -> list[Sample]:
         raise ConfigError(f"{path}: not a datasets save_to_disk folder or a dataset repository "
                           f"({type(e).__name__}: {_first_line(e)})") from e
     if isinstance(ds, datasets.DatasetDict):
-        name = split or ("test" if "test" in ds else next(iter(ds)))
-        ds = ds[name]
+        ds = ds["test" if "test" in ds else next(iter(ds))]
     check_hub_schema(ds.column_names, dict(ds.features), str(path))
     if isinstance(ds.features["context"]["audio"], datasets.Audio):
         # decode the stored file bytes with ser-tool's decoder, not datasets' optional one

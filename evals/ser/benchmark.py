@@ -1,7 +1,9 @@
 """Run a backend over the clips of a split and score it, with the classical baseline beside it.
 
 Utterance-level protocol, as the corpora intend it: each clip is one input to the model (cut to
-the model's longest input if needed), with no voice-activity trimming.
+the model's longest input if needed), with no voice-activity trimming. Each clip is brought to one
+speech level first, as the analyzer does (ser_tool.level.model_inputs), unless the backend
+normalises its own input.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from ser_tool.backends import Backend
 from ser_tool.data import SPLITS, Clip, read_corpus, split_by_speaker, vad_target
 from ser_tool.errors import AudioError, ConfigError
 from ser_tool.labels import DIMENSIONS, EMOTIONS
+from ser_tool.level import input_level_db, model_inputs
 
 from evals.ser.metrics import FOUR_CLASS, ccc, classification_metrics, restrict
 
@@ -49,7 +52,9 @@ def select_clips(corpus_dirs: Sequence[str | Path], split: str, limit: int | Non
     return chosen, dropped
 
 
-def predict_clips(backend: Backend, clips: Sequence[Clip], batch_size: int = 16, progress: Progress | None = None) -> Predictions:
+def predict_clips(backend: Backend, clips: Sequence[Clip], batch_size: int = 16, progress: Progress | None = None,
+                  normalise_loudness: bool = True) -> Predictions:
+    """normalise_loudness: bring each clip to the backend's speech level first, as the analyzer does."""
     max_len = int(backend.max_input_seconds * SAMPLE_RATE) if backend.max_input_seconds else None
     kept, probs, dims, failed = [], [], [], []
     for i in range(0, len(clips), batch_size):
@@ -63,7 +68,7 @@ def predict_clips(backend: Backend, clips: Sequence[Clip], batch_size: int = 16,
             batch.append(clip)
             waves.append(wave[:max_len] if max_len else wave)
         if waves:
-            pred = backend.predict(waves)
+            pred = backend.predict(model_inputs(backend, waves, normalise_loudness))
             probs.append(pred.probabilities)
             if pred.dimensions is not None:
                 dims.append(pred.dimensions)
@@ -135,10 +140,17 @@ def run_baseline(corpus_dirs: Sequence[str | Path], test_clips: Sequence[Clip], 
             "metrics": score(test_clips, probs, None)}
 
 
+def _loudness(backend: Backend, normalise: bool) -> str:
+    level = input_level_db(backend)
+    if not normalise:
+        return "as recorded"
+    return "the backend normalises its own input" if level is None else f"each clip brought to {level:g} dBFS active speech level"
+
+
 def benchmark(backend: Backend, corpus_dirs: Sequence[str | Path], split: str = "test", *, baseline: bool = True,
               baseline_train: Sequence[str | Path] | None = None, limit: int | None = None, batch_size: int = 16,
-              progress_factory: ProgressFactory | None = None, feature_cache: str | Path | None = None,
-              jobs: int = 1) -> dict:
+              progress_factory: ProgressFactory | None = None, normalise_loudness: bool = True,
+              feature_cache: str | Path | None = None, jobs: int = 1) -> dict:
     """The full SER benchmark report (a JSON-serialisable dict).
 
     baseline_train: corpora whose train split fits the baseline (default: the evaluated corpora). For a
@@ -150,7 +162,7 @@ def benchmark(backend: Backend, corpus_dirs: Sequence[str | Path], split: str = 
         raise ValueError(f"split must be one of {SPLITS + ('all',)}, got {split!r}")
     clips, dropped = select_clips(corpus_dirs, split, limit)
     bar = progress_factory(len(clips), "model") if progress_factory else None
-    pred = predict_clips(backend, clips, batch_size, bar.update if bar is not None else None)
+    pred = predict_clips(backend, clips, batch_size, bar.update if bar is not None else None, normalise_loudness)
     if bar is not None:
         bar.close()
     report = {
@@ -162,6 +174,7 @@ def benchmark(backend: Backend, corpus_dirs: Sequence[str | Path], split: str = 
         "split": split,
         "split_rule": "speaker-independent, per corpus: speakers sorted by id, last 25% test, the 10% before dev (ser_tool.data.split_by_speaker)",
         "protocol": "utterance-level: one model input per clip; calm counted as neutral; labels without an emotion counterpart dropped",
+        "loudness": _loudness(backend, normalise_loudness),
         "labels_dropped": dropped,
         "n_clips": len(pred.clips),
         "failed_clips": pred.failed,

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ser_tool.errors import BackendError, ConfigError, InvalidAudioError, SERError
+from ser_tool.errors import BackendError, ConfigError, Hint, InvalidAudioError, SERError
 
 __all__ = [
     "as_waveform_batch",
@@ -46,14 +46,15 @@ def resolve_device(device: str | None) -> torch.device:
         mps = getattr(torch.backends, "mps", None)
         if mps is None or not mps.is_available():
             raise ConfigError(
-                "device 'mps' was requested but this PyTorch build has no Apple GPU support; use --device cpu"
+                "device 'mps' was requested but this PyTorch build has no Apple GPU support; run on the CPU",
+                setting="device", value="cpu",
             )
         return torch.device("mps")
     if not torch.cuda.is_available():
         raise ConfigError(
             f"device {device!r} was requested but PyTorch sees no CUDA GPU (torch {torch.__version__}, "
-            f"CUDA build: {torch.version.cuda or 'none'}); use --device cpu, or install a CUDA build of torch "
-            "that matches your driver"
+            f"CUDA build: {torch.version.cuda or 'none'}); install a CUDA build of torch that matches your driver, "
+            "or run on the CPU", setting="device", value="cpu",
         )
     index = match.group(2)
     if index is not None and int(index) >= torch.cuda.device_count():
@@ -77,13 +78,14 @@ def forward_errors(what: str) -> Iterator[None]:
         raise
     except torch.cuda.OutOfMemoryError as e:
         raise BackendError(
-            f"{what} ran out of GPU memory; analyse shorter audio or fewer windows at once, or use --device cpu"
+            f"{what} ran out of GPU memory; analyse shorter audio or fewer windows at once, or run on the CPU",
+            hints=(Hint("batch_size"), Hint("device", "cpu")),
         ) from e
     except Exception as e:  # noqa: BLE001 - every library failure becomes one error type, cause kept
         raise BackendError(
             f"{what} failed while running ({type(e).__name__}: {e}); the checkpoint may not match this "
-            "backend's input format, or the input is unusual. Re-run with another --backend/--model, and "
-            "report it if it persists"
+            "backend's input format, or the input is unusual. Try another backend or model, and report it if "
+            "it persists", hints=(Hint("backend"), Hint("model")),
         ) from e
 
 

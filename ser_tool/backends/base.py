@@ -69,6 +69,12 @@ class Backend(Protocol):
     emotions_supported: tuple[str, ...]  # subset of EMOTIONS the model can put probability on
     has_dimensions: bool
     max_input_seconds: float | None  # longest waveform the model takes in one piece (None: no limit)
+    # True when the model scales each input itself so that its volume does not matter (e.g. wav2vec2's
+    # zero-mean unit-variance input). False: the analyzer first brings every input to `input_level_db`,
+    # the active speech level (dBFS) the model reads best (ser_tool.level.model_inputs). A backend
+    # without these attributes is normalised to ser_tool.level.TARGET_DB.
+    normalises_input: bool
+    input_level_db: float
 
     def predict(self, waveforms: Sequence[np.ndarray]) -> Prediction: ...
 
@@ -91,7 +97,7 @@ class LabelProjection:
         if all(t is None for t in targets):
             raise ModelNotAvailableError(
                 f"none of the model's labels {list(labels)} map onto the emotions {list(EMOTIONS)}; "
-                "pass a label map (e.g. --label-map 'joy=happy,rage=angry') to say which label is which"
+                "give a label map such as 'joy=happy,rage=angry' to say which label is which", setting="label_map"
             )
         return cls(tuple(labels), targets)
 

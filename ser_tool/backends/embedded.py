@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ser_tool.backends.base import Backend, Prediction, softmax
-from ser_tool.errors import ModelNotAvailableError
+from ser_tool.errors import Hint, ModelNotAvailableError
 from ser_tool.labels import EMOTIONS
 
 if TYPE_CHECKING:
@@ -38,6 +38,12 @@ class EmbeddedBackend:
     has_dimensions = True
     sample_rate = 16_000
     max_input_seconds = None  # any length; the analyzer's windows keep inputs short
+    # Its log-mel front end removes each band's mean, but the log's floor still lets the input level
+    # through (a -12 dB copy of a clip read differently), so the analyzer normalises loudness first. The
+    # level is the one that keeps its accuracy: chosen on the dev speakers of its training corpora
+    # (UAR flat from -36 to -44 dBFS, lower above -33; README, "Loudness").
+    normalises_input = False
+    input_level_db = -40.0
 
     def __init__(self, model, model_id: str, device, threads: int | None = DEFAULT_THREADS) -> None:
         self.model = model
@@ -82,9 +88,10 @@ def load_embedded(spec: BackendSpec) -> Backend:
         where = "the installed package" if model_dir is None else str(directory)
         raise ModelNotAvailableError(
             f"no embedded model in {where} (expected {WEIGHTS_FILE} and {CONFIG_FILE} in {directory}). "
-            + ("Reinstall ser-tool, or train one with `ser train` and pass its folder with --model. "
-               if model_dir is None else "Pass a folder written by `ser train`. ")
-            + "Other backends: '--backend meralion' or '--backend hf --model PATH_OR_ID'."
+            + ("Reinstall ser-tool, or train one with `ser train` and give its folder as the model; "
+               if model_dir is None else "Give a folder written by `ser train` as the model; ")
+            + "or use another backend: 'meralion', or 'hf' with a model (a hub id or a local folder)",
+            hints=(Hint("model"), Hint("backend")),
         )
     torch_device = resolve_device(spec.device)
     try:

@@ -24,9 +24,10 @@ from ser_tool.backends._torch import (
     torch_threads,
 )
 from ser_tool.backends.base import Backend, BackendSpec, LabelProjection, Prediction, softmax
-from ser_tool.errors import BackendError, ConfigError, ModelNotAvailableError
+from ser_tool.errors import BackendError, ConfigError, Hint, ModelNotAvailableError
 from ser_tool.hub import hub_offline_reason, in_hub_cache, not_cached_error
 from ser_tool.labels import EMOTIONS
+from ser_tool.level import TARGET_DB
 
 __all__ = ["HFBackend", "TransformersBackend", "config_labels", "load_hf"]
 
@@ -43,6 +44,18 @@ def config_labels(config: Any, model: str) -> list[str]:
     return [id2label[i] for i in range(len(id2label))]
 
 
+def scales_waveform(feature_extractor: Any) -> bool:
+    """Whether the extractor gives every waveform zero mean and unit variance (so its volume cannot matter).
+
+    Only wav2vec2-style extractors (wav2vec2, HuBERT, WavLM, data2vec-audio) do that with `do_normalize`;
+    the same flag elsewhere means something else (AST standardises log-mel features with fixed corpus
+    statistics, Whisper's extractor leaves the waveform alone), and those inputs keep their level.
+    """
+    from transformers import Wav2Vec2FeatureExtractor
+
+    return isinstance(feature_extractor, Wav2Vec2FeatureExtractor) and bool(getattr(feature_extractor, "do_normalize", False))
+
+
 def looks_like_path(model: str) -> bool:
     """True when `model` is meant as a local directory rather than a hub id."""
     return (
@@ -54,20 +67,20 @@ def looks_like_path(model: str) -> bool:
     )
 
 
-def not_available(model: str, offline: bool | str, error: Exception, *, flag: str = "--model") -> ModelNotAvailableError:
+def not_available(model: str, offline: bool | str, error: Exception, *, setting: str = "model") -> ModelNotAvailableError:
     """A ModelNotAvailableError that names the model, the mode, the cause and the fix.
 
     offline: False (the hub was asked), True (offline mode), or why the hub was not asked (from
-    `ser_tool.hub.hub_offline_reason`). flag: the option that names this model on the command line."""
+    `ser_tool.hub.hub_offline_reason`). setting: the setting that names this model (its Hint: 'model',
+    'asr_model'), which each surface words as its own flag."""
     reason = offline if isinstance(offline, str) else ("offline mode is on" if offline else None)
     first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
     cause = f"{type(error).__name__}: {first_line}"
     text = str(error)
+    hint = None
     if "trust_remote_code" in text:
-        fix = (
-            "the checkpoint ships its own Python code; if you trust its authors, pass --trust-remote-code "
-            "(trust_remote_code=True)"
-        )
+        fix = "the checkpoint ships its own Python code; if you trust its authors, allow it to run"
+        hint = Hint("trust_remote_code", True)
     elif looks_like_path(model):
         fix = (
             f"check that {os.path.abspath(os.path.expanduser(model))} is a directory holding config.json, "
@@ -76,17 +89,19 @@ def not_available(model: str, offline: bool | str, error: Exception, *, flag: st
     elif reason:
         fix = (
             f"{reason[0].upper()}{reason[1:]} and it is not in the local Hugging Face cache: download it once where the "
-            f"hub can be reached (`hf download {model}`; downloads are kept in the cache, under HF_HOME), or pass a "
-            f"local directory with {flag}"
+            f"hub can be reached (`hf download {model}`; downloads are kept in the cache, under HF_HOME), or give a "
+            "local directory as the model"
         )
+        hint = Hint(setting)
     else:
         fix = (
             f"check the spelling of the id and your network; for a gated or private model accept its terms on "
             f"https://huggingface.co/{model} and set HF_TOKEN. Or download it (`hf download {model}`) and pass "
-            f"the local directory with {flag}"
+            "the local directory as the model"
         )
+        hint = Hint(setting)
     mode = "offline" if reason else "online"
-    return ModelNotAvailableError(f"could not load model {model!r} ({mode}; {cause}). {fix}")
+    return ModelNotAvailableError(f"could not load model {model!r} ({mode}; {cause}). {fix}", hints=[hint] if hint else ())
 
 
 class TransformersBackend:
@@ -104,6 +119,8 @@ class TransformersBackend:
         self.device = device
         self.sample_rate = int(feature_extractor.sampling_rate)
         self.emotions_supported = projection.emotions_supported
+        self.normalises_input = scales_waveform(feature_extractor)
+        self.input_level_db = TARGET_DB  # when it does not: the nominal speech level (ser_tool.level)
 
 
 class HFBackend(TransformersBackend):
@@ -193,7 +210,7 @@ def load_hf(spec: BackendSpec) -> Backend:
     """
     model, offline, trust_remote_code = spec.model, spec.offline, spec.trust_remote_code
     if not model:
-        raise ConfigError("the 'hf' backend needs a model: pass --model with a Hugging Face id or a local directory")
+        raise ConfigError("the 'hf' backend needs a model: a Hugging Face id or a local directory", setting="model")
     torch_device = resolve_device(spec.device)
     if looks_like_path(model) and not os.path.isdir(os.path.expanduser(model)):
         raise ModelNotAvailableError(

@@ -33,7 +33,7 @@ from ser_tool.backends._torch import (
 )
 from ser_tool.backends.base import Backend, BackendSpec, LabelProjection, Prediction, softmax
 from ser_tool.backends.hf import TransformersBackend, config_labels, looks_like_path
-from ser_tool.errors import BackendError, ModelNotAvailableError, SERError
+from ser_tool.errors import BackendError, Hint, ModelNotAvailableError, SERError
 from ser_tool.hub import hub_offline_reason, in_hub_cache, not_cached_error
 from ser_tool.labels import DIMENSIONS, EMOTIONS
 
@@ -116,7 +116,8 @@ class MeralionBackend(TransformersBackend):
             if not hasattr(output, "keys") or "logits" not in output.keys() or "dims" not in output.keys():
                 raise BackendError(
                     f"{what} returned {type(output).__name__} without 'logits' and 'dims'; it is not a "
-                    "MERaLiON-SER-v1 checkpoint. Use '--backend hf' for plain audio classifiers"
+                    "MERaLiON-SER-v1 checkpoint. Use the 'hf' backend for plain audio classifiers",
+                    setting="backend", value="hf",
                 )
             logits = output["logits"].detach().float().cpu().numpy().astype(np.float64)
             dims = output["dims"].detach().float().cpu().numpy().astype(np.float64)
@@ -145,7 +146,8 @@ def load_meralion(spec: BackendSpec) -> Backend:
     if looks_like_path(repo) and not local:
         raise ModelNotAvailableError(
             f"MERaLiON model directory {repo!r} does not exist; pass the directory you downloaded with "
-            f"`hf download {DEFAULT_MODEL} --local-dir DIR`, or leave --model out to use the hub id {DEFAULT_MODEL}"
+            f"`hf download {DEFAULT_MODEL} --local-dir DIR`, or leave the model unset to use the hub id {DEFAULT_MODEL}",
+            setting="model",
         )
     source = os.path.expanduser(repo) if local else repo
     # a hub id the hub must not or cannot serve now: the local cache only (at once, no minute of retries)
@@ -207,6 +209,7 @@ def _not_available(repo: str, offline: bool | str, local: bool, error: Exception
     reason = offline if isinstance(offline, str) else ("offline mode is on" if offline else None)
     first_line = (str(error).strip().splitlines() or [repr(error)])[0]
     mode = "offline" if reason else "online"
+    hints: tuple[Hint, ...] = ()
     if local:
         fix = (
             f"check that {repo} holds the whole release: config.json, the configuration_*/modeling_*.py files, "
@@ -216,11 +219,12 @@ def _not_available(repo: str, offline: bool | str, local: bool, error: Exception
     else:
         fix = (
             f"MERaLiON-SER-v1 is a gated model: accept its licence at {MODEL_PAGE}, set HF_TOKEN to a token of "
-            f"that account, and download it once (`hf download {repo}`, about 800 MB); or pass a local "
-            "directory with --model. Set SER_OFFLINE=1 to never contact the hub"
+            f"that account, and download it once (`hf download {repo}`, about 800 MB); or give a local "
+            "directory as the model. Turn offline mode on to never contact the hub"
         )
+        hints = (Hint("model"), Hint("offline", True))
         if reason:
             fix = f"{reason[0].upper()}{reason[1:]} and {repo} is not in the local Hugging Face cache. " + fix
     return ModelNotAvailableError(
-        f"could not load the MERaLiON model {repo!r} ({mode}; {type(error).__name__}: {first_line}). {fix}"
+        f"could not load the MERaLiON model {repo!r} ({mode}; {type(error).__name__}: {first_line}). {fix}", hints=hints
     )

@@ -1,4 +1,4 @@
-"""The analysers behind the tools: each backend loaded once (lazily or in the background) and shared
+"""The model pool behind the tools: each backend loaded once (lazily or in the background) and shared
 by every call; a call's own options (window, hop, VAD) cost a throwaway Analyzer, not a reload.
 
 Everything here blocks: the server calls it from worker threads, never on the event loop.
@@ -57,7 +57,7 @@ def _serve_jobs(jobs: queue.SimpleQueue) -> None:
 
 
 class _SerialBackend:
-    """A loaded backend shared by all calls; its forward passes run on the engine's inference thread."""
+    """A loaded backend shared by all calls; its forward passes run on the pool's inference thread."""
 
     def __init__(self, backend, inference: ModelThread) -> None:
         self._backend = backend
@@ -71,7 +71,7 @@ class _SerialBackend:
 
 
 class _SerialASR:
-    """A speech recogniser whose passes run on the engine's inference thread."""
+    """A speech recogniser whose passes run on the pool's inference thread."""
 
     def __init__(self, asr, inference: ModelThread) -> None:
         self._asr = asr
@@ -82,7 +82,7 @@ class _SerialASR:
         return self._inference.submit(self._asr.transcribe, audio).result()
 
 
-class Engine:
+class ModelPool:
     """Backends by name (the first is the default), each loaded on first use and then reused.
 
     All model work (loading and every forward pass) runs on one long-lived thread, one pass at a time;
@@ -102,7 +102,6 @@ class Engine:
             raise ConfigError(f"max_concurrent must be at least 1, got {max_concurrent}")
         self.options = options or AnalysisOptions()
         self.names: tuple[str, ...] = tuple(backends)
-        self.max_concurrent = max_concurrent
         # Each analysis in flight holds decoder buffers and windows in memory; forward passes are
         # serialised anyway, so more than a few at once would add memory, not speed.
         self._slots = threading.BoundedSemaphore(max_concurrent)
