@@ -18,7 +18,8 @@ pytest.importorskip("transformers")
 from conftest import REPO, SAMPLE  # noqa: E402
 from ser_tool import hub as hub_module  # noqa: E402
 from ser_tool.backends import load_backend  # noqa: E402
-from ser_tool.errors import ModelNotAvailableError  # noqa: E402
+from ser_tool.errors import Hint, ModelNotAvailableError  # noqa: E402
+from ser_tool.settings import flag_words  # noqa: E402
 from ser_tool.testing import hub_sandbox, make_tiny_hf_classifier  # noqa: E402
 
 
@@ -60,7 +61,8 @@ def test_an_unreachable_hub_fails_in_seconds_with_how_to_get_the_model(unreachab
     assert time.monotonic() - start < 10  # the hub client alone retried for about a minute
     message = str(info.value)
     assert "cannot be reached" in message and "hf download someone/emotion-model" in message
-    assert "--model" in message and "not in the local Hugging Face cache" in message
+    assert "not in the local Hugging Face cache" in message
+    assert Hint("model") in info.value.hints and "--model / SER_MODEL" in info.value.worded(flag_words())
 
 
 def test_an_unreachable_hub_still_loads_a_cached_model(unreachable_hub, tmp_path):
@@ -97,8 +99,9 @@ def test_whisper_names_its_own_flag(unreachable_hub):
 
     with pytest.raises(ModelNotAvailableError) as info:
         WhisperASR("someone/whisper-model").pipeline
-    message = str(info.value)
-    assert "cannot be reached" in message and "--asr-model" in message and "with --model" not in message
+    assert "cannot be reached" in str(info.value)
+    assert info.value.hints == (Hint("asr_model"),)  # worded by each surface: the CLI says --asr-model
+    assert "--asr-model / SER_ASR_MODEL" in info.value.worded(flag_words())
 
 
 @pytest.mark.slow
