@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from ser_tool.console import EXIT_CODES as SER_EXIT_CODES
-from ser_tool.console import error_message, exit_code, number, quiet_on_closed_stdout
+from ser_tool.console import error_message, exit_code, number, quiet_on_closed_stdout, require_extra
 from ser_tool.describe import affect_brief
 from ser_tool.settings import add_model_flags
 
@@ -29,6 +29,8 @@ from agents.prompt import AFFECT_MODES
 
 # The agent's own errors: bad usage (2), a chat model that cannot be built or fails (3).
 EXIT_CODES = {**SER_EXIT_CODES, AgentError: 2, ChatModelError: 3}
+# what the `agent` extra brings that every run needs (gguf and accelerate only for the local model: checked there)
+AGENT_MODULES = ("langchain_core", "langchain")
 
 EMPATHETIC_CONTEXT = (
     "This is a live conversation: the recording is the user's own voice message to you. Reply to them directly, "
@@ -76,14 +78,15 @@ def main(argv: Sequence[str] | None = None, *, model: Any = None, stdin: TextIO 
     if args.command is None:
         parser.print_help()
         return 2
+    require_extra("agent", AGENT_MODULES, command="ser-agent")
     if args.command == "web":
         from agents.web.cli import run as run_web
 
         try:
             return run_web(args, model)
         except SERError as e:
-            print(f"ser-agent: error: {safe_name(e, None)}", file=sys.stderr)
-            return e.exit_code
+            print(f"ser-agent: error: {error_message(e, args, max_chars=None)}", file=sys.stderr)
+            return exit_code(e, EXIT_CODES)
         except KeyboardInterrupt:
             return 130
     try:
@@ -98,6 +101,17 @@ def main(argv: Sequence[str] | None = None, *, model: Any = None, stdin: TextIO 
         return 130
 
 
+def _check_inputs(args) -> None:
+    """Before any model loads: what this mode needs from the command line, named by its flags."""
+    from agents.errors import AgentError
+
+    if args.audio is None and args.mode == "predicted":
+        raise AgentError("mode 'predicted' needs the audio: pass --audio FILE (the recording whose voice the agent "
+                         "should hear), or --mode none --transcript TEXT to talk about the words alone")
+    if args.audio is None and args.transcript is None:
+        raise AgentError(f"mode {args.mode!r} needs the words: pass --transcript TEXT, or --audio FILE with --asr-model")
+
+
 def _pipeline(args, model: Any):
     from agents.errors import AgentError
     from agents.pipeline import AffectPipeline
@@ -108,6 +122,7 @@ def _pipeline(args, model: Any):
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     cfg = AgentSettings.from_args(args)
+    _check_inputs(args)  # after the settings (their errors first), before any model loads
     if model is None:
         model = cfg.agent_model
         if not model:

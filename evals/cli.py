@@ -16,11 +16,31 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ser_tool.console import error_text, exit_code, number, quiet_on_closed_stdout
+from ser_tool.console import error_text, exit_code, number, progress_bar, quiet_on_closed_stdout, require_extra
 from ser_tool.settings import add_model_flags
 
 
 DEGENERATE_EXIT = 4  # `cpbench run`: the report was written, but the answers look degenerate
+
+# what each step imports from the optional extras (checked before any work, so a missing one is named
+# with its install command at once, not as a traceback after minutes of work)
+EVAL_MODULES = ("matplotlib",)  # the charts
+BASELINE_MODULES = ("librosa", "sklearn")  # the classical baseline of `ser-eval ser`
+AGENT_MODULES = ("langchain_core", "langchain")  # the reference agent of `cpbench run`
+
+
+def default_feature_cache() -> Path:
+    """The user's cache folder for baseline features ($XDG_CACHE_HOME/ser-tool, else ~/.cache/ser-tool)."""
+    import os
+
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(root) / "ser-tool" / "baseline-features"
+
+
+def default_jobs() -> int:
+    import os
+
+    return max(1, min(8, os.cpu_count() or 1))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--baseline-train", nargs="+", metavar="DIR",
                    help="corpora whose train split fits the baseline (default: DATA_DIR); for a cross-corpus test name the model's training corpora")
     s.add_argument("--limit", type=number(int, ge=1), help="score at most N clips (a smoke run)")
+    s.add_argument("--feature-cache", metavar="DIR",
+                   help="where the baseline keeps each clip's features between runs, keyed by file path, size, "
+                        f"modification time and feature settings (default: {default_feature_cache()})")
+    s.add_argument("--no-feature-cache", action="store_true", help="compute the baseline's features afresh, keep nothing")
+    s.add_argument("--jobs", type=number(int, ge=1, le=256), default=default_jobs(),
+                   help=f"worker processes for the baseline's features (default: the CPU count, at most 8; here {default_jobs()})")
     # whole clips, not windows (--batch-size counts clips): no segmentation or limit flags
     add_model_flags(s, analysis=False, defaults={"batch_size": 16})
     add_cpbench(sub)
@@ -119,6 +145,8 @@ def cpbench_main(args, parser) -> int:
         print("ser-eval: error: --no-words and --asr-model contradict each other (unknown words vs recognised words); give one",
               file=sys.stderr)
         return 2
+    require_extra("agent", AGENT_MODULES, command="ser-eval", what="ser-eval cpbench run (the reference agent)")
+    require_extra("eval", EVAL_MODULES, command="ser-eval", what="ser-eval cpbench run (the scores chart)")
     from tqdm import tqdm
 
     from agents import AgentError
@@ -212,8 +240,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
     if args.command != "ser":
         parser.print_help()
         return 2
-    from tqdm import tqdm
-
+    require_extra("eval", EVAL_MODULES + (() if args.no_baseline else BASELINE_MODULES), command="ser-eval",
+                  what="ser-eval ser" + ("" if args.no_baseline else " (with its classical baseline; --no-baseline skips it)"))
     from ser_tool import Analyzer, Settings
     from ser_tool.errors import SERError
 
@@ -227,8 +255,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
         backend = Analyzer(cfg.backend_spec()).backend  # loads the model as every entry point does
         report = benchmark(
             backend, args.data, args.split, baseline=not args.no_baseline, baseline_train=args.baseline_train,
-            limit=args.limit, batch_size=cfg.batch_size,
-            progress_factory=lambda total, desc: tqdm(total=total, desc=desc, unit="clip", file=sys.stderr, disable=None),
+            limit=args.limit, batch_size=cfg.batch_size, jobs=args.jobs,
+            feature_cache=None if args.no_feature_cache else Path(args.feature_cache or default_feature_cache()),
+            # a bar on a terminal; off a terminal (CI, a log file) a line every 10% or 30 s
+            progress_factory=lambda total, desc: progress_bar(total, desc, unit="clips", prefix="ser-eval: "),
         )
     except SERError as e:
         print(f"ser-eval: error: {error_text(e, args)}", file=sys.stderr)

@@ -13,9 +13,12 @@ import os
 import sys
 from collections.abc import Sequence
 
+from ser_tool.console import require_extra
 from ser_tool.settings import add_model_flags
 
 EXIT_OK, EXIT_USAGE = 0, 2
+# the `mcp` extra: the SDK, and what the URL fetcher and the HTTP transport run on
+MCP_MODULES = ("mcp", "httpx", "uvicorn", "anyio")
 
 
 def _version() -> str:
@@ -64,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    require_extra("mcp", MCP_MODULES, command="ser-mcp", what="the MCP server")
     # Before torch loads: idle OpenMP threads sleep instead of spinning. The server runs forward passes
     # on a thread other than the main one, and spinning OpenMP teams then starve it (20x slower
     # under load on 2 cores, see mcp_server/pool.py). Costs nothing measurable for one stream.

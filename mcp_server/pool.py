@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import queue
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from contextlib import contextmanager
 
 from ser_tool import AnalysisCancelled, AnalysisOptions, Analyzer, BackendSpec, ConfigError, SegmentationOptions, SERError
@@ -19,10 +21,45 @@ from ser_tool import AnalysisCancelled, AnalysisOptions, Analyzer, BackendSpec, 
 log = logging.getLogger("mcp_server")
 
 
+class ModelThread:
+    """One long-lived daemon thread that runs model work (loading, forward passes) in submission order.
+
+    What ThreadPoolExecutor(max_workers=1) gave, except that the interpreter does not wait for this thread at
+    exit: a server whose client has gone (end of input on stdio) ends at once, even while the model is still
+    loading in the background, where the executor's thread held the exit until the load was done (~10 s). The
+    thread ends when this object is garbage-collected."""
+
+    def __init__(self, name: str = "ser-inference") -> None:
+        jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._jobs = jobs
+        self._thread = threading.Thread(target=_serve_jobs, args=(jobs,), name=name, daemon=True)
+        self._thread.start()
+        weakref.finalize(self, jobs.put, None)  # no reference to self: the thread stops when nobody can submit
+
+    def submit(self, fn, *args, **kwargs) -> Future:
+        future: Future = Future()
+        self._jobs.put((future, fn, args, kwargs))
+        return future
+
+
+def _serve_jobs(jobs: queue.SimpleQueue) -> None:
+    while (job := jobs.get()) is not None:
+        future, fn, args, kwargs = job
+        if not future.set_running_or_notify_cancel():
+            continue
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as e:  # noqa: BLE001 - handed to the waiting caller, as an executor does
+            future.set_exception(e)
+        else:
+            future.set_result(result)
+        del job, future, fn, args, kwargs  # do not keep the last job's objects alive while idle
+
+
 class _SerialBackend:
     """A loaded backend shared by all calls; its forward passes run on the pool's inference thread."""
 
-    def __init__(self, backend, inference: ThreadPoolExecutor) -> None:
+    def __init__(self, backend, inference: ModelThread) -> None:
         self._backend = backend
         self._inference = inference
 
@@ -36,7 +73,7 @@ class _SerialBackend:
 class _SerialASR:
     """A speech recogniser whose passes run on the pool's inference thread."""
 
-    def __init__(self, asr, inference: ThreadPoolExecutor) -> None:
+    def __init__(self, asr, inference: ModelThread) -> None:
         self._asr = asr
         self._inference = inference
         self.model_id = asr.model_id
@@ -68,7 +105,7 @@ class ModelPool:
         # Each analysis in flight holds decoder buffers and windows in memory; forward passes are
         # serialised anyway, so more than a few at once would add memory, not speed.
         self._slots = threading.BoundedSemaphore(max_concurrent)
-        self._inference = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ser-inference")
+        self._inference = ModelThread("ser-inference")
         # An Analyzer given a BackendSpec loads it on first access: we use that to load.
         self._loaders = {name: Analyzer(b, self.options) for name, b in backends.items()}
         self._shared: dict[str, _SerialBackend] = {}

@@ -36,6 +36,7 @@ from ser_tool.segment import STEADY_SHARE, steady_tone_share
 from ser_tool.speakers import SpeakerCount, parse_speakers
 
 ProgressCallback = Callable[[int, int], None]  # (windows done, windows total)
+ScanProgress = Callable[[float, float], None]  # (seconds scanned for speech, seconds in total)
 # Set the event (or return True) to stop an analysis; it is checked before every batch.
 CancelHook = threading.Event | Callable[[], bool]
 
@@ -89,6 +90,22 @@ class StopCheck:
             )
 
 
+class _ScanReporter:
+    """The audio source as speech detection sees it, reporting after each block how far the pass has come."""
+
+    def __init__(self, source: AudioSource, report: ScanProgress) -> None:
+        self._source, self._report = source, report
+
+    def __getattr__(self, name: str):
+        return getattr(self._source, name)
+
+    def blocks(self, *args, **kwargs):
+        total = self._source.duration
+        for start, block in self._source.blocks(*args, **kwargs):
+            yield start, block
+            self._report(min(total, (start + len(block)) / SAMPLE_RATE), total)
+
+
 class Analyzer:
     """Turns audio into AffectReports with one backend, loaded once (lazily) and reused.
 
@@ -134,6 +151,7 @@ class Analyzer:
         progress: ProgressCallback | None = None,
         cancel: CancelHook | None = None,
         speakers: SpeakerCount | None = None,
+        scan_progress: ScanProgress | None = None,
     ) -> AffectReport:
         """Analyse one recording.
 
@@ -143,6 +161,9 @@ class Analyzer:
         recording is longer than one analysis window.
         cancel: a threading.Event (or a callable returning True) that stops the analysis with
         AnalysisCancelled when set; checked before every batch, so it stops within one batch.
+        progress(windows done, windows total): after each batch of model windows. scan_progress(seconds
+        scanned, seconds total): while speech is detected, before the windows are planned (on a long
+        recording that pass takes seconds; a progress display can show it instead of "0 windows").
         Raises TooManyWindowsError before the model runs when the plan exceeds options.max_windows, and
         AnalysisTimeLimitError when options.time_limit passes.
         speakers: attribute the speech to speakers - a number of speakers, or "auto" to estimate it
@@ -153,7 +174,8 @@ class Analyzer:
         speakers = opts.speakers if speakers is None else parse_speakers(speakers)
         check = StopCheck(cancel, opts.time_limit)
         with open_audio(audio, sample_rate=sample_rate, name=name, limits=opts.limits) as source:
-            scan = scan_speech(source, opts.segmentation, check)
+            scanned = source if scan_progress is None else _ScanReporter(source, scan_progress)
+            scan = scan_speech(scanned, opts.segmentation, check)
             regions, peak = scan.regions, scan.peak
             label = source.name
             if peak < SILENCE_PEAK:

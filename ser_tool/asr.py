@@ -154,22 +154,25 @@ class WhisperASR:
         return self._pipe
 
     def _load(self):
-        from transformers import pipeline
-
         from ser_tool.backends.hf import not_available
+        from ser_tool.hub import hub_offline_reason
 
         source = self.model_id
+        # a hub id the hub must not or cannot serve now: the local cache only (at once, no minute of retries)
+        reason = None if Path(os.path.expanduser(source)).is_dir() else hub_offline_reason(self.offline)
         try:
-            if self.offline and not Path(os.path.expanduser(source)).is_dir():
+            if reason is not None:
                 from huggingface_hub import snapshot_download
 
                 source = snapshot_download(source, local_files_only=True)
+            from transformers import pipeline  # after the cache check: a model that is not there fails at once
+
             return pipeline(
                 "automatic-speech-recognition", model=source, device=_pipeline_device(self.device),
                 chunk_length_s=self.chunk_length_s, batch_size=self.batch_size, ignore_warning=True,
             )
         except Exception as e:  # noqa: BLE001 - every loading failure becomes one clear message
-            raise not_available(self.model_id, self.offline, e) from e
+            raise not_available(self.model_id, reason or self.offline, e, setting="asr_model") from e
 
     def transcribe(self, audio: np.ndarray) -> Transcript:
         pipe = self.pipeline

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -44,8 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("analyze", help="analyse one or more recordings", description="Analyse recordings and print their affect reports.")
     a.add_argument("files", nargs="+", metavar="FILE", help="audio files (WAV, FLAC, OGG/Opus, MP3, ...)")
     out = a.add_mutually_exclusive_group()
-    out.add_argument("--json", action="store_true", help="print JSON (one object, or a list for several files)")
-    out.add_argument("--jsonl", action="store_true", help="print one JSON line per file (failures as {source, error} lines)")
+    out.add_argument("--json", action="store_true",
+                     help="print one JSON list with the report of every analysed file, in the order given (a list "
+                          "even for one file; failures are listed on stderr)")
+    out.add_argument("--jsonl", action="store_true",
+                     help="print one JSON object per line and file as soon as it is done (failures as {source, error} "
+                          "lines); for one file, just its report")
     a.add_argument("--timeline", action="store_true", help="include the segment timeline even for short recordings (text output: show it)")
     a.add_argument("--speakers", type=_speakers_arg, default=None, metavar="N|auto",
                    help="attribute speech to speakers (N voices, or 'auto' to estimate how many; needs the voice extra): "
@@ -140,15 +145,10 @@ def _analyze(args: argparse.Namespace) -> int:
     reports, failures = [], []
     files_bar = tqdm(args.files, desc="files", unit="file", disable=None if len(args.files) > 1 else True, file=sys.stderr, leave=False)
     for path in files_bar:
-        windows_bar = tqdm(desc=_short(path), unit="win", disable=None, file=sys.stderr, leave=False, total=0)
-
-        def progress(done: int, total: int, bar=windows_bar) -> None:
-            bar.total = total
-            bar.n = done
-            bar.refresh()
-
+        windows_bar = FileProgress(path)
         try:
-            report = analyzer.analyze(path, timeline=timeline, progress=progress, speakers=args.speakers)
+            report = analyzer.analyze(path, timeline=timeline, progress=windows_bar.windows, scan_progress=windows_bar.scan,
+                                      speakers=args.speakers)
         except AudioError as e:
             failures.append((path, e))
             if args.jsonl:  # JSON escapes every character itself: the raw name stays exact
@@ -166,15 +166,46 @@ def _analyze(args: argparse.Namespace) -> int:
         elif not args.json:
             _emit(render_text(report, show_timeline=args.timeline))
     files_bar.close()
-    if args.json and reports:
-        payload = reports[0].model_dump(mode="json") if len(args.files) == 1 else [r.model_dump(mode="json") for r in reports]
-        _emit(json.dumps(payload, indent=2))
+    if args.json:  # one shape whatever the number of files (a shell glob may match one): always a list
+        _emit(json.dumps([r.model_dump(mode="json") for r in reports], indent=2))
     if failures:
         print(f"ser: {len(failures)} of {len(args.files)} file(s) failed:", file=sys.stderr)
         for path, e in failures:
             print(f"  {safe_name(path)}: {_safe(e)}", file=sys.stderr)
         return EXIT_FILE_FAILED
     return EXIT_OK
+
+
+class FileProgress:
+    """One file's progress bar on stderr (terminals only): the seconds of audio scanned for speech, then the
+    model windows. The number of windows is only known once speech is found, which takes seconds on a long
+    recording; showing the scan instead of "0 windows" says the program is working."""
+
+    def __init__(self, path: str, file=None) -> None:
+        from tqdm import tqdm
+
+        self._label = _short(path)
+        self._windows = False
+        self.bar = tqdm(desc=f"{self._label} finding speech", unit="s", total=0, disable=None, leave=False,
+                        file=file or sys.stderr)
+
+    def scan(self, seconds: float, total: float) -> None:
+        if not self._windows:
+            self.bar.total = int(math.ceil(total))
+            self.bar.n = min(int(seconds), self.bar.total)
+            self.bar.refresh()
+
+    def windows(self, done: int, total: int) -> None:
+        if not self._windows:
+            self._windows = True
+            self.bar.unit = "win"
+            self.bar.set_description(self._label, refresh=False)
+            self.bar.reset(total=total)
+        self.bar.n = done
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def _transcribe(args: argparse.Namespace) -> int:

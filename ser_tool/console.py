@@ -1,6 +1,7 @@
-"""What every command line (`ser`, `ser-eval`, `ser-agent`) shares besides settings: number flags that
-refuse out-of-range values with a clear message, a quiet exit when stdout is closed early, and how an
-error becomes a line on stderr (its hints as this command's flags) and an exit code.
+"""What every command line (`ser`, `ser-eval`, `ser-agent`, `ser-mcp`) shares besides settings: number flags
+that refuse out-of-range values with a clear message, a quiet exit when stdout is closed early, how an error
+becomes a line on stderr (its hints as this command's flags) and an exit code, a check that an entry point's
+optional extra is installed, and progress that also reports when stderr is not a terminal.
 
 Flags that map to a `Settings` field are checked by Settings itself (the same bounds then hold for the
 SER_* variable); the `number` types here are for every other numeric flag.
@@ -10,19 +11,26 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib.util
 import math
 import os
 import sys
-from collections.abc import Callable, Mapping
-from typing import TypeVar
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TextIO, TypeVar
 
 from ser_tool.describe import MESSAGE_MAX_CHARS, safe_name
 from ser_tool.errors import BackendError, ConfigError, ModelNotAvailableError, SERError
 
-__all__ = ["EXIT_CLOSED_STDOUT", "EXIT_CODES", "error_message", "error_text", "exit_code", "number", "quiet_on_closed_stdout"]
+__all__ = [
+    "EXIT_CLOSED_STDOUT", "EXIT_CODES", "EXIT_MISSING_EXTRA", "LineProgress", "error_message", "error_text", "exit_code",
+    "install_command", "missing_modules", "number", "progress_bar", "quiet_on_closed_stdout", "require_extra",
+]
 
 # 128 + SIGPIPE: what a shell reports for any program stopped by a closed pipe (`yes | head -1`).
 EXIT_CLOSED_STDOUT = 141
+# A missing optional extra is an installation problem the user fixes before running again, like bad usage.
+EXIT_MISSING_EXTRA = 2
 
 # Exit code of a command stopped by an error: 2 bad usage or settings, 3 the model could not be loaded
 # or failed, 1 anything else (e.g. the audio). The first class on the error's MRO that is listed wins.
@@ -108,3 +116,104 @@ def quiet_on_closed_stdout(main: F) -> F:
             return EXIT_CLOSED_STDOUT
 
     return wrapper  # type: ignore[return-value]
+
+
+def install_command(extra: str) -> str:
+    """How to install an optional extra. ser-tool is installed from its source folder (it is not on PyPI)."""
+    return f'pip install -e ".[{extra}]"'
+
+
+def missing_modules(modules: Sequence[str]) -> list[str]:
+    """The top-level modules of `modules` that cannot be imported here (found without importing them)."""
+    missing = []
+    for name in modules:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):  # a broken or half-imported package: as good as missing
+            found = False
+        if not found:
+            missing.append(name)
+    return missing
+
+
+def require_extra(extra: str, modules: Sequence[str], *, command: str, what: str | None = None) -> None:
+    """Before an entry point does any work: exit with code 2 and the install command when a module of its
+    optional `extra` is missing, instead of a traceback halfway through (`No module named 'mcp'`).
+
+    e.g. require_extra("mcp", ["mcp", "httpx", "uvicorn", "anyio"], command="ser-mcp")."""
+    missing = missing_modules(modules)
+    if not missing:
+        return
+    print(f"{command}: error: {what or command} needs the optional \"{extra}\" dependencies, which are not installed "
+          f"(missing: {', '.join(missing)}). Install them from the ser-tool source folder: {install_command(extra)}",
+          file=sys.stderr)
+    raise SystemExit(EXIT_MISSING_EXTRA)
+
+
+class LineProgress:
+    """A progress bar for logs: when stderr is not a terminal (a CI job, `2> log`, nohup), tqdm stays silent,
+    so a long run would print nothing for minutes. This writes one line at the start, then every
+    `every_percent` percent or `every_seconds` seconds, whichever comes first, and one at the end.
+
+    The part of tqdm's interface the entry points use: update(n), total, n, close()."""
+
+    def __init__(self, total: int | None, desc: str, *, unit: str = "it", file: TextIO | None = None,
+                 every_percent: float = 10.0, every_seconds: float = 30.0, prefix: str = "") -> None:
+        self.total, self.desc, self.unit, self.n = total, desc, unit, 0
+        self._file = file
+        self._every_percent, self._every_seconds, self._prefix = every_percent, every_seconds, prefix
+        self._start = self._last_time = time.monotonic()
+        self._last_percent = 0.0
+        self._closed = False
+        self._line("started")
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        now = time.monotonic()
+        percent = 100.0 * self.n / self.total if self.total else 0.0
+        if self.total and self.n >= self.total:
+            return  # close() writes the last line
+        if (self.total and percent - self._last_percent >= self._every_percent) or now - self._last_time >= self._every_seconds:
+            self._last_percent, self._last_time = percent, now
+            self._line()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._line("done")
+
+    def _line(self, note: str = "") -> None:
+        elapsed = time.monotonic() - self._start
+        text = f"{self._prefix}{self.desc}: {self.n}/{self.total} {self.unit}" if self.total else \
+            f"{self._prefix}{self.desc}: {self.n} {self.unit}"
+        if self.total:
+            text += f" ({100.0 * self.n / self.total:.0f}%)"
+        if note == "started":
+            text += " started"
+        else:
+            text += f" after {_duration(elapsed)}"
+            if note == "done":
+                text += ", done"
+            elif self.n and self.total and self.n < self.total:
+                text += f", about {_duration(elapsed / self.n * (self.total - self.n))} left"
+        print(text, file=self._file or sys.stderr, flush=True)
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def progress_bar(total: int | None, desc: str, *, unit: str = "it", file: TextIO | None = None, prefix: str = "",
+                 **tqdm_kwargs: Any):
+    """A tqdm bar on a terminal, LineProgress lines otherwise (see LineProgress); both on stderr by default."""
+    file = file or sys.stderr
+    try:
+        terminal = file.isatty()
+    except (AttributeError, ValueError):
+        terminal = False
+    if terminal:
+        from tqdm import tqdm
+
+        return tqdm(total=total, desc=desc, unit=unit, file=file, **tqdm_kwargs)
+    return LineProgress(total, desc, unit=unit, file=file, prefix=prefix)

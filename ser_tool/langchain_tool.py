@@ -10,14 +10,14 @@ long recording, merged episodes, main changes, peaks and per-part lines - a few 
 any length; `ser_tool.describe.report_text`); code gets the full AffectReport (or EmotionTranscript) as
 the tool message's artifact. User errors (unreadable file, path not allowed, no speech) raise
 ToolException, which the agent sees as a message it can recover from; bugs propagate.
-Needs the `langchain` extra (`pip install "ser-tool[langchain]"`); the only module of ser_tool that
-imports langchain.
+Needs the `langchain` extra (`pip install -e ".[langchain]"` in the ser-tool source folder); the only
+module of ser_tool that imports langchain.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -27,13 +27,14 @@ try:
     from langchain_core.tools import BaseTool, ToolException
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError(
-        "the LangChain tool needs langchain-core: pip install \"ser-tool[langchain]\""
+        "the LangChain tool needs the langchain extra, which is not installed: pip install -e \".[langchain]\" "
+        "in the ser-tool source folder"
     ) from e
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from ser_tool.access import AllowedFolders
 from ser_tool.analyzer import Analyzer
-from ser_tool.asr import ASR
+from ser_tool.asr import ASR, GivenTranscript
 from ser_tool.describe import MESSAGE_MAX_CHARS, UNCERTAIN_BELOW, report_text, safe_name, transcript_text
 from ser_tool.errors import Hint, SERError
 from ser_tool.report import AffectReport, EmotionTranscript
@@ -45,8 +46,8 @@ TOOL_DESCRIPTION = (
     f"(neutral, happy, sad, angry, fearful, disgusted, surprised), a confidence (0..1; below {UNCERTAIN_BELOW} it is a guess), "
     "valence/arousal/dominance (0..1) and a short description. This is expressed emotion in the tone of voice, "
     "not what the speaker feels and not the meaning of the words. Give audio_path (a file path). Ask for "
-    "timeline=true to see how the emotion changes over a long recording, and transcript=true to get the words "
-    "with the emotion of each spoken segment."
+    "timeline=true to see how the emotion changes over a long recording, and transcribe=true to get the words "
+    "with the emotion of each spoken segment; if you already have the words, pass them as transcript instead."
 )
 
 
@@ -64,15 +65,33 @@ class SpeechEmotionInput(BaseModel):
         default=None, description="For a conversation: the number of speakers (1-8) or 'auto' to estimate it; then "
                                   "each segment says which speaker (1, 2, ... in order of first speech) and the result "
                                   "summarises the affect of each speaker. Omitted: one reading for the whole recording.")
-    transcript: bool = Field(
-        default=False, description="true: also transcribe the words and give each spoken segment its expressed emotion.")
+    transcript: str | None = Field(
+        default=None, description="The words that were said, if you already have them: the result is then the "
+                                  "emotion-aware transcript with these words (no speech recognition runs). Plain text "
+                                  "is one segment over the whole recording.")
+    transcribe: bool = Field(
+        default=False, description="true: also recognise the words (speech recognition) and give each spoken segment "
+                                   "its expressed emotion. Not needed when you pass transcript.")
+
+
+def _invalid_arguments(error: Exception) -> str:
+    """What the LLM reads when its arguments do not fit the schema (instead of a pydantic traceback)."""
+    problems = []
+    for item in getattr(error, "errors", lambda: [])():
+        where = ".".join(str(p) for p in item.get("loc", ())) or "arguments"
+        problems.append(f"{where}: {item.get('msg', 'invalid')}")
+    detail = "; ".join(problems) or str(error)
+    return (f"invalid arguments ({detail}). audio_path is a file path, timeline true/false, transcript the words as "
+            "text (if you have them), transcribe true/false (speech recognition)")
 
 
 class SpeechEmotionTool(BaseTool):
     """Speech emotion recognition as a LangChain tool (sync and async), sharing one model across calls.
 
     analyzer: the Analyzer to use (default: the embedded model, loaded on the first call).
-    asr: a speech recogniser for transcript=true (e.g. `ser_tool.asr.WhisperASR("openai/whisper-small")`).
+    asr: a speech recogniser for transcribe=true (e.g. `ser_tool.asr.WhisperASR("openai/whisper-small")`).
+    The arguments the LLM fills in mean what they mean on every surface: `transcript` is the words (as in the
+    MCP tool transcribe_speech_emotion), `transcribe` the switch that asks for speech recognition.
     allowed_dirs: if set, audio_path must lie inside one of these folders - the same rules as the MCP
     server's (`ser_tool.AllowedFolders`: relative paths are looked up in each folder, '..' is refused,
     links may not lead out, the file is opened once and decoded from that open file); None: any
@@ -88,6 +107,8 @@ class SpeechEmotionTool(BaseTool):
     args_schema: type[BaseModel] = SpeechEmotionInput
     response_format: Literal["content", "content_and_artifact"] = "content_and_artifact"
     handle_tool_error: bool = True
+    # arguments of the wrong type (e.g. transcript=true) come back to the LLM as a message it can act on
+    handle_validation_error: bool | str | Callable[..., str] | None = _invalid_arguments
 
     analyzer: Analyzer | None = Field(default=None, exclude=True)
     asr: Any = Field(default=None, exclude=True)
@@ -109,19 +130,21 @@ class SpeechEmotionTool(BaseTool):
         audio_path: str | None = None,
         audio_base64: str | None = None,
         timeline: bool | None = None,
-        transcript: bool = False,
+        transcript: str | None = None,
+        transcribe: bool = False,
         speakers: int | Literal["auto"] | None = None,
         run_manager: CallbackManagerForToolRun | None = None,
     ) -> tuple[str, AffectReport | EmotionTranscript]:
         if (audio_path is None) == (audio_base64 is None):
             raise ToolException("give exactly one of audio_path or audio_base64")
-        if transcript and self.asr is None:
-            raise ToolException("transcript=true needs a speech recogniser, and none is configured for this tool; "
-                                "call again without transcript")
+        words = transcript.strip() if transcript is not None and transcript.strip() else None
+        if transcribe and words is None and self.asr is None:
+            raise ToolException("transcribe=true needs a speech recogniser, and none is configured for this tool; "
+                                "pass the words as transcript if you have them, or call again without transcribe")
         try:
             with self._audio(audio_path, audio_base64) as (audio, name):
-                if transcript:
-                    asr: ASR = self.asr
+                if words is not None or transcribe:
+                    asr: ASR = GivenTranscript(words) if words is not None else self.asr
                     result = self._analyzer().transcribe(audio, asr, name=name)
                     return transcript_text(result, heading="Transcript with expressed emotion per segment:"), result
                 report = self._analyzer().analyze(audio, name=name, timeline=timeline, speakers=speakers)
@@ -134,12 +157,13 @@ class SpeechEmotionTool(BaseTool):
         audio_path: str | None = None,
         audio_base64: str | None = None,
         timeline: bool | None = None,
-        transcript: bool = False,
+        transcript: str | None = None,
+        transcribe: bool = False,
         speakers: int | Literal["auto"] | None = None,
         run_manager: AsyncCallbackManagerForToolRun | None = None,
     ) -> tuple[str, AffectReport | EmotionTranscript]:
         # Model work blocks: keep it off the event loop.
-        return await asyncio.to_thread(self._run, audio_path, audio_base64, timeline, transcript, speakers)
+        return await asyncio.to_thread(self._run, audio_path, audio_base64, timeline, transcript, transcribe, speakers)
 
     def allowed_folders(self) -> AllowedFolders:
         """The file policy this tool applies (the one the MCP server applies too)."""

@@ -335,6 +335,29 @@ def test_cli_errors(wav, tmp_path, monkeypatch, capsys):
     assert run_cli(["chat", "--audio", str(tmp_path / "missing.wav")], ScriptedChatModel())[0] == 1
     assert "no such file" in capsys.readouterr().err
     assert run_cli(["chat"], ScriptedChatModel())[0] == 2
-    assert "needs the audio" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "needs the audio" in err and "--audio FILE" in err and "audio=" not in err  # the flag, not the argument
+    assert run_cli(["ask", "--mode", "none", "q"], ScriptedChatModel())[0] == 2
+    assert "--transcript TEXT" in capsys.readouterr().err
     assert run_cli(["ask", "--audio", str(wav), "q"], ScriptedChatModel(fail_with="401 unauthorized"))[0] == 3
     assert "401 unauthorized" in capsys.readouterr().err
+
+
+def test_a_missing_api_key_is_named_before_the_first_call(monkeypatch, capsys):
+    from agents.models import missing_api_key
+
+    built = []
+    monkeypatch.setattr("langchain.chat_models.init_chat_model", lambda spec, **kw: built.append(spec) or ScriptedChatModel())
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.delenv("SER_AGENT_MODEL", raising=False)
+    with pytest.raises(ChatModelError, match="ANTHROPIC_API_KEY is not set"):
+        chat_model("anthropic:claude-sonnet-4-5")
+    assert run_cli(["ask", "--mode", "none", "--transcript", "hi", "--model", "anthropic:claude-sonnet-4-5", "q"])[0] == 3
+    err = capsys.readouterr().err
+    assert "export ANTHROPIC_API_KEY=" in err and "Connection error" not in err
+    monkeypatch.setenv("OPENAI_API_KEY", "")
+    assert "OPENAI_API_KEY is not set" in missing_api_key("openai:gpt-4o-mini")
+    assert "OPENAI_API_KEY" in missing_api_key("gpt-4o-mini")  # the provider init_chat_model infers
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-test")
+    assert chat_model("anthropic:claude-sonnet-4-5") is not None
+    assert missing_api_key("ollama:llama3.2") is None and missing_api_key("openai:gpt-4o", {"api_key": "k"}) is None

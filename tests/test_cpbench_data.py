@@ -48,6 +48,51 @@ def test_hub_layout_loads(tmp_path):
     assert audio is samples[0].waveform and rate == 16000
 
 
+def hub_repository(folder):
+    """The hub layout as a dataset repository stores it (what `hf download --repo-type dataset` gives): parquet."""
+    saved = hub_dataset(folder.parent / (folder.name + "-saved"))
+    (folder / "data").mkdir(parents=True)
+    datasets.load_from_disk(str(saved)).to_parquet(str(folder / "data" / "test-00000-of-00001.parquet"))
+    return folder
+
+
+def test_a_downloaded_hub_repository_loads(tmp_path):
+    samples = load_samples(hub_repository(tmp_path / "repo"))
+    assert [s.id for s in samples] == ["q1", "q2"] and samples[0].waveform.dtype == np.float32
+
+
+def test_a_hub_id_is_fetched_from_the_hub(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    repo = hub_repository(tmp_path / "repo")
+    asked = []
+    monkeypatch.setattr("ser_tool.hub.hub_offline_reason", lambda offline: None)  # the hub answers
+    monkeypatch.setattr(huggingface_hub, "snapshot_download",
+                        lambda repo_id, **kw: asked.append((repo_id, kw)) or str(repo))
+    samples = load_samples("AudioLLMs/cp-style-qa")
+    assert [s.id for s in samples] == ["q1", "q2"]
+    assert asked == [("AudioLLMs/cp-style-qa", {"repo_type": "dataset", "local_files_only": False})]
+
+
+def test_a_hub_id_without_a_hub_says_how_to_get_it(tmp_path, monkeypatch):
+    import time
+
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr("ser_tool.hub.hub_offline_reason", lambda offline: "the Hugging Face hub cannot be reached")
+    start = time.monotonic()
+    with pytest.raises(ConfigError) as info:
+        load_samples("AudioLLMs/cp-style-qa")
+    assert time.monotonic() - start < 5
+    message = str(info.value)
+    assert "cannot be reached" in message and "hf download --repo-type dataset AudioLLMs/cp-style-qa" in message
+    with pytest.raises(ConfigError, match="no such file or folder"):  # not an id: a path that is not there
+        load_samples("runs/missing-set")
+    with pytest.raises(ConfigError, match="no such file"):
+        load_samples("runs/missing/qa.jsonl")
+
+
 def test_hub_layout_missing_column_is_named(tmp_path):
     with pytest.raises(ConfigError, match="lacks the column.*answer"):
         load_samples(hub_dataset(tmp_path / "bad", drop="answer"))

@@ -129,3 +129,55 @@ def test_ser_analyze_into_a_closed_pipe(tiny_hf):
                                   "--offline", "--jsonl")
     assert proc.returncode == 141
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
+
+
+# -- a missing optional extra: named with its install command before any work, never a traceback ----------------
+
+def run_without(modules: tuple[str, ...], module: str, argv: list[str], tmp_path) -> subprocess.CompletedProcess:
+    """Run `module`'s main(argv) in a fresh interpreter where `modules` cannot be imported (as if the extra
+    that brings them were not installed)."""
+    code = ("import sys\n"
+            f"for name in {modules!r}:\n    sys.modules[name] = None\n"
+            f"from {module} import main\n"
+            f"sys.exit(main({argv!r}))\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SER_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+
+
+MISSING_EXTRAS = [
+    (("mcp",), "mcp_server.cli", [], '"mcp"', 'pip install -e ".[mcp]"'),
+    (("langchain_core",), "agents.cli", ["ask", "--audio", "x.wav", "--model", "local", "q"], '"agent"', 'pip install -e ".[agent]"'),
+    (("langchain_core", "langchain"), "agents.cli", ["chat"], '"agent"', 'pip install -e ".[agent]"'),
+    (("librosa",), "evals.cli", ["ser", "DATA"], '"eval"', 'pip install -e ".[eval]"'),
+    (("matplotlib",), "evals.cli", ["ser", "DATA", "--no-baseline"], '"eval"', 'pip install -e ".[eval]"'),
+    (("langchain_core",), "evals.cli", ["cpbench", "run", "qa.jsonl", "--mc"], '"agent"', 'pip install -e ".[agent]"'),
+]
+
+
+@pytest.mark.parametrize("missing,module,argv,extra,hint", MISSING_EXTRAS, ids=[f"{c[1]} {' '.join(c[2][:2])} without {c[0][0]}" for c in MISSING_EXTRAS])
+def test_a_missing_extra_is_named_with_its_install_command(tmp_path, missing, module, argv, extra, hint):
+    if "DATA" in argv:  # a real corpus: without the check the run would start working on it
+        argv = [str(make_toy_corpus(tmp_path / "toy", n_speakers=4)) if a == "DATA" else a for a in argv]
+        argv += ["--out", str(tmp_path / "out")]
+    proc = run_without(missing, module, argv, tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and "No module named" not in proc.stderr
+    assert extra in proc.stderr and hint in proc.stderr and missing[0] in proc.stderr
+    assert proc.stdout == "" and not (tmp_path / "out").exists()  # nothing was done
+
+
+@pytest.mark.parametrize("module", ["agents.cli", "mcp_server.cli", "evals.cli"])
+def test_help_works_without_the_extras(tmp_path, module):
+    proc = run_without(("mcp", "langchain_core", "langchain", "librosa", "sklearn", "matplotlib"), module, ["--help"], tmp_path)
+    assert proc.returncode == 0 and "usage:" in proc.stdout, proc.stderr
+
+
+def test_an_installed_extra_passes_the_check():
+    from ser_tool.console import missing_modules, require_extra
+
+    assert missing_modules(["json", "no_such_module_xyz"]) == ["no_such_module_xyz"]
+    require_extra("mcp", ["json"], command="x")  # returns: nothing is missing
+    with pytest.raises(SystemExit) as exit_:
+        require_extra("eval", ["no_such_module_xyz"], command="x")
+    assert exit_.value.code == 2

@@ -46,6 +46,8 @@ def scripted(monkeypatch):
 
     monkeypatch.setattr("langchain.chat_models.init_chat_model", fake_init_chat_model)
     monkeypatch.setattr("langchain.agents.factory.init_chat_model", fake_init_chat_model)
+    for variable in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY"):  # the key check runs before any call
+        monkeypatch.setenv(variable, "test-key-not-used")
     return made
 
 

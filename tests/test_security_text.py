@@ -126,7 +126,7 @@ def test_cli_json_keeps_the_exact_name(tmp_path, fake_cli, capsys):
     path = str(folder / HOSTILE["newline"])
     assert main(["analyze", "--json", path]) == 0
     out = capsys.readouterr().out
-    assert json.loads(out)["source"] == path  # JSON escapes the newline; the value is exact
+    assert json.loads(out)[0]["source"] == path  # JSON escapes the newline; the value is exact (--json: a list)
     assert len(out.strip().split("\n")) > 1 and f"\n{MARK}" not in out
     assert main(["analyze", "--jsonl", path, path + "-missing"]) == 1
     lines = capsys.readouterr().out.strip().split("\n")

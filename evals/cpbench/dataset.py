@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -92,15 +93,27 @@ class Sample(BaseModel):
         return self.waveform, SAMPLE_RATE
 
 
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def looks_like_hub_id(source: str) -> bool:
+    """`owner/name` that is not a path on this machine (no file extension of a QA file, no ./, / or ~)."""
+    return bool(_HUB_ID.match(source)) and Path(source).suffix.lower() not in (".jsonl", ".csv", ".json")
+
+
 def load_samples(source: str | Path) -> list[Sample]:
-    """Samples from a JSONL / CSV file or a hub-layout folder (`save_to_disk` output)."""
+    """Samples from a JSONL / CSV file, a hub-layout folder (`save_to_disk` output or a downloaded hub
+    repository), or a hub dataset id (`owner/name`)."""
     path = Path(source).expanduser()
     if path.is_dir():
         return load_hub(path)
     if path.suffix.lower() in (".jsonl", ".csv", ".json"):
         return load_local(path)
     if not path.exists():
-        raise ConfigError(f"{source}: no such file or folder (give a .jsonl / .csv file or a save_to_disk folder)")
+        if looks_like_hub_id(str(source)):
+            return load_hub(str(source))
+        raise ConfigError(f"{source}: no such file or folder (give a .jsonl / .csv file, a datasets save_to_disk "
+                          "folder, or a hub dataset id owner/name)")
     raise ConfigError(f"{source}: unknown format; give a .jsonl or .csv file, or a datasets save_to_disk folder")
 
 
@@ -151,19 +164,18 @@ def load_hub(source: str | Path) -> list[Sample]:
     try:
         import datasets
     except ImportError as e:
-        raise ConfigError("hub-layout datasets need the `datasets` package: pip install 'ser-tool[eval]'") from e
+        raise ConfigError("hub-layout datasets need the `datasets` package of the eval extra: pip install -e \".[eval]\" in "
+                          "the ser-tool source folder") from e
     path = Path(source).expanduser()
     if not path.exists():
-        from huggingface_hub import snapshot_download
-
-        try:
-            path = Path(snapshot_download(str(source), repo_type="dataset"))
-        except Exception as e:  # noqa: BLE001 - offline, unknown id, auth
-            raise ConfigError(f"{source}: not a local folder and cannot be downloaded from the hub ({type(e).__name__}: {e})") from e
+        path = download_hub_dataset(str(source))
+    saved = (path / "dataset_dict.json").is_file() or (path / "state.json").is_file()
     try:
-        ds = datasets.load_from_disk(str(path))
+        # a save_to_disk folder, or a repository as the hub stores it (parquet/arrow/json data files)
+        ds = datasets.load_from_disk(str(path)) if saved else datasets.load_dataset(str(path))
     except Exception as e:  # noqa: BLE001
-        raise ConfigError(f"{path}: not a datasets save_to_disk folder ({type(e).__name__}: {e})") from e
+        raise ConfigError(f"{path}: not a datasets save_to_disk folder or a dataset repository "
+                          f"({type(e).__name__}: {_first_line(e)})") from e
     if isinstance(ds, datasets.DatasetDict):
         ds = ds["test" if "test" in ds else next(iter(ds))]
     check_hub_schema(ds.column_names, dict(ds.features), str(path))
@@ -191,6 +203,33 @@ def load_hub(source: str | Path) -> list[Sample]:
             attributes={k: v for k, v in attrs.items() if isinstance(v, str | int | float | bool)},
         ))
     return samples
+
+
+def download_hub_dataset(repo_id: str) -> Path:
+    """The local folder of hub dataset `repo_id`: downloaded (or updated) when the hub can be reached, else the
+    cached copy; without one, a ConfigError that says how to get it - in seconds, not after a minute of retries."""
+    from huggingface_hub import snapshot_download
+
+    from ser_tool.hub import hub_offline_reason
+
+    reason = hub_offline_reason(False)
+    try:
+        return Path(snapshot_download(repo_id, repo_type="dataset", local_files_only=reason is not None))
+    except Exception as e:  # noqa: BLE001 - offline, unknown id, auth
+        if reason is not None:
+            raise ConfigError(
+                f"{repo_id}: no such file or folder here, and as a hub dataset id it is not in the local Hugging Face "
+                f"cache while {reason}. Download it where the hub can be reached (`hf download --repo-type dataset "
+                f"{repo_id}`), or pass a local copy: a datasets save_to_disk folder or the downloaded repository folder") from e
+        raise ConfigError(
+            f"{repo_id}: no such file or folder here, and the hub dataset of that id cannot be downloaded "
+            f"({type(e).__name__}: {_first_line(e)}). Check the id; for a gated dataset accept its terms on "
+            f"https://huggingface.co/datasets/{repo_id} and set HF_TOKEN") from e
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else repr(error)
 
 
 def check_hub_schema(columns: Sequence[str], features: dict, where: str) -> None:

@@ -12,6 +12,7 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -25,6 +26,7 @@ from ser_tool.level import input_level_db, model_inputs
 from evals.ser.metrics import FOUR_CLASS, ccc, classification_metrics, restrict
 
 Progress = Callable[[int], None]
+ProgressFactory = Callable[[int | None, str], Any]  # (total, description) -> a bar with update(n) and close()
 
 
 @dataclass
@@ -107,9 +109,15 @@ def score(clips: Sequence[Clip], probabilities: np.ndarray, dimensions: np.ndarr
     }
 
 
-def run_baseline(corpus_dirs: Sequence[str | Path], test_clips: Sequence[Clip], progress: Progress | None = None) -> dict:
-    """Fit the classical baseline on the train split of `corpus_dirs` (dev split picks C); score it on `test_clips`."""
-    from evals.ser.baseline import features_for, fit_and_predict
+def run_baseline(corpus_dirs: Sequence[str | Path], test_clips: Sequence[Clip], progress: Progress | None = None, *,
+                 progress_factory: ProgressFactory | None = None, feature_cache: str | Path | None = None,
+                 jobs: int = 1) -> dict:
+    """Fit the classical baseline on the train split of `corpus_dirs` (dev split picks C); score it on `test_clips`.
+
+    feature_cache: a folder that keeps the clips' features between runs (see baseline.FeatureCache); jobs:
+    worker processes for the features not cached yet. progress_factory(total, desc) makes the progress bar
+    (its total: every clip whose features are needed); `progress` alone is called with counts."""
+    from evals.ser.baseline import FeatureCache, features_for, fit_and_predict
 
     test_paths = {c.path for c in test_clips}
     # never fit on a clip being scored (split 'all' scores every clip of the evaluated corpora)
@@ -118,7 +126,14 @@ def run_baseline(corpus_dirs: Sequence[str | Path], test_clips: Sequence[Clip], 
     if not train:
         raise ConfigError("the baseline has no training clips: with --split all, name the corpora to fit it on with --baseline-train")
     label = lambda cs: np.array([EMOTIONS.index(c.label) for c in cs], dtype=int)  # noqa: E731
-    x_train, x_dev, x_test = (features_for(cs, progress) for cs in (train, dev, test_clips))
+    cache = FeatureCache(feature_cache) if feature_cache is not None else None
+    bar = progress_factory(len(train) + len(dev) + len(test_clips), "baseline features") if progress_factory else None
+    update = bar.update if bar is not None else progress
+    try:
+        x_train, x_dev, x_test = (features_for(cs, update, cache=cache, jobs=jobs) for cs in (train, dev, test_clips))
+    finally:
+        if bar is not None:
+            bar.close()
     probs, chosen = fit_and_predict((x_train, label(train)), (x_dev, label(dev)) if dev else None, x_test)
     return {"description": "MFCC+delta, RMS, centroid, ZCR statistics + logistic regression",
             "fitted_on": [str(Path(d).resolve()) for d in corpus_dirs], **chosen,
@@ -134,11 +149,14 @@ def _loudness(backend: Backend, normalise: bool) -> str:
 
 def benchmark(backend: Backend, corpus_dirs: Sequence[str | Path], split: str = "test", *, baseline: bool = True,
               baseline_train: Sequence[str | Path] | None = None, limit: int | None = None, batch_size: int = 16,
-              progress_factory=None, normalise_loudness: bool = True) -> dict:
+              progress_factory: ProgressFactory | None = None, normalise_loudness: bool = True,
+              feature_cache: str | Path | None = None, jobs: int = 1) -> dict:
     """The full SER benchmark report (a JSON-serialisable dict).
 
     baseline_train: corpora whose train split fits the baseline (default: the evaluated corpora). For a
     cross-corpus test (`split='all'` on a corpus the model never saw), name the model's training corpora.
+    feature_cache, jobs: where the baseline keeps its features between runs (None: not kept), and how many
+    worker processes compute the missing ones. progress_factory(total, desc): a progress bar per phase.
     """
     if split not in (*SPLITS, "all"):
         raise ValueError(f"split must be one of {SPLITS + ('all',)}, got {split!r}")
@@ -163,8 +181,6 @@ def benchmark(backend: Backend, corpus_dirs: Sequence[str | Path], split: str = 
         "metrics": score(pred.clips, pred.probabilities, pred.dimensions),
     }
     if baseline:
-        bar = progress_factory(None, "baseline features") if progress_factory else None
-        report["baseline"] = run_baseline(baseline_train or corpus_dirs, pred.clips, bar.update if bar is not None else None)
-        if bar is not None:
-            bar.close()
+        report["baseline"] = run_baseline(baseline_train or corpus_dirs, pred.clips, progress_factory=progress_factory,
+                                          feature_cache=feature_cache, jobs=jobs)
     return report

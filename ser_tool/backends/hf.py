@@ -25,6 +25,7 @@ from ser_tool.backends._torch import (
 )
 from ser_tool.backends.base import Backend, BackendSpec, LabelProjection, Prediction, softmax
 from ser_tool.errors import BackendError, ConfigError, Hint, ModelNotAvailableError
+from ser_tool.hub import hub_offline_reason, in_hub_cache, not_cached_error
 from ser_tool.labels import EMOTIONS
 from ser_tool.level import TARGET_DB
 
@@ -66,9 +67,15 @@ def looks_like_path(model: str) -> bool:
     )
 
 
-def not_available(model: str, offline: bool, error: Exception) -> ModelNotAvailableError:
-    """A ModelNotAvailableError that names the model, the mode, the cause and the fix."""
-    cause = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else error!r}"
+def not_available(model: str, offline: bool | str, error: Exception, *, setting: str = "model") -> ModelNotAvailableError:
+    """A ModelNotAvailableError that names the model, the mode, the cause and the fix.
+
+    offline: False (the hub was asked), True (offline mode), or why the hub was not asked (from
+    `ser_tool.hub.hub_offline_reason`). setting: the setting that names this model (its Hint: 'model',
+    'asr_model'), which each surface words as its own flag."""
+    reason = offline if isinstance(offline, str) else ("offline mode is on" if offline else None)
+    first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+    cause = f"{type(error).__name__}: {first_line}"
     text = str(error)
     hint = None
     if "trust_remote_code" in text:
@@ -79,20 +86,21 @@ def not_available(model: str, offline: bool, error: Exception) -> ModelNotAvaila
             f"check that {os.path.abspath(os.path.expanduser(model))} is a directory holding config.json, "
             "preprocessor_config.json and the weights (as written by save_pretrained or `hf download`)"
         )
-    elif offline:
+    elif reason:
         fix = (
-            f"offline mode is on and it is not in the local Hugging Face cache: download it once while online "
-            f"(`hf download {model}`), or give a local directory as the model"
+            f"{reason[0].upper()}{reason[1:]} and it is not in the local Hugging Face cache: download it once where the "
+            f"hub can be reached (`hf download {model}`; downloads are kept in the cache, under HF_HOME), or give a "
+            "local directory as the model"
         )
-        hint = Hint("model")
+        hint = Hint(setting)
     else:
         fix = (
             f"check the spelling of the id and your network; for a gated or private model accept its terms on "
             f"https://huggingface.co/{model} and set HF_TOKEN. Or download it (`hf download {model}`) and pass "
             "the local directory as the model"
         )
-        hint = Hint("model")
-    mode = "offline" if offline else "online"
+        hint = Hint(setting)
+    mode = "offline" if reason else "online"
     return ModelNotAvailableError(f"could not load model {model!r} ({mode}; {cause}). {fix}", hints=[hint] if hint else ())
 
 
@@ -195,34 +203,41 @@ class HFBackend(TransformersBackend):
 def load_hf(spec: BackendSpec) -> Backend:
     """Load any Hugging Face audio-classification checkpoint (spec.model: hub id or local directory).
 
-    spec.offline: never contact the hub (local directories and the local cache only). spec.label_map:
+    spec.offline: never contact the hub (local directories and the local cache only; also when HF_HUB_OFFLINE
+    is set or the hub does not answer within seconds, see ser_tool.hub). spec.label_map:
     extra model-label -> emotion names (None drops a label) on top of the built-in aliases.
     spec.trust_remote_code: allow checkpoints that ship their own Python code to run it.
     """
     model, offline, trust_remote_code = spec.model, spec.offline, spec.trust_remote_code
     if not model:
         raise ConfigError("the 'hf' backend needs a model: a Hugging Face id or a local directory", setting="model")
-    from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
-
     torch_device = resolve_device(spec.device)
     if looks_like_path(model) and not os.path.isdir(os.path.expanduser(model)):
         raise ModelNotAvailableError(
             f"model directory {model!r} does not exist; pass an existing directory holding config.json and "
             "the weights, or a Hugging Face model id such as 'superb/wav2vec2-base-superb-er'"
         )
-    source = os.path.expanduser(model) if os.path.isdir(os.path.expanduser(model)) else model
+    local = os.path.isdir(os.path.expanduser(model))
+    source = os.path.expanduser(model) if local else model
+    # a hub id: when the hub must not or cannot be asked, the cache only (fails at once if it is not there,
+    # where the hub client would retry an unreachable hub for about a minute)
+    reason = None if local else hub_offline_reason(offline)
+    local_only = offline or reason is not None
+    if reason is not None and not in_hub_cache(model):
+        raise not_available(model, reason, not_cached_error(model))
+    from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
     try:
         feature_extractor = AutoFeatureExtractor.from_pretrained(
-            source, local_files_only=offline, trust_remote_code=trust_remote_code
+            source, local_files_only=local_only, trust_remote_code=trust_remote_code
         )
         # Checkpoints with remote code may build schedules with torch.logspace in __init__ (see
         # cpu_default_creation_ops); native transformers models do not need the patch.
         with cpu_default_creation_ops() if trust_remote_code else nullcontext():
             net = AutoModelForAudioClassification.from_pretrained(
-                source, local_files_only=offline, trust_remote_code=trust_remote_code, **load_kwargs()
+                source, local_files_only=local_only, trust_remote_code=trust_remote_code, **load_kwargs()
             )
     except Exception as e:  # noqa: BLE001 - from_pretrained raises OSError/ValueError/ImportError/...
-        raise not_available(model, offline, e) from e
+        raise not_available(model, reason or offline, e) from e
     if getattr(feature_extractor, "sampling_rate", None) is None:
         raise ModelNotAvailableError(
             f"the feature extractor of {model!r} does not state a sampling_rate; this is not an audio checkpoint"

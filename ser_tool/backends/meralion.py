@@ -34,6 +34,7 @@ from ser_tool.backends._torch import (
 from ser_tool.backends.base import Backend, BackendSpec, LabelProjection, Prediction, softmax
 from ser_tool.backends.hf import TransformersBackend, config_labels, looks_like_path
 from ser_tool.errors import BackendError, Hint, ModelNotAvailableError, SERError
+from ser_tool.hub import hub_offline_reason, in_hub_cache, not_cached_error
 from ser_tool.labels import DIMENSIONS, EMOTIONS
 
 __all__ = ["DEFAULT_MODEL", "MeralionBackend", "WHISPER_CONFIGS", "load_meralion", "write_whisper_config"]
@@ -149,6 +150,11 @@ def load_meralion(spec: BackendSpec) -> Backend:
             setting="model",
         )
     source = os.path.expanduser(repo) if local else repo
+    # a hub id the hub must not or cannot serve now: the local cache only (at once, no minute of retries)
+    reason = None if local else hub_offline_reason(offline)
+    offline = offline or reason is not None
+    if reason is not None and not in_hub_cache(repo):
+        raise _not_available(repo, reason, local, not_cached_error(repo))
     try:
         config = AutoConfig.from_pretrained(source, trust_remote_code=True, local_files_only=offline)
         feature_extractor = _load_feature_extractor(source, offline)
@@ -167,7 +173,7 @@ def load_meralion(spec: BackendSpec) -> Backend:
     except SERError:
         raise
     except Exception as e:  # noqa: BLE001 - from_pretrained raises OSError/ValueError/ImportError/...
-        raise _not_available(repo, offline, local, e) from e
+        raise _not_available(repo, reason or offline, local, e) from e
     labels = config_labels(net.config, repo)
     projection = LabelProjection.from_labels(labels)
     net.eval()
@@ -198,10 +204,12 @@ def _load_feature_extractor(source: str, offline: bool) -> Any:
         return getattr(processor, "feature_extractor", processor)
 
 
-def _not_available(repo: str, offline: bool, local: bool, error: Exception) -> ModelNotAvailableError:
+def _not_available(repo: str, offline: bool | str, local: bool, error: Exception) -> ModelNotAvailableError:
+    """offline: False (the hub was asked), True (offline mode), or why the hub was not asked."""
+    reason = offline if isinstance(offline, str) else ("offline mode is on" if offline else None)
     first_line = (str(error).strip().splitlines() or [repr(error)])[0]
-    mode = "offline" if offline else "online"
-    hints = ()
+    mode = "offline" if reason else "online"
+    hints: tuple[Hint, ...] = ()
     if local:
         fix = (
             f"check that {repo} holds the whole release: config.json, the configuration_*/modeling_*.py files, "
@@ -215,8 +223,8 @@ def _not_available(repo: str, offline: bool, local: bool, error: Exception) -> M
             "directory as the model. Turn offline mode on to never contact the hub"
         )
         hints = (Hint("model"), Hint("offline", True))
-        if offline:
-            fix = f"offline mode is on and {repo} is not in the local Hugging Face cache. " + fix
+        if reason:
+            fix = f"{reason[0].upper()}{reason[1:]} and {repo} is not in the local Hugging Face cache. " + fix
     return ModelNotAvailableError(
         f"could not load the MERaLiON model {repo!r} ({mode}; {type(error).__name__}: {first_line}). {fix}", hints=hints
     )
