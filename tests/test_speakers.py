@@ -191,7 +191,7 @@ def test_cli_speakers_flag(tmp_path, monkeypatch, capsys, spectrum_encoder, fake
     out = capsys.readouterr().out
     assert "speaker 1:" in out and "speaker 2:" in out and "speaker 2  " in out
     assert cli.main(["analyze", str(path), "--speakers", "2", "--json"]) == 0
-    data = json.loads(capsys.readouterr().out)
+    (data,) = json.loads(capsys.readouterr().out)  # --json: always a list, one report per file
     assert len(data["speakers"]) == 2
     with pytest.raises(SystemExit):
         cli.main(["analyze", str(path), "--speakers", "lots"])
