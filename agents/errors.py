@@ -8,10 +8,6 @@ from ser_tool import SERError
 class AgentError(SERError):
     """The agent cannot run as asked (missing audio or transcript, unknown mode, no chat model)."""
 
-    exit_code = 2
-
 
 class ChatModelError(SERError):
     """The chat model could not be built or failed while answering."""
-
-    exit_code = 3

@@ -7,7 +7,14 @@ for ablations:
 - "predicted": the transcript with the SER model's affect (what ser-tool adds);
 - "oracle": the transcript with emotion labels given by a dataset (an upper bound for the cascade).
 
+When the words are unknown (no transcript, no speech recogniser) every mode still answers: the prompt
+says so and carries what there is (the affect in 'predicted' and 'oracle', nothing but the question in
+'none'). When the words do not show how the affect moved over time (no words, or fewer timed segments
+than stretches of affect), the affect block adds a compact timeline.
+
 Everything is a plain `str.format` template in `PromptTemplate`: read it, copy it, override any part.
+The affect pieces inside the block (overall affect, stretches, segment tags) are rendered by
+ser_tool.describe, the one home of report -> text.
 """
 
 from __future__ import annotations
@@ -18,16 +25,16 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ser_tool import EMOTIONS, Affect, AffectReport, EmotionTranscript, Transcript, TranscriptSegment
+from ser_tool import Affect, AffectReport, EmotionTranscript, Transcript, TranscriptSegment
+from ser_tool.describe import UNCERTAIN_BELOW, Stretch, affect_lines, affect_stretches, affect_tag, span_text, stretch_lines
 
 __all__ = [
     "AFFECT_MODES", "DEFAULT_TEMPLATE", "AffectMode", "OracleAffect", "OracleSegment", "PromptTemplate",
-    "RenderedPrompt", "render_affect_block", "render_prompt",
+    "RenderedPrompt", "Stretch", "affect_stretches", "render_affect_block", "render_prompt", "words_known",
 ]
 
 AffectMode = Literal["none", "predicted", "oracle"]
 AFFECT_MODES: tuple[str, ...] = ("none", "predicted", "oracle")
-UNCERTAIN_BELOW = 0.3
 
 
 class OracleSegment(BaseModel):
@@ -50,12 +57,15 @@ class OracleAffect(BaseModel):
     segments: list[OracleSegment] = Field(default_factory=list, description="Annotated emotion per stretch, if any.")
 
 
-AFFECT_HELP_PREDICTED = """\
-Besides the words you get an affect block: HOW the words were said, as heard by a speech-emotion model.
+_PREDICTED_SCALES = f"""\
 - emotion: what the voice expresses (neutral, happy, sad, angry, fearful, disgusted, surprised). It is \
 expressed in the tone of voice - not necessarily felt - and it ignores the meaning of the words.
-- confidence 0..1: how clearly that emotion stands out; below 0.3 it is only a guess ("uncertain").
-- valence 0 negative .. 1 positive; arousal 0 calm .. 1 energetic; dominance 0 submissive .. 1 assertive.
+- confidence 0..1: how clearly that emotion stands out; below {UNCERTAIN_BELOW} it is only a guess ("uncertain").
+- valence 0 negative .. 1 positive; arousal 0 calm .. 1 energetic; dominance 0 submissive .. 1 assertive."""
+
+AFFECT_HELP_PREDICTED = f"""\
+Besides the words you get an affect block: HOW the words were said, as heard by a speech-emotion model.
+{_PREDICTED_SCALES}
 The model can be wrong. Use the affect where the question depends on how something was said, weigh it \
 against the words, and when voice and words disagree (e.g. "I'm fine" said sadly), say so."""
 
@@ -66,22 +76,43 @@ reliable and use them where the question depends on how something was said."""
 
 AFFECT_HELP_NONE = "You only get the words; you do not know how they were said."
 
+# When the words are unknown (no transcript and no speech recogniser), the prompt says so and each mode
+# answers from what it has.
+AFFECT_HELP_PREDICTED_NO_WORDS = f"""\
+You get an affect block: HOW the speaker sounded, as heard by a speech-emotion model.
+{_PREDICTED_SCALES}
+The model can be wrong. Use the affect where the question depends on how something was said, and give \
+your best answer from it."""
+
+AFFECT_HELP_ORACLE_NO_WORDS = """\
+You get an affect block: HOW the speaker sounded, as annotated by people who listened to the recording \
+(emotion labels; valence, arousal and dominance 0..1 when given). Treat the labels as reliable and use \
+them where the question depends on how something was said."""
+
+AFFECT_HELP_NONE_NO_WORDS = ("You do not know how it was said either: answer from the question and its context "
+                             "alone, with your best guess.")
+
 
 @dataclass(frozen=True)
 class PromptTemplate:
     """The prompt's text. Fields are `str.format` templates; override any of them (dataclasses.replace)."""
 
     system: str = (
-        "You answer questions about a spoken recording. You cannot hear it: you get its transcript.\n"
+        "You answer questions about a spoken recording. {source}\n"
         "{affect_help}\n"
         "Answer the question directly and concisely."
     )
+    source: str = "You cannot hear it: you get its transcript."
+    source_no_words: str = "You cannot hear it, and its words were not transcribed: what was said is unknown."
     user: str = "{context}{affect_block}\n\nQuestion: {question}"
     context: str = "Context: {context}\n\n"
     affect_help: dict[str, str] = field(default_factory=lambda: {
         "none": AFFECT_HELP_NONE, "predicted": AFFECT_HELP_PREDICTED, "oracle": AFFECT_HELP_ORACLE,
     })
-    no_transcript: str = "(no transcript: the words are unknown; only the tone of voice is)"
+    affect_help_no_words: dict[str, str] = field(default_factory=lambda: {
+        "none": AFFECT_HELP_NONE_NO_WORDS, "predicted": AFFECT_HELP_PREDICTED_NO_WORDS, "oracle": AFFECT_HELP_ORACLE_NO_WORDS,
+    })
+    no_transcript: str = "(no transcript: the words are unknown)"
 
 
 DEFAULT_TEMPLATE = PromptTemplate()
@@ -110,7 +141,9 @@ def render_prompt(
     if mode not in AFFECT_MODES:
         raise ValueError(f"affect mode must be one of {', '.join(AFFECT_MODES)}, got {mode!r}")
     block = render_affect_block(mode=mode, transcript=transcript, report=report, oracle=oracle, template=template)
-    system = template.system.format(affect_help=template.affect_help[mode])
+    known = words_known(transcript)
+    helps = template.affect_help if known else template.affect_help_no_words
+    system = template.system.format(source=template.source if known else template.source_no_words, affect_help=helps[mode])
     ctx = template.context.format(context=context.strip()) if context and context.strip() else ""
     user = template.user.format(context=ctx, affect_block=block, question=question.strip())
     return RenderedPrompt(system=system, user=user)
@@ -131,29 +164,52 @@ def render_affect_block(
     if mode == "predicted":
         if report is None:
             raise ValueError("mode 'predicted' needs an affect report")
-        lines += ["Affect of the whole recording (speech-emotion model):", _overall_predicted(report.overall)]
+        lines += ["Affect of the whole recording (speech-emotion model):", affect_lines(report.overall)]
+        lines += _speaker_lines(report)
         if report.warnings:
             lines += [f"Note: {w}" for w in report.warnings if "cannot detect" not in w and "no valence" not in w]
+        stretches = affect_stretches(report)
+        if len(stretches) >= 2 and len(stretches) > _timed_segments(transcript):  # the words do not show how it moved
+            lines += ["", "Affect over time (speech-emotion model):"]
+            lines += stretch_lines(stretches)
         lines.append("")
     elif mode == "oracle":
         if oracle is None:
             raise ValueError("mode 'oracle' needs the dataset's labels (OracleAffect)")
-        lines += ["Affect of the whole recording (human annotation):", _overall_oracle(oracle), ""]
-    annotate = mode != "none"
+        lines += ["Affect of the whole recording (human annotation):", _overall_oracle(oracle)]
+        if oracle.segments and len(oracle.segments) > _timed_segments(transcript):
+            lines += ["", "Affect over time (human annotation):"]
+            lines += [f"{span_text(o.start, o.end)} {o.emotion}" for o in oracle.segments]
+        lines.append("")
+    annotate = mode != "none" and words_known(transcript)
     lines.append("Transcript" + (" with the affect of each segment:" if annotate else ":"))
     lines += _transcript_lines(transcript, mode, oracle, template) if transcript is not None else [template.no_transcript]
     return "\n".join(lines)
 
 
-def _overall_predicted(a: Affect) -> str:
-    ranked = sorted(zip(EMOTIONS, a.probabilities.as_tuple()), key=lambda kv: -kv[1])
-    others = ", ".join(f"{e} {p:.2f}" for e, p in ranked[1:3])
-    head = f"{a.emotion} (uncertain)" if a.confidence < UNCERTAIN_BELOW else a.emotion
-    text = f"- expressed emotion: {head}, confidence {a.confidence:.2f}; next most likely: {others}"
-    if a.dimensions:
-        d = a.dimensions
-        text += f"\n- valence {d.valence:.2f}, arousal {d.arousal:.2f}, dominance {d.dominance:.2f}"
-    return text
+def words_known(transcript: EmotionTranscript | Transcript | str | None) -> bool:
+    """True when the prompt carries what was said (a non-empty transcript)."""
+    if transcript is None:
+        return False
+    if isinstance(transcript, str):
+        return bool(transcript.strip())
+    return any(s.text.strip() for s in transcript.segments)
+
+
+def _timed_segments(transcript: EmotionTranscript | Transcript | str | None) -> int:
+    return 0 if transcript is None or isinstance(transcript, str) else len(transcript.segments)
+
+
+def _speaker_lines(report: AffectReport) -> list[str]:
+    """One line per attributed speaker (only when the report has speakers)."""
+    out = []
+    for spk in report.speakers or ():
+        a = spk.overall
+        head = f"{a.emotion} (uncertain)" if a.uncertain else a.emotion
+        line = (f"- {spk.name} ({spk.speaking_time:.1f}s of speech, {spk.turns} turns, first at {spk.first_speech:.1f}s): "
+                f"{head}, confidence {a.confidence:.2f}")
+        out.append(line + (f"; over time: {spk.change}" if spk.change else ""))
+    return out
 
 
 def _overall_oracle(o: OracleAffect) -> str:
@@ -162,17 +218,8 @@ def _overall_oracle(o: OracleAffect) -> str:
     return text + (f"\n- {', '.join(dims)}" if dims else "")
 
 
-def _span(start: float, end: float) -> str:
-    return f"[{start:.1f}-{end:.1f}s]"
-
-
 def _segment_tag(a: Affect | None) -> str:
-    if a is None:
-        return "(no voice analysed)"
-    dims = f", V {a.dimensions.valence:.2f} A {a.dimensions.arousal:.2f} D {a.dimensions.dominance:.2f}" if a.dimensions else ""
-    if a.confidence < UNCERTAIN_BELOW:
-        return f"(uncertain, maybe {a.emotion}, conf {a.confidence:.2f}{dims})"
-    return f"({a.emotion}, conf {a.confidence:.2f}{dims})"
+    return "(no voice analysed)" if a is None else f"({affect_tag(a, dimensions=True)})"
 
 
 def _transcript_lines(transcript: EmotionTranscript | Transcript | str, mode: str, oracle: OracleAffect | None,
@@ -186,7 +233,7 @@ def _transcript_lines(transcript: EmotionTranscript | Transcript | str, mode: st
         return [template.no_transcript]
     out = []
     for s in segments:
-        span = _span(s.start, s.end) + " " if timed else ""
+        span = span_text(s.start, s.end) + " " if timed else ""
         if mode == "predicted" and isinstance(transcript, EmotionTranscript):
             out.append(f"{span}{_segment_tag(s.affect)} {s.text}")
         elif mode == "oracle" and oracle is not None and oracle.segments and timed:

@@ -3,6 +3,7 @@ Built with LangChain's `create_agent` around ser_tool's SpeechEmotionTool."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,15 +11,16 @@ from langchain_core.messages import BaseMessage, ToolMessage
 
 from agents.errors import ChatModelError
 from agents.models import chat_model
-from ser_tool import ASR, AffectReport, Analyzer, EmotionTranscript, SERError, SpeechEmotionTool
+from ser_tool import ASR, AffectReport, Analyzer, EmotionTranscript, SERError, SpeechEmotionTool, safe_name
+from ser_tool.report import UNCERTAIN_BELOW
 
 __all__ = ["TOOL_AGENT_SYSTEM", "ToolAgentAnswer", "ask_tool_agent", "build_tool_agent"]
 
 TOOL_AGENT_SYSTEM = (
     "You help with questions about spoken recordings. You cannot hear audio yourself: when the answer depends on "
     "how something was said (tone, emotion, stress), call analyze_speech_emotion with the recording's path; ask for "
-    "transcript=true when you also need the words. Its scores describe emotion expressed in the voice, not what the "
-    "speaker feels; below confidence 0.3 treat the emotion as a guess. Answer concisely."
+    "transcribe=true when you also need the words. Its scores describe emotion expressed in the voice, not what the "
+    f"speaker feels; below confidence {UNCERTAIN_BELOW} treat the emotion as a guess. Answer concisely."
 )
 
 
@@ -40,7 +42,7 @@ def build_tool_agent(model: Any, *, tool: SpeechEmotionTool | None = None, analy
 
 def ask_tool_agent(agent, question: str, *, audio_path: str | None = None) -> ToolAgentAnswer:
     """Ask one question (naming the recording's path, if any) and collect the answer and the tool's results."""
-    text = question.strip() if audio_path is None else f"{question.strip()}\n\n(Recording: {audio_path})"
+    text = question.strip() if audio_path is None else f"{question.strip()}\n\n(Recording: {_path_for_prompt(audio_path)})"
     try:
         state = agent.invoke({"messages": [{"role": "user", "content": text}]})
     except SERError:
@@ -50,3 +52,10 @@ def ask_tool_agent(agent, question: str, *, audio_path: str | None = None) -> To
     messages = state["messages"]
     results = [m.artifact for m in messages if isinstance(m, ToolMessage) and m.artifact is not None]
     return ToolAgentAnswer(answer=messages[-1].text.strip(), results=results, messages=list(messages))
+
+
+def _path_for_prompt(path: str) -> str:
+    """The path as the model must pass it back to the tool: as it is when plain; as a JSON string literal when
+    it holds a line break, escape or bidi control, so it cannot add lines to the prompt, and the model (whose
+    tool-call arguments are JSON) still copies it exactly."""
+    return path if safe_name(path, None) == path else json.dumps(path)

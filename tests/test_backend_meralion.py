@@ -18,6 +18,7 @@ from ser_tool.backends import Backend, load_backend  # noqa: E402
 from ser_tool.backends import meralion as meralion_module  # noqa: E402
 from ser_tool.backends._torch import cpu_default_creation_ops, transformers_major  # noqa: E402
 from ser_tool.backends.base import softmax  # noqa: E402
+from ser_tool.console import error_message  # noqa: E402
 from ser_tool.errors import BackendError, ModelNotAvailableError  # noqa: E402
 from ser_tool.labels import EMOTIONS  # noqa: E402
 from ser_tool.testing import MERALION_STANDIN_ID2LABEL, hub_sandbox, make_tiny_meralion_standin  # noqa: E402
@@ -173,7 +174,8 @@ def test_missing_directory(hub, tmp_path):
 def test_default_hub_id_while_offline_explains_the_gated_download(hub):
     with pytest.raises(ModelNotAvailableError) as info:
         load_backend("meralion", offline=True)
-    message = str(info.value)
+    message = error_message(info.value)  # as the command line prints it: the hints as its flags and variables
+    assert "--" not in str(info.value) and "SER_" not in str(info.value)  # the core's own text names neither
     for part in (
         "MERaLiON/MERaLiON-SER-v1",
         "offline",

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import SR, silence, voice
+from conftest import SR, FakeBackend, silence, voice
 from ser_tool import report_json_schema
 from ser_tool.cli import main
 
@@ -73,7 +73,7 @@ def test_text_output(sample_path, hf_args, capsys):
 def test_json_output_validates_against_the_schema(sample_path, hf_args, capsys):
     code, out, _ = _run(["analyze", str(sample_path), *hf_args, "--json"], capsys)
     assert code == 0
-    doc = json.loads(out)
+    (doc,) = json.loads(out)  # a list even for one file: one shape for any number of files
     jsonschema.validate(doc, report_json_schema())
     assert doc["backend"] == "hf" and doc["timeline"]  # the 10.9-s sample is longer than one 10-s window
     assert sum(doc["overall"]["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
@@ -99,6 +99,47 @@ def test_batch_mode_reports_bad_files_at_the_end(tmp_path, sample_path, hf_args,
 def test_json_with_several_files_is_a_list(sample_path, hf_args, capsys):
     code, out, _ = _run(["analyze", str(sample_path), str(sample_path), *hf_args, "--json"], capsys)
     assert code == 0 and isinstance(json.loads(out), list) and len(json.loads(out)) == 2
+
+
+def test_json_is_a_list_for_any_number_of_files(tmp_path, sample_path, hf_args, capsys):
+    """--json: always a list (one file, several, or none analysed); --jsonl: one object per line."""
+    code, out, _ = _run(["analyze", str(sample_path), *hf_args, "--json"], capsys)
+    assert code == 0 and [d["source"] for d in json.loads(out)] == [str(sample_path)]
+    code, out, err = _run(["analyze", str(tmp_path / "missing.wav"), *hf_args, "--json"], capsys)
+    assert code == 1 and json.loads(out) == [] and "no such file" in err
+    code, out, _ = _run(["analyze", str(sample_path), *hf_args, "--jsonl"], capsys)
+    assert code == 0 and json.loads(out)["source"] == str(sample_path)  # one file, one line: the report itself
+
+
+def test_the_progress_bar_shows_speech_detection_before_windows(tmp_path):
+    """On a long recording, finding speech takes seconds before any window is planned: the bar shows that
+    pass (seconds of audio) instead of '0win', then the windows."""
+    import io
+
+    from ser_tool import Analyzer
+    from ser_tool.cli import FileProgress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    path = _sf(tmp_path / "long.wav", np.concatenate([voice(40.0), silence(30.0), voice(25.0)]))
+    screen = Terminal()
+    bar = FileProgress(str(path), file=screen)
+    events = []
+    scan = lambda done, total: events.append(("scan", done, total)) or bar.scan(done, total)  # noqa: E731
+    windows = lambda done, total: events.append(("win", done, total)) or bar.windows(done, total)  # noqa: E731
+    Analyzer(FakeBackend()).analyze(str(path), progress=windows, scan_progress=scan)
+    bar.close()
+    kinds = [e[0] for e in events]
+    assert kinds.index("win") == kinds.count("scan")  # every scan report comes before the first window
+    scanned = [e[1] for e in events if e[0] == "scan"]
+    assert scanned == sorted(scanned) and len(scanned) == 4 and scanned[-1] == pytest.approx(95.0)
+    assert all(e[2] == pytest.approx(95.0) for e in events if e[0] == "scan")
+    text = screen.getvalue()
+    assert "finding speech" in text and "/95" in text  # seconds of audio while speech is found
+    assert text.index("finding speech") < text.index("win")
+    assert f"{events[-1][1]}/{events[-1][2]}" in text  # then the windows, to the last one
 
 
 @pytest.mark.parametrize(
@@ -138,7 +179,7 @@ def test_environment_settings_are_read(sample_path, tiny_hf, monkeypatch, capsys
     monkeypatch.setenv("SER_OFFLINE", "1")
     code, out, err = _run(["analyze", str(sample_path), "--json"], capsys)
     assert code == 0, err
-    assert json.loads(out)["model_id"] == tiny_hf
+    assert json.loads(out)[0]["model_id"] == tiny_hf
 
 
 def test_missing_hf_model_exits_3(sample_path, tmp_path, capsys):

@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 
 from conftest import SR, silence, voice
-from ser_tool.align import EmotionTranscript
+from ser_tool.report import EmotionTranscript
 from ser_tool.cli import main
 from ser_tool.testing import make_tiny_whisper_asr
 

@@ -87,3 +87,105 @@ def test_cross_corpus_baseline_is_fitted_on_other_corpora(tmp_path):
     report = benchmark(FakeBackend(), [unseen], "all", baseline_train=[seen])
     assert report["n_clips"] == 4 * 3 and report["baseline"]["n_train"] == 5 * 3
     assert report["baseline"]["fitted_on"] == [str(seen.resolve())]
+
+
+# -- the baseline: the same features, computed once, in parallel; progress off a terminal -----------------------
+
+def _librosa_reference(wave):
+    """The features as first written: each librosa feature function with its defaults (two STFTs)."""
+    import librosa
+
+    if len(wave) < 2048:
+        wave = np.pad(wave, (0, 2048 - len(wave)))
+    mfcc = librosa.feature.mfcc(y=wave, sr=16000, n_mfcc=20)
+    delta = librosa.feature.delta(mfcc, width=min(9, mfcc.shape[1] // 2 * 2 - 1)) if mfcc.shape[1] >= 3 else np.zeros_like(mfcc)
+    frames = np.vstack([mfcc, delta, np.log(librosa.feature.rms(y=wave) + 1e-6),
+                        librosa.feature.spectral_centroid(y=wave, sr=16000) / 4000.0, librosa.feature.zero_crossing_rate(wave)])
+    return np.concatenate([frames.mean(axis=1), frames.std(axis=1)]).astype(np.float32)
+
+
+@pytest.mark.parametrize("seconds", [0.05, 0.5, 3.0])
+def test_baseline_features_are_librosas(seconds):
+    from conftest import voice
+    from evals.ser.baseline import acoustic_features
+
+    wave = voice(seconds)
+    np.testing.assert_allclose(acoustic_features(wave), _librosa_reference(wave), rtol=1e-5, atol=1e-5)
+
+
+def test_baseline_features_are_cached_per_file(tmp_path, monkeypatch):
+    import os
+
+    import evals.ser.baseline as baseline
+    from ser_tool.data import read_corpus
+
+    clips = read_corpus(make_toy_corpus(tmp_path / "toy")).clips
+    computed = []
+    real = baseline.acoustic_features
+    monkeypatch.setattr(baseline, "acoustic_features", lambda w: computed.append(1) or real(w))
+    cache_dir = tmp_path / "cache"
+    first = baseline.features_for(clips, cache=baseline.FeatureCache(cache_dir))
+    assert len(computed) == len(clips) and len(baseline.FeatureCache(cache_dir)) == len(clips)
+    done = []
+    again = baseline.features_for(clips, done.append, cache=baseline.FeatureCache(cache_dir))
+    assert len(computed) == len(clips) and sum(done) == len(clips)  # nothing computed again, progress still complete
+    np.testing.assert_array_equal(first, again)
+    os.utime(clips[0].path, ns=(1, 1))  # the file changed: its features are computed again, only its
+    baseline.features_for(clips, cache=baseline.FeatureCache(cache_dir))
+    assert len(computed) == len(clips) + 1
+    baseline.FeatureCache(cache_dir).path.write_bytes(b"damaged")  # a damaged cache is an empty one, rewritten
+    fresh = baseline.FeatureCache(cache_dir)
+    assert len(fresh) == 0
+    baseline.features_for(clips, cache=fresh)
+    assert len(baseline.FeatureCache(cache_dir)) == len(clips) and len(computed) == 2 * len(clips) + 1
+
+
+@pytest.mark.slow
+def test_baseline_features_in_worker_processes_are_the_same(tmp_path, monkeypatch):
+    import evals.ser.baseline as baseline
+    from ser_tool.data import read_corpus
+
+    clips = read_corpus(make_toy_corpus(tmp_path / "toy", n_speakers=4)).clips
+    one = baseline.features_for(clips)
+    monkeypatch.setattr(baseline, "_POOL_MIN", 0)
+    monkeypatch.setattr(baseline, "_CHUNK", 3)
+    np.testing.assert_array_equal(baseline.features_for(clips, jobs=2), one)
+
+
+def test_ser_eval_reports_progress_when_stderr_is_not_a_terminal(tmp_path, monkeypatch, capsys):
+    import evals.cli
+    import ser_tool.backends
+
+    monkeypatch.setattr(ser_tool.backends, "load_backend", lambda *a, **k: FakeBackend())
+    folder = make_toy_corpus(tmp_path / "toy")
+    code = evals.cli.main(["ser", str(folder), "--out", str(tmp_path / "out"), "--feature-cache", str(tmp_path / "cache"),
+                           "--jobs", "1"])
+    assert code == 0
+    err = capsys.readouterr().err  # captured: not a terminal, where tqdm stays silent
+    assert "ser-eval: model: 0/6 clips (0%) started" in err and "ser-eval: model: 6/6 clips (100%)" in err
+    assert "ser-eval: baseline features: 24/24 clips (100%) after" in err and "done" in err  # train 15 + dev 3 + test 6
+    assert any(p.name.startswith("baseline-features-") for p in (tmp_path / "cache").iterdir())
+
+
+def test_line_progress_every_ten_percent_or_thirty_seconds(monkeypatch):
+    import io
+
+    import ser_tool.console as console
+
+    now = [0.0]
+    monkeypatch.setattr(console.time, "monotonic", lambda: now[0])
+    out = io.StringIO()
+    bar = console.progress_bar(200, "features", unit="clips", file=out)
+    for _ in range(200):
+        now[0] += 0.1
+        bar.update(1)
+    bar.close()
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "features: 0/200 clips (0%) started" and lines[-1] == "features: 200/200 clips (100%) after 20s, done"
+    assert len(lines) == 11  # start, 10%, ..., 90%, done
+    assert "about 18s left" in lines[1]
+    slow = io.StringIO()
+    bar = console.progress_bar(10_000, "slow", file=slow)
+    now[0] += 31
+    bar.update(1)  # far below 10%, but 30 s have passed
+    assert slow.getvalue().splitlines()[-1].startswith("slow: 1/10000 it (0%) after 31s")

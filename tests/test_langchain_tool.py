@@ -13,8 +13,9 @@ from langchain_core.tools import BaseTool
 from langchain_tests.unit_tests import ToolsUnitTests
 
 from conftest import SR, FakeBackend, silence, voice
-from lc_support import ScriptedChatModel
+from agents.testing import ScriptedChatModel
 from ser_tool import AffectReport, Analyzer, EmotionTranscript, GivenTranscript
+from ser_tool.describe import report_text
 from ser_tool.langchain_tool import SpeechEmotionInput, SpeechEmotionTool
 
 
@@ -52,10 +53,11 @@ def test_tool_call_gives_text_to_the_llm_and_the_report_to_code(fake_tool, wav):
     msg = call(fake_tool, audio_path=str(wav), timeline=True)
     assert isinstance(msg, ToolMessage) and msg.status == "success"
     assert isinstance(msg.artifact, AffectReport)
-    assert msg.content == msg.artifact.description
+    # the LLM reads the compact summary (the description first); the artifact is the full report
+    assert msg.content == report_text(msg.artifact) and msg.content.startswith(msg.artifact.description)
     assert msg.artifact.timeline is not None
     # a plain invoke (no tool call) returns the text only
-    assert fake_tool.invoke({"audio_path": str(wav)}) == msg.artifact.description
+    assert fake_tool.invoke({"audio_path": str(wav)}) == report_text(msg.artifact)
 
 
 def test_async_call(fake_tool, wav):
@@ -122,14 +124,31 @@ def test_allowed_dirs_restrict_paths(wav, tmp_path_factory):
     assert msg.status == "error" and "'..'" in msg.content
 
 
-def test_transcript_option(wav):
+def test_transcribe_option(wav):
     tool = SpeechEmotionTool(analyzer=Analyzer(FakeBackend()),
                              asr=GivenTranscript(segments=[(0, 3, "I hate this."), (4, 7, "whatever")]))
-    msg = call(tool, audio_path=str(wav), transcript=True)
+    msg = call(tool, audio_path=str(wav), transcribe=True)
     assert isinstance(msg.artifact, EmotionTranscript)
     assert "I hate this." in msg.content and "(angry, confidence" in msg.content
-    no_asr = call(SpeechEmotionTool(analyzer=Analyzer(FakeBackend())), audio_path=str(wav), transcript=True)
+    no_asr = call(SpeechEmotionTool(analyzer=Analyzer(FakeBackend())), audio_path=str(wav), transcribe=True)
     assert no_asr.status == "error" and "speech recogniser" in no_asr.content
+
+
+def test_transcript_is_the_words_as_on_the_mcp_surface(wav):
+    """`transcript` carries the words (as in the MCP tool transcribe_speech_emotion); no recogniser needed."""
+    msg = call(SpeechEmotionTool(analyzer=Analyzer(FakeBackend())), audio_path=str(wav), transcript="I hate this.")
+    assert msg.status == "success" and isinstance(msg.artifact, EmotionTranscript)
+    assert [s.text for s in msg.artifact.segments] == ["I hate this."]
+    assert "I hate this." in msg.content
+    schema = SpeechEmotionInput.model_json_schema()["properties"]
+    assert {"type": "string"} in schema["transcript"]["anyOf"] and schema["transcribe"]["type"] == "boolean"
+
+
+@pytest.mark.parametrize("args", [{"transcript": True}, {"transcribe": "the words"}, {"timeline": "sometimes"}])
+def test_arguments_of_the_wrong_type_come_back_as_a_message(fake_tool, wav, args):
+    msg = call(fake_tool, audio_path=str(wav), **args)
+    assert msg.status == "error" and "invalid arguments" in msg.content and f"{next(iter(args))}: " in msg.content
+    assert "Traceback" not in msg.content
 
 
 def test_schema_is_what_the_llm_reads():
@@ -150,7 +169,7 @@ def test_importing_ser_tool_does_not_need_langchain():
     import subprocess
 
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert 'pip install "ser-tool[langchain]"' in out
+    assert 'pip install -e ".[langchain]"' in out
 
 
 # -- with agents ---------------------------------------------------------------------------------------
@@ -170,7 +189,7 @@ def test_bind_tools_and_create_agent_call_the_tool(fake_tool, wav):
     assert [t.name for t in model.bound_tools] == ["analyze_speech_emotion"]
     # the second model call saw the tool's text (not the artifact)
     seen = model.calls[1][-1]
-    assert isinstance(seen, ToolMessage) and seen.content == tool_messages[0].artifact.description
+    assert isinstance(seen, ToolMessage) and seen.content == report_text(tool_messages[0].artifact)
 
 
 def test_agent_recovers_from_a_tool_error(fake_tool):

@@ -19,9 +19,11 @@ import soundfile as sf
 from mcp.shared.memory import create_connected_server_and_client_session
 
 from conftest import SR, FakeBackend, voice
-from mcp_server.engine import Engine
-from mcp_server.server import build_server, render_empathetic_prompt
+from mcp_server.pool import ModelPool
+from mcp_server.prompts import render_empathetic_prompt
+from mcp_server.server import build_server
 from mcp_server.settings import ServerSettings
+from mcp_server.tools import BatchReport
 from mcp_support import (
     backend_settings,
     check_batch,
@@ -30,7 +32,7 @@ from mcp_support import (
     error_text,
     file_server,
 )
-from ser_tool import EMOTIONS, AffectReport
+from ser_tool import EMOTIONS, AffectReport, EmotionTranscript
 from ser_tool.testing import make_tiny_hf_classifier
 
 pytestmark = pytest.mark.anyio
@@ -76,8 +78,8 @@ class SlowFakeBackend(FakeBackend):
 
 def fake_server(*allowed_dirs, backends=None, **settings):
     settings = ServerSettings(allowed_dirs=list(allowed_dirs), warm_up=False, **settings)
-    engine = Engine(backends or {"fake": FakeBackend()}, settings.analysis_options())
-    return build_server(settings, engine=engine)
+    pool = ModelPool(backends or {"fake": FakeBackend()}, settings.analysis_options())
+    return build_server(settings, pool=pool)
 
 
 @asynccontextmanager
@@ -93,7 +95,8 @@ async def test_tools_resources_and_prompt_are_listed(audio_dir):
     async with session(fake_server(audio_dir)) as (client, tools):
         assert set(tools) == {ANALYZE, BATCH, "transcribe_speech_emotion"}
         analyze = tools[ANALYZE]
-        assert set(analyze.inputSchema["properties"]) == {"path", "url", "audio_base64", "timeline", "window", "hop", "vad"}
+        assert set(analyze.inputSchema["properties"]) == {"path", "url", "audio_base64", "timeline", "window", "hop", "vad",
+                                                       "speakers", "detail", "max_segments"}
         assert analyze.outputSchema["title"] == "AffectReport"
         assert "valence" in json.dumps(analyze.outputSchema)  # field descriptions travel with the schema
         for word in ("expressed", "not what the speaker", "0..1", "timeline", str(audio_dir).lower()):
@@ -114,6 +117,52 @@ async def test_tools_resources_and_prompt_are_listed(audio_dir):
         assert {a.name for a in prompts[0].arguments} == {"affect_report", "transcript", "situation"}
 
 
+async def test_text_is_a_compact_summary_and_detail_full_adds_the_json(audio_dir):
+    """The text an LLM reads stays small (the structured content always holds the full report):
+    max_segments caps the timeline lines (segments, else merged episodes), detail='full' adds the JSON."""
+    async with session(fake_server(audio_dir)) as (client, tools):
+        tool = tools[ANALYZE]
+        for name in ("detail", "max_segments"):
+            assert tool.inputSchema["properties"][name]["description"]
+        args = {"path": "long.flac", "timeline": True, "window": 2.0}
+        listed = await client.call_tool(ANALYZE, {**args, "max_segments": 50})
+        report = check_report(listed, tool)
+        n = sum(s.speech for s in report.timeline)
+        assert n > 3 and f"Timeline ({n} speech segments):" in listed.content[0].text
+        assert "detail='full'" not in listed.content[0].text  # nothing was left out of the text
+        merged = await client.call_tool(ANALYZE, {**args, "max_segments": 2})
+        check_report(merged, tool)
+        text = merged.content[0].text
+        assert "Episodes (" in text and f"full timeline, {len(report.timeline)} segments; call again with detail='full'" in text
+        full = await client.call_tool(ANALYZE, {**args, "detail": "full"})
+        assert check_report(full, tool, detail="full") == report
+        batch = await client.call_tool(BATCH, {"paths": ["short.wav"], "detail": "full"})
+        assert len(batch.content) == 2 and json.loads(batch.content[1].text) == batch.structuredContent
+        assert len((await client.call_tool(BATCH, {"paths": ["short.wav"]})).content) == 1
+        assert "max_segments" in error_text(await client.call_tool(ANALYZE, {**args, "max_segments": 0}))
+        assert "detail" in error_text(await client.call_tool(ANALYZE, {**args, "detail": "everything"}))
+
+
+def test_text_of_a_one_hour_report_stays_under_the_cap():
+    from mcp_server.tools import _result
+    from ser_tool import Affect, EmotionProbabilities
+    from ser_tool.report import Segment
+
+    timeline = []
+    for i in range(720):  # an hour of 5-s windows whose reading flips every few windows
+        emotion = EMOTIONS[(i // 3 + i % 2) % len(EMOTIONS)]
+        probs = EmotionProbabilities(**{e: 0.7 if e == emotion else 0.05 for e in EMOTIONS})
+        timeline.append(Segment(start=5.0 * i, end=5.0 * i + 5, speech=True,
+                                affect=Affect(emotion=emotion, confidence=0.65, probabilities=probs)))
+    hour = AffectReport(source="hour.wav", duration=3600.0, speech_duration=3600.0, sample_rate=SR, backend="fake",
+                        model_id="fake", emotions_supported=list(EMOTIONS), overall=timeline[0].affect, timeline=timeline,
+                        window=5.0, hop=5.0, description="An hour.")
+    result = _result(hour)
+    assert len(result.content) == 1 and len(result.content[0].text) < 4000
+    assert result.structuredContent["timeline"] == [s.model_dump(mode="json") for s in timeline]
+    assert len(_result(hour, detail="full").content[1].text) > 100_000
+
+
 async def test_backend_argument_only_when_several_backends(audio_dir):
     server = fake_server(audio_dir, backends={"fake": FakeBackend(), "other": FakeBackend(("neutral", "sad"))})
     async with session(server) as (client, tools):
@@ -122,6 +171,32 @@ async def test_backend_argument_only_when_several_backends(audio_dir):
         res = await client.call_tool(ANALYZE, {"path": "short.wav", "backend": "other"})
         assert check_report(res, tools[ANALYZE]).emotions_supported == ["neutral", "sad"]
         assert "backend" in error_text(await client.call_tool(ANALYZE, {"path": "short.wav", "backend": "nope"}))
+
+
+@pytest.mark.parametrize("names", [("fake",), ("fake", "other")])
+async def test_backend_is_a_choice_of_the_configured_names_and_absent_with_one(audio_dir, names):
+    server = fake_server(audio_dir, backends={n: FakeBackend() for n in names})
+    async with session(server) as (client, tools):
+        for name in (ANALYZE, BATCH):
+            props = tools[name].inputSchema["properties"]
+            if len(names) == 1:
+                assert "backend" not in props, name
+            else:
+                choice = next(s for s in props["backend"]["anyOf"] if s.get("type") == "string")
+                assert choice["enum"] == list(names), name
+                assert "default fake" in props["backend"]["description"]
+        assert "backend" not in tools["transcribe_speech_emotion"].inputSchema["properties"]
+        # the hop's default is the configured one unless the call gives a window
+        assert "ser://config" in tools[ANALYZE].inputSchema["properties"]["hop"]["description"]
+        res = await client.call_tool(BATCH, {"paths": ["short.wav"], "backend": names[-1]})
+        assert check_batch(res, tools[BATCH])["analysed"] == 1
+
+
+async def test_each_tool_publishes_its_pydantic_result_schema(audio_dir):
+    async with session(fake_server(audio_dir)) as (client, tools):
+        expected = {ANALYZE: AffectReport, BATCH: BatchReport, "transcribe_speech_emotion": EmotionTranscript}
+        for name, model in expected.items():
+            assert tools[name].outputSchema == model.model_json_schema(), name
 
 
 # -- real backends on real audio -------------------------------------------------------------------
@@ -213,33 +288,33 @@ async def test_urls_when_enabled(audio_dir, tmp_path):
 
 async def test_model_loads_lazily_once_and_is_shared(audio_dir, tiny_hf):
     settings = ServerSettings(allowed_dirs=[audio_dir], warm_up=False, **backend_settings("hf-tiny", tiny_hf))
-    engine = Engine(settings.backend_specs(), settings.analysis_options())
-    server = build_server(settings, engine=engine)
+    pool = ModelPool(settings.backend_specs(), settings.analysis_options())
+    server = build_server(settings, pool=pool)
     t0 = time.perf_counter()
     async with session(server) as (client, tools):
         handshake = time.perf_counter() - t0
-        assert not engine.is_loaded() and handshake < 1.0
+        assert not pool.is_loaded() and handshake < 1.0
         messages = []
 
         async def progress(done, total, message):
             messages.append(message)
 
         await client.call_tool(ANALYZE, {"path": "short.wav"}, progress_callback=progress)
-        assert engine.is_loaded() and any("loading" in (m or "") for m in messages)
-        shared = engine.backend()
+        assert pool.is_loaded() and any("loading" in (m or "") for m in messages)
+        shared = pool.backend()
         await client.call_tool(ANALYZE, {"path": "short.wav", "window": 2.0})
-        assert engine.backend() is shared
+        assert pool.backend() is shared
 
 
 async def test_warm_up_loads_in_the_background(audio_dir):
     settings = ServerSettings(allowed_dirs=[audio_dir], warm_up=True)
-    engine = Engine({"fake": FakeBackend()}, settings.analysis_options())
-    async with session(build_server(settings, engine=engine)):
+    pool = ModelPool({"fake": FakeBackend()}, settings.analysis_options())
+    async with session(build_server(settings, pool=pool)):
         for _ in range(100):
-            if engine.is_loaded():
+            if pool.is_loaded():
                 break
             await anyio.sleep(0.01)
-        assert engine.is_loaded()
+        assert pool.is_loaded()
 
 
 async def test_concurrent_calls_are_safe_and_run_off_the_event_loop(audio_dir):
@@ -287,7 +362,7 @@ async def test_empathetic_reply_prompt(audio_dir):
     async with session(fake_server(audio_dir)) as (client, tools):
         res = await client.call_tool(ANALYZE, {"path": "short.wav"})
         report = check_report(res, tools[ANALYZE])
-        prompt = await client.get_prompt("empathetic_reply", {"affect_report": res.content[1].text, "transcript": "I'm fine."})
+        prompt = await client.get_prompt("empathetic_reply", {"affect_report": json.dumps(res.structuredContent), "transcript": "I'm fine."})
         text = prompt.messages[0].content.text
         assert report.overall.emotion in text and "I'm fine." in text and "not what the person feels" in text
         # a description (or any text) works too

@@ -163,3 +163,24 @@ async def test_streamable_http_transport(server_env, tmp_path):
         log.close()
     assert out == b""  # HTTP mode logs to stderr only
     assert b"streamable HTTP on http://127.0.0.1" in (tmp_path / "server.log").read_bytes()
+
+
+def test_end_of_input_ends_the_server_while_the_model_still_loads(tmp_path):
+    """A client that goes away (stdin closed) ends the server at once; the background warm-up (a load that
+    takes a minute here) does not hold the exit."""
+    code = textwrap.dedent("""
+        import sys, time
+        import ser_tool.analyzer
+        ser_tool.analyzer.load_backend = lambda spec: time.sleep(60)  # a model that loads for a minute
+        from mcp_server.cli import main
+        sys.exit(main([]))
+    """)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SER_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(os.path.dirname(os.path.dirname(__file__))), env.get("PYTHONPATH")]))
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", code], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          env=env, timeout=120)
+    elapsed = time.monotonic() - start
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr and "ready" not in proc.stderr
+    assert elapsed < 30, f"the server took {elapsed:.0f} s to end after its input did"

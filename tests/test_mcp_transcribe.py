@@ -10,7 +10,7 @@ import pytest
 from mcp.shared.memory import create_connected_server_and_client_session
 
 from conftest import FakeBackend
-from mcp_server.engine import Engine
+from mcp_server.pool import ModelPool
 from mcp_server.server import build_server
 from mcp_server.settings import ServerSettings
 from mcp_support import error_text
@@ -28,8 +28,8 @@ def tiny_whisper(tmp_path_factory):
 
 def server(audio_dir, **kwargs):
     settings = ServerSettings(allowed_dirs=[audio_dir], warm_up=False)
-    engine = Engine({"fake": FakeBackend()}, settings.analysis_options())
-    return build_server(settings, engine=engine, **kwargs)
+    pool = ModelPool({"fake": FakeBackend()}, settings.analysis_options())
+    return build_server(settings, pool=pool, **kwargs)
 
 
 async def call(srv, **args):
@@ -38,19 +38,23 @@ async def call(srv, **args):
         return await client.call_tool(TRANSCRIBE, args), tools[TRANSCRIBE]
 
 
-def check(result, tool) -> EmotionTranscript:
+def check(result, tool, detail: str = "summary") -> EmotionTranscript:
     assert not result.isError, result.content[0].text
     jsonschema.validate(result.structuredContent, tool.outputSchema)
     transcript = EmotionTranscript.model_validate(result.structuredContent)
     assert result.content[0].text.startswith(transcript.report.description)
-    assert json.loads(result.content[1].text) == result.structuredContent
+    # the full JSON as text only when asked for (detail='full'); the structured content always has it
+    assert len(result.content) == (2 if detail == "full" else 1)
+    if detail == "full":
+        assert json.loads(result.content[1].text) == result.structuredContent
     return transcript
 
 
 async def test_published_schema_and_description(audio_dir):
     _, tool = await call(server(audio_dir), path="short.wav", transcript="hi")
     assert tool.outputSchema["title"] == "EmotionTranscript"
-    assert set(tool.inputSchema["properties"]) == {"path", "url", "audio_base64", "transcript", "vad"}
+    assert set(tool.inputSchema["properties"]) == {"path", "url", "audio_base64", "transcript", "vad",
+                                                  "detail", "max_segments"}
     assert "no speech recogniser configured" in tool.description and "expressed" in tool.description.lower()
 
 
@@ -60,6 +64,8 @@ async def test_given_transcript(audio_dir):
     assert t.asr_model == "given" and [s.text for s in t.segments] == ["I am so happy to hear that."]
     assert t.segments[0].affect is not None
     assert "I am so happy to hear that." in result.content[0].text
+    full, tool = await call(server(audio_dir), path="short.wav", transcript="Fine.", detail="full")
+    check(full, tool, detail="full")
 
 
 async def test_tiny_whisper(audio_dir, tiny_whisper):
@@ -73,7 +79,7 @@ async def test_tiny_whisper(audio_dir, tiny_whisper):
 
 async def test_asr_model_from_settings_is_lazy(audio_dir, tmp_path):
     settings = ServerSettings(allowed_dirs=[audio_dir], warm_up=False, asr_model=str(tmp_path / "missing"))
-    srv = build_server(settings, engine=Engine({"fake": FakeBackend()}, settings.analysis_options()))  # nothing loads yet
+    srv = build_server(settings, pool=ModelPool({"fake": FakeBackend()}, settings.analysis_options()))  # nothing loads yet
     async with create_connected_server_and_client_session(srv) as client:
         result = await client.call_tool(TRANSCRIBE, {"path": "short.wav"})
         assert "could not load model" in error_text(result)

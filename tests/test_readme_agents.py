@@ -10,7 +10,7 @@ from langchain_core.messages import AIMessage
 
 from agent_support import make_tiny_chat_lm
 from conftest import SAMPLE
-from lc_support import ScriptedChatModel
+from agents.testing import ScriptedChatModel
 from ser_tool.testing import make_tiny_whisper_asr
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,6 +46,8 @@ def scripted(monkeypatch):
 
     monkeypatch.setattr("langchain.chat_models.init_chat_model", fake_init_chat_model)
     monkeypatch.setattr("langchain.agents.factory.init_chat_model", fake_init_chat_model)
+    for variable in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY"):  # the key check runs before any call
+        monkeypatch.setenv(variable, "test-key-not-used")
     return made
 
 
@@ -80,5 +82,23 @@ def test_offline_local_model_snippet(tmp_path, monkeypatch, capsys):
     code = snippets("Reference agent")[1]
     tiny = make_tiny_chat_lm(tmp_path / "lm")  # stands in for the SmolLM2 GGUF file (see test_agent_local for the real one)
     monkeypatch.setattr("agents.models.smollm2_gguf", lambda: tiny)
+    monkeypatch.setattr("agents.local_models.qwen_installed", lambda: False)  # "local" falls back to SmolLM2
     ns = run(code)
     assert ns["pipeline"].model.model_path == str(tiny)
+
+
+def test_hear_once_ask_many_snippet(scripted, capsys):
+    code = snippets("Reference agent")[2]
+    run(code.replace("for mode in", 'pipeline.model.replies = ["Not sure.", "No, impatient."]\nfor mode in'))
+    assert capsys.readouterr().out.splitlines() == ["none Not sure.", "predicted No, impatient."]
+    sent = scripted[0].calls
+    assert "Affect" not in sent[0][1].content and "Affect of the whole recording" in sent[1][1].content
+
+
+def test_multiple_choice_snippet(monkeypatch, capsys):
+    code = snippets("Reference agent")[3]
+    model = ScriptedChatModel(replies=["B. The clipped voice."])  # stands in for the local model (test_llm_local)
+    monkeypatch.setattr("agents.local_models.local_chat_model", lambda name, **kw: model)
+    run(code)
+    assert capsys.readouterr().out.strip() == "B {}"
+    assert "A. soft and slow" in model.calls[0][0].text

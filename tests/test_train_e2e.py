@@ -49,6 +49,8 @@ def test_embedded_backend_rejects_a_folder_without_a_model(tmp_path):
 
 
 def test_train_refuses_bad_settings(tmp_path, capsys):
-    assert main(["train", str(tmp_path), "--epochs", "0"]) == 2
+    with pytest.raises(SystemExit) as exit_:  # argparse refuses it, before any data is read
+        main(["train", str(tmp_path), "--epochs", "0"])
+    assert exit_.value.code == 2 and "--epochs: expected a whole number of at least 1, got '0'" in capsys.readouterr().err
     assert main(["train", str(tmp_path / "nothing")]) == 2
     assert "manifest.csv" in capsys.readouterr().err

@@ -1,5 +1,7 @@
 """The run's report: a pydantic JSON log (settings, metrics, every sample), a PNG bar chart per question
-type x affect mode, and a one-screen text summary."""
+type x affect mode (with the chance level), and a one-screen text summary: the table, the share of the
+none -> oracle gap that predicted closes, why predicted answers missed, the judge's agreement with the
+letter, and loud warnings when the answers are degenerate."""
 
 from __future__ import annotations
 
@@ -8,7 +10,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from evals.cpbench.metrics import Cell, SampleResult
+from evals.cpbench.metrics import Agreement, Cell, ErrorSplit, GapClosed, SampleResult
+from evals.output import output_error
 
 __all__ = ["Report", "plot", "summary", "write_report"]
 
@@ -27,7 +30,15 @@ class Report(BaseModel):
     calls: dict[str, int] = Field(default_factory=dict, description="Chat-model calls made and answered from the cache.")
     failed: int = Field(default=0, description="Answers that could not be produced (audio not heard); scored 0.")
     metrics: dict[str, dict[str, Cell]]
+    gap_closed: dict[str, GapClosed] = Field(
+        default_factory=dict, description="(predicted - none) / (oracle - none) per group: 'paralinguistic' (every type but content), 'overall', each type.")
+    error_split: dict[str, ErrorSplit] = Field(default_factory=dict, description="Predicted-mode misses: SER reading wrong vs LLM misuse.")
+    chance: float | None = Field(default=None, description="Accuracy % of random letters (multiple choice).")
+    warnings: list[str] = Field(default_factory=list, description="Degenerate answers (unreadable, one letter for all).")
+    agreement: Agreement | None = Field(default=None, description="Judge vs multiple-choice verdict, when both were run.")
     samples: list[SampleResult]
+    judged_metrics: dict[str, dict[str, Cell]] | None = Field(default=None, description="Open-ended answers by the judge, when run beside --mc.")
+    judged: list[SampleResult] | None = Field(default=None, description="The open-ended answers and their judge ratings, when run beside --mc.")
 
 
 def summary(report: Report) -> str:
@@ -56,9 +67,62 @@ def summary(report: Report) -> str:
     lines.append(f"{'answers read (letter / rating parsed)':}: {parse}")
     if report.failed:
         lines.append(f"{report.failed} answer(s) could not be produced (see 'error' in report.json); scored 0")
+    if report.chance is not None:
+        lines.append(f"chance (random letters): {report.chance:.1f}%")
+    lines += _gap_lines(report) + _error_lines(report) + _judge_lines(report)
     if report.calls:
         lines.append("model calls: " + ", ".join(f"{k} {v}" for k, v in report.calls.items()))
+    if report.warnings:
+        bar = "!" * 78
+        lines += [bar, "WARNING: the answers look degenerate; the scores above may say nothing about the model:"]
+        lines += [f"  - {w}" for w in report.warnings]
+        lines.append(bar)
     return "\n".join(lines)
+
+
+def _gap_lines(report: Report) -> list[str]:
+    if not report.gap_closed:
+        return []
+    lines = ["share of the none -> oracle gap closed by predicted, (pred - none) / (oracle - none) [paired bootstrap 95% CI]:"]
+    width = max(len(g) for g in report.gap_closed) + 2
+    for group, g in report.gap_closed.items():
+        scores = (f"  (none {g.none:.1f}, predicted {g.predicted:.1f}, oracle {g.oracle:.1f}; n {g.n})"
+                  if g.none is not None else "")
+        if g.value is None:
+            text = g.note or "undefined"
+        else:
+            text = f"{g.value:6.0%} " + (f"[{g.ci95[0]:.0%}, {g.ci95[1]:.0%}]" if g.ci95 else f"({g.note})")
+        lines.append(f"  {group:{width}}{text}{scores}")
+    return lines
+
+
+def _error_lines(report: Report) -> list[str]:
+    if not report.error_split:
+        return []
+    lines = ["predicted-mode misses: SER reading wrong (vs the oracle label) | LLM misused a right reading | not comparable:"]
+    width = max(len(g) for g in report.error_split) + 2
+    for group, e in report.error_split.items():
+        share = lambda k: f" ({k / e.misses:.0%})" if e.misses else ""  # noqa: E731
+        right = f"; SER right on {e.ser_right_rate:.0%} of all {e.answered}" if e.ser_right_rate is not None else ""
+        lines.append(f"  {group:{width}}{e.misses:3d} misses: {e.ser_wrong} SER wrong{share(e.ser_wrong)} | "
+                     f"{e.llm_misuse} LLM misuse{share(e.llm_misuse)} | {e.unknown} not comparable{right}")
+    return lines
+
+
+def _judge_lines(report: Report) -> list[str]:
+    if report.judged_metrics is None:
+        return []
+    cells = "  ".join(f"{m} {report.judged_metrics[m]['overall'].mean:.1f}" for m in report.modes if m in report.judged_metrics)
+    lines = [f"open-ended answers, judge score (mean rating x 20): {cells}"]
+    a = report.agreement
+    if a is not None and a.n:
+        kappa = f"{a.kappa:.2f}" if a.kappa is not None else "undefined"
+        per_mode = ", ".join(f"{m} {v:.0%}" for m, v in a.per_mode.items())
+        lines.append(f"judge (rating >= 3) vs letter agree on {a.agreement:.0%} of {a.n} (Cohen's kappa {kappa}; {per_mode}); "
+                     f"both right {a.both_right}, both wrong {a.both_wrong}, letter only {a.mc_only}, judge only {a.judge_only}")
+    elif a is not None:
+        lines.append("judge vs letter: no sample was readable both ways")
+    return lines
 
 
 def plot(report: Report, path: str | Path) -> Path:
@@ -77,6 +141,8 @@ def plot(report: Report, path: str | Path) -> Path:
         err = np.array([[c.mean - c.ci95[0], c.ci95[1] - c.mean] if c else [0, 0] for c in cells]).T
         ax.bar(np.arange(len(groups)) + (k - (len(report.modes) - 1) / 2) * width, means, width, yerr=err,
                capsize=3, label=mode)
+    if report.chance is not None:
+        ax.axhline(report.chance, color="0.3", linestyle="--", linewidth=1, label=f"chance {report.chance:.0f}%")
     ax.set_xticks(range(len(groups)), [g.replace("_", "\n") for g in groups])
     ax.set_ylim(0, 100)
     ax.set_ylabel("accuracy %" if report.scorer == "choice" else "judge score (0-100)")
@@ -90,10 +156,18 @@ def plot(report: Report, path: str | Path) -> Path:
 
 
 def write_report(report: Report, out: str | Path) -> dict[str, Path]:
+    """report.json, scores.png and summary.txt in `out`; an OutputError (saying what to do) if they cannot be written."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     paths = {"log": out / "report.json", "chart": out / "scores.png", "summary": out / "summary.txt"}
-    paths["log"].write_text(report.model_dump_json(indent=2), encoding="utf-8")
-    plot(report, paths["chart"])
-    paths["summary"].write_text(summary(report) + "\n", encoding="utf-8")
+    current = out
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        current = paths["log"]
+        paths["log"].write_text(report.model_dump_json(indent=2), encoding="utf-8")
+        current = paths["chart"]
+        plot(report, paths["chart"])
+        current = paths["summary"]
+        paths["summary"].write_text(summary(report) + "\n", encoding="utf-8")
+    except OSError as e:
+        raise output_error(e, current, "the report") from None
     return paths

@@ -12,7 +12,7 @@ from langchain_core.messages import HumanMessage
 from agents import chat_model
 from agents.pipeline import invoke
 
-from evals.cpbench.cache import CallCache
+from evals.cpbench.cache import CachedChatModel, CallCache
 from evals.cpbench.dataset import LETTERS, Sample
 from evals.cpbench.solvers import model_identity
 
@@ -56,9 +56,11 @@ class Score:
 
 
 class Scorer(Protocol):
+    """Scores one answer. `choice`: the letter a chooser already picked (multiple choice), else None."""
+
     name: str
 
-    def __call__(self, sample: Sample, question: str, answer: str) -> Score: ...
+    def __call__(self, sample: Sample, question: str, answer: str, *, choice: str | None = None) -> Score: ...
 
 
 def parse_rating(text: str) -> int | None:
@@ -77,18 +79,18 @@ class JudgeScorer:
 
     def __init__(self, judge: Any, *, temperature: float | None = 0.0, cache: CallCache | None = None,
                  judge_id: str | None = None, template: str = JUDGE_PROMPT) -> None:
-        self.model = chat_model(judge, temperature=temperature)
         self.judge_id = judge_id or model_identity(judge)
         self.temperature, self.template = temperature, template
         self.cache = cache or CallCache(None)
+        self.model = CachedChatModel(model=chat_model(judge, temperature=temperature), model_id=self.judge_id,
+                                     model_temperature=temperature, store=self.cache)
 
     def prompt(self, sample: Sample, answer: str) -> str:
         return self.template.format(reference=sample.reference, answer=answer, question=sample.question)
 
-    def __call__(self, sample: Sample, question: str, answer: str) -> Score:
+    def __call__(self, sample: Sample, question: str, answer: str, *, choice: str | None = None) -> Score:
         text = self.prompt(sample, answer)
-        output = self.cache.get_or_call(self.judge_id, self.temperature, "", text,
-                                        lambda: invoke(self.model, [HumanMessage(text)]))
+        output = invoke(self.model, [HumanMessage(text)])
         rating = parse_rating(output)
         return Score(value=20.0 * (rating or 0), parsed=rating is not None, raw=rating, judge_output=output)
 
@@ -111,12 +113,15 @@ def parse_choice(answer: str, choices: list[str]) -> str | None:
 
 
 class ChoiceScorer:
-    """Exact choice for the multiple-choice form: 100 when the picked letter is the correct one, else 0."""
+    """Exact choice for the multiple-choice form: 100 when the picked letter is the correct one, else 0.
+    The letter is the one a chooser picked (`choice`: constrained decoding, log-probs), else parsed from
+    the free answer."""
 
     name = "choice"
 
-    def __call__(self, sample: Sample, question: str, answer: str) -> Score:
+    def __call__(self, sample: Sample, question: str, answer: str, *, choice: str | None = None) -> Score:
         if not sample.choices:
             raise ValueError(f"sample {sample.id} has no choices; score it with the judge")
-        letter = parse_choice(answer, sample.choices)
+        letters = LETTERS[: len(sample.choices)]
+        letter = choice.strip().upper() if choice and choice.strip().upper() in letters else parse_choice(answer, sample.choices)
         return Score(value=100.0 if letter == sample.correct_choice else 0.0, parsed=letter is not None, raw=letter)

@@ -1,7 +1,9 @@
 """Run a backend over the clips of a split and score it, with the classical baseline beside it.
 
 Utterance-level protocol, as the corpora intend it: each clip is one input to the model (cut to
-the model's longest input if needed), with no voice-activity trimming.
+the model's longest input if needed), with no voice-activity trimming. Each clip is brought to one
+speech level first, as the analyzer does (ser_tool.level.model_inputs), unless the backend
+normalises its own input.
 """
 
 from __future__ import annotations
@@ -10,19 +12,21 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ser_tool.audio import SAMPLE_RATE, load_audio
 from ser_tool.backends import Backend
+from ser_tool.data import SPLITS, Clip, read_corpus, split_by_speaker, vad_target
 from ser_tool.errors import AudioError, ConfigError
 from ser_tool.labels import DIMENSIONS, EMOTIONS
-from ser_tool.train.data import SPLITS, Clip, read_corpus, split_by_speaker
-from ser_tool.train.targets import vad_target
+from ser_tool.level import input_level_db, model_inputs
 
 from evals.ser.metrics import FOUR_CLASS, ccc, classification_metrics, restrict
 
 Progress = Callable[[int], None]
+ProgressFactory = Callable[[int | None, str], Any]  # (total, description) -> a bar with update(n) and close()
 
 
 @dataclass
@@ -48,7 +52,9 @@ def select_clips(corpus_dirs: Sequence[str | Path], split: str, limit: int | Non
     return chosen, dropped
 
 
-def predict_clips(backend: Backend, clips: Sequence[Clip], batch_size: int = 16, progress: Progress | None = None) -> Predictions:
+def predict_clips(backend: Backend, clips: Sequence[Clip], batch_size: int = 16, progress: Progress | None = None,
+                  normalise_loudness: bool = True) -> Predictions:
+    """normalise_loudness: bring each clip to the backend's speech level first, as the analyzer does."""
     max_len = int(backend.max_input_seconds * SAMPLE_RATE) if backend.max_input_seconds else None
     kept, probs, dims, failed = [], [], [], []
     for i in range(0, len(clips), batch_size):
@@ -62,7 +68,7 @@ def predict_clips(backend: Backend, clips: Sequence[Clip], batch_size: int = 16,
             batch.append(clip)
             waves.append(wave[:max_len] if max_len else wave)
         if waves:
-            pred = backend.predict(waves)
+            pred = backend.predict(model_inputs(backend, waves, normalise_loudness))
             probs.append(pred.probabilities)
             if pred.dimensions is not None:
                 dims.append(pred.dimensions)
@@ -103,9 +109,15 @@ def score(clips: Sequence[Clip], probabilities: np.ndarray, dimensions: np.ndarr
     }
 
 
-def run_baseline(corpus_dirs: Sequence[str | Path], test_clips: Sequence[Clip], progress: Progress | None = None) -> dict:
-    """Fit the classical baseline on the train split of `corpus_dirs` (dev split picks C); score it on `test_clips`."""
-    from evals.ser.baseline import features_for, fit_and_predict
+def run_baseline(corpus_dirs: Sequence[str | Path], test_clips: Sequence[Clip], progress: Progress | None = None, *,
+                 progress_factory: ProgressFactory | None = None, feature_cache: str | Path | None = None,
+                 jobs: int = 1) -> dict:
+    """Fit the classical baseline on the train split of `corpus_dirs` (dev split picks C); score it on `test_clips`.
+
+    feature_cache: a folder that keeps the clips' features between runs (see baseline.FeatureCache); jobs:
+    worker processes for the features not cached yet. progress_factory(total, desc) makes the progress bar
+    (its total: every clip whose features are needed); `progress` alone is called with counts."""
+    from evals.ser.baseline import FeatureCache, features_for, fit_and_predict
 
     test_paths = {c.path for c in test_clips}
     # never fit on a clip being scored (split 'all' scores every clip of the evaluated corpora)
@@ -114,26 +126,43 @@ def run_baseline(corpus_dirs: Sequence[str | Path], test_clips: Sequence[Clip], 
     if not train:
         raise ConfigError("the baseline has no training clips: with --split all, name the corpora to fit it on with --baseline-train")
     label = lambda cs: np.array([EMOTIONS.index(c.label) for c in cs], dtype=int)  # noqa: E731
-    x_train, x_dev, x_test = (features_for(cs, progress) for cs in (train, dev, test_clips))
+    cache = FeatureCache(feature_cache) if feature_cache is not None else None
+    bar = progress_factory(len(train) + len(dev) + len(test_clips), "baseline features") if progress_factory else None
+    update = bar.update if bar is not None else progress
+    try:
+        x_train, x_dev, x_test = (features_for(cs, update, cache=cache, jobs=jobs) for cs in (train, dev, test_clips))
+    finally:
+        if bar is not None:
+            bar.close()
     probs, chosen = fit_and_predict((x_train, label(train)), (x_dev, label(dev)) if dev else None, x_test)
     return {"description": "MFCC+delta, RMS, centroid, ZCR statistics + logistic regression",
             "fitted_on": [str(Path(d).resolve()) for d in corpus_dirs], **chosen,
             "metrics": score(test_clips, probs, None)}
 
 
+def _loudness(backend: Backend, normalise: bool) -> str:
+    level = input_level_db(backend)
+    if not normalise:
+        return "as recorded"
+    return "the backend normalises its own input" if level is None else f"each clip brought to {level:g} dBFS active speech level"
+
+
 def benchmark(backend: Backend, corpus_dirs: Sequence[str | Path], split: str = "test", *, baseline: bool = True,
               baseline_train: Sequence[str | Path] | None = None, limit: int | None = None, batch_size: int = 16,
-              progress_factory=None) -> dict:
+              progress_factory: ProgressFactory | None = None, normalise_loudness: bool = True,
+              feature_cache: str | Path | None = None, jobs: int = 1) -> dict:
     """The full SER benchmark report (a JSON-serialisable dict).
 
     baseline_train: corpora whose train split fits the baseline (default: the evaluated corpora). For a
     cross-corpus test (`split='all'` on a corpus the model never saw), name the model's training corpora.
+    feature_cache, jobs: where the baseline keeps its features between runs (None: not kept), and how many
+    worker processes compute the missing ones. progress_factory(total, desc): a progress bar per phase.
     """
     if split not in (*SPLITS, "all"):
         raise ValueError(f"split must be one of {SPLITS + ('all',)}, got {split!r}")
     clips, dropped = select_clips(corpus_dirs, split, limit)
     bar = progress_factory(len(clips), "model") if progress_factory else None
-    pred = predict_clips(backend, clips, batch_size, bar.update if bar is not None else None)
+    pred = predict_clips(backend, clips, batch_size, bar.update if bar is not None else None, normalise_loudness)
     if bar is not None:
         bar.close()
     report = {
@@ -143,16 +172,15 @@ def benchmark(backend: Backend, corpus_dirs: Sequence[str | Path], split: str = 
         "model_id": backend.model_id,
         "data": [str(Path(d).resolve()) for d in corpus_dirs],
         "split": split,
-        "split_rule": "speaker-independent, per corpus: speakers sorted by id, last 25% test, the 10% before dev (ser_tool.train.data.split_by_speaker)",
+        "split_rule": "speaker-independent, per corpus: speakers sorted by id, last 25% test, the 10% before dev (ser_tool.data.split_by_speaker)",
         "protocol": "utterance-level: one model input per clip; calm counted as neutral; labels without an emotion counterpart dropped",
+        "loudness": _loudness(backend, normalise_loudness),
         "labels_dropped": dropped,
         "n_clips": len(pred.clips),
         "failed_clips": pred.failed,
         "metrics": score(pred.clips, pred.probabilities, pred.dimensions),
     }
     if baseline:
-        bar = progress_factory(None, "baseline features") if progress_factory else None
-        report["baseline"] = run_baseline(baseline_train or corpus_dirs, pred.clips, bar.update if bar is not None else None)
-        if bar is not None:
-            bar.close()
+        report["baseline"] = run_baseline(baseline_train or corpus_dirs, pred.clips, progress_factory=progress_factory,
+                                          feature_cache=feature_cache, jobs=jobs)
     return report

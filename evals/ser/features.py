@@ -17,7 +17,7 @@ import numpy as np
 from ser_tool.audio import load_audio
 from ser_tool.errors import AudioError
 from ser_tool.representations import FeatureCache, Features, load_representation
-from ser_tool.train.data import Clip, read_corpus
+from ser_tool.data import Clip, read_corpus
 
 DEFAULT_CACHE = Path.home() / ".cache" / "ser-tool" / "features"
 

@@ -30,7 +30,7 @@ import numpy as np
 from ser_tool.errors import ConfigError
 from ser_tool.labels import EMOTIONS
 from ser_tool.representations import FeatureCache, Features, load_representation
-from ser_tool.train.data import Clip, read_corpus, split_by_speaker
+from ser_tool.data import Clip, read_corpus, split_by_speaker
 from ser_tool.train.voice import ClipFeatures, VoiceTrainConfig, expected_calibration_error, predict_frames, train_voice_head
 
 from evals.ser.metrics import classification_metrics

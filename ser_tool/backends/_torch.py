@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ser_tool.errors import BackendError, ConfigError, InvalidAudioError, SERError
+from ser_tool.errors import BackendError, ConfigError, Hint, InvalidAudioError, SERError
 
 __all__ = [
     "as_waveform_batch",
@@ -21,6 +21,7 @@ __all__ = [
     "forward_errors",
     "load_kwargs",
     "resolve_device",
+    "torch_threads",
     "transformers_major",
 ]
 
@@ -45,14 +46,15 @@ def resolve_device(device: str | None) -> torch.device:
         mps = getattr(torch.backends, "mps", None)
         if mps is None or not mps.is_available():
             raise ConfigError(
-                "device 'mps' was requested but this PyTorch build has no Apple GPU support; use --device cpu"
+                "device 'mps' was requested but this PyTorch build has no Apple GPU support; run on the CPU",
+                setting="device", value="cpu",
             )
         return torch.device("mps")
     if not torch.cuda.is_available():
         raise ConfigError(
             f"device {device!r} was requested but PyTorch sees no CUDA GPU (torch {torch.__version__}, "
-            f"CUDA build: {torch.version.cuda or 'none'}); use --device cpu, or install a CUDA build of torch "
-            "that matches your driver"
+            f"CUDA build: {torch.version.cuda or 'none'}); install a CUDA build of torch that matches your driver, "
+            "or run on the CPU", setting="device", value="cpu",
         )
     index = match.group(2)
     if index is not None and int(index) >= torch.cuda.device_count():
@@ -76,13 +78,14 @@ def forward_errors(what: str) -> Iterator[None]:
         raise
     except torch.cuda.OutOfMemoryError as e:
         raise BackendError(
-            f"{what} ran out of GPU memory; analyse shorter audio or fewer windows at once, or use --device cpu"
+            f"{what} ran out of GPU memory; analyse shorter audio or fewer windows at once, or run on the CPU",
+            hints=(Hint("batch_size"), Hint("device", "cpu")),
         ) from e
     except Exception as e:  # noqa: BLE001 - every library failure becomes one error type, cause kept
         raise BackendError(
             f"{what} failed while running ({type(e).__name__}: {e}); the checkpoint may not match this "
-            "backend's input format, or the input is unusual. Re-run with another --backend/--model, and "
-            "report it if it persists"
+            "backend's input format, or the input is unusual. Try another backend or model, and report it if "
+            "it persists", hints=(Hint("backend"), Hint("model")),
         ) from e
 
 
@@ -180,9 +183,22 @@ def as_waveform_batch(
     return batch
 
 
-def set_threads(n: int) -> None:
-    """Set torch's intra-op CPU threads for the process (a ConfigError for n < 1)."""
-    if n < 1:
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with `n` torch intra-op CPU threads, then restore the count it had (None: leave it).
+
+    Backends run each forward pass inside this, so a thread count belongs to the backend that was
+    asked for it, not to the process: loading or running one model never changes the threads of
+    another model or of the host program. Setting the count costs well under a microsecond.
+    """
+    if n is not None and n < 1:
         raise ConfigError(f"threads must be at least 1, got {n}")
-    if torch.get_num_threads() != n:
-        torch.set_num_threads(n)
+    before = torch.get_num_threads()
+    if n is None or n == before:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

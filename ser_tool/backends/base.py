@@ -13,8 +13,32 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from ser_tool.errors import BackendError, ModelNotAvailableError
+from ser_tool.errors import BackendError, ConfigError, ModelNotAvailableError
 from ser_tool.labels import EMOTIONS, label_index_map
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """How to load a backend: the one declaration of backend parameters.
+
+    `load_backend(spec)` hands it to the chosen backend's loader, which reads the fields it uses;
+    an Analyzer keeps it to load lazily, on first use.
+    """
+
+    name: str = "embedded"  # "embedded" | "meralion" | "hf" | "voice"
+    model: str | None = None  # hub id or local directory (meralion, hf); a `ser train` folder (embedded)
+    device: str = "cpu"  # cpu, cuda, cuda:N, mps or auto
+    offline: bool = False  # never contact the hub: local files and the cache only
+    label_map: Mapping[str, str | None] | None = None  # hf: extra model-label -> emotion (None drops the label)
+    trust_remote_code: bool = False  # hf: allow the checkpoint's own Python code to run
+    # torch CPU threads while this backend runs a forward pass; the previous count is restored after
+    # each one, so the setting never leaks into other backends or the host program. None = the
+    # backend's default: 1 for the embedded and voice models, the caller's count for the others.
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads must be at least 1, got {self.threads}")
 
 
 @dataclass(frozen=True)
@@ -45,6 +69,12 @@ class Backend(Protocol):
     emotions_supported: tuple[str, ...]  # subset of EMOTIONS the model can put probability on
     has_dimensions: bool
     max_input_seconds: float | None  # longest waveform the model takes in one piece (None: no limit)
+    # True when the model scales each input itself so that its volume does not matter (e.g. wav2vec2's
+    # zero-mean unit-variance input). False: the analyzer first brings every input to `input_level_db`,
+    # the active speech level (dBFS) the model reads best (ser_tool.level.model_inputs). A backend
+    # without these attributes is normalised to ser_tool.level.TARGET_DB.
+    normalises_input: bool
+    input_level_db: float
 
     def predict(self, waveforms: Sequence[np.ndarray]) -> Prediction: ...
 
@@ -67,7 +97,7 @@ class LabelProjection:
         if all(t is None for t in targets):
             raise ModelNotAvailableError(
                 f"none of the model's labels {list(labels)} map onto the emotions {list(EMOTIONS)}; "
-                "pass a label map (e.g. --label-map 'joy=happy,rage=angry') to say which label is which"
+                "give a label map such as 'joy=happy,rage=angry' to say which label is which", setting="label_map"
             )
         return cls(tuple(labels), targets)
 

@@ -28,11 +28,13 @@ from ser_tool.backends._torch import (
     forward_errors,
     load_kwargs,
     resolve_device,
+    torch_threads,
     transformers_major,
 )
-from ser_tool.backends.base import Backend, LabelProjection, Prediction, softmax
+from ser_tool.backends.base import Backend, BackendSpec, LabelProjection, Prediction, softmax
 from ser_tool.backends.hf import TransformersBackend, config_labels, looks_like_path
-from ser_tool.errors import BackendError, ModelNotAvailableError, SERError
+from ser_tool.errors import BackendError, Hint, ModelNotAvailableError, SERError
+from ser_tool.hub import hub_offline_reason, in_hub_cache, not_cached_error
 from ser_tool.labels import DIMENSIONS, EMOTIONS
 
 __all__ = ["DEFAULT_MODEL", "MeralionBackend", "WHISPER_CONFIGS", "load_meralion", "write_whisper_config"]
@@ -88,9 +90,10 @@ class MeralionBackend(TransformersBackend):
     has_dimensions = True
 
     def __init__(
-        self, model_id: str, feature_extractor: Any, model: Any, projection: LabelProjection, device: torch.device
+        self, model_id: str, feature_extractor: Any, model: Any, projection: LabelProjection, device: torch.device,
+        threads: int | None = None,
     ):
-        super().__init__(model_id, feature_extractor, model, projection, device)
+        super().__init__(model_id, feature_extractor, model, projection, device, threads)
         self.max_input_seconds: float | None = float(getattr(feature_extractor, "chunk_length", None) or WINDOW_SECONDS)
 
     def predict(self, waveforms: Sequence[np.ndarray]) -> Prediction:
@@ -100,7 +103,7 @@ class MeralionBackend(TransformersBackend):
         )
         if not batch:
             return Prediction(np.zeros((0, len(EMOTIONS))), np.zeros((0, len(DIMENSIONS))), None)
-        with forward_errors(what), torch.inference_mode():
+        with torch_threads(self.threads), forward_errors(what), torch.inference_mode():
             # Every input is padded (or cut) to 30 s; the mask tells the pooling which frames are real.
             features = self.feature_extractor(
                 batch, sampling_rate=self.sample_rate, return_attention_mask=True, return_tensors="pt"
@@ -113,7 +116,8 @@ class MeralionBackend(TransformersBackend):
             if not hasattr(output, "keys") or "logits" not in output.keys() or "dims" not in output.keys():
                 raise BackendError(
                     f"{what} returned {type(output).__name__} without 'logits' and 'dims'; it is not a "
-                    "MERaLiON-SER-v1 checkpoint. Use '--backend hf' for plain audio classifiers"
+                    "MERaLiON-SER-v1 checkpoint. Use the 'hf' backend for plain audio classifiers",
+                    setting="backend", value="hf",
                 )
             logits = output["logits"].detach().float().cpu().numpy().astype(np.float64)
             dims = output["dims"].detach().float().cpu().numpy().astype(np.float64)
@@ -126,24 +130,31 @@ class MeralionBackend(TransformersBackend):
         return Prediction(probabilities=probabilities, dimensions=dims, unmapped=unmapped)
 
 
-def load_meralion(model: str | None = None, *, device: str = "cpu", offline: bool = False) -> Backend:
-    """Load MERaLiON-SER-v1 from the hub (`model` None: the default id) or from a local directory.
+def load_meralion(spec: BackendSpec) -> Backend:
+    """Load MERaLiON-SER-v1 from the hub (spec.model None: the default id) or from a local directory.
 
     The release ships its own Python code, so this backend always loads with
-    trust_remote_code=True: choosing the backend is choosing to run that code. offline: never
+    trust_remote_code=True: choosing the backend is choosing to run that code. spec.offline: never
     contact the hub (local directory or the local Hugging Face cache only).
     """
     from transformers import AutoConfig, AutoModelForAudioClassification
 
-    repo = model or DEFAULT_MODEL
-    torch_device = resolve_device(device)
+    offline = spec.offline
+    repo = spec.model or DEFAULT_MODEL
+    torch_device = resolve_device(spec.device)
     local = os.path.isdir(os.path.expanduser(repo))
     if looks_like_path(repo) and not local:
         raise ModelNotAvailableError(
             f"MERaLiON model directory {repo!r} does not exist; pass the directory you downloaded with "
-            f"`hf download {DEFAULT_MODEL} --local-dir DIR`, or leave --model out to use the hub id {DEFAULT_MODEL}"
+            f"`hf download {DEFAULT_MODEL} --local-dir DIR`, or leave the model unset to use the hub id {DEFAULT_MODEL}",
+            setting="model",
         )
     source = os.path.expanduser(repo) if local else repo
+    # a hub id the hub must not or cannot serve now: the local cache only (at once, no minute of retries)
+    reason = None if local else hub_offline_reason(offline)
+    offline = offline or reason is not None
+    if reason is not None and not in_hub_cache(repo):
+        raise _not_available(repo, reason, local, not_cached_error(repo))
     try:
         config = AutoConfig.from_pretrained(source, trust_remote_code=True, local_files_only=offline)
         feature_extractor = _load_feature_extractor(source, offline)
@@ -162,12 +173,12 @@ def load_meralion(model: str | None = None, *, device: str = "cpu", offline: boo
     except SERError:
         raise
     except Exception as e:  # noqa: BLE001 - from_pretrained raises OSError/ValueError/ImportError/...
-        raise _not_available(repo, offline, local, e) from e
+        raise _not_available(repo, reason or offline, local, e) from e
     labels = config_labels(net.config, repo)
     projection = LabelProjection.from_labels(labels)
     net.eval()
     net.to(torch_device)
-    return MeralionBackend(repo, feature_extractor, net, projection, torch_device)
+    return MeralionBackend(repo, feature_extractor, net, projection, torch_device, spec.threads)
 
 
 def _point_whisper_name_at_local_config(config: Any, directory: str) -> str | None:
@@ -193,9 +204,12 @@ def _load_feature_extractor(source: str, offline: bool) -> Any:
         return getattr(processor, "feature_extractor", processor)
 
 
-def _not_available(repo: str, offline: bool, local: bool, error: Exception) -> ModelNotAvailableError:
+def _not_available(repo: str, offline: bool | str, local: bool, error: Exception) -> ModelNotAvailableError:
+    """offline: False (the hub was asked), True (offline mode), or why the hub was not asked."""
+    reason = offline if isinstance(offline, str) else ("offline mode is on" if offline else None)
     first_line = (str(error).strip().splitlines() or [repr(error)])[0]
-    mode = "offline" if offline else "online"
+    mode = "offline" if reason else "online"
+    hints: tuple[Hint, ...] = ()
     if local:
         fix = (
             f"check that {repo} holds the whole release: config.json, the configuration_*/modeling_*.py files, "
@@ -205,11 +219,12 @@ def _not_available(repo: str, offline: bool, local: bool, error: Exception) -> M
     else:
         fix = (
             f"MERaLiON-SER-v1 is a gated model: accept its licence at {MODEL_PAGE}, set HF_TOKEN to a token of "
-            f"that account, and download it once (`hf download {repo}`, about 800 MB); or pass a local "
-            "directory with --model. Set SER_OFFLINE=1 to never contact the hub"
+            f"that account, and download it once (`hf download {repo}`, about 800 MB); or give a local "
+            "directory as the model. Turn offline mode on to never contact the hub"
         )
-        if offline:
-            fix = f"offline mode is on and {repo} is not in the local Hugging Face cache. " + fix
+        hints = (Hint("model"), Hint("offline", True))
+        if reason:
+            fix = f"{reason[0].upper()}{reason[1:]} and {repo} is not in the local Hugging Face cache. " + fix
     return ModelNotAvailableError(
-        f"could not load the MERaLiON model {repo!r} ({mode}; {type(error).__name__}: {first_line}). {fix}"
+        f"could not load the MERaLiON model {repo!r} ({mode}; {type(error).__name__}: {first_line}). {fix}", hints=hints
     )

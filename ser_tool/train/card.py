@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ser_tool.data import VAD_ANCHORS
 from ser_tool.labels import EMOTIONS
-from ser_tool.train.targets import VAD_ANCHORS
 
 LICENCE_NOTE = (
     "The weights are derived from the training corpora and inherit their terms. For the corpora in "

@@ -23,10 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from ser_tool.audio import SAMPLE_RATE, load_audio
+from ser_tool.data import Clip, read_corpus, split_by_speaker, vad_target
 from ser_tool.errors import AudioError, ConfigError
 from ser_tool.labels import EMOTIONS
-from ser_tool.train.data import Clip, read_corpus, split_by_speaker
-from ser_tool.train.targets import vad_target
 
 Log = Callable[[str], None]
 
@@ -162,7 +161,7 @@ def train(corpus_dirs: Sequence[str | Path], out_dir: str | Path, cfg: TrainConf
     import torch
 
     from ser_tool.train.loss import HybridLoss, class_weights
-    from ser_tool.train.model import CompactSER, ModelConfig, save_model
+    from ser_tool.backends.compact import CompactSER, ModelConfig, save_model
 
     cfg = cfg or TrainConfig()
     started = time.time()

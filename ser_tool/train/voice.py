@@ -225,7 +225,7 @@ class ClipFeatures:
         return np.concatenate([self.one(path, n)[1] for n in names])
 
     def frame_set(self, clips, names: Sequence[str]) -> FrameSet:
-        from ser_tool.train.targets import vad_target
+        from ser_tool.data import vad_target
 
         return FrameSet(
             [self.frames(c.path, names) for c in clips],
@@ -243,14 +243,14 @@ def train_voice(corpus_dirs: Sequence, out_dir, backbone: str, cache_dir, cfg: V
     from pathlib import Path
 
     from ser_tool.backends.voice_model import save_voice_head
+    from ser_tool.data import read_corpus, split_by_speaker
     from ser_tool.errors import ConfigError
     from ser_tool.representations import REPRESENTATIONS, FeatureCache, load_representation
-    from ser_tool.train.data import read_corpus, split_by_speaker
 
     names = [n.strip() for n in backbone.split("+") if n.strip()]
     unknown = [n for n in names if n not in REPRESENTATIONS]
     if not names or unknown:
-        raise ConfigError(f"--backbone {backbone!r}: use one or more of {', '.join(REPRESENTATIONS)} joined by '+'")
+        raise ConfigError(f"unknown backbone {backbone!r}: use one or more of {', '.join(REPRESENTATIONS)} joined by '+'")
     clips = [c for d in corpus_dirs for c in read_corpus(d).clips]
     split = split_by_speaker(clips)
     if not split["dev"]:

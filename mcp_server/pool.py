@@ -1,4 +1,4 @@
-"""The analysers behind the tools: each backend loaded once (lazily or in the background) and shared
+"""The model pool behind the tools: each backend loaded once (lazily or in the background) and shared
 by every call; a call's own options (window, hop, VAD) cost a throwaway Analyzer, not a reload.
 
 Everything here blocks: the server calls it from worker threads, never on the event loop.
@@ -8,20 +8,58 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import queue
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+import weakref
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future
+from contextlib import contextmanager
 
-from ser_tool import AnalysisOptions, Analyzer, BackendSpec, ConfigError, SegmentationOptions, SERError
+from ser_tool import AnalysisCancelled, AnalysisOptions, Analyzer, BackendSpec, ConfigError, SegmentationOptions, SERError
 
 log = logging.getLogger("mcp_server")
 
 
-class _SerialBackend:
-    """A loaded backend shared by all calls; its forward passes run on the engine's inference thread."""
+class ModelThread:
+    """One long-lived daemon thread that runs model work (loading, forward passes) in submission order.
 
-    def __init__(self, backend, inference: ThreadPoolExecutor) -> None:
+    What ThreadPoolExecutor(max_workers=1) gave, except that the interpreter does not wait for this thread at
+    exit: a server whose client has gone (end of input on stdio) ends at once, even while the model is still
+    loading in the background, where the executor's thread held the exit until the load was done (~10 s). The
+    thread ends when this object is garbage-collected."""
+
+    def __init__(self, name: str = "ser-inference") -> None:
+        jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._jobs = jobs
+        self._thread = threading.Thread(target=_serve_jobs, args=(jobs,), name=name, daemon=True)
+        self._thread.start()
+        weakref.finalize(self, jobs.put, None)  # no reference to self: the thread stops when nobody can submit
+
+    def submit(self, fn, *args, **kwargs) -> Future:
+        future: Future = Future()
+        self._jobs.put((future, fn, args, kwargs))
+        return future
+
+
+def _serve_jobs(jobs: queue.SimpleQueue) -> None:
+    while (job := jobs.get()) is not None:
+        future, fn, args, kwargs = job
+        if not future.set_running_or_notify_cancel():
+            continue
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as e:  # noqa: BLE001 - handed to the waiting caller, as an executor does
+            future.set_exception(e)
+        else:
+            future.set_result(result)
+        del job, future, fn, args, kwargs  # do not keep the last job's objects alive while idle
+
+
+class _SerialBackend:
+    """A loaded backend shared by all calls; its forward passes run on the pool's inference thread."""
+
+    def __init__(self, backend, inference: ModelThread) -> None:
         self._backend = backend
         self._inference = inference
 
@@ -33,9 +71,9 @@ class _SerialBackend:
 
 
 class _SerialASR:
-    """A speech recogniser whose passes run on the engine's inference thread."""
+    """A speech recogniser whose passes run on the pool's inference thread."""
 
-    def __init__(self, asr, inference: ThreadPoolExecutor) -> None:
+    def __init__(self, asr, inference: ModelThread) -> None:
         self._asr = asr
         self._inference = inference
         self.model_id = asr.model_id
@@ -44,7 +82,7 @@ class _SerialASR:
         return self._inference.submit(self._asr.transcribe, audio).result()
 
 
-class Engine:
+class ModelPool:
     """Backends by name (the first is the default), each loaded on first use and then reused.
 
     All model work (loading and every forward pass) runs on one long-lived thread, one pass at a time;
@@ -64,11 +102,10 @@ class Engine:
             raise ConfigError(f"max_concurrent must be at least 1, got {max_concurrent}")
         self.options = options or AnalysisOptions()
         self.names: tuple[str, ...] = tuple(backends)
-        self.max_concurrent = max_concurrent
         # Each analysis in flight holds decoder buffers and windows in memory; forward passes are
         # serialised anyway, so more than a few at once would add memory, not speed.
         self._slots = threading.BoundedSemaphore(max_concurrent)
-        self._inference = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ser-inference")
+        self._inference = ModelThread("ser-inference")
         # An Analyzer given a BackendSpec loads it on first access: we use that to load.
         self._loaders = {name: Analyzer(b, self.options) for name, b in backends.items()}
         self._shared: dict[str, _SerialBackend] = {}
@@ -110,19 +147,37 @@ class Engine:
         options = self.options if seg == self.options.segmentation else dataclasses.replace(self.options, segmentation=seg)
         return Analyzer(self.backend(name), options)
 
-    def analyze(self, analyzer: Analyzer, audio, **kwargs):
-        """analyzer.analyze(audio, **kwargs), at most `max_concurrent` at a time (blocks)."""
-        with self._slots:
-            return analyzer.analyze(audio, **kwargs)
+    def analyze(self, analyzer: Analyzer, audio, *, cancel: threading.Event | None = None,
+                time_limit: float | None = None, **kwargs):
+        """analyzer.analyze(audio, cancel=cancel, **kwargs), at most `max_concurrent` at a time (blocks).
 
-    def transcribe(self, analyzer: Analyzer, asr, audio, **kwargs):
+        Setting `cancel` stops the call within one batch, or while it waits for its turn, with
+        AnalysisCancelled; its slot is freed at once. `time_limit` replaces the analyzer's (seconds).
+        """
+        if time_limit is not None:
+            analyzer = Analyzer(analyzer.backend, dataclasses.replace(analyzer.options, time_limit=time_limit))
+        with self._slot(cancel):
+            return analyzer.analyze(audio, cancel=cancel, **kwargs)
+
+    def transcribe(self, analyzer: Analyzer, asr, audio, *, cancel: threading.Event | None = None, **kwargs):
         """transcribe_with_emotion(audio, ...), in a slot like `analyze`; the recogniser's passes run on
         the inference thread too, one at a time with the emotion model's (blocks)."""
         from ser_tool import transcribe_with_emotion
 
         serial_asr = _SerialASR(asr, self._inference)
-        with self._slots:
-            return transcribe_with_emotion(audio, analyzer=analyzer, asr=serial_asr, **kwargs)
+        with self._slot(cancel):
+            return transcribe_with_emotion(audio, analyzer=analyzer, asr=serial_asr, cancel=cancel, **kwargs)
+
+    @contextmanager
+    def _slot(self, cancel: threading.Event | None) -> Iterator[None]:
+        """One of the `max_concurrent` analysis slots; waiting for it stops when `cancel` is set."""
+        while not self._slots.acquire(timeout=0.05):
+            if cancel is not None and cancel.is_set():
+                raise AnalysisCancelled("the call was cancelled while it waited for its turn")
+        try:
+            yield
+        finally:
+            self._slots.release()
 
     def segmentation(self, *, window: float | None, hop: float | None, vad: str | None) -> SegmentationOptions:
         """The configured segmentation with a call's overrides (a new window without a hop means no overlap)."""

@@ -1,4 +1,4 @@
-"""The compact emotion model that ships in the package: a scaled-down MERaLiON-style design.
+"""CompactSER: the architecture of the embedded model, its config and its safetensors load/save.
 
 waveform (B, N) 16 kHz
   -> log-mel (25 ms / 10 ms, 64 bands 20-7600 Hz), per-utterance mean removed per band
@@ -6,19 +6,24 @@ waveform (B, N) 16 kHz
   -> multi-layer feature aggregation -> attentive statistics pooling
   -> 128-d shared embedding -> 7 emotion logits  and  3 sigmoid outputs (valence, arousal, dominance)
 
-Everything, the mel filterbank included, is a torch module, so inference needs only torch and the
-safetensors file. BatchNorm (not GroupNorm as in MERaLiON) is fine here: inference runs in eval mode.
+A scaled-down MERaLiON-style design. Everything, the mel filterbank included, is a torch module and
+the filterbank is saved with the weights, so inference needs only torch, numpy and the safetensors
+file (no transformers). BatchNorm (not GroupNorm as in MERaLiON) is fine here: inference runs in eval
+mode. The embedded backend runs it; `ser train` (ser_tool.train) trains it.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from ser_tool.labels import EMOTIONS
+
+__all__ = ["CONFIG_FILE", "MIN_SAMPLES", "WEIGHTS_FILE", "CompactSER", "ModelConfig", "load_model", "mel_filterbank", "save_model"]
 
 
 @dataclass(frozen=True)
@@ -51,18 +56,45 @@ class ModelConfig:
         return cls(**known)
 
 
+def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale (Auditory Toolbox; librosa's default): linear below 1 kHz, logarithmic above."""
+    hz = np.asarray(hz, dtype=np.float64)
+    return np.where(hz >= 1000.0, 15.0 + np.log(np.maximum(hz, 1e-12) / 1000.0) * (27.0 / np.log(6.4)), 3.0 * hz / 200.0)
+
+
+def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    mel = np.asarray(mel, dtype=np.float64)
+    return np.where(mel >= 15.0, 1000.0 * np.exp((np.log(6.4) / 27.0) * (mel - 15.0)), 200.0 * mel / 3.0)
+
+
+def mel_filterbank(n_fft: int, n_mels: int, f_min: float, f_max: float, sample_rate: int) -> np.ndarray:
+    """Triangular mel filters on Slaney's scale with Slaney area normalisation: (n_mels, n_fft // 2 + 1).
+
+    The same filters as librosa.filters.mel(norm="slaney") and transformers' mel_filter_bank(norm="slaney",
+    mel_scale="slaney"), computed in float64 like them, so the float32 result matches the filterbank
+    saved in the shipped weights bit for bit.
+    """
+    if not 0 <= f_min < f_max <= sample_rate / 2:
+        raise ValueError(f"mel band edges must satisfy 0 <= f_min < f_max <= sample_rate / 2, got {f_min}..{f_max} Hz at {sample_rate} Hz")
+    edges = _mel_to_hz(np.linspace(_hz_to_mel(f_min), _hz_to_mel(f_max), n_mels + 2))  # (n_mels + 2,) Hz
+    bins = np.linspace(0, sample_rate // 2, n_fft // 2 + 1)  # FFT bin frequencies, Hz
+    slopes = edges[None, :] - bins[:, None]  # (bins, n_mels + 2)
+    width = np.diff(edges)
+    down = -slopes[:, :-2] / width[:-1]
+    up = slopes[:, 2:] / width[1:]
+    filters = np.maximum(0.0, np.minimum(down, up))  # (bins, n_mels)
+    filters *= (2.0 / (edges[2:] - edges[:-2]))[None, :]  # equal area per band (Slaney)
+    return filters.T
+
+
 class LogMel(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        from transformers.audio_utils import mel_filter_bank
-
         self.n_fft, self.win, self.hop = cfg.n_fft, cfg.win_length, cfg.hop_length
         self.register_buffer("window", torch.hann_window(cfg.win_length), persistent=False)
-        fb = mel_filter_bank(
-            num_frequency_bins=cfg.n_fft // 2 + 1, num_mel_filters=cfg.n_mels, min_frequency=cfg.f_min,
-            max_frequency=cfg.f_max, sampling_rate=cfg.sample_rate, norm="slaney", mel_scale="slaney",
-        )
-        self.register_buffer("filterbank", torch.tensor(fb.T, dtype=torch.float32))  # (n_mels, n_fft//2+1)
+        # Persistent: saved with the weights, so a trained model keeps its own filters whatever builds them here.
+        fb = mel_filterbank(cfg.n_fft, cfg.n_mels, cfg.f_min, cfg.f_max, cfg.sample_rate)
+        self.register_buffer("filterbank", torch.tensor(fb, dtype=torch.float32))  # (n_mels, n_fft//2+1)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:  # (B, N) -> (B, n_mels, T)
         spec = torch.stft(wave, self.n_fft, self.hop, self.win, self.window, center=True, return_complex=True)
@@ -148,7 +180,6 @@ class CompactSER(nn.Module):
 
 
 MIN_SAMPLES = 400  # one STFT window; shorter input is zero-padded
-
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
