@@ -26,7 +26,7 @@ from ser_tool.segment import MAX_FLOOR_DB, MIN_FLOOR_DB, SegmentationOptions
 
 __all__ = ["BACKENDS", "Settings", "add_model_flags", "flag_words", "parse_label_map"]
 
-BACKENDS = ("embedded", "meralion", "hf")
+BACKENDS = ("embedded", "meralion", "hf", "voice")
 MiB = 2**20
 # Where add_model_flags leaves, in the parsed arguments, the entry point's own defaults and flag names.
 _FLAG_INFO = "_ser_settings_flags"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -156,3 +157,17 @@ def test_merge_reports_joins_systems_of_the_same_fold():
     b = {"systems": ["s2"], "folds": {"x": {"left_out": ["x"], "systems": {"s2": 2}}, "y": {"left_out": ["y"], "systems": {"s2": 3}}}}
     m = merge_reports([a, b])
     assert m["systems"] == ["s1", "s2"] and m["folds"]["x"]["systems"] == {"s1": 1, "s2": 2} and set(m["folds"]) == {"x", "y"}
+
+
+def test_voice_backend_is_a_model_flag_choice(capsys):
+    """`--backend voice` is accepted by every entry point's model flags; without a model it exits with
+    the model-loading code and names the flag to set."""
+    from ser_tool.backends import BACKENDS
+    from ser_tool.cli import EXIT_MODEL, main
+    from ser_tool.settings import BACKENDS as SETTINGS_BACKENDS
+
+    assert "voice" in BACKENDS and "voice" in SETTINGS_BACKENDS
+    sample = Path(__file__).resolve().parents[1] / "ser_tool" / "samples" / "speech_en.ogg"
+    assert main(["analyze", str(sample), "--backend", "voice"]) == EXIT_MODEL
+    err = capsys.readouterr().err
+    assert "needs a model" in err and "--model" in err
