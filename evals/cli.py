@@ -61,6 +61,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-feature-cache", action="store_true", help="compute the baseline's features afresh, keep nothing")
     s.add_argument("--jobs", type=number(int, ge=1, le=256), default=default_jobs(),
                    help=f"worker processes for the baseline's features (default: the CPU count, at most 8; here {default_jobs()})")
+    s.add_argument("--loco", action="store_true",
+                   help="leave-one-corpus-out: for each corpus (group), fit every system on the others and score all its clips "
+                        "(instead of scoring the chosen backend)")
+    s.add_argument("--systems", nargs="+", metavar="SYSTEM",
+                   help="with --loco: mfcc-lr, lr:REP, lr:REP-utt, lr:REP+REP, head:REP[+REP]; REP: resemblyzer, whisper-base, prosody "
+                        "(default: evals.ser.loco.DEFAULT_SYSTEMS)")
+    s.add_argument("--loco-cache", metavar="DIR", help="with --loco: frozen-feature cache folder (default ~/.cache/ser-tool/features)")
+    s.add_argument("--folds", nargs="+", metavar="FOLD", help="with --loco: run only these folds (e.g. emodb_trimmed2s within)")
+    s.add_argument("--epochs", type=number(int, ge=1), help="with --loco: epochs of each head (default: ser_tool.train.voice.VoiceTrainConfig)")
     # whole clips, not windows (--batch-size counts clips): no segmentation or limit flags
     add_model_flags(s, analysis=False, defaults={"batch_size": 16})
     add_cpbench(sub)
@@ -203,6 +212,35 @@ def cpbench_main(args, parser) -> int:
     return 0
 
 
+def loco_main(args) -> int:
+    import dataclasses
+
+    from ser_tool.errors import SERError
+    from ser_tool.train.voice import VoiceTrainConfig
+
+    from evals.output import ensure_writable
+    from evals.ser.loco import DEFAULT_SYSTEMS, run_loco, summary
+
+    ensure_writable(args.out, "the report")  # now, not after hours of folds
+    cfg = VoiceTrainConfig()
+    if args.epochs:
+        cfg = dataclasses.replace(cfg, epochs=args.epochs)
+    try:
+        report = run_loco(args.data, systems=args.systems or DEFAULT_SYSTEMS, cache_dir=args.loco_cache, head_cfg=cfg,
+                          only_folds=args.folds, log=lambda s: print(s, file=sys.stderr, flush=True))
+    except SERError as e:
+        print(f"ser-eval: error: {error_text(e, args)}", file=sys.stderr)
+        return exit_code(e)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    text = summary(report)
+    (out / "summary.txt").write_text(text + "\n")
+    print(text)
+    print(f"\nwrote {out / 'report.json'}, {out / 'summary.txt'}")
+    return 0
+
+
 def _saved(cache_dir: Path | None) -> str:
     """What an interrupted cpbench run kept, and how to resume."""
     if cache_dir is None:
@@ -240,6 +278,9 @@ def _main(argv: Sequence[str] | None = None) -> int:
     if args.command != "ser":
         parser.print_help()
         return 2
+    if args.loco:
+        require_extra("eval", BASELINE_MODULES, command="ser-eval", what="ser-eval ser --loco")
+        return loco_main(args)
     require_extra("eval", EVAL_MODULES + (() if args.no_baseline else BASELINE_MODULES), command="ser-eval",
                   what="ser-eval ser" + ("" if args.no_baseline else " (with its classical baseline; --no-baseline skips it)"))
     from ser_tool import Analyzer, Settings

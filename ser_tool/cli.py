@@ -13,6 +13,7 @@ import math
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from ser_tool.console import error_message, error_text, exit_code, number, quiet_on_closed_stdout
 from ser_tool.describe import report_lines, safe_name, transcript_lines
@@ -71,12 +72,16 @@ def build_parser() -> argparse.ArgumentParser:
                                    "format, keep the best dev checkpoint, and write weights + config + model card to --out.")
     t.add_argument("data", nargs="+", metavar="DATA_DIR", help="corpus folders, each with manifest.csv")
     t.add_argument("--out", default="runs/train", help="model folder to write (default runs/train); use it with --backend embedded --model DIR")
-    t.add_argument("--epochs", type=number(int, ge=1), default=25)
+    t.add_argument("--epochs", type=number(int, ge=1), help="default 25 (compact), 12 (--backbone)")
     t.add_argument("--batch-size", type=number(int, ge=2), default=32)
     t.add_argument("--lr", type=number(float, gt=0), default=2e-3)
     t.add_argument("--corpus-cap", type=number(int, ge=1), default=1000, help="max training clips a corpus contributes per epoch")
     t.add_argument("--seed", type=number(int, ge=0), default=0)
     t.add_argument("--threads", type=number(int, ge=0, le=256), default=0, help="torch CPU threads (0: torch's default)")
+    t.add_argument("--backbone", help="train the voice head on a frozen representation instead of the compact model: "
+                                      "resemblyzer, whisper-base, prosody, or several joined by '+' (needs ser-tool[voice])")
+    t.add_argument("--features-cache", default=str(Path.home() / ".cache" / "ser-tool" / "features"),
+                   help="with --backbone: folder of the frozen-feature cache (default ~/.cache/ser-tool/features)")
 
     from ser_tool.batch.cli import add_parsers as add_batch_parsers
 
@@ -258,6 +263,9 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     from ser_tool.train.card import write_card
     from ser_tool.train.loop import TrainConfig, train
 
+    if args.backbone:
+        return _train_voice(args)
+    args.epochs = 25 if args.epochs is None else args.epochs
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, corpus_cap=args.corpus_cap,
                       seed=args.seed, threads=args.threads)
     summary = train(
@@ -269,6 +277,26 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     best = summary["best"]
     print(f"best epoch {best['epoch']}: dev mean UAR {best['dev_mean_uar']:.3f}; trained in {summary['train_seconds'] / 60:.1f} min")
     print(f"wrote {args.out}/model.safetensors, config.json, training.json, {card.name}")
+    return EXIT_OK
+
+
+def _train_voice(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from ser_tool.train.voice import VoiceTrainConfig, train_voice
+
+    cfg = VoiceTrainConfig(seed=args.seed, batch_size=args.batch_size, lr=args.lr, corpus_cap=args.corpus_cap)
+    if args.epochs is not None:
+        cfg = dataclasses.replace(cfg, epochs=args.epochs)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    summary = train_voice(args.data, args.out, args.backbone, args.features_cache, cfg, log=lambda line: print(line, flush=True))
+    best = summary["best"]
+    print(f"best epoch {best['epoch']}: dev mean UAR {best['dev_mean_uar']:.3f}; temperature {summary['temperature']:.2f}; "
+          "test UAR " + ", ".join(f"{c} {m['uar']:.3f}" for c, m in summary["test"].items()))
+    print(f"wrote {args.out}/model.safetensors, config.json, training.json")
     return EXIT_OK
 
 

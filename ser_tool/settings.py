@@ -26,7 +26,7 @@ from ser_tool.segment import MAX_FLOOR_DB, MIN_FLOOR_DB, SegmentationOptions
 
 __all__ = ["BACKENDS", "Settings", "add_model_flags", "flag_words", "parse_label_map"]
 
-BACKENDS = ("embedded", "meralion", "hf")
+BACKENDS = ("embedded", "meralion", "hf", "voice")
 MiB = 2**20
 # Where add_model_flags leaves, in the parsed arguments, the entry point's own defaults and flag names.
 _FLAG_INFO = "_ser_settings_flags"
@@ -44,14 +44,14 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SER_", extra="ignore")
 
-    backend: Literal["embedded", "meralion", "hf"] = Field("embedded", description="Model family.")
-    model: str | None = Field(None, description="Hub id or local directory of the model (meralion, hf, embedded).")
+    backend: Literal["embedded", "meralion", "hf", "voice"] = Field("embedded", description="Model family.")
+    model: str | None = Field(None, description="Hub id or local directory of the model (meralion, hf, embedded; voice: a `ser train --backbone` folder).")
     device: str = Field("cpu", description="cpu, cuda, cuda:N or auto.")
     offline: bool = Field(False, description="Never contact the Hugging Face hub; use local files and the cache only.")
     label_map: str | None = Field(None, description="Extra model-label=emotion pairs for the hf backend, e.g. 'joy=happy,other='.")
     trust_remote_code: bool = Field(False, description="Allow an hf checkpoint's own Python code to run.")
     batch_size: int = Field(8, description=f"Windows per forward pass, 1..{MAX_BATCH_SIZE}.")
-    threads: int | None = Field(None, description=f"torch CPU threads, 1..{MAX_THREADS} (default: 1 for embedded, torch's default otherwise).")
+    threads: int | None = Field(None, description=f"torch CPU threads, 1..{MAX_THREADS} (default: 1 for embedded and voice, torch's default otherwise).")
     window: float = Field(10.0, description=f"Analysis window, seconds ({MIN_WINDOW:g}..{MAX_WINDOW:g}).")
     hop: float | None = Field(None, description=f"Step between windows, seconds ({MIN_HOP:g}..window; default: window).")
     max_windows: int = Field(MAX_WINDOWS, description="Most analysis windows one recording may need; a longer plan is refused before the model runs.")

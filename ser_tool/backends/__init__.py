@@ -7,7 +7,7 @@ from __future__ import annotations
 from ser_tool.backends.base import Backend, BackendSpec, LabelProjection, Prediction
 from ser_tool.errors import ConfigError
 
-BACKENDS: tuple[str, ...] = ("embedded", "meralion", "hf")
+BACKENDS: tuple[str, ...] = ("embedded", "meralion", "hf", "voice")
 
 __all__ = ["BACKENDS", "Backend", "BackendSpec", "LabelProjection", "Prediction", "load_backend"]
 
@@ -28,6 +28,10 @@ def load_backend(spec: BackendSpec | str = "embedded", **options) -> Backend:
         from ser_tool.backends.embedded import load_embedded
 
         return load_embedded(spec)
+    if spec.name == "voice":
+        from ser_tool.backends.voice import load_voice
+
+        return load_voice(spec)
     if spec.name == "meralion":
         from ser_tool.backends.meralion import load_meralion
 

