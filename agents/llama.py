@@ -39,7 +39,7 @@ from agents.gguf_parts import QWEN_CODER_1_5B, installed_parts_model, parts_inst
 __all__ = ["DEFAULT_THREADS", "LlamaCppChatModel", "RunStats", "default_threads", "have_xllamacpp", "qwen_gguf",
            "qwen_installed"]
 
-XLLAMACPP_HINT = "pip install 'ser-tool[local-llm]' (or: pip install xllamacpp)"
+XLLAMACPP_HINT = "pip install -e '.[local-llm]' (or: pip install xllamacpp)"
 # Half the CPUs (hyper-threads share a core's arithmetic), at most 4: 1 on a 2-core machine. Measured on
 # 2 cores shared with other jobs (README, "Offline chat model"): 2 threads ran no faster than 1, and with
 # llama.cpp's default spin-waiting (poll 50) one run of 2 threads collapsed to 0.3 tok/s.

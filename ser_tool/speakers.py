@@ -84,7 +84,7 @@ class SpeakerEncoder:
         except ImportError as e:
             raise ConfigError(
                 "speaker attribution needs the Resemblyzer speaker encoder, which is not installed: run "
-                "`pip install 'ser-tool[voice]'` and then `pip install --no-deps Resemblyzer==0.1.4` "
+                "`pip install -e '.[voice]'` and then `pip install --no-deps Resemblyzer==0.1.4` "
                 f"(its declared webrtcvad needs a compiler; ser-tool brings webrtcvad-wheels). ({e})"
             ) from e
         self._torch = torch

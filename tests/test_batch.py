@@ -24,7 +24,7 @@ from ser_tool.cli import main
 from ser_tool.errors import ConfigError
 from ser_tool.labels import EMOTIONS
 
-pa = pytest.importorskip("pyarrow", reason="ser batch writes Parquet with pyarrow (pip install 'ser-tool[batch]')")
+pa = pytest.importorskip("pyarrow", reason="ser batch writes Parquet with pyarrow (pip install -e '.[batch]')")
 
 REAL_CLIPS = ["03-01-01-01-01-01-01.opus", "03-01-05-02-01-01-02.opus", "03-01-04-01-02-02-03.opus",
               "03-01-03-02-01-01-04.opus"]
@@ -194,8 +194,8 @@ def test_rerun_skips_everything_and_report(local_run, corpus, tmp_path, capsys):
 @pytest.mark.data
 @pytest.mark.slow
 def test_ray_engine_writes_the_same_rows_as_the_local_engine(local_run, corpus, tmp_path):
-    ray = pytest.importorskip("ray", reason="the Ray engine needs ray[data] (pip install 'ser-tool[ray]')")
-    pytest.importorskip("ray.data", reason="the Ray engine needs ray[data] (pip install 'ser-tool[ray]')")
+    ray = pytest.importorskip("ray", reason="the Ray engine needs ray[data] (pip install -e '.[ray]')")
+    pytest.importorskip("ray.data", reason="the Ray engine needs ray[data] (pip install -e '.[ray]')")
     _, local_out = local_run
     from ser_tool.backends import BackendSpec
 

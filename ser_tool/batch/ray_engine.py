@@ -32,7 +32,7 @@ def _import_ray():
         import ray
         import ray.data
     except ImportError:
-        raise ConfigError("the ray engine needs Ray Data, which is not installed: pip install 'ser-tool[ray]'") from None
+        raise ConfigError("the ray engine needs Ray Data, which is not installed: pip install -e '.[ray]'") from None
     return ray
 
 

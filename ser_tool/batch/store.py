@@ -45,7 +45,7 @@ def _require_pyarrow():
         import pyarrow.parquet  # noqa: F401
     except ImportError:
         raise ConfigError("ser batch writes Parquet with pyarrow, which is not installed: "
-                          "pip install 'ser-tool[batch]' (or pyarrow)") from None
+                          "pip install -e '.[batch]' (or pyarrow)") from None
 
 
 def _read_part(path: Path, columns: Sequence[str] | None = None) -> list[dict[str, Any]]:

@@ -37,7 +37,7 @@ class WhisperEncoderRepresentation:
             import ctranslate2
             from faster_whisper.feature_extractor import FeatureExtractor
         except ImportError as e:
-            raise ModelNotAvailableError("the 'whisper-base' representation needs faster-whisper: pip install 'ser-tool[voice]'") from e
+            raise ModelNotAvailableError("the 'whisper-base' representation needs faster-whisper: pip install -e '.[voice]'") from e
         folder = Path(model_dir) if model_dir else whisper_base_dir(models_dir)
         if not (folder / "model.bin").is_file():
             raise ModelNotAvailableError(f"{folder} is not a CTranslate2 Whisper folder (no model.bin)")
