@@ -231,13 +231,7 @@ def loco_main(args) -> int:
     except SERError as e:
         print(f"ser-eval: error: {error_text(e, args)}", file=sys.stderr)
         return exit_code(e)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(report, indent=2))
-    text = summary(report)
-    (out / "summary.txt").write_text(text + "\n")
-    print(text)
-    print(f"\nwrote {out / 'report.json'}, {out / 'summary.txt'}")
+    _write_results(Path(args.out), report, summary(report))
     return 0
 
 
@@ -304,15 +298,21 @@ def _main(argv: Sequence[str] | None = None) -> int:
     except SERError as e:
         print(f"ser-eval: error: {error_text(e, args)}", file=sys.stderr)
         return exit_code(e)
-    out = Path(args.out)
+    _write_results(Path(args.out), report, summary(report), plot=plot_confusion)
+    return 0
+
+
+def _write_results(out: Path, report: dict, text: str, plot=None) -> None:
+    """report.json, summary.txt (and the plot's confusion.png) in `out`; the summary printed."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=2))
-    plot_confusion(report, out / "confusion.png")
-    text = summary(report)
+    written = [out / "report.json"]
+    if plot is not None:
+        plot(report, out / "confusion.png")
+        written.append(out / "confusion.png")
     (out / "summary.txt").write_text(text + "\n")
     print(text)
-    print(f"\nwrote {out / 'report.json'}, {out / 'confusion.png'}, {out / 'summary.txt'}")
-    return 0
+    print(f"\nwrote {', '.join(map(str, [*written, out / 'summary.txt']))}")
 
 
 if __name__ == "__main__":
