@@ -1,14 +1,18 @@
-"""Test helpers: tiny random models saved to disk, and a sandbox that keeps tests off the hub.
+"""Test helpers: synthetic audio, stand-in models, tiny random models saved to disk, and a sandbox
+that keeps tests off the hub.
 
-Tests (and benchmarks of the loading path) build models here and load them through the real
-`from_pretrained` path. Weights are random: assert shapes, sums, orders and errors, never values.
-torch and transformers are imported inside the functions, so importing this module is cheap.
+Tests (and benchmarks) synthesise audio here (`voice`, `silence`, `make_toy_corpus`), run the pipeline
+around a deterministic model (`FakeBackend`, `CountingASR`), and build tiny models that load through
+the real `from_pretrained` path. Weights are random: assert shapes, sums, orders and errors, never
+values. torch and transformers are imported inside the functions, so importing this package is cheap.
+The MERaLiON stand-in's remote code is two real files in meralion_standin/ (package data).
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import shutil
 import sys
 import types
 import uuid
@@ -18,13 +22,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ser_tool.testing.fakes import CountingASR, FakeBackend
+from ser_tool.testing.synthetic import SR, make_toy_corpus, silence, voice
+
 __all__ = [
+    "SR",
+    "CountingASR",
+    "FakeBackend",
     "HubSandbox",
     "MERALION_STANDIN_ID2LABEL",
     "hub_sandbox",
     "make_tiny_hf_classifier",
     "make_tiny_whisper_asr",
     "make_tiny_meralion_standin",
+    "make_toy_corpus",
+    "silence",
+    "voice",
 ]
 
 # MERaLiON-SER-v1's label names, deliberately in an order that is NOT EMOTIONS' order, so a test
@@ -260,122 +273,10 @@ def make_tiny_whisper_asr(path: str | Path) -> Path:
 # ---------------------------------------------------------------------------------------------
 # Tiny MERaLiON-SER-v1 stand-in (remote code)
 
+# The remote code is two real files in meralion_standin/ (package data), copied into each stand-in's folder.
+_STANDIN_CODE = Path(__file__).parent / "meralion_standin"
 _STANDIN_CONFIG_MODULE = "configuration_tiny_meralion_ser"
 _STANDIN_MODELING_MODULE = "modeling_tiny_meralion_ser"
-
-_STANDIN_CONFIG_SOURCE = '''\
-"""Configuration of a tiny stand-in for MERaLiON-SER-v1 (written by ser_tool.testing)."""
-
-from transformers import PretrainedConfig
-
-
-class TinyMeralionSERConfig(PretrainedConfig):
-    model_type = "tiny_meralion_ser"
-
-    def __init__(
-        self,
-        whisper_name="openai/whisper-medium",
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        num_resolutions=3,
-        **kwargs,
-    ):
-        self.whisper_name = whisper_name
-        self.hidden_size = hidden_size
-        self.num_hidden_layers = num_hidden_layers
-        self.num_attention_heads = num_attention_heads
-        self.intermediate_size = intermediate_size
-        self.num_resolutions = num_resolutions
-        super().__init__(**kwargs)
-'''
-
-_STANDIN_MODELING_SOURCE = '''\
-"""A tiny stand-in for MERaLiON-SER-v1's remote code (written by ser_tool.testing). Random weights.
-
-Same contract as the release: input_features (B, 80, 3000) and attention_mask (B, 3000) in,
-{"logits": (B, num_labels), "dims": sigmoid (B, 3)} out, forward under torch.no_grad().
-It also reproduces the release's two loading pitfalls:
-1. __init__ reads a Whisper config from `config.whisper_name`, a hub id ("openai/whisper-medium")
-   unless the loader passes a local directory instead. To stay tiny, only the input geometry
-   (mel bins, source positions) is taken from it; widths and depth come from this model's config.
-   What it read is kept in `self.reference_whisper` so tests can see which config was used.
-2. __init__ turns a torch.logspace into Python ints, which fails when transformers builds the
-   model on the meta device.
-"""
-
-import math
-
-import torch
-from torch import nn
-from transformers import PreTrainedModel, WhisperConfig
-from transformers.models.whisper.modeling_whisper import WhisperEncoder
-
-from .configuration_tiny_meralion_ser import TinyMeralionSERConfig
-
-
-class MultiResolutionPooling(nn.Module):
-    def __init__(self, channels, num_resolutions, min_kernel=3, max_kernel=15):
-        super().__init__()
-        kernel_sizes = [int(k) for k in torch.logspace(math.log10(min_kernel), math.log10(max_kernel), num_resolutions)]
-        self.kernel_sizes = [k if k % 2 else k + 1 for k in kernel_sizes]
-        self.convs = nn.ModuleList(nn.Conv1d(channels, channels, k, padding=k // 2) for k in self.kernel_sizes)
-        self.score = nn.Linear(channels, 1)
-
-    def forward(self, hidden, mask):
-        pooled = []
-        for conv in self.convs:
-            h = conv(hidden.transpose(1, 2)).transpose(1, 2)
-            scores = self.score(torch.tanh(h)).squeeze(-1).masked_fill(mask <= 0, -1e4)
-            weights = torch.softmax(scores, dim=-1).unsqueeze(-1)
-            pooled.append((weights * h).sum(dim=1))
-        return torch.stack(pooled).mean(dim=0)
-
-
-class TinyMeralionSERForAudioClassification(PreTrainedModel):
-    config_class = TinyMeralionSERConfig
-    main_input_name = "input_features"
-    base_model_prefix = "ser"
-
-    def __init__(self, config):
-        super().__init__(config)
-        reference = WhisperConfig.from_pretrained(config.whisper_name)
-        self.reference_whisper = {
-            "whisper_name": str(config.whisper_name),
-            "d_model": reference.d_model,
-            "encoder_layers": reference.encoder_layers,
-            "num_mel_bins": reference.num_mel_bins,
-            "max_source_positions": reference.max_source_positions,
-        }
-        encoder_config = WhisperConfig(
-            num_mel_bins=reference.num_mel_bins,
-            max_source_positions=reference.max_source_positions,
-            d_model=config.hidden_size,
-            encoder_layers=config.num_hidden_layers,
-            encoder_attention_heads=config.num_attention_heads,
-            encoder_ffn_dim=config.intermediate_size,
-            decoder_layers=1,
-            decoder_attention_heads=config.num_attention_heads,
-            decoder_ffn_dim=config.intermediate_size,
-        )
-        self.encoder = WhisperEncoder(encoder_config)
-        self.pooling = MultiResolutionPooling(config.hidden_size, config.num_resolutions)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-        self.dims_head = nn.Linear(config.hidden_size, 3)
-        self.post_init()
-
-    @torch.no_grad()
-    def forward(self, input_features, attention_mask=None, **kwargs):
-        hidden = self.encoder(input_features).last_hidden_state
-        if attention_mask is None:
-            mask = torch.ones(hidden.shape[:2], dtype=hidden.dtype, device=hidden.device)
-        else:
-            # the encoder halves the frame rate (stride-2 convolution)
-            mask = attention_mask[:, ::2][:, : hidden.shape[1]].to(hidden.dtype)
-        embedding = self.pooling(hidden, mask)
-        return {"logits": self.classifier(embedding), "dims": torch.sigmoid(self.dims_head(embedding))}
-'''
 
 
 def make_tiny_meralion_standin(
@@ -387,8 +288,9 @@ def make_tiny_meralion_standin(
 
     The directory holds what the release holds: `configuration_*.py` and `modeling_*.py` (loaded
     with trust_remote_code=True through config.json's `auto_map`), random safetensors weights, and
-    a Whisper feature extractor (80 mel bins, 16 kHz, 30 s). The model reproduces both of the
-    release's loading pitfalls (see the docstring of the written modeling file): its __init__
+    a Whisper feature extractor (80 mel bins, 16 kHz, 30 s). The code files are copied from
+    meralion_standin/ beside this module. The model reproduces both of the release's loading
+    pitfalls (see the docstring of meralion_standin/modeling_tiny_meralion_ser.py): its __init__
     reads the Whisper config named by `whisper_name` (by default a hub id, which fails offline
     unless the loader overrides it) and turns a torch.logspace into Python ints (which fails on the
     meta device unless the loader patches creation ops). `id2label` defaults to
@@ -405,8 +307,8 @@ def make_tiny_meralion_standin(
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     labels = dict(MERALION_STANDIN_ID2LABEL if id2label is None else id2label)
-    (path / f"{_STANDIN_CONFIG_MODULE}.py").write_text(_STANDIN_CONFIG_SOURCE, encoding="utf-8")
-    (path / f"{_STANDIN_MODELING_MODULE}.py").write_text(_STANDIN_MODELING_SOURCE, encoding="utf-8")
+    for module in (_STANDIN_CONFIG_MODULE, _STANDIN_MODELING_MODULE):
+        shutil.copyfile(_STANDIN_CODE / f"{module}.py", path / f"{module}.py")
 
     modeling = _import_standin_modeling(path)
     config = modeling.TinyMeralionSERConfig(
@@ -433,7 +335,7 @@ def make_tiny_meralion_standin(
 
 
 def _import_standin_modeling(path: Path) -> types.ModuleType:
-    """Import the written stand-in files as a throwaway package (not through transformers' cache)."""
+    """Import the copied stand-in files as a throwaway package (not through transformers' cache)."""
     package = f"_ser_tool_standin_{uuid.uuid4().hex}"
     module = types.ModuleType(package)
     module.__path__ = [str(path)]
