@@ -1,8 +1,10 @@
-"""A scripted LangChain chat model for tests and examples: no network, no key, no weights.
+"""Chat models for tests and examples: a scripted one (no network, no key, no weights) and a tiny random
+local one (the real transformers loading and generation path, in seconds).
 
     ScriptedChatModel(replies=["Tense.", "Sure."])               # answers in turn
     ScriptedChatModel(rule=lambda text: "A" if "happy" in text else "B")   # answers by rule
     ScriptedChatModel(rule=..., fail_after=5)                    # the connection drops after 5 calls
+    chat_model(f"local:{make_tiny_chat_lm(folder)}")             # a tiny random causal LM from a folder
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import Field
 
-__all__ = ["ScriptedChatModel"]
+__all__ = ["ScriptedChatModel", "make_tiny_chat_lm"]
 
 
 class ScriptedChatModel(BaseChatModel):
@@ -68,3 +70,36 @@ class ScriptedChatModel(BaseChatModel):
     def bind_tools(self, tools: Sequence[Any], **kwargs: Any):
         self.bound_tools = list(tools)
         return self
+
+
+_CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def make_tiny_chat_lm(path):
+    """A tiny random causal LM (Llama) with a byte-level tokenizer and a chat template, saved to `path`:
+    exercises LocalChatModel's transformers loading and generation without the GGUF file. Random weights:
+    the words are noise; assert structure, never text."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    vocab = {ch: i for i, ch in enumerate(bytes_to_unicode().values())}
+    for special in ("<|im_start|>", "<|im_end|>"):
+        vocab[special] = len(vocab)
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<|im_start|>", eos_token="<|im_end|>",
+                                        pad_token="<|im_end|>")
+    tokenizer.chat_template = _CHAT_TEMPLATE
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(vocab), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=2048,
+                         bos_token_id=vocab["<|im_start|>"], eos_token_id=vocab["<|im_end|>"])
+    LlamaForCausalLM(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-from conftest import REPO, SAMPLE, make_toy_corpus
+from ser_tool.testing import make_toy_corpus
+from tests.helpers import REPO, SAMPLE
 
 
 pytestmark = pytest.mark.usefixtures("no_ser_env")
@@ -116,7 +117,7 @@ def test_ser_eval_into_a_closed_pipe(tmp_path, tiny_hf):
 
 
 def test_ser_agent_chat_into_a_closed_pipe(tmp_path):
-    from agent_support import make_tiny_chat_lm
+    from agents.testing import make_tiny_chat_lm
 
     lm = make_tiny_chat_lm(tmp_path / "lm")
     proc = run_with_closed_stdout("agents.cli", "chat", "--mode", "none", "--transcript", "hello", "--model", f"local:{lm}")

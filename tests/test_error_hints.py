@@ -15,12 +15,10 @@ import pytest
 import soundfile as sf
 from mcp.shared.memory import create_connected_server_and_client_session
 
-from conftest import SR, FakeBackend
-from mcp_server.pool import ModelPool
 from mcp_server.messages import tool_message
+from mcp_server.pool import ModelPool
 from mcp_server.server import build_server
 from mcp_server.settings import ServerSettings
-from mcp_support import error_text
 from ser_tool import Analyzer, AudioTooLongError, NoSpeechError, SpeechEmotionTool
 from ser_tool.cli import main as ser_main
 from ser_tool.console import EXIT_CODES, error_message, exit_code
@@ -34,9 +32,9 @@ from ser_tool.errors import (
     python_words,
 )
 from ser_tool.settings import add_model_flags, flag_words
-
-ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT / "ser_tool" / "samples" / "speech_en.ogg"
+from ser_tool.testing import SR, FakeBackend, voice
+from tests.helpers import REPO as ROOT
+from tests.helpers import SAMPLE, error_text
 # Where surface words belong: the command line, its settings and its plumbing.
 SURFACE_MODULES = {"cli.py", "settings.py", "console.py"}
 # The `ser batch` / `ser batch-report` commands (argument parsing and their own messages).
@@ -46,7 +44,7 @@ FOREIGN_FLAGS = {"--local-dir", "--no-deps", "--head"}  # hf download; pip insta
 
 
 def noise(path: Path) -> Path:
-    """Four seconds of faint noise: no speech for the detector (the same as tests/test_analyze.py's)."""
+    """Four seconds of faint noise: no speech for the detector (the same as tests/ser_tool/test_analyze.py's)."""
     sf.write(path, 0.0005 * np.random.default_rng(0).standard_normal(4 * SR).astype(np.float32), SR)
     return path
 
@@ -143,7 +141,7 @@ async def _client(folder: Path, **settings):
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_mcp_words_hints_as_call_arguments_or_its_configuration(tmp_path, anyio_backend):
     noise(tmp_path / "noise.wav")
-    sf.write(tmp_path / "voice.wav", 0.2 * np.sin(2 * np.pi * 140 * np.arange(6 * SR) / SR).astype(np.float32), SR)
+    sf.write(tmp_path / "voice.wav", voice(6.0), SR)
     async with _client(tmp_path, max_duration=5.0) as client:
         text = error_text(await client.call_tool("analyze_speech_emotion", {"path": "noise.wav"}))
         assert "no speech detected" in text and text.endswith("(call again with vad='energy')")

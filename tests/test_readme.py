@@ -1,11 +1,9 @@
 """The README's set-up commands are the ones CI runs, and its examples use real flags."""
 
 import re
-from pathlib import Path
 
 from ser_tool.cli import build_parser
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO
 
 
 def _bash_blocks() -> list[str]:

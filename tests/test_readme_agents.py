@@ -3,17 +3,13 @@ provider models are replaced by a scripted chat model, hub ids by tiny local mod
 bundled sample. A snippet that stops working fails here."""
 
 import re
-from pathlib import Path
 
 import pytest
 from langchain_core.messages import AIMessage
 
-from agent_support import make_tiny_chat_lm
-from conftest import SAMPLE
-from agents.testing import ScriptedChatModel
+from agents.testing import ScriptedChatModel, make_tiny_chat_lm
 from ser_tool.testing import make_tiny_whisper_asr
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO, SAMPLE
 
 
 def snippets(section: str) -> list[str]:

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import SR, silence, voice
 from agents.testing import ScriptedChatModel
 from ser_tool import AnalysisOptions, AudioLimits, BackendSpec, ConfigError, SegmentationOptions, Settings, add_model_flags
+from ser_tool.testing import SR, silence, voice
 
 
 pytestmark = pytest.mark.usefixtures("no_ser_env")
@@ -203,7 +203,7 @@ def test_ser_agent_honours_ser_device(wav, tiny_hf, monkeypatch, pipelines, caps
 
 
 def test_ser_eval_cpbench_picks_the_ser_model(tmp_path, tiny_hf, monkeypatch, one_thread):
-    from cpbench_support import write_qa
+    from tests.helpers import write_qa
     from evals import cli
     from evals.cpbench import runner
 

@@ -1,0 +1,200 @@
+import os
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from ser_tool import (
+    SAMPLE_RATE,
+    AudioDecodeError,
+    AudioError,
+    AudioLimits,
+    AudioNotFoundError,
+    AudioTooLargeError,
+    AudioTooLongError,
+    EmptyAudioError,
+    InvalidAudioError,
+    load_audio,
+    open_audio,
+)
+from ser_tool.testing import SR, silence, voice
+
+
+def _reference(seconds=2.0, sr=SR):
+    return np.concatenate([voice(seconds / 2, sr=sr), voice(seconds / 2, f0=220, sr=sr)])
+
+
+@pytest.mark.parametrize(
+    "fmt,subtype,ext,lossless",
+    [
+        ("WAV", "PCM_16", "wav", True),
+        ("WAV", "FLOAT", "wav", True),
+        ("FLAC", "PCM_16", "flac", True),
+        ("OGG", "VORBIS", "ogg", False),
+        ("OGG", "OPUS", "opus", False),
+        ("MP3", "MPEG_LAYER_III", "mp3", False),
+    ],
+)
+@pytest.mark.parametrize("rate", [8000, 16000, 44100, 48000])
+@pytest.mark.parametrize("channels", [1, 2])
+def test_formats_rates_channels_become_16k_mono_float32(tmp_path, fmt, subtype, ext, lossless, rate, channels):
+    if subtype == "OPUS" and rate not in (8000, 16000, 48000):
+        pytest.skip("Opus only encodes 8/12/16/24/48 kHz")
+    x = _reference(sr=rate)
+    data = np.stack([x, 0.5 * x], axis=1) if channels == 2 else x
+    path = tmp_path / f"a.{ext}"
+    sf.write(path, data, rate, format=fmt, subtype=subtype)
+    y = load_audio(path)
+    assert y.dtype == np.float32 and y.ndim == 1
+    assert abs(len(y) - 2.0 * SAMPLE_RATE) <= 0.1 * SAMPLE_RATE  # codecs may pad a little
+    expected = load_audio(x * (0.75 if channels == 2 else 1.0), sample_rate=rate)
+    n = min(len(y), len(expected))
+    if lossless:
+        assert np.corrcoef(y[:n], expected[:n])[0, 1] > 0.99
+    else:  # lossy codecs shift and smear; the energy must still be there
+        assert 0.3 < np.sqrt(np.mean(y**2)) / np.sqrt(np.mean(expected**2)) < 3
+
+
+def test_bytes_and_path_agree(tmp_path):
+    path = tmp_path / "a.flac"
+    sf.write(path, _reference(sr=22050), 22050)
+    assert np.array_equal(load_audio(path.read_bytes()), load_audio(path))
+
+
+@pytest.mark.parametrize("dtype,scale", [(np.int16, 32767), (np.int32, 2**31 - 1), (np.float64, 1.0)])
+def test_numpy_input_types_are_scaled(dtype, scale):
+    x = _reference()
+    y = load_audio((x * scale).astype(dtype), sample_rate=SR)
+    assert y.dtype == np.float32
+    assert np.allclose(y, x, atol=1e-3)
+
+
+def test_numpy_channel_layouts_and_resampling():
+    x = _reference(sr=48000)
+    a = load_audio(np.stack([x, x]), sample_rate=48000)  # (channels, n)
+    b = load_audio(np.stack([x, x], axis=1), sample_rate=48000)  # (n, channels)
+    assert np.allclose(a, b) and abs(len(a) - 2 * SR) <= 1
+
+
+def test_streamed_reads_match_whole_decode(tmp_path):
+    path = tmp_path / "long.wav"
+    sf.write(path, np.concatenate([_reference(sr=44100)] * 20), 44100)  # 40 s at 44.1 kHz
+    whole = load_audio(path)
+    with open_audio(path) as src:
+        part = src.read(SR * 17, SR * 19)
+        blocks = [b for _, b in src.blocks(block_samples=SR * 7)]
+    mid = whole[SR * 17: SR * 19]
+    assert len(part) == len(mid) and np.max(np.abs(part[100:-100] - mid[100:-100])) < 1e-3
+    assert sum(len(b) for b in blocks) == src.num_samples == len(whole)
+
+
+# --- bad input: each is a specific AudioError with a message that says what to do --------------
+
+def test_missing_file(tmp_path):
+    with pytest.raises(AudioNotFoundError, match="no such file"):
+        load_audio(tmp_path / "nope.wav")
+
+
+def test_directory(tmp_path):
+    with pytest.raises(AudioNotFoundError, match="is a directory"):
+        load_audio(tmp_path)
+
+
+def test_empty_file(tmp_path):
+    p = tmp_path / "empty.wav"
+    p.write_bytes(b"")
+    with pytest.raises(EmptyAudioError, match="empty file"):
+        load_audio(p)
+
+
+def test_zero_length_audio(tmp_path):
+    p = tmp_path / "zero.wav"
+    sf.write(p, np.zeros(0, dtype=np.float32), SR)
+    with pytest.raises(EmptyAudioError, match="no audio samples"):
+        load_audio(p)
+
+
+def test_text_renamed_to_wav(tmp_path):
+    p = tmp_path / "notes.wav"
+    p.write_text("this is not audio, just text\n" * 50)
+    with pytest.raises(AudioDecodeError, match="not an audio file"):
+        load_audio(p)
+
+
+def test_truncated_file(tmp_path):
+    p = tmp_path / "cut.flac"
+    sf.write(p, _reference(), SR, format="FLAC")
+    p.write_bytes(p.read_bytes()[:60])
+    with pytest.raises(AudioError):
+        load_audio(p)
+
+
+def test_nan_and_inf_samples(tmp_path):
+    x = _reference()
+    x[1000] = np.nan
+    p = tmp_path / "nan.wav"
+    sf.write(p, x, SR, subtype="FLOAT")
+    with pytest.raises(InvalidAudioError, match="NaN or infinite"):
+        load_audio(p)
+    x[1000] = np.inf
+    with pytest.raises(InvalidAudioError, match="NaN or infinite"):
+        load_audio(x, sample_rate=SR)
+
+
+def test_too_long_is_refused_before_decoding(tmp_path):
+    p = tmp_path / "long.wav"
+    sf.write(p, silence(3.0), SR)
+    with pytest.raises(AudioTooLongError, match="limit is 0:02"):
+        open_audio(p, limits=AudioLimits(max_duration=2.0))
+    with pytest.raises(AudioTooLongError):
+        load_audio(silence(3.0), sample_rate=SR, limits=AudioLimits(max_duration=2.0))
+
+
+def test_three_hour_file_is_refused_by_default(tmp_path):
+    # A 3-hour file (8 kHz 8-bit keeps it at 86 MB on disk); only its header is read.
+    p = tmp_path / "three_hours.wav"
+    with sf.SoundFile(p, "w", samplerate=8000, channels=1, subtype="PCM_U8") as f:
+        block = np.zeros(8000 * 600, dtype=np.float32)
+        for _ in range(18):
+            f.write(block)
+    with pytest.raises(AudioTooLongError, match="3:00:00 long"):
+        open_audio(p)
+
+
+def test_too_large_is_refused(tmp_path):
+    p = tmp_path / "big.wav"
+    sf.write(p, _reference(), SR)
+    with pytest.raises(AudioTooLargeError, match="MiB"):
+        open_audio(p, limits=AudioLimits(max_file_bytes=1000))
+    with pytest.raises(AudioTooLargeError):
+        open_audio(p.read_bytes(), limits=AudioLimits(max_file_bytes=1000))
+
+
+def test_fifo_is_refused_without_hanging(tmp_path):
+    p = tmp_path / "pipe.wav"
+    os.mkfifo(p)
+    with pytest.raises(AudioNotFoundError, match="not a regular file"):
+        load_audio(p)
+
+
+def test_wrong_types():
+    with pytest.raises(InvalidAudioError, match="cannot read audio from a list"):
+        load_audio([0.0, 0.1])
+    with pytest.raises(InvalidAudioError, match="needs its sample rate"):
+        load_audio(np.zeros(100, dtype=np.float32))
+    with pytest.raises(InvalidAudioError, match="integers or floats"):
+        load_audio(np.zeros(100, dtype=complex), sample_rate=SR)
+    with pytest.raises(EmptyAudioError):
+        load_audio(b"")
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed: the m4a fallback cannot be exercised")
+def test_ffmpeg_fallback_for_m4a(tmp_path):
+    import subprocess
+
+    wav, m4a = tmp_path / "a.wav", tmp_path / "a.m4a"
+    sf.write(wav, _reference(), SR)
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(wav), "-c:a", "aac", str(m4a)], check=True)
+    y = load_audio(m4a)
+    assert y.dtype == np.float32 and abs(len(y) - 2 * SR) < 0.2 * SR

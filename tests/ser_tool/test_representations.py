@@ -1,0 +1,136 @@
+"""Frozen voice representations, their disk cache, the voice head and its calibration maths."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from ser_tool.errors import ConfigError, InvalidAudioError
+from ser_tool.representations import FRAME_RATE, FeatureCache, Features, load_representation
+from ser_tool.representations.base import check_wave
+from ser_tool.testing import SR, voice
+
+
+class CountingRep:
+    """A stand-in representation that counts its calls: frames follow loudness, 2 dims."""
+
+    name = "counting"
+    frame_dim = 2
+    utterance_dim = 4
+
+    def __init__(self, version: str = "v1") -> None:
+        self.id = f"counting-{version}"
+        self.calls = 0
+
+    def features(self, wave):
+        self.calls += 1
+        x = check_wave(wave)
+        n = max(1, len(x) * FRAME_RATE // SR)
+        frames = np.stack([np.full(n, np.abs(x).mean()), np.arange(n)], axis=1).astype(np.float32)
+        return Features(frames, np.concatenate([frames.mean(0), frames.std(0)]))
+
+
+@pytest.fixture
+def clip(tmp_path):
+    path = tmp_path / "clip.wav"
+    sf.write(path, voice(1.0), SR)
+    return path
+
+
+def test_cache_hit_skips_the_representation(tmp_path, clip):
+    cache, rep = FeatureCache(tmp_path / "cache"), CountingRep()
+    first = cache.features(clip, rep)
+    second = cache.features(clip, rep)
+    assert rep.calls == 1 and (cache.hits, cache.misses) == (1, 1)
+    np.testing.assert_allclose(first.frames, second.frames, rtol=1e-3)  # stored as float16
+    np.testing.assert_array_equal(first.utterance, second.utterance)
+
+
+def test_cache_misses_when_the_backbone_changes(tmp_path, clip):
+    cache = FeatureCache(tmp_path / "cache")
+    old, new = CountingRep("v1"), CountingRep("v2")
+    cache.features(clip, old)
+    cache.features(clip, new)
+    assert new.calls == 1, "a different representation id must not read the old entry"
+    assert cache.path_for(clip, old.id) != cache.path_for(clip, new.id)
+    assert cache.get(clip, old.id) is not None and cache.get(clip, new.id) is not None
+
+
+def test_cache_misses_when_the_file_changes(tmp_path, clip):
+    cache, rep = FeatureCache(tmp_path / "cache"), CountingRep()
+    cache.features(clip, rep)
+    sf.write(clip, voice(2.0), SR)
+    st = clip.stat()
+    os.utime(clip, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    again = cache.features(clip, rep)
+    assert rep.calls == 2 and len(again.frames) == 2 * FRAME_RATE
+
+
+def test_short_and_bad_inputs():
+    rep = load_representation("prosody")
+    for seconds in (0.01, 0.3, 3.0):
+        f = rep.features(voice(seconds) if seconds != 0.01 else np.zeros(160, dtype=np.float32))
+        assert f.frames.shape == (max(7, round(seconds * FRAME_RATE)), rep.frame_dim) or f.frames.shape[1] == rep.frame_dim
+        assert f.frames.shape[0] >= 1 and f.utterance.shape == (rep.utterance_dim,)
+        assert np.all(np.isfinite(f.frames)) and np.all(np.isfinite(f.utterance))
+    for bad, match in ((np.zeros(0), "empty"), (np.zeros((2, 100)), "mono"), (np.array([np.nan] * 8000), "NaN")):
+        with pytest.raises(InvalidAudioError, match=match):
+            rep.features(bad)
+    with pytest.raises(ConfigError, match="unknown representation"):
+        load_representation("wav2vec9")
+
+
+def test_prosody_tracks_pitch_and_real_length():
+    from ser_tool.representations.prosody import frame_descriptors
+
+    t = np.arange(SR) / SR
+    for f0 in (120.0, 240.0):
+        d = frame_descriptors((0.3 * np.sin(2 * np.pi * f0 * t)).astype(np.float32))
+        voiced = d[:, 2] > 0
+        assert voiced.mean() > 0.9
+        assert np.median(d[voiced, 1]) * 12 == pytest.approx(12 * np.log2(f0 / 100), abs=0.3)
+    noise = np.random.default_rng(0).standard_normal(SR).astype(np.float32) * 0.1
+    assert frame_descriptors(noise)[:, 2].mean() < 0.1
+    rep = load_representation("prosody")
+    assert len(rep.features(voice(4.0)).frames) == 2 * len(rep.features(voice(2.0)).frames)
+
+
+def test_resemblyzer_loader_short_input_and_real_length():
+    pytest.importorskip("resemblyzer", reason="Resemblyzer is an optional extra ([voice])")
+    import torch
+
+    torch.set_num_threads(1)
+    rep = load_representation("resemblyzer")
+    short = rep.features(voice(0.3))
+    assert short.frames.shape[1] == 256 and 1 <= len(short.frames) <= 8
+    assert short.utterance.shape == (256,) and np.isclose(np.linalg.norm(short.utterance), 1.0, atol=1e-4)
+    a, b = rep.features(voice(2.0)), rep.features(voice(4.0))
+    assert len(b.frames) == 2 * len(a.frames) == 4 * FRAME_RATE  # the real length, no padding
+    np.testing.assert_allclose(rep.frames(voice(4.0)), b.frames, atol=1e-5)  # the inference path skips the utterance embedding
+    silent = rep.features(np.full(SR, 1e-7, dtype=np.float32))  # near-silence (seen in a real corpus) must not divide by 0
+    assert np.all(np.isfinite(silent.frames)) and np.all(np.isfinite(silent.utterance))
+
+
+def _tiny_ct2_whisper(tmp_path):
+    ct2 = pytest.importorskip("ctranslate2", reason="faster-whisper/ctranslate2 are an optional extra ([voice])")
+    pytest.importorskip("faster_whisper")
+    from ser_tool.testing import make_tiny_whisper_asr
+
+    src = make_tiny_whisper_asr(tmp_path / "hf")
+    out = tmp_path / "ct2"
+    ct2.converters.TransformersConverter(str(src)).convert(str(out))
+    return out
+
+
+def test_whisper_encoder_loader_on_a_tiny_converted_model(tmp_path):
+    folder = _tiny_ct2_whisper(tmp_path)
+    rep = load_representation("whisper-base", model_dir=folder)
+    assert rep.frame_dim == 16  # the tiny model's d_model
+    for seconds, frames in ((0.3, 8), (2.0, 50), (31.0, 775)):  # > 30 s is encoded in 30-s pieces
+        f = rep.features(voice(seconds))
+        assert f.frames.shape == (frames, 16) and f.utterance.shape == (32,)
+    with pytest.raises(Exception, match="model.bin"):
+        load_representation("whisper-base", model_dir=tmp_path)

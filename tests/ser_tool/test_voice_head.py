@@ -1,0 +1,172 @@
+"""The voice head (architecture, save/load, training on cached features), calibration maths, LOCO."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from ser_tool.labels import EMOTIONS
+from ser_tool.testing import SR, voice
+from ser_tool.train.voice import expected_calibration_error, fit_temperature
+from tests.helpers import SAMPLE
+
+
+def test_head_shapes_save_load_roundtrip(tmp_path):
+    import torch
+
+    from ser_tool.backends.voice_model import VoiceHead, VoiceHeadConfig, load_voice_head, save_voice_head
+
+    torch.manual_seed(0)
+    model = VoiceHead(VoiceHeadConfig(20, ("prosody",), channels=32)).eval()
+    model.temperature.fill_(2.0)
+    for t in (1, 7, 120):  # one frame (a very short clip) up to ~5 s
+        logits, dims = model(torch.randn(3, t, 20))
+        assert logits.shape == (3, len(EMOTIONS)) and dims.shape == (3, 3)
+        assert torch.all((dims > 0) & (dims < 1))
+    save_voice_head(model, tmp_path / "m", {"representation_ids": {"prosody": "x"}})
+    loaded, config = load_voice_head(tmp_path / "m")
+    x = torch.randn(2, 30, 20)
+    torch.testing.assert_close(loaded(x)[0], model(x)[0])
+    assert float(loaded.temperature) == 2.0 and config["representations"] == ["prosody"]
+    (tmp_path / "bad").mkdir()
+    with pytest.raises(Exception, match="voice-head folder"):
+        load_voice_head(tmp_path / "bad")
+
+
+def test_temperature_recovers_the_scale_of_overconfident_logits():
+    rng = np.random.default_rng(0)
+    true = rng.normal(size=(4000, 7)) * 1.5
+    p = np.exp(true) / np.exp(true).sum(axis=1, keepdims=True)
+    labels = np.array([rng.choice(7, p=row) for row in p])
+    t = fit_temperature(true * 3.0, labels)  # calibrated logits, made 3x overconfident
+    assert t == pytest.approx(3.0, rel=0.1)
+    over = np.exp(true * 3) / np.exp(true * 3).sum(axis=1, keepdims=True)
+    assert expected_calibration_error(p, labels) < 0.03 < expected_calibration_error(over, labels)
+
+
+def test_ece_by_hand():
+    probs = np.array([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.3, 0.7]])
+    labels = np.array([0, 1, 0, 1])
+    # bins: 0.9 (2 clips, acc 0.5) -> 0.4 * 2/4; 0.6 (acc 1) -> 0.4 * 1/4; 0.7 (acc 1) -> 0.3 * 1/4
+    assert expected_calibration_error(probs, labels) == pytest.approx(0.2 + 0.1 + 0.075)
+    assert expected_calibration_error(np.zeros((0, 2)), np.zeros(0, dtype=int)) == 0.0
+
+
+def _corpus(folder, name, speakers, seed):
+    """Three 'emotions' told apart by pitch and loudness, 2-s synthetic voices."""
+    rng = np.random.default_rng(seed)
+    (folder / "audio").mkdir(parents=True)
+    rows = []
+    for s in speakers:
+        for k, (label, f0, amp) in enumerate((("sad", 90, 0.05), ("neutral", 140, 0.15), ("angry", 260, 0.5))):
+            for j in range(2):
+                path = f"audio/{s}_{k}_{j}.wav"
+                sf.write(folder / path, voice(2.0 + 0.04 * j, f0=f0 * rng.uniform(0.95, 1.05), amp=amp), SR)
+                rows.append({"path": path, "corpus": name, "speaker": s, "label": label})
+    with (folder / "manifest.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["path", "corpus", "speaker", "label"])
+        w.writeheader()
+        w.writerows(rows)
+    return folder
+
+
+@pytest.fixture
+def corpora(tmp_path):
+    return [_corpus(tmp_path / "a", "a", [f"a{i}" for i in range(4)], 0),
+            _corpus(tmp_path / "a_song", "a_song", [f"a{i}" for i in range(3)], 1),  # same speakers as a
+            _corpus(tmp_path / "b", "b", [f"b{i}" for i in range(4)], 2)]
+
+
+def test_corpus_groups_keep_shared_speakers_together(corpora):
+    from ser_tool.data import read_corpus
+
+    from evals.ser.loco import corpus_groups, folds
+
+    cs = {read_corpus(d).name: read_corpus(d).clips for d in corpora}
+    assert corpus_groups(cs) == [["a", "a_song"], ["b"]]
+    fs = {f["name"]: f for f in folds(cs)}
+    assert set(fs) == {"a+a_song", "b", "within"}
+    left = fs["a+a_song"]
+    assert {c.corpus for c in left["fit"] + left["dev"]} == {"b"}
+    assert len(left["score"]) == len(cs["a"]) + len(cs["a_song"])  # every clip of the left-out group
+
+
+@pytest.mark.slow
+def test_loco_runs_lr_and_head_end_to_end(corpora, tmp_path):
+    import torch
+
+    from ser_tool.train.voice import VoiceTrainConfig
+
+    from evals.cli import main
+    from evals.ser.loco import run_loco, summary
+
+    torch.set_num_threads(1)
+    cfg = VoiceTrainConfig(epochs=2, channels=32, batch_size=8, crop_frames=(20, 40))
+    report = run_loco(corpora, systems=["lr:prosody", "head:prosody"], cache_dir=tmp_path / "cache", head_cfg=cfg, log=lambda s: None)
+    fold = report["folds"]["b"]
+    for system in ("lr:prosody", "head:prosody"):
+        block = fold["systems"][system]["scores"]["b"]
+        assert block["n"] == 24 and set(block["per_class_recall"]) == {"sad", "neutral", "angry"}
+        assert all(e in block["per_class_recall"] for e in block["rare_classes"])
+    assert report["folds"]["b"]["systems"]["head:prosody"]["info"]["temperature"] > 0
+    text = summary(report)
+    assert "head:prosody" in text and "LOCO mean" in text
+    # the CLI writes report.json from the same cache (no recomputation needed)
+    rc = main(["ser", "--loco", *map(str, corpora), "--systems", "lr:prosody", "--loco-cache", str(tmp_path / "cache"),
+               "--out", str(tmp_path / "out"), "--folds", "b"])
+    assert rc == 0 and json.loads((tmp_path / "out" / "report.json").read_text())["kind"] == "ser-loco"
+
+
+@pytest.mark.slow
+def test_ser_train_backbone_then_voice_backend(corpora, tmp_path):
+    import torch
+
+    from ser_tool.backends import load_backend
+    from ser_tool.cli import main
+    from ser_tool.console import error_message
+    from ser_tool.errors import ConfigError, ModelNotAvailableError
+
+    torch.set_num_threads(1)
+    out = tmp_path / "model"
+    rc = main(["train", *map(str, corpora), "--backbone", "prosody", "--epochs", "1", "--batch-size", "8",
+               "--features-cache", str(tmp_path / "cache"), "--out", str(out)])
+    assert rc == 0 and (out / "model.safetensors").is_file()
+    summary = json.loads((out / "training.json").read_text())
+    assert summary["temperature"] > 0 and summary["representation_ids"] == {"prosody": "prosody-acf-v3"}
+    backend = load_backend("voice", model=str(out))
+    pred = backend.predict([voice(0.3), voice(3.0)])
+    assert pred.probabilities.shape == (2, 7) and np.allclose(pred.probabilities.sum(axis=1), 1.0)
+    assert pred.dimensions.shape == (2, 3)
+    with pytest.raises(ModelNotAvailableError, match="needs a model") as missing:
+        load_backend("voice")
+    assert "--model" in error_message(missing.value)  # the command line words the hint as its flag
+    with pytest.raises(ConfigError, match="unknown backbone 'wav2vec9'"):
+        from ser_tool.train.voice import train_voice
+
+        train_voice(corpora, tmp_path / "x", "wav2vec9", tmp_path / "cache")
+
+
+def test_merge_reports_joins_systems_of_the_same_fold():
+    from evals.ser.loco import merge_reports
+
+    a = {"systems": ["s1"], "folds": {"x": {"left_out": ["x"], "systems": {"s1": 1}}}}
+    b = {"systems": ["s2"], "folds": {"x": {"left_out": ["x"], "systems": {"s2": 2}}, "y": {"left_out": ["y"], "systems": {"s2": 3}}}}
+    m = merge_reports([a, b])
+    assert m["systems"] == ["s1", "s2"] and m["folds"]["x"]["systems"] == {"s1": 1, "s2": 2} and set(m["folds"]) == {"x", "y"}
+
+
+def test_voice_backend_is_a_model_flag_choice(capsys):
+    """`--backend voice` is accepted by every entry point's model flags; without a model it exits with
+    the model-loading code and names the flag to set."""
+    from ser_tool.backends import BACKENDS
+    from ser_tool.cli import EXIT_MODEL, main
+    from ser_tool.settings import BACKENDS as SETTINGS_BACKENDS
+
+    assert "voice" in BACKENDS and "voice" in SETTINGS_BACKENDS
+    assert main(["analyze", str(SAMPLE), "--backend", "voice"]) == EXIT_MODEL
+    err = capsys.readouterr().err
+    assert "needs a model" in err and "--model" in err
