@@ -29,18 +29,11 @@ import anyio
 import numpy as np
 import soundfile as sf
 
+from ser_tool.testing import SR, voice
+
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "ser_tool" / "samples" / "speech_en.ogg"
-SR = 16_000
 HOST = "127.0.0.1"  # never anything but loopback
-
-
-def voice(seconds: float, f0: float, amp: float = 0.2) -> np.ndarray:
-    t = np.arange(int(seconds * SR)) / SR
-    phase = 2 * np.pi * np.cumsum(f0 * (1 + 0.1 * np.sin(2 * np.pi * 0.7 * t))) / SR
-    x = sum(np.sin(k * phase) / k for k in range(1, 20))
-    env = (0.5 * (1 + np.sin(2 * np.pi * 4 * t))) ** 1.5
-    return (amp * x * env / np.abs(x).max()).astype(np.float32)
 
 
 def make_audio(folder: Path) -> list[str]:

@@ -33,22 +33,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import anyio
-import numpy as np
 import soundfile as sf
 
+from ser_tool.testing import SR, voice
+
 REPO = Path(__file__).resolve().parents[1]
-SR = 16_000
 MB = 2**20
 STOP_LINE = re.compile(r"worker stopped ([0-9.]+) s later")
-
-
-def voice(seconds: float, f0: float, amp: float = 0.2) -> np.ndarray:
-    """Speech-like audio (harmonics, gliding pitch, syllable bursts) that the VAD calls speech."""
-    t = np.arange(int(seconds * SR)) / SR
-    phase = 2 * np.pi * np.cumsum(f0 * (1 + 0.1 * np.sin(2 * np.pi * 0.7 * t))) / SR
-    x = sum(np.sin(k * phase) / k for k in range(1, 20))
-    env = (0.5 * (1 + np.sin(2 * np.pi * 4 * t))) ** 1.5
-    return (amp * x * env / np.abs(x).max()).astype(np.float32)
 
 
 def write_long_recording(path: Path, seconds: int) -> None:
