@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(instead of scoring the chosen backend)")
     s.add_argument("--systems", nargs="+", metavar="SYSTEM",
                    help="with --loco: mfcc-lr, lr:REP, lr:REP-utt, lr:REP+REP, head:REP[+REP]; REP: resemblyzer, whisper-base, prosody "
-                        "(default: evals.ser.loco.DEFAULT_SYSTEMS)")
+                        "(default: evals.classify.loco.DEFAULT_SYSTEMS)")
     s.add_argument("--loco-cache", metavar="DIR", help="with --loco: frozen-feature cache folder (default ~/.cache/ser-tool/features)")
     s.add_argument("--folds", nargs="+", metavar="FOLD", help="with --loco: run only these folds (e.g. emodb_trimmed2s within)")
     s.add_argument("--epochs", type=number(int, ge=1), help="with --loco: epochs of each head (default: ser_tool.train.voice.VoiceTrainConfig)")
@@ -218,8 +218,8 @@ def loco_main(args) -> int:
     from ser_tool.errors import SERError
     from ser_tool.train.voice import VoiceTrainConfig
 
+    from evals.classify.loco import DEFAULT_SYSTEMS, run_loco, summary
     from evals.output import ensure_writable
-    from evals.ser.loco import DEFAULT_SYSTEMS, run_loco, summary
 
     ensure_writable(args.out, "the report")  # now, not after hours of folds
     cfg = VoiceTrainConfig()
@@ -280,9 +280,9 @@ def _main(argv: Sequence[str] | None = None) -> int:
     from ser_tool import Analyzer, Settings
     from ser_tool.errors import SERError
 
+    from evals.classify.benchmark import benchmark
+    from evals.classify.render import plot_confusion, summary
     from evals.output import ensure_writable
-    from evals.ser.benchmark import benchmark
-    from evals.ser.render import plot_confusion, summary
 
     ensure_writable(args.out, "the report")  # now, not after the benchmark
     try:

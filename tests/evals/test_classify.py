@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from evals.ser.metrics import ccc, classification_metrics, confusion, restrict
+from evals.classify.metrics import ccc, classification_metrics, confusion, restrict
 from ser_tool.labels import EMOTIONS
 from ser_tool.testing import FakeBackend, make_toy_corpus
 
@@ -47,8 +47,8 @@ def test_four_class_view():
 
 
 def test_benchmark_end_to_end_on_a_toy_corpus(tmp_path):
-    from evals.ser.benchmark import benchmark
-    from evals.ser.render import plot_confusion, summary
+    from evals.classify.benchmark import benchmark
+    from evals.classify.render import plot_confusion, summary
 
     folder = make_toy_corpus(tmp_path / "toy")
     report = benchmark(FakeBackend(), [folder], "test")
@@ -77,7 +77,7 @@ def test_ser_eval_cli_writes_its_outputs(tmp_path, monkeypatch, capsys):
 
 
 def test_cross_corpus_baseline_is_fitted_on_other_corpora(tmp_path):
-    from evals.ser.benchmark import benchmark
+    from evals.classify.benchmark import benchmark
     from ser_tool import ConfigError
 
     seen = make_toy_corpus(tmp_path / "seen")
@@ -107,7 +107,7 @@ def _librosa_reference(wave):
 @pytest.mark.parametrize("seconds", [0.05, 0.5, 3.0])
 def test_baseline_features_are_librosas(seconds):
     from ser_tool.testing import voice
-    from evals.ser.baseline import acoustic_features
+    from evals.classify.baseline import acoustic_features
 
     wave = voice(seconds)
     np.testing.assert_allclose(acoustic_features(wave), _librosa_reference(wave), rtol=1e-5, atol=1e-5)
@@ -116,7 +116,7 @@ def test_baseline_features_are_librosas(seconds):
 def test_baseline_features_are_cached_per_file(tmp_path, monkeypatch):
     import os
 
-    import evals.ser.baseline as baseline
+    import evals.classify.baseline as baseline
     from ser_tool.data import read_corpus
 
     clips = read_corpus(make_toy_corpus(tmp_path / "toy")).clips
@@ -142,7 +142,7 @@ def test_baseline_features_are_cached_per_file(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_baseline_features_in_worker_processes_are_the_same(tmp_path, monkeypatch):
-    import evals.ser.baseline as baseline
+    import evals.classify.baseline as baseline
     from ser_tool.data import read_corpus
 
     clips = read_corpus(make_toy_corpus(tmp_path / "toy", n_speakers=4)).clips

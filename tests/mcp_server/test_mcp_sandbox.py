@@ -8,14 +8,7 @@ import pytest
 from mcp_server.messages import tool_message
 from mcp_server.sandbox import AccessDeniedError, FetchError, Sandbox, SandboxPolicy, validate_one_source
 from mcp_server.settings import ServerSettings
-from ser_tool import (
-    AllowedFolders,
-    AudioDecodeError,
-    AudioNotFoundError,
-    AudioTooLargeError,
-    ConfigError,
-    EmptyAudioError,
-)
+from ser_tool import AllowedFolders, AudioDecodeError, AudioNotFoundError, AudioTooLargeError, ConfigError, EmptyAudioError
 from tests.helpers import file_server
 
 

@@ -42,7 +42,7 @@ def test_analyzer_default_is_the_embedded_model(sample_path):
 @pytest.mark.data
 @pytest.mark.skipif(not (SHARED_DATA / "ravdess").is_dir(), reason="../shared/data/ravdess is absent: cannot check the shipped model on real speech")
 def test_shipped_model_beats_chance_on_held_out_ravdess_speakers():
-    from evals.ser.benchmark import predict_clips, score, select_clips
+    from evals.classify.benchmark import predict_clips, score, select_clips
 
     clips, _ = select_clips([SHARED_DATA / "ravdess"], "test", limit=84)
     pred = predict_clips(load_backend("embedded"), clips)

@@ -84,7 +84,7 @@ def corpora(tmp_path):
 def test_corpus_groups_keep_shared_speakers_together(corpora):
     from ser_tool.data import read_corpus
 
-    from evals.ser.loco import corpus_groups, folds
+    from evals.classify.loco import corpus_groups, folds
 
     cs = {read_corpus(d).name: read_corpus(d).clips for d in corpora}
     assert corpus_groups(cs) == [["a", "a_song"], ["b"]]
@@ -102,7 +102,7 @@ def test_loco_runs_lr_and_head_end_to_end(corpora, tmp_path):
     from ser_tool.train.voice import VoiceTrainConfig
 
     from evals.cli import main
-    from evals.ser.loco import run_loco, summary
+    from evals.classify.loco import run_loco, summary
 
     torch.set_num_threads(1)
     cfg = VoiceTrainConfig(epochs=2, channels=32, batch_size=8, crop_frames=(20, 40))
@@ -151,7 +151,7 @@ def test_ser_train_backbone_then_voice_backend(corpora, tmp_path):
 
 
 def test_merge_reports_joins_systems_of_the_same_fold():
-    from evals.ser.loco import merge_reports
+    from evals.classify.loco import merge_reports
 
     a = {"systems": ["s1"], "folds": {"x": {"left_out": ["x"], "systems": {"s1": 1}}}}
     b = {"systems": ["s2"], "folds": {"x": {"left_out": ["x"], "systems": {"s2": 2}}, "y": {"left_out": ["y"], "systems": {"s2": 3}}}}

@@ -1,6 +1,6 @@
 """Frozen features of corpus clips through the disk cache: extract once, reuse in every fold.
 
-`python -m evals.ser.features --cache DIR --reps resemblyzer whisper-base prosody DATA_DIR...`
+`python -m evals.classify.features --cache DIR --reps resemblyzer whisper-base prosody DATA_DIR...`
 fills the cache (each clip decoded once for all representations); `load_features` reads it back.
 """
 
@@ -52,16 +52,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="representations to cache (mfcc: the classical baseline's statistics)")
     p.add_argument("--cache", default=str(DEFAULT_CACHE))
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--fit-cap", type=int, default=2000, help="extract the clips LOCO fits on first (evals.ser.loco.extraction_order)")
+    p.add_argument("--fit-cap", type=int, default=2000, help="extract the clips LOCO fits on first (evals.classify.loco.extraction_order)")
     args = p.parse_args(argv)
     import torch
 
     torch.set_num_threads(args.threads)
-    from evals.ser.loco import MFCCBaseline
+    from evals.classify.loco import MFCCBaseline
 
     reps = [MFCCBaseline() if n == "mfcc" else load_representation(n) for n in args.reps]
     cache = FeatureCache(args.cache)
-    from evals.ser.loco import extraction_order
+    from evals.classify.loco import extraction_order
 
     corpora = {c.name: c.clips for c in map(read_corpus, args.data)}
     clips = extraction_order(corpora, args.fit_cap)

@@ -23,7 +23,7 @@ from ser_tool.errors import AudioError, ConfigError
 from ser_tool.labels import DIMENSIONS, EMOTIONS
 from ser_tool.level import input_level_db, model_inputs
 
-from evals.ser.metrics import FOUR_CLASS, ccc, classification_metrics, restrict
+from evals.classify.metrics import FOUR_CLASS, ccc, classification_metrics, restrict
 
 Progress = Callable[[int], None]
 ProgressFactory = Callable[[int | None, str], Any]  # (total, description) -> a bar with update(n) and close()
@@ -117,7 +117,7 @@ def run_baseline(corpus_dirs: Sequence[str | Path], test_clips: Sequence[Clip], 
     feature_cache: a folder that keeps the clips' features between runs (see baseline.FeatureCache); jobs:
     worker processes for the features not cached yet. progress_factory(total, desc) makes the progress bar
     (its total: every clip whose features are needed); `progress` alone is called with counts."""
-    from evals.ser.baseline import FeatureCache, features_for, fit_and_predict
+    from evals.classify.baseline import FeatureCache, features_for, fit_and_predict
 
     test_paths = {c.path for c in test_clips}
     # never fit on a clip being scored (split 'all' scores every clip of the evaluated corpora)

@@ -175,7 +175,7 @@ def fit_and_predict(train: tuple[np.ndarray, np.ndarray], dev: tuple[np.ndarray,
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from evals.ser.metrics import classification_metrics
+    from evals.classify.metrics import classification_metrics
 
     def model(c: float):
         return make_pipeline(StandardScaler(), LogisticRegression(C=c, class_weight="balanced", max_iter=2000, random_state=seed))

@@ -7,7 +7,7 @@ every clip of the group. One more fold, `within`, is the usual speaker-independe
 corpora (fit on train speakers, score test speakers).
 
 Systems, side by side in one run:
-- `mfcc-lr`: the classical baseline (evals.ser.baseline: MFCC statistics + logistic regression);
+- `mfcc-lr`: the classical baseline (evals.classify.baseline: MFCC statistics + logistic regression);
 - `lr:REP[+REP]`: a frozen representation's utterance vector + logistic regression
   (`resemblyzer-utt` = the GE2E utterance embedding; other reps: mean+std of frames; prosody:
   its functionals);
@@ -33,7 +33,7 @@ from ser_tool.representations import FeatureCache, Features, load_representation
 from ser_tool.data import Clip, read_corpus, split_by_speaker
 from ser_tool.train.voice import ClipFeatures, VoiceTrainConfig, expected_calibration_error, predict_frames, train_voice_head
 
-from evals.ser.metrics import classification_metrics
+from evals.classify.metrics import classification_metrics
 
 DEFAULT_SYSTEMS = ("mfcc-lr", "lr:resemblyzer-utt", "lr:resemblyzer", "lr:whisper-base", "lr:prosody",
                    "lr:resemblyzer+prosody", "head:resemblyzer", "head:resemblyzer+prosody")
@@ -51,7 +51,7 @@ class MFCCBaseline:
     utterance_dim = 86
 
     def features(self, wave: np.ndarray) -> Features:
-        from evals.ser.baseline import acoustic_features
+        from evals.classify.baseline import acoustic_features
 
         return Features(np.zeros((1, 1), dtype=np.float32), acoustic_features(wave))
 
@@ -133,7 +133,7 @@ LR_C = (0.01, 0.1, 1.0)
 
 def run_lr(feats: ClipFeatures, names: Sequence[str], fold: dict, use_utterance: bool) -> tuple[np.ndarray, dict]:
     """StandardScaler + balanced multinomial logistic regression, C chosen on dev by UAR (the MFCC
-    baseline keeps its own recipe, evals.ser.baseline.fit_and_predict)."""
+    baseline keeps its own recipe, evals.classify.baseline.fit_and_predict)."""
     def vector(clip):
         # the GE2E utterance embedding only when asked (-utt); prosody: its functionals; Whisper: mean+std of frames
         return np.concatenate([feats.utterance(clip.path, [n]) if use_utterance or n in UTTERANCE_IS_POOLED
@@ -145,7 +145,7 @@ def run_lr(feats: ClipFeatures, names: Sequence[str], fold: dict, use_utterance:
     fit, dev = fold["fit"], fold["dev"]
     x, y, xs = matrix(fit), labels_of(fit), matrix(fold["score"])
     if names == ["mfcc"]:
-        from evals.ser.baseline import fit_and_predict
+        from evals.classify.baseline import fit_and_predict
 
         return fit_and_predict((x, y), (matrix(dev), labels_of(dev)) if dev else None, xs)
     from sklearn.linear_model import LogisticRegression
@@ -189,7 +189,7 @@ def run_head(feats: ClipFeatures, names: Sequence[str], fold: dict, cfg: VoiceTr
 def run_loco(corpus_dirs: Sequence[str | Path], systems: Sequence[str] = DEFAULT_SYSTEMS, cache_dir: str | Path | None = None,
              within: bool = True, fit_cap: int = 2000, head_cfg: VoiceTrainConfig | None = None, only_folds: Sequence[str] | None = None,
              log: Log = print) -> dict:
-    from evals.ser.features import DEFAULT_CACHE
+    from evals.classify.features import DEFAULT_CACHE
 
     corpora = {}
     dropped = {}

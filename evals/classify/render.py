@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 
 
-def _f(x) -> str:
+def _score(x: float | None) -> str:
+    """A metric to three decimals, or a dash where there is none."""
     return "  -  " if x is None else f"{x:.3f}"
 
 
@@ -22,9 +23,9 @@ def summary(report: dict) -> str:
     rows += [(f"language {k or '?'}", v, b["per_language"].get(k) if b else None) for k, v in m["per_language"].items()]
     for name, cur, base in rows:
         lines.append(
-            f"{name[:24]:24} {_f(cur['7class']['uar']):>6} {_f(base['7class']['uar']) if base else '  -  ':>6} "
-            f"{_f(cur['7class']['wa']):>6} {_f(cur['7class']['macro_f1']):>6} {_f(cur['4class']['uar']):>6} "
-            f"{_f(base['4class']['uar']) if base else '  -  ':>6} {cur['7class']['n']:>6}"
+            f"{name[:24]:24} {_score(cur['7class']['uar']):>6} {_score(base['7class']['uar']) if base else '  -  ':>6} "
+            f"{_score(cur['7class']['wa']):>6} {_score(cur['7class']['macro_f1']):>6} {_score(cur['4class']['uar']):>6} "
+            f"{_score(base['4class']['uar']) if base else '  -  ':>6} {cur['7class']['n']:>6}"
         )
     if "ccc" in m["overall"]:
         c = m["overall"]["ccc"]
