@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ser_tool.console import error_message, error_text, exit_code, number, quiet_on_closed_stdout
-from ser_tool.describe import report_lines, safe_name, transcript_lines
+from ser_tool.describe import file_failure, report_lines, safe_name, transcript_lines
 from ser_tool.errors import AudioError, ConfigError, SERError
 from ser_tool.settings import Settings, add_model_flags
 
@@ -174,9 +174,12 @@ def _analyze(args: argparse.Namespace) -> int:
     if args.json:  # one shape whatever the number of files (a shell glob may match one): always a list
         _emit(json.dumps([r.model_dump(mode="json") for r in reports], indent=2))
     if failures:
-        print(f"ser: {len(failures)} of {len(args.files)} file(s) failed:", file=sys.stderr)
-        for path, e in failures:
-            print(f"  {safe_name(path)}: {_safe(e)}", file=sys.stderr)
+        lines = [file_failure(path, error_text(e, args)) for path, e in failures]
+        if len(args.files) == 1:
+            print(f"ser: error: {lines[0]}", file=sys.stderr)
+        else:
+            print(f"ser: {len(failures)} of {len(args.files)} file(s) failed:", file=sys.stderr)
+            print("\n".join(f"  {line}" for line in lines), file=sys.stderr)
         return EXIT_FILE_FAILED
     return EXIT_OK
 
