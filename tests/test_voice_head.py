@@ -133,7 +133,7 @@ def test_ser_train_backbone_then_voice_backend(corpora, tmp_path):
     torch.set_num_threads(1)
     out = tmp_path / "model"
     rc = main(["train", *map(str, corpora), "--backbone", "prosody", "--epochs", "1", "--batch-size", "8",
-               "--features-cache", str(tmp_path / "cache"), "--out", str(out)])
+               "--feature-cache", str(tmp_path / "cache"), "--out", str(out)])
     assert rc == 0 and (out / "model.safetensors").is_file()
     summary = json.loads((out / "training.json").read_text())
     assert summary["temperature"] > 0 and summary["representation_ids"] == {"prosody": "prosody-acf-v3"}
@@ -148,6 +148,23 @@ def test_ser_train_backbone_then_voice_backend(corpora, tmp_path):
         from ser_tool.train.voice import train_voice
 
         train_voice(corpora, tmp_path / "x", "wav2vec9", tmp_path / "cache")
+
+
+def test_the_feature_cache_flag_is_spelt_as_in_ser_eval(capsys):
+    """`ser train --feature-cache` (as `ser-eval ser --feature-cache`); the old `--features-cache` still works for
+    one release, hidden from --help, with a note naming the new spelling."""
+    from ser_tool.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["train", "a", "--out", "o", "--feature-cache", "/c"]).feature_cache == "/c"
+    assert capsys.readouterr().err == ""
+    assert parser.parse_args(["train", "a", "--out", "o", "--features-cache", "/old"]).feature_cache == "/old"
+    assert "--features-cache is now --feature-cache" in capsys.readouterr().err
+    assert parser.parse_args(["train", "a", "--out", "o"]).feature_cache.endswith("features")  # the default
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "--help"])
+    help_text = capsys.readouterr().out
+    assert "--feature-cache" in help_text and "--features-cache" not in help_text
 
 
 def test_merge_reports_joins_systems_of_the_same_fold():
