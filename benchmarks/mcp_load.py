@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import socket
 import statistics
@@ -29,18 +28,10 @@ import anyio
 import numpy as np
 import soundfile as sf
 
-REPO = Path(__file__).resolve().parents[1]
+from mcp_bench import REPO, SR, proc_status_mb, server_command, server_env, voice
+
 SAMPLE = REPO / "ser_tool" / "samples" / "speech_en.ogg"
-SR = 16_000
 HOST = "127.0.0.1"  # never anything but loopback
-
-
-def voice(seconds: float, f0: float, amp: float = 0.2) -> np.ndarray:
-    t = np.arange(int(seconds * SR)) / SR
-    phase = 2 * np.pi * np.cumsum(f0 * (1 + 0.1 * np.sin(2 * np.pi * 0.7 * t))) / SR
-    x = sum(np.sin(k * phase) / k for k in range(1, 20))
-    env = (0.5 * (1 + np.sin(2 * np.pi * 4 * t))) ** 1.5
-    return (amp * x * env / np.abs(x).max()).astype(np.float32)
 
 
 def make_audio(folder: Path) -> list[str]:
@@ -55,17 +46,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
         return s.getsockname()[1]
-
-
-def peak_rss_mb(pid: int) -> float | None:
-    """The process's high-water mark of resident memory (Linux /proc), MiB."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -143,17 +123,9 @@ def main(argv=None) -> int:
         audio = tmp / "audio"
         audio.mkdir()
         files = make_audio(audio)
-        env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp), "SER_ALLOWED_DIRS": str(audio),
-               "SER_BACKEND": args.backend, "SER_LOG_LEVEL": "WARNING", "HF_HUB_OFFLINE": "1"}
-        if args.tiny_hf:
-            from ser_tool.testing import make_tiny_hf_classifier
-
-            env |= {"SER_BACKEND": "hf", "SER_MODEL": str(make_tiny_hf_classifier(tmp / "tiny-hf")), "SER_OFFLINE": "1"}
-        elif args.model:
-            env["SER_MODEL"] = args.model
+        env = server_env(tmp, audio, backend=args.backend, model=args.model, tiny_hf=args.tiny_hf)
         port = free_port()
-        script = Path(sys.executable).parent / "ser-mcp"
-        cmd = [str(script)] if script.is_file() else [sys.executable, "-m", "mcp_server"]
+        cmd = server_command()
         server_log = open(tmp / "server.log", "wb")
         t_start = time.perf_counter()
         proc = subprocess.Popen([*cmd, "--transport", "http", "--host", HOST, "--port", str(port)],
@@ -170,9 +142,9 @@ def main(argv=None) -> int:
             listening = time.perf_counter() - t_start
             url = f"http://{HOST}:{port}/mcp"
             warm = anyio.run(first_call, url, files[0])
-            rss_before = peak_rss_mb(proc.pid)
+            rss_before = proc_status_mb(proc.pid, "VmHWM")
             result = anyio.run(run_load, url, files, args.calls, args.sessions, args.deadline)
-            rss_peak = peak_rss_mb(proc.pid)
+            rss_peak = proc_status_mb(proc.pid, "VmHWM")
         finally:
             proc.terminate()
             try:

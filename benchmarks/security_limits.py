@@ -33,22 +33,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import anyio
-import numpy as np
 import soundfile as sf
 
-REPO = Path(__file__).resolve().parents[1]
-SR = 16_000
+from mcp_bench import SR, proc_status_mb, server_command, server_env, voice
+
 MB = 2**20
 STOP_LINE = re.compile(r"worker stopped ([0-9.]+) s later")
-
-
-def voice(seconds: float, f0: float, amp: float = 0.2) -> np.ndarray:
-    """Speech-like audio (harmonics, gliding pitch, syllable bursts) that the VAD calls speech."""
-    t = np.arange(int(seconds * SR)) / SR
-    phase = 2 * np.pi * np.cumsum(f0 * (1 + 0.1 * np.sin(2 * np.pi * 0.7 * t))) / SR
-    x = sum(np.sin(k * phase) / k for k in range(1, 20))
-    env = (0.5 * (1 + np.sin(2 * np.pi * 4 * t))) ** 1.5
-    return (amp * x * env / np.abs(x).max()).astype(np.float32)
 
 
 def write_long_recording(path: Path, seconds: int) -> None:
@@ -84,17 +74,6 @@ def hidden_chunks(hours: float) -> int:
     return max(1, round(hours * 6))
 
 
-def proc_status_mb(pid: int, field: str) -> float | None:
-    """VmRSS (resident now) or VmHWM (peak resident) of a process, MiB."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
-
-
 def server_pid() -> int:
     """The ser-mcp process: the child of this process the SDK's stdio client started."""
     me = str(os.getpid())
@@ -114,8 +93,7 @@ async def run(args, folder: Path, env: dict, log_path: Path) -> dict:
     from mcp.shared.exceptions import McpError
     from mcp.types import CancelledNotification, CancelledNotificationParams, ClientNotification
 
-    script = Path(sys.executable).parent / "ser-mcp"
-    command, cmd_args = (str(script), []) if script.is_file() else (sys.executable, ["-m", "mcp_server"])
+    command, *cmd_args = server_command()
     params = StdioServerParameters(command=command, args=cmd_args, env=env)
     out: dict = {}
     long_timeout = timedelta(seconds=args.deadline)
@@ -219,13 +197,7 @@ def main(argv=None) -> int:
         write_long_recording(folder / "long.wav", int(args.long_minutes * 60))
         write_hidden_duration_webm(folder / "hidden.webm", args.hidden_hours, tmp)
         prep_s = time.perf_counter() - t
-        env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp), "SER_ALLOWED_DIRS": str(folder),
-               "SER_BACKEND": args.backend, "SER_LOG_LEVEL": "INFO", "HF_HUB_OFFLINE": "1",
-               "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-        if args.tiny_hf:
-            from ser_tool.testing import make_tiny_hf_classifier
-
-            env |= {"SER_BACKEND": "hf", "SER_MODEL": str(make_tiny_hf_classifier(tmp / "tiny-hf")), "SER_OFFLINE": "1"}
+        env = server_env(tmp, folder, backend=args.backend, tiny_hf=args.tiny_hf, log_level="INFO")
         log_path = tmp / "server.log"
         try:
             r = anyio.run(run, args, folder, env, log_path)

@@ -1,0 +1,56 @@
+"""What the MCP server benchmarks (mcp_load.py, security_limits.py) share: a speech-like test signal, the
+`ser-mcp` command with the environment it runs in, and the server process's memory. Not a benchmark itself.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SR = 16_000
+
+
+def voice(seconds: float, f0: float, amp: float = 0.2) -> np.ndarray:
+    """Speech-like audio (harmonics, gliding pitch, syllable bursts) that the VAD calls speech."""
+    t = np.arange(int(seconds * SR)) / SR
+    phase = 2 * np.pi * np.cumsum(f0 * (1 + 0.1 * np.sin(2 * np.pi * 0.7 * t))) / SR
+    x = sum(np.sin(k * phase) / k for k in range(1, 20))
+    env = (0.5 * (1 + np.sin(2 * np.pi * 4 * t))) ** 1.5
+    return (amp * x * env / np.abs(x).max()).astype(np.float32)
+
+
+def server_command() -> list[str]:
+    """How to start `ser-mcp`: the console script beside this Python, else `python -m mcp_server`."""
+    script = Path(sys.executable).parent / "ser-mcp"
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "mcp_server"]
+
+
+def server_env(tmp: Path, allowed: Path, *, backend: str = "embedded", model: str | None = None,
+               tiny_hf: bool = False, log_level: str = "WARNING") -> dict[str, str]:
+    """The server's whole environment: only `allowed` readable, offline, this checkout's code (PYTHONPATH), HOME in
+    `tmp`; `tiny_hf` builds a tiny random hf model in `tmp` (measures the server, not a model)."""
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp), "SER_ALLOWED_DIRS": str(allowed),
+           "SER_BACKEND": backend, "SER_LOG_LEVEL": log_level, "HF_HUB_OFFLINE": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    if tiny_hf:
+        from ser_tool.testing import make_tiny_hf_classifier
+
+        env |= {"SER_BACKEND": "hf", "SER_MODEL": str(make_tiny_hf_classifier(tmp / "tiny-hf")), "SER_OFFLINE": "1"}
+    elif model:
+        env["SER_MODEL"] = model
+    return env
+
+
+def proc_status_mb(pid: int, field: str) -> float | None:
+    """VmRSS (resident now) or VmHWM (peak resident) of a process, MiB (Linux /proc); None when unknown."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
