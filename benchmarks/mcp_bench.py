@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from pathlib import Path
@@ -27,6 +28,14 @@ def server_command() -> list[str]:
     """How to start `ser-mcp`: the console script beside this Python, else `python -m mcp_server`."""
     script = Path(sys.executable).parent / "ser-mcp"
     return [str(script)] if script.is_file() else [sys.executable, "-m", "mcp_server"]
+
+
+def add_server_flags(p: argparse.ArgumentParser) -> None:
+    """The flags that choose the server's model: --backend, --model, --tiny-hf; and --json for the results."""
+    p.add_argument("--backend", default="embedded")
+    p.add_argument("--model", help="the model (SER_MODEL) for --backend")
+    p.add_argument("--tiny-hf", action="store_true", help="a tiny random hf model (measures the server, not a model)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON too")
 
 
 def server_env(tmp: Path, allowed: Path, *, backend: str = "embedded", model: str | None = None,

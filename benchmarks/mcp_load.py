@@ -28,7 +28,7 @@ import anyio
 import numpy as np
 import soundfile as sf
 
-from mcp_bench import REPO, SR, proc_status_mb, server_command, server_env, voice
+from mcp_bench import REPO, SR, add_server_flags, proc_status_mb, server_command, server_env, voice
 
 SAMPLE = REPO / "ser_tool" / "samples" / "speech_en.ogg"
 HOST = "127.0.0.1"  # never anything but loopback
@@ -110,10 +110,7 @@ def main(argv=None) -> int:
     p.add_argument("--calls", type=int, default=64, help="concurrent tool calls (at least 50; default 64)")
     p.add_argument("--sessions", type=int, default=8, help="client sessions the calls are spread over (default 8)")
     p.add_argument("--deadline", type=float, default=300.0, help="give up after this many seconds (default 300)")
-    p.add_argument("--backend", default="embedded")
-    p.add_argument("--model")
-    p.add_argument("--tiny-hf", action="store_true", help="use a tiny random hf model (measures the server, not a model)")
-    p.add_argument("--json", action="store_true", help="print the results as JSON too")
+    add_server_flags(p)
     args = p.parse_args(argv)
     if not 50 <= args.calls <= 1000 or not 1 <= args.sessions <= args.calls:
         p.error("--calls must be 50..1000 and --sessions 1..calls")

@@ -35,7 +35,7 @@ from pathlib import Path
 import anyio
 import soundfile as sf
 
-from mcp_bench import SR, proc_status_mb, server_command, server_env, voice
+from mcp_bench import SR, add_server_flags, proc_status_mb, server_command, server_env, voice
 
 MB = 2**20
 STOP_LINE = re.compile(r"worker stopped ([0-9.]+) s later")
@@ -181,9 +181,7 @@ def main(argv=None) -> int:
     p.add_argument("--hidden-hours", type=float, default=3.0, help="audio hidden behind the 1-s header (default 3 h)")
     p.add_argument("--long-minutes", type=float, default=119.0, help="the recording whose analysis is cancelled (default 119 min)")
     p.add_argument("--deadline", type=float, default=240.0, help="longest any one call may take, seconds (default 240)")
-    p.add_argument("--backend", default="embedded")
-    p.add_argument("--tiny-hf", action="store_true", help="a tiny random hf model (measures the server, not a model)")
-    p.add_argument("--json", action="store_true", help="print the results as JSON too")
+    add_server_flags(p)
     args = p.parse_args(argv)
     if not Path("/proc/self/status").is_file() or not shutil.which("ffmpeg"):
         raise SystemExit("this benchmark needs Linux (/proc) and ffmpeg")
@@ -197,7 +195,7 @@ def main(argv=None) -> int:
         write_long_recording(folder / "long.wav", int(args.long_minutes * 60))
         write_hidden_duration_webm(folder / "hidden.webm", args.hidden_hours, tmp)
         prep_s = time.perf_counter() - t
-        env = server_env(tmp, folder, backend=args.backend, tiny_hf=args.tiny_hf, log_level="INFO")
+        env = server_env(tmp, folder, backend=args.backend, model=args.model, tiny_hf=args.tiny_hf, log_level="INFO")
         log_path = tmp / "server.log"
         try:
             r = anyio.run(run, args, folder, env, log_path)
