@@ -12,7 +12,10 @@ Not a test. Needs the corpora in ../shared/data (the RAVDESS folder at least).
    to full scale, as a file written 6 dB hotter would be: on clips that clip, +6 dB is another (distorted)
    signal, which no level normalisation can undo, so it is counted apart.
 
-    python benchmarks/level_robustness.py [--data ../shared/data] [--backend embedded] [--model DIR]
+3. With --all-clips: the gain test over every test-split clip of the four corpora (float samples, with loudness
+   normalisation), counts only: same top emotion at every gain, refused at every gain, and the clips that change.
+
+    python benchmarks/level_robustness.py [--data ../shared/data] [--backend embedded] [--model DIR] [--all-clips]
 """
 
 from __future__ import annotations
@@ -105,6 +108,7 @@ def main() -> int:
     p.add_argument("--backend", default="embedded", choices=("embedded", "meralion", "hf"))
     p.add_argument("--model", default=None)
     p.add_argument("--skip-refusals", action="store_true", help="only the gain table")
+    p.add_argument("--all-clips", action="store_true", help="also the gain test on every test-split clip (counts; minutes)")
     args = p.parse_args()
     data = Path(args.data)
     if not (data / "ravdess" / "manifest.csv").is_file():
@@ -140,6 +144,15 @@ def main() -> int:
         print(f"\n{title}: same top emotion at every gain for {same} of {len(rows)} clips; largest probability "
               f"change per clip: median {np.nanmedian(spreads):.3f}, max {np.nanmax(spreads):.3f}")
         print(text)
+    if args.all_clips:
+        every = [c for name in CORPORA if (data / name / "manifest.csv").is_file()
+                 for c in split_by_speaker(read_corpus(data / name).clips)["test"]]
+        rows, text = gain_table(analyzer, every)
+        refused = [r for r in rows if set(r["tops"]) == {"(refused)"}]
+        moved = [(r, line) for r, line in zip(rows, text.splitlines()) if not r["same"] and r not in refused]
+        print(f"\nevery test-split clip ({len(every)}), float samples, with loudness normalisation: same top emotion at "
+              f"every gain for {sum(r['same'] for r in rows)}; refused at every gain {len(refused)}; changes {len(moved)}")
+        print("\n".join(line for _, line in moved))
     rows, text = gain_table(analyzer, clips, clip_to_full_scale=True)
     hot = [r for r in rows if r["clipped"]]
     print(f"\nclipped to full scale, as a file 6 dB hotter would be (with loudness normalisation): same top emotion at "
