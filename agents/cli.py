@@ -163,10 +163,12 @@ def _chat(args, pipeline, stdin: TextIO, out: TextIO) -> int:
             continue
         if text in ("/quit", "/exit"):
             break
-        reply = conversation.say(text)
+        reply = conversation.turn(text)
         if args.show_prompt and turns == 0:
             print("\n\n".join(f"[{m.type}]\n{m.text}" for m in conversation.messages[:2]), file=sys.stderr)
-        print(f"agent [{affect_tag(conversation.perception)}]> {reply}", file=out, flush=True)
+        print(f"agent [{affect_tag(conversation.perception)}]> {reply.text or '(no reply)'}", file=out, flush=True)
+        if reply.warning:  # e.g. the offline model echoing the turn: say so rather than leave nonsense unexplained
+            print(f"ser-agent: warning: {reply.warning} (--model PROVIDER:MODEL)", file=sys.stderr, flush=True)
         turns += 1
     if turns == 0:
         print("(no message: type a turn, or pipe one, e.g. echo 'How do I sound?' | ser-agent chat --audio FILE)", file=out)

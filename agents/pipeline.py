@@ -28,6 +28,7 @@ from agents.prompt import (
     RenderedPrompt,
     render_prompt,
 )
+from agents.replies import NUDGES, degenerate_reply, warning_text
 from ser_tool import (
     ASR,
     SAMPLE_RATE,
@@ -41,7 +42,7 @@ from ser_tool import (
     transcribe_with_emotion,
 )
 
-__all__ = ["AffectPipeline", "Answer", "Conversation", "Perception"]
+__all__ = ["AffectPipeline", "Answer", "Conversation", "Perception", "Reply"]
 
 Audio = str | Path | bytes | np.ndarray
 GivenWords = str | Transcript | Sequence[Any]
@@ -196,6 +197,13 @@ class Conversation:
         self.messages: list[BaseMessage] = []
 
     def say(self, text: str) -> str:
+        """The chat model's reply to the user's next turn (see `turn`, which also says when it is degenerate)."""
+        return self.turn(text).text
+
+    def turn(self, text: str) -> Reply:
+        """The user's next turn -> the chat model's reply. A degenerate reply (empty, the previous reply again,
+        the user's message echoed: agents.replies) is asked for once more, with a line added to the user's
+        message that names the fault; when that is no better, the reply carries a one-line `warning`."""
         if not text.strip():
             raise AgentError("empty message")
         if not self.messages:
@@ -203,13 +211,28 @@ class Conversation:
             self.messages = [SystemMessage(prompt.system), HumanMessage(prompt.user)]
         else:
             self.messages.append(HumanMessage(text.strip()))
+        previous = next((m.text for m in reversed(self.messages) if isinstance(m, AIMessage)), None)
+        message = self.messages[-1].text
         try:
             reply = self.pipeline.reply(self.messages)
+            fault = degenerate_reply(reply, message, turn=text, previous=previous)
+            if fault is not None:
+                nudged = f"{message}\n\n{NUDGES[fault]}"
+                reply = self.pipeline.reply([*self.messages[:-1], HumanMessage(nudged)])
+                fault = degenerate_reply(reply, nudged, turn=text, previous=previous)
         except ChatModelError:
             self.messages.pop() if len(self.messages) > 2 else self.messages.clear()
             raise
         self.messages.append(AIMessage(reply))
-        return reply
+        return Reply(reply, None if fault is None else warning_text(fault))
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One chat turn's reply; `warning` (one line) when it is degenerate even after a second try."""
+
+    text: str
+    warning: str | None = None
 
 
 def invoke(model: Any, messages: list[BaseMessage]) -> str:

@@ -6,11 +6,16 @@ Not a test. Needs the corpora in ../shared/data (the RAVDESS folder at least).
    analysed; a clip is refused when the analysis finds no speech. Counted with the adaptive speech floor
    (the default) and with the fixed -50 dBFS floor ser-tool used before (`vad_floor_db=-50`).
 2. Gain invariance: ~20 test-split clips of the four training corpora, each analysed at -12, -6, 0 and
-   +6 dB (clipped to full scale, as a file would be), with loudness normalisation (the default) and
-   without it (the audio as recorded). Prints the top emotion at each gain and the largest change of
-   any emotion's probability across the gains.
+   +6 dB as float samples (nothing clipped: the same signal at four volumes), with loudness normalisation
+   (the default) and without it (the audio as recorded). Prints the top emotion at each gain and the
+   largest change of any emotion's probability across the gains. Then the same with the samples clipped
+   to full scale, as a file written 6 dB hotter would be: on clips that clip, +6 dB is another (distorted)
+   signal, which no level normalisation can undo, so it is counted apart.
 
-    python benchmarks/level_robustness.py [--data ../shared/data] [--backend embedded] [--model DIR]
+3. With --all-clips: the gain test over every test-split clip of the four corpora (float samples, with loudness
+   normalisation), counts only: same top emotion at every gain, refused at every gain, and the clips that change.
+
+    python benchmarks/level_robustness.py [--data ../shared/data] [--backend embedded] [--model DIR] [--all-clips]
 """
 
 from __future__ import annotations
@@ -68,7 +73,7 @@ def gain_clips(data: Path, per_corpus: dict[str, int]) -> list:
     return chosen
 
 
-def gain_table(analyzer, clips) -> tuple[list[dict], str]:
+def gain_table(analyzer, clips, clip_to_full_scale: bool = False) -> tuple[list[dict], str]:
     from ser_tool import EMOTIONS, NoSpeechError
     from ser_tool.audio import SAMPLE_RATE, load_audio
 
@@ -80,7 +85,7 @@ def gain_table(analyzer, clips) -> tuple[list[dict], str]:
             x = wave * np.float32(10 ** (g / 20))
             clipped |= bool(np.any(np.abs(x) > 1.0))
             try:
-                overall = analyzer.analyze(np.clip(x, -1.0, 1.0), sample_rate=SAMPLE_RATE).overall
+                overall = analyzer.analyze(np.clip(x, -1.0, 1.0) if clip_to_full_scale else x, sample_rate=SAMPLE_RATE).overall
             except NoSpeechError:
                 tops.append("(refused)")
                 probs.append(np.full(len(EMOTIONS), np.nan))
@@ -92,8 +97,8 @@ def gain_table(analyzer, clips) -> tuple[list[dict], str]:
         same = len(set(tops)) == 1 and "(refused)" not in tops
         rows.append({"clip": clip.path.name, "label": clip.label, "tops": tops, "spread": spread, "same": same, "clipped": clipped})
         at = "  ".join(f"{t} {pr.max():.2f}" if t != "(refused)" else t for t, pr in zip(tops, probs))
-        lines.append(f"  {clip.corpus[:8]:8s} {clip.path.name[:28]:28s} {clip.label:9s} | {at} | max change {spread:.3f}"
-                     + (" (clips at +6 dB)" if clipped else ""))
+        note = (" (clipped at +6 dB)" if clip_to_full_scale else " (passes full scale at +6 dB)") if clipped else ""
+        lines.append(f"  {clip.corpus[:8]:8s} {clip.path.name[:28]:28s} {clip.label:9s} | {at} | max change {spread:.3f}{note}")
     return rows, "\n".join(lines)
 
 
@@ -103,6 +108,7 @@ def main() -> int:
     p.add_argument("--backend", default="embedded", choices=("embedded", "meralion", "hf"))
     p.add_argument("--model", default=None)
     p.add_argument("--skip-refusals", action="store_true", help="only the gain table")
+    p.add_argument("--all-clips", action="store_true", help="also the gain test on every test-split clip (counts; minutes)")
     args = p.parse_args()
     data = Path(args.data)
     if not (data / "ravdess" / "manifest.csv").is_file():
@@ -130,7 +136,7 @@ def main() -> int:
 
     clips = gain_clips(data, {"ravdess": 8, "ravdess_song_trimmed": 4, "emodb_trimmed2s": 4, "emospeech": 4})
     print(f"\nGain invariance, {backend.name} ({backend.model_id}), {len(clips)} test-split clips; "
-          f"top emotion and its probability at {', '.join(f'{g:+g}' for g in GAINS_DB)} dB:")
+          f"top emotion and its probability at {', '.join(f'{g:+g}' for g in GAINS_DB)} dB (float samples, nothing clipped):")
     for title, an in (("with loudness normalisation (default)", analyzer), ("as recorded (normalise_loudness=False)", raw)):
         rows, text = gain_table(an, clips)
         same = sum(r["same"] for r in rows)
@@ -138,6 +144,21 @@ def main() -> int:
         print(f"\n{title}: same top emotion at every gain for {same} of {len(rows)} clips; largest probability "
               f"change per clip: median {np.nanmedian(spreads):.3f}, max {np.nanmax(spreads):.3f}")
         print(text)
+    if args.all_clips:
+        every = [c for name in CORPORA if (data / name / "manifest.csv").is_file()
+                 for c in split_by_speaker(read_corpus(data / name).clips)["test"]]
+        rows, text = gain_table(analyzer, every)
+        refused = [r for r in rows if set(r["tops"]) == {"(refused)"}]
+        moved = [(r, line) for r, line in zip(rows, text.splitlines()) if not r["same"] and r not in refused]
+        print(f"\nevery test-split clip ({len(every)}), float samples, with loudness normalisation: same top emotion at "
+              f"every gain for {sum(r['same'] for r in rows)}; refused at every gain {len(refused)}; changes {len(moved)}")
+        print("\n".join(line for _, line in moved))
+    rows, text = gain_table(analyzer, clips, clip_to_full_scale=True)
+    hot = [r for r in rows if r["clipped"]]
+    print(f"\nclipped to full scale, as a file 6 dB hotter would be (with loudness normalisation): same top emotion at "
+          f"every gain for {sum(r['same'] for r in rows)} of {len(rows)} clips; {len(hot)} clip at +6 dB, of which "
+          f"{sum(r['same'] for r in hot)} keep their top emotion")
+    print("\n".join(line for line, r in zip(text.splitlines(), rows) if r["clipped"]))
     return 0
 
 

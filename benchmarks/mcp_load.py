@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import socket
 import statistics
@@ -29,17 +28,16 @@ import anyio
 import numpy as np
 import soundfile as sf
 
-from ser_tool.testing import SR, voice
+from mcp_bench import REPO, SR, add_server_flags, proc_status_mb, server_command, server_env, voice
 
-REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "ser_tool" / "samples" / "speech_en.ogg"
 HOST = "127.0.0.1"  # never anything but loopback
 
 
 def make_audio(folder: Path) -> list[str]:
     sf.write(folder / "short.wav", voice(3.0, 180), SR)
-    sf.write(folder / "medium.flac", voice(12.0, 140, 0.3), SR)
-    sf.write(folder / "long.ogg", np.concatenate([voice(20.0, 120), np.zeros(SR, np.float32), voice(20.0, 220, 0.4)]), SR)
+    sf.write(folder / "medium.flac", voice(12.0, 140, amp=0.3), SR)
+    sf.write(folder / "long.ogg", np.concatenate([voice(20.0, 120), np.zeros(SR, np.float32), voice(20.0, 220, amp=0.4)]), SR)
     shutil.copy(SAMPLE, folder / "speech_en.ogg")
     return ["short.wav", "medium.flac", "long.ogg", "speech_en.ogg"]
 
@@ -48,17 +46,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
         return s.getsockname()[1]
-
-
-def peak_rss_mb(pid: int) -> float | None:
-    """The process's high-water mark of resident memory (Linux /proc), MiB."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -123,10 +110,7 @@ def main(argv=None) -> int:
     p.add_argument("--calls", type=int, default=64, help="concurrent tool calls (at least 50; default 64)")
     p.add_argument("--sessions", type=int, default=8, help="client sessions the calls are spread over (default 8)")
     p.add_argument("--deadline", type=float, default=300.0, help="give up after this many seconds (default 300)")
-    p.add_argument("--backend", default="embedded")
-    p.add_argument("--model")
-    p.add_argument("--tiny-hf", action="store_true", help="use a tiny random hf model (measures the server, not a model)")
-    p.add_argument("--json", action="store_true", help="print the results as JSON too")
+    add_server_flags(p)
     args = p.parse_args(argv)
     if not 50 <= args.calls <= 1000 or not 1 <= args.sessions <= args.calls:
         p.error("--calls must be 50..1000 and --sessions 1..calls")
@@ -136,17 +120,9 @@ def main(argv=None) -> int:
         audio = tmp / "audio"
         audio.mkdir()
         files = make_audio(audio)
-        env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp), "SER_ALLOWED_DIRS": str(audio),
-               "SER_BACKEND": args.backend, "SER_LOG_LEVEL": "WARNING", "HF_HUB_OFFLINE": "1"}
-        if args.tiny_hf:
-            from ser_tool.testing import make_tiny_hf_classifier
-
-            env |= {"SER_BACKEND": "hf", "SER_MODEL": str(make_tiny_hf_classifier(tmp / "tiny-hf")), "SER_OFFLINE": "1"}
-        elif args.model:
-            env["SER_MODEL"] = args.model
+        env = server_env(tmp, audio, backend=args.backend, model=args.model, tiny_hf=args.tiny_hf)
         port = free_port()
-        script = Path(sys.executable).parent / "ser-mcp"
-        cmd = [str(script)] if script.is_file() else [sys.executable, "-m", "mcp_server"]
+        cmd = server_command()
         server_log = open(tmp / "server.log", "wb")
         t_start = time.perf_counter()
         proc = subprocess.Popen([*cmd, "--transport", "http", "--host", HOST, "--port", str(port)],
@@ -163,9 +139,9 @@ def main(argv=None) -> int:
             listening = time.perf_counter() - t_start
             url = f"http://{HOST}:{port}/mcp"
             warm = anyio.run(first_call, url, files[0])
-            rss_before = peak_rss_mb(proc.pid)
+            rss_before = proc_status_mb(proc.pid, "VmHWM")
             result = anyio.run(run_load, url, files, args.calls, args.sessions, args.deadline)
-            rss_peak = peak_rss_mb(proc.pid)
+            rss_peak = proc_status_mb(proc.pid, "VmHWM")
         finally:
             proc.terminate()
             try:

@@ -35,9 +35,8 @@ from pathlib import Path
 import anyio
 import soundfile as sf
 
-from ser_tool.testing import SR, voice
+from mcp_bench import SR, add_server_flags, proc_status_mb, server_command, server_env, voice
 
-REPO = Path(__file__).resolve().parents[1]
 MB = 2**20
 STOP_LINE = re.compile(r"worker stopped ([0-9.]+) s later")
 
@@ -75,17 +74,6 @@ def hidden_chunks(hours: float) -> int:
     return max(1, round(hours * 6))
 
 
-def proc_status_mb(pid: int, field: str) -> float | None:
-    """VmRSS (resident now) or VmHWM (peak resident) of a process, MiB."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
-
-
 def server_pid() -> int:
     """The ser-mcp process: the child of this process the SDK's stdio client started."""
     me = str(os.getpid())
@@ -105,8 +93,7 @@ async def run(args, folder: Path, env: dict, log_path: Path) -> dict:
     from mcp.shared.exceptions import McpError
     from mcp.types import CancelledNotification, CancelledNotificationParams, ClientNotification
 
-    script = Path(sys.executable).parent / "ser-mcp"
-    command, cmd_args = (str(script), []) if script.is_file() else (sys.executable, ["-m", "mcp_server"])
+    command, *cmd_args = server_command()
     params = StdioServerParameters(command=command, args=cmd_args, env=env)
     out: dict = {}
     long_timeout = timedelta(seconds=args.deadline)
@@ -194,9 +181,7 @@ def main(argv=None) -> int:
     p.add_argument("--hidden-hours", type=float, default=3.0, help="audio hidden behind the 1-s header (default 3 h)")
     p.add_argument("--long-minutes", type=float, default=119.0, help="the recording whose analysis is cancelled (default 119 min)")
     p.add_argument("--deadline", type=float, default=240.0, help="longest any one call may take, seconds (default 240)")
-    p.add_argument("--backend", default="embedded")
-    p.add_argument("--tiny-hf", action="store_true", help="a tiny random hf model (measures the server, not a model)")
-    p.add_argument("--json", action="store_true", help="print the results as JSON too")
+    add_server_flags(p)
     args = p.parse_args(argv)
     if not Path("/proc/self/status").is_file() or not shutil.which("ffmpeg"):
         raise SystemExit("this benchmark needs Linux (/proc) and ffmpeg")
@@ -210,13 +195,7 @@ def main(argv=None) -> int:
         write_long_recording(folder / "long.wav", int(args.long_minutes * 60))
         write_hidden_duration_webm(folder / "hidden.webm", args.hidden_hours, tmp)
         prep_s = time.perf_counter() - t
-        env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp), "SER_ALLOWED_DIRS": str(folder),
-               "SER_BACKEND": args.backend, "SER_LOG_LEVEL": "INFO", "HF_HUB_OFFLINE": "1",
-               "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-        if args.tiny_hf:
-            from ser_tool.testing import make_tiny_hf_classifier
-
-            env |= {"SER_BACKEND": "hf", "SER_MODEL": str(make_tiny_hf_classifier(tmp / "tiny-hf")), "SER_OFFLINE": "1"}
+        env = server_env(tmp, folder, backend=args.backend, model=args.model, tiny_hf=args.tiny_hf, log_level="INFO")
         log_path = tmp / "server.log"
         try:
             r = anyio.run(run, args, folder, env, log_path)

@@ -42,7 +42,9 @@ from ser_tool import (
     SERError,
     safe_name,
 )
-from ser_tool.describe import SUMMARY_MAX_CHARS, SUMMARY_MAX_SEGMENTS, UNCERTAIN_BELOW, report_summary, report_text, transcript_text
+from ser_tool.describe import (
+    SUMMARY_MAX_CHARS, SUMMARY_MAX_SEGMENTS, UNCERTAIN_BELOW, file_failure, report_summary, report_text, transcript_text,
+)
 
 from mcp_server.messages import safe_text, tool_message
 from mcp_server.pool import ModelPool
@@ -452,8 +454,8 @@ def _summary(results: list[FileResult]) -> str:
     lines = []
     for r in results:
         name = safe_name(r.source)
-        if r.report is None:
-            lines.append(f"{name}: ERROR {_safe(r.error or '')}")
+        if r.report is None:  # the error names the file (else file_failure puts the name in front), once
+            lines.append(f"ERROR {file_failure(r.source, r.error or '')}")
             continue
         lines.append(f"{name}: {report_summary(r.report)}")
     return "\n".join(lines)

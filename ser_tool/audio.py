@@ -16,6 +16,7 @@ decoding stops at the duration limit whatever the header claims, so memory stays
 from __future__ import annotations
 
 import collections
+import contextlib
 import io
 import os
 import re
@@ -23,6 +24,8 @@ import shutil
 import stat
 import struct
 import subprocess
+import sys
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -215,11 +218,12 @@ class _Input:
 
     def soundfile(self) -> sf.SoundFile:
         """A libsndfile handle on the same descriptor / buffer, from its first byte."""
-        if self.fd is not None:
-            os.lseek(self.fd, 0, os.SEEK_SET)  # sf_open_fd treats the current offset as the file's start
-            return sf.SoundFile(self.fd, closefd=False)
-        self.fileobj.seek(0)
-        return sf.SoundFile(self.fileobj)
+        with decoder_stderr_captured():  # probing a file may wake libmpg123, which talks on stderr
+            if self.fd is not None:
+                os.lseek(self.fd, 0, os.SEEK_SET)  # sf_open_fd treats the current offset as the file's start
+                return sf.SoundFile(self.fd, closefd=False)
+            self.fileobj.seek(0)
+            return sf.SoundFile(self.fileobj)
 
     def close(self) -> None:
         if self.owns_fd and self.fd is not None:
@@ -234,6 +238,9 @@ class _SoundFileAudio(AudioSource):
 
     def __init__(self, handle: sf.SoundFile, name: str, source: _Input, warnings: list[str]) -> None:
         self.handle, self.source = handle, source
+        # libsndfile decodes MP3 with libmpg123, which prints to stderr on good files (after a seek the first
+        # frame misses its bit reservoir: "part2_3_length ... too large"); the other formats are quiet.
+        self._quiet = decoder_stderr_captured if handle.format == "MP3" else contextlib.nullcontext
         self.rate, self.channels = handle.samplerate, handle.channels
         self.frames = handle.frames  # native frames that decode; lowered if the file proves shorter
         self.announced = handle.frames
@@ -268,8 +275,9 @@ class _SoundFileAudio(AudioSource):
         while pos < end:
             n = min(step, end - pos)
             try:
-                self.handle.seek(pos)
-                data = self.handle.read(n, dtype="float32", always_2d=True)
+                with self._quiet():
+                    self.handle.seek(pos)
+                    data = self.handle.read(n, dtype="float32", always_2d=True)
             except (sf.LibsndfileError, RuntimeError, ValueError) as e:
                 data = self._salvage(pos, n)
                 pieces.append(self._mono(data, pos))
@@ -293,8 +301,9 @@ class _SoundFileAudio(AudioSource):
         self._reopen()
         while pos < frame + count:
             try:
-                self.handle.seek(pos)
-                data = self.handle.read(min(step, frame + count - pos), dtype="float32", always_2d=True)
+                with self._quiet():
+                    self.handle.seek(pos)
+                    data = self.handle.read(min(step, frame + count - pos), dtype="float32", always_2d=True)
             except (sf.LibsndfileError, RuntimeError, ValueError):
                 self._reopen()
                 break
@@ -400,6 +409,74 @@ def load_audio(audio, *, sample_rate: int | None = None, limits: AudioLimits | N
     """Decode a whole recording into memory as 16 kHz mono float32 (for short clips)."""
     with open_audio(audio, sample_rate=sample_rate, limits=limits) as src:
         return src.read(0, src.num_samples)
+
+
+# -- what C decoders print ---------------------------------------------------------------------------------
+#
+# libmpg123 (linked into libsndfile for MP3) writes its notes straight to the process's stderr (fd 2), where
+# Python cannot catch them: a good MP3 read in blocks printed a line after every seek. While libsndfile works
+# on an MP3 (or probes an unknown file), fd 2 points at a temporary file; afterwards the decoder's lines are
+# dropped and anything else written there meanwhile (another thread's log line) is passed on. Nested and
+# concurrent users share one redirection (a count), so decoding in several threads is not serialised.
+
+# libmpg123's lines: "[src/libmpg123/layer3.c:INT123_do_layer3():1774] error: ..." (older versions: "Note: ...")
+_DECODER_LINE = re.compile(rb"^\s*(?:\[[^\]]*mpg123[^\]]*\]|Note: (?:Illegal Audio-MPEG-Header|Trying to resync|Skipped))")
+_capture_lock = threading.Lock()
+_capture: dict = {"depth": 0, "active": False, "saved": None, "sink": None}
+
+
+@contextmanager
+def decoder_stderr_captured():
+    """Keep what C decoders print on fd 2 off the user's terminal for the duration (see above)."""
+    with _capture_lock:
+        if _capture["depth"] == 0:
+            _capture["active"] = _start_capture()  # False: no usable fd 2 (closed, or not a file), nothing to do
+        _capture["depth"] += 1
+    try:
+        yield
+    finally:
+        with _capture_lock:
+            _capture["depth"] -= 1
+            if _capture["depth"] == 0 and _capture["active"]:
+                _end_capture()
+
+
+def _start_capture() -> bool:
+    try:
+        if sys.stderr is not None:  # what Python buffered goes out first, in order
+            sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        return False
+    sink = tempfile.TemporaryFile()
+    try:
+        os.dup2(sink.fileno(), 2)
+    except OSError:
+        os.close(saved)
+        sink.close()
+        return False
+    _capture.update(saved=saved, sink=sink)
+    return True
+
+
+def _end_capture() -> None:
+    saved, sink = _capture["saved"], _capture["sink"]
+    _capture.update(saved=None, sink=None)
+    try:
+        if sys.stderr is not None:
+            sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    os.dup2(saved, 2)
+    os.close(saved)
+    sink.seek(0)
+    others = [line for line in sink.read().splitlines(keepends=True) if not _DECODER_LINE.match(line)]
+    sink.close()
+    if others:
+        try:
+            os.write(2, b"".join(others))
+        except OSError:
+            pass
 
 
 @contextmanager

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ser_tool.console import error_message, error_text, exit_code, number, quiet_on_closed_stdout
-from ser_tool.describe import report_lines, safe_name, transcript_lines
+from ser_tool.describe import file_failure, report_lines, safe_name, transcript_lines
 from ser_tool.errors import AudioError, ConfigError, SERError
 from ser_tool.settings import Settings, add_model_flags
 
@@ -80,8 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--threads", type=number(int, ge=0, le=256), default=0, help="torch CPU threads (0: torch's default)")
     t.add_argument("--backbone", help="train the voice head on a frozen representation instead of the compact model: "
                                       "resemblyzer, whisper-base, prosody, or several joined by '+' (needs ser-tool[voice])")
-    t.add_argument("--features-cache", default=str(Path.home() / ".cache" / "ser-tool" / "features"),
+    t.add_argument("--feature-cache", default=str(Path.home() / ".cache" / "ser-tool" / "features"),
                    help="with --backbone: folder of the frozen-feature cache (default ~/.cache/ser-tool/features)")
+    # The old spelling, hidden, for one release: `ser-eval ser` says --feature-cache, so both commands do now.
+    t.add_argument("--features-cache", dest="feature_cache", action=_OldSpelling, default=argparse.SUPPRESS,
+                   help=argparse.SUPPRESS)
 
     from ser_tool.batch.cli import add_parsers as add_batch_parsers
 
@@ -121,6 +124,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ser: interrupted", file=sys.stderr)
         return 130
+
+
+class _OldSpelling(argparse.Action):
+    """A renamed flag's old spelling: still works (for one release), with a note naming the new one."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        new = "--" + self.dest.replace("_", "-")
+        print(f"ser: note: {option_string} is now {new}; the old spelling goes in the next release", file=sys.stderr)
+        setattr(namespace, self.dest, values)
 
 
 def _speakers_arg(value: str):
@@ -174,9 +186,12 @@ def _analyze(args: argparse.Namespace) -> int:
     if args.json:  # one shape whatever the number of files (a shell glob may match one): always a list
         _emit(json.dumps([r.model_dump(mode="json") for r in reports], indent=2))
     if failures:
-        print(f"ser: {len(failures)} of {len(args.files)} file(s) failed:", file=sys.stderr)
-        for path, e in failures:
-            print(f"  {safe_name(path)}: {_safe(e)}", file=sys.stderr)
+        lines = [file_failure(path, error_text(e, args)) for path, e in failures]
+        if len(args.files) == 1:
+            print(f"ser: error: {lines[0]}", file=sys.stderr)
+        else:
+            print(f"ser: {len(failures)} of {len(args.files)} file(s) failed:", file=sys.stderr)
+            print("\n".join(f"  {line}" for line in lines), file=sys.stderr)
         return EXIT_FILE_FAILED
     return EXIT_OK
 
@@ -292,7 +307,7 @@ def _train_voice(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    summary = train_voice(args.data, args.out, args.backbone, args.features_cache, cfg, log=lambda line: print(line, flush=True))
+    summary = train_voice(args.data, args.out, args.backbone, args.feature_cache, cfg, log=lambda line: print(line, flush=True))
     best = summary["best"]
     print(f"best epoch {best['epoch']}: dev mean UAR {best['dev_mean_uar']:.3f}; temperature {summary['temperature']:.2f}; "
           "test UAR " + ", ".join(f"{c} {m['uar']:.3f}" for c, m in summary["test"].items()))

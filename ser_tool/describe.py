@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import re
 import textwrap
 import unicodedata
 from collections.abc import Sequence
@@ -31,7 +32,7 @@ __all__ = [
     "MESSAGE_MAX_CHARS", "NAME_MAX_CHARS", "NOT_A_VOICE", "SUMMARY_MAX_CHARS", "SUMMARY_MAX_SEGMENTS", "UNCERTAIN_BELOW",
     "Episode", "Stretch", "affect_brief", "affect_lines",
     "affect_stretches", "affect_tag", "confidence_word", "describe", "describe_dimensions", "describe_timeline",
-    "emotion_episodes", "probabilities_text", "ranked_emotions", "reading_lines", "report_lines", "report_summary",
+    "emotion_episodes", "file_failure", "probabilities_text", "ranked_emotions", "reading_lines", "report_lines", "report_summary",
     "report_text", "safe_name",
     "span_text", "stretch_lines", "transcript_lines", "transcript_text", "vad_letters", "vad_words",
 ]
@@ -70,6 +71,15 @@ def safe_name(text: object, max_chars: int | None = NAME_MAX_CHARS) -> str:
     if text.isprintable() and text.isascii():  # the common case: nothing to escape
         return text
     return "".join(_escape(c) if c not in _KEEP and unicodedata.category(c) in _UNSAFE_CATEGORIES else c for c in text)
+
+
+def file_failure(name: str, message: str, max_chars: int | None = MESSAGE_MAX_CHARS) -> str:
+    """A file's error as one safe line that names the file once: the message itself when it already names
+    the file as its subject ("a.wav is an empty file ...", "a.wav: no such file", "no speech detected in
+    a.wav (...)": how every AudioError names its source), else "name: message"."""
+    n = re.escape(name)
+    named = not name or re.search(rf"^['\"]?{n}['\"]?(?:[\s:]|$)|\bin ['\"]?{n}['\"]?(?:[\s(:;,]|$)", message)
+    return safe_name(message if named else f"{name}: {message}", max_chars)
 
 
 def _escape(c: str) -> str:

@@ -5,10 +5,12 @@ Two users, both working on 30-ms frame levels (dBFS RMS):
    block of it): a frame can be speech only when it stands `SPEECH_ABOVE_NOISE_DB` above the noise
    floor (the 10th-percentile frame level) and lies within `SPEECH_BELOW_LOUD_DB` of the loud level
    (the 95th percentile; this keeps the floor moving with the gain over a clean background). The floor
-   is held between `FLOOR_LOWEST_DB` (quieter is never speech) and `FLOOR_HIGHEST_DB` (the fixed floor
-   ser-tool used before, so the floor is never stricter than it was). Quiet speech over a clean
-   background is found; steady noise, whatever its level below the old floor, is not. Levels are taken
-   after removing each frame's mean, so DC offset and sub-audio rumble do not count as sound.
+   is held between `FLOOR_LOWEST_DB` (quieter is never speech: the resolution limit of 16-bit audio) and
+   `FLOOR_HIGHEST_DB` (the fixed floor ser-tool used before, so the floor is never stricter than it was).
+   Quiet speech over a clean background is found; steady noise, whatever its level below the old floor,
+   is not. Between the two bounds the floor moves with the gain, so a quieter copy of a recording keeps
+   the same speech regions. Levels are taken after removing each frame's mean, so DC offset and
+   sub-audio rumble do not count as sound.
 2. Before the model (`ser_tool.analyzer`, and the SER benchmark), each analysed segment is scaled so
    its active speech level is the one the backend asks for (`input_level_db`, else `TARGET_DB`): the
    reading no longer depends on how loud the recording was made. Backends that scale their own input
@@ -32,7 +34,11 @@ __all__ = [
 FRAME = 480  # 30 ms at 16 kHz (also a frame size WebRTC's VAD accepts)
 SILENT_DB = -120.0  # the level given to digital silence (keeps percentiles finite)
 
-FLOOR_LOWEST_DB = -80.0  # frames quieter than this are never speech (unless a fixed floor says otherwise)
+# Frames quieter than this are never speech (unless a fixed floor says otherwise): 16-bit PCM resolves
+# about 96 dB, so below this is quantisation and dither noise whatever the recording. It was -80: then a
+# recording whose loud level is under -35 dBFS (RAVDESS at -12 dB) lost its soft edges at that bound
+# while a louder copy kept them, and the reading followed the volume (benchmarks/level_robustness.py).
+FLOOR_LOWEST_DB = -96.0
 FLOOR_HIGHEST_DB = -50.0  # frames louder than this always reach the voice detector (the old fixed floor)
 NOISE_PERCENTILE = 10.0  # the recording's noise floor: this percentile of its frame levels
 SPEECH_ABOVE_NOISE_DB = 12.0  # speech stands at least this far above the noise floor

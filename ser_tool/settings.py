@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     vad: Literal["webrtc", "energy"] = Field("webrtc", description="Speech detector.")
     vad_floor_db: float | None = Field(
         None, description=f"Speech floor, dBFS ({MIN_FLOOR_DB:g}..{MAX_FLOOR_DB:g}): quieter sound is never speech. "
-                          "Default: follow the recording (12 dB above its background, within -80..-50 dBFS).")
+                          "Default: follow the recording (12 dB above its background, within -96..-50 dBFS).")
     max_duration: float = Field(7200.0, gt=0, description="Longest recording accepted, seconds.")
     max_file_mb: float = Field(1024.0, gt=0, description="Largest file accepted, MiB.")
     asr_model: str | None = Field(None, description="Speech recogniser for transcripts: a Whisper hub id or local directory "
@@ -236,7 +236,7 @@ def add_model_flags(parser: argparse.ArgumentParser, *, model_flag: str = "--mod
                        help=f"speech detector (default {default('vad')}; energy = everything above the noise floor)")
         s.add_argument("--vad-floor-db", type=float, metavar="DBFS",
                        help="speech floor: quieter sound is never speech (default: follow the recording, 12 dB above "
-                            "its background within -80..-50 dBFS; e.g. -90 for very faint speech)")
+                            "its background within -96..-50 dBFS; e.g. -90 for very faint speech)")
         s.add_argument("--max-duration", type=float, help=f"longest recording accepted, seconds (default {default('max_duration')})")
         s.add_argument("--max-file-mb", type=float, help=f"largest file accepted, MiB (default {default('max_file_mb')})")
         s.add_argument("--max-windows", type=int, help=f"most analysis windows one recording may need (default {default('max_windows')}); "

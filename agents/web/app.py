@@ -217,7 +217,10 @@ def _heard(pipeline: AffectPipeline, perception: Perception) -> Heard:
 def _say(heard: Heard, text: str, compare: bool) -> dict[str, Any]:
     """One turn: the reply with the affect block and, when asked, the same turn without it. The thread without
     affect starts at the first turn that asks for it."""
-    turn: dict[str, Any] = {"message": text, "reply": heard.with_affect.say(text)}
+    reply = heard.with_affect.turn(text)
+    turn: dict[str, Any] = {"message": text, "reply": reply.text}
+    if reply.warning:  # a degenerate reply (empty, repeated, the message echoed) is flagged, not shown as an answer
+        turn["warning"] = reply.warning
     if compare:
         if heard.perception.words is None:
             turn["without_affect_note"] = NO_WORDS_NOTE
@@ -225,7 +228,10 @@ def _say(heard: Heard, text: str, compare: bool) -> dict[str, Any]:
             if heard.without_affect is None:
                 heard.without_affect = Conversation(heard.with_affect.pipeline, perception=heard.perception, mode="none",
                                                     context=EMPATHETIC_CONTEXT)
-            turn["reply_without_affect"] = heard.without_affect.say(text)
+            plain = heard.without_affect.turn(text)
+            turn["reply_without_affect"] = plain.text
+            if plain.warning:
+                turn["warning_without_affect"] = plain.warning
     heard.turns.append(turn)
     return turn
 

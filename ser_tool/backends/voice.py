@@ -40,11 +40,13 @@ class VoiceBackend:
     normalises_input = False
     input_level_db = -26.0
 
-    def __init__(self, head, representations: Sequence, model_id: str, threads: int | None = DEFAULT_THREADS) -> None:
+    def __init__(self, head, representations: Sequence, model_id: str, threads: int | None = DEFAULT_THREADS,
+                 device: object = "cpu") -> None:
         self.head = head
         self.representations = list(representations)
         self.model_id = model_id
         self.threads = threads  # torch CPU threads during predict (None: the caller's count)
+        self.device = device  # where the head runs (a torch.device); the representations were loaded for it too
         self.emotions_supported = EMOTIONS
 
     def frames(self, wave: np.ndarray) -> np.ndarray:
@@ -63,14 +65,17 @@ class VoiceBackend:
         logits, dims = [], []
         with torch_threads(self.threads), forward_errors(f"voice model {self.model_id}"), torch.inference_mode():
             for wave in batch:  # one at a time: the pooling covers the whole input, padding would change it
-                lo, d = self.head(torch.from_numpy(self.frames(np.asarray(wave, dtype=np.float32)))[None])
-                logits.append(lo[0].numpy())
-                dims.append(d[0].numpy())
+                lo, d = self.head(torch.from_numpy(self.frames(np.asarray(wave, dtype=np.float32)))[None].to(self.device))
+                logits.append(lo[0].cpu().numpy())
+                dims.append(d[0].cpu().numpy())
         return Prediction(softmax(np.stack(logits).astype(np.float64)), np.stack(dims).astype(np.float64))
 
 
 def load_voice(spec: BackendSpec) -> Backend:
-    """Load the voice head in spec.model (a folder written by `ser train` with a backbone) and its representations."""
+    """Load the voice head in spec.model (a folder written by `ser train` with a backbone) and its representations,
+    all on spec.device: the head and Resemblyzer through torch, whisper-base through CTranslate2 (CPU or CUDA;
+    another device is refused with a ConfigError before anything loads), prosody in NumPy on the CPU."""
+    from ser_tool.backends._torch import resolve_device
     from ser_tool.backends.voice_model import load_voice_head
     from ser_tool.representations import load_representation
 
@@ -79,9 +84,10 @@ def load_voice(spec: BackendSpec) -> Backend:
         raise ModelNotAvailableError(
             "the 'voice' backend needs a model: the folder written by `ser train` with a backbone "
             "(resemblyzer, whisper-base, prosody or several joined by '+')", hints=(Hint("model"),))
+    device = resolve_device(spec.device)
     directory = Path(model_dir).expanduser()
     head, config = load_voice_head(directory)
-    reps = [load_representation(n) for n in config["representations"]]
+    reps = [load_representation(n, **_on(device, n)) for n in config["representations"]]
     trained_on = config.get("representation_ids") or {}
     stale = [r.name for r in reps if trained_on.get(r.name) not in (None, r.id)]
     if stale:
@@ -89,4 +95,9 @@ def load_voice(spec: BackendSpec) -> Backend:
             f"{directory} was trained on other versions of {', '.join(stale)} ({trained_on}); the installed ones are "
             f"{ {r.name: r.id for r in reps} }. Install the versions it was trained with, or retrain it with `ser train` on the same backbone.")
     threads = DEFAULT_THREADS if spec.threads is None else spec.threads
-    return VoiceBackend(head, reps, str(directory), threads)
+    return VoiceBackend(head.to(device), reps, str(directory), threads, device)
+
+
+def _on(device, representation: str) -> dict:
+    """The keyword that puts `representation` on `device` (prosody is NumPy: the CPU, whatever the device)."""
+    return {} if representation == "prosody" else {"device": device}

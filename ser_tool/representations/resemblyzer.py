@@ -35,7 +35,8 @@ class ResemblyzerRepresentation:
     frame_dim = 256
     utterance_dim = 256
 
-    def __init__(self, weights: str | Path | None = None, device: str = "cpu") -> None:
+    def __init__(self, weights: str | Path | None = None, device: object = "cpu") -> None:
+        """device: a torch device (or its name) for the encoder; the frames come back as NumPy arrays either way."""
         try:
             import resemblyzer
             from resemblyzer import VoiceEncoder
@@ -66,8 +67,8 @@ class ResemblyzerRepresentation:
         padded[:t] = mel
         with torch.inference_mode():
             # zero padding sits after the real frames, so it cannot change their (causal) states
-            out, _ = self.encoder.lstm(torch.from_numpy(padded.reshape(n, CHUNK, -1)))
-        hidden = out.reshape(n * CHUNK, -1)[:t].numpy()
+            out, _ = self.encoder.lstm(torch.from_numpy(padded.reshape(n, CHUNK, -1)).to(self.encoder.device))
+        hidden = out.reshape(n * CHUNK, -1)[:t].cpu().numpy()
         return pool_frames(hidden, POOL).astype(np.float32)
 
     def frames(self, wave: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ser_tool.errors import ModelNotAvailableError
+from ser_tool.errors import ConfigError, ModelNotAvailableError
 from ser_tool.representations.base import Features, check_wave, mean_std, pool_frames
 
 PIECE = 30 * 16_000
@@ -28,22 +28,43 @@ def whisper_base_dir(models_dir: str | Path | None = None) -> Path:
     return offline_whisper_dir(cache_dir=models_dir)
 
 
+def ct2_device(device: object, ctranslate2) -> tuple[str, int]:
+    """(CTranslate2 device, index) for a torch device or its name: "cpu" -> ("cpu", 0), "cuda:1" -> ("cuda", 1).
+    ConfigError for a device CTranslate2 cannot use: Apple's mps, or CUDA where it sees no GPU."""
+    text = str(device or "cpu").strip().lower()
+    kind, _, index = text.partition(":")
+    if kind == "cpu":
+        return "cpu", 0
+    if kind == "cuda" and (not index or index.isdigit()):
+        visible = ctranslate2.get_cuda_device_count()
+        if int(index or 0) >= visible:
+            raise ConfigError(f"the whisper-base representation runs on CTranslate2, which sees {visible} CUDA GPU(s), so it "
+                              f"cannot run on {text!r}; install a CUDA build of ctranslate2 or run on the CPU",
+                              setting="device", value="cpu")
+        return "cuda", int(index or 0)
+    raise ConfigError(f"the whisper-base representation runs on CTranslate2, which has no {kind!r} support (CPU or CUDA "
+                      "only); run on the CPU", setting="device", value="cpu")
+
+
 class WhisperEncoderRepresentation:
     name = "whisper-base"
 
     def __init__(self, model_dir: str | Path | None = None, compute_type: str = "float32", threads: int = 1,
-                 models_dir: str | Path | None = None) -> None:
+                 models_dir: str | Path | None = None, device: object = "cpu") -> None:
+        """device: "cpu", "cuda", "cuda:N" (or a torch.device): where CTranslate2 runs the encoder; it has no
+        Apple GPU (mps) support, so that is refused with a ConfigError."""
         try:
             import ctranslate2
             from faster_whisper.feature_extractor import FeatureExtractor
         except ImportError as e:
             raise ModelNotAvailableError("the 'whisper-base' representation needs faster-whisper: pip install -e '.[voice]'") from e
+        on, index = ct2_device(device, ctranslate2)
         folder = Path(model_dir) if model_dir else whisper_base_dir(models_dir)
         if not (folder / "model.bin").is_file():
             raise ModelNotAvailableError(f"{folder} is not a CTranslate2 Whisper folder (no model.bin)")
         self._ct2 = ctranslate2
-        self.model = ctranslate2.models.Whisper(str(folder), device="cpu", compute_type=compute_type,
-                                                intra_threads=threads, inter_threads=1)
+        self.model = ctranslate2.models.Whisper(str(folder), device=on, device_index=index,
+                                                compute_type=compute_type, intra_threads=threads, inter_threads=1)
         self.extractor = FeatureExtractor(feature_size=self.model.n_mels)
         size = (folder / "model.bin").stat().st_size
         self.id = f"whisper-base-ct2-{ctranslate2.__version__}-{size}-{compute_type}-pool{POOL}-v1"

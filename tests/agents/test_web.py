@@ -148,6 +148,27 @@ def test_chat_replies_with_the_affect_and_compares_without_it():
     assert follow_up[-1].text == "And now?" and follow_up[-2].text == "with affect"
 
 
+def test_a_degenerate_reply_comes_with_a_warning_for_the_page():
+    """A model that says the user's message back: asked once more, then the turn carries a one-line warning
+    (for each thread) that the page shows under the reply."""
+    fair = echo_model().rule
+
+    def rule(text: str) -> str:  # fair replies, until the user complains: then the line with their words, said back
+        return next((line for line in text.splitlines() if "every single day" in line), None) or fair(text)
+
+    model = ScriptedChatModel(rule=rule)
+    with client(model=model) as c:
+        job, _ = analysed(c, words="The train was late again.")
+        first = c.post(f"/api/jobs/{job}/chat", json={"message": "How do I sound?"}).json()
+        assert "warning" not in first  # a fair reply: no warning
+        turn = c.post(f"/api/jobs/{job}/chat", json={"message": "It is late every single day.", "compare": True}).json()
+        page = c.get("/").text
+    assert "It is late every single day." in turn["reply"] and model.n_calls == 1 + 2 + 2  # each thread asked twice
+    assert "echoed your message" in turn["warning"] and "\n" not in turn["warning"]
+    assert "echoed your message" in turn["warning_without_affect"]
+    assert "reply-warning" in page and "data.warning" in page
+
+
 def test_no_words_no_reply_without_affect_but_a_note():
     model = echo_model()
     with client(model=model) as c:

@@ -216,7 +216,9 @@ async def test_batch_real_audio_with_per_file_errors(real_server, audio_dir):
         assert (batch["analysed"], batch["failed"]) == (2, 2)
         assert [r["error"] is None for r in batch["results"]] == [True, False, True, False]
         assert "'..'" in batch["results"][3]["error"]
-        assert res.content[0].text.splitlines()[0].startswith("short.wav: ")
+        lines = res.content[0].text.splitlines()
+        assert lines[0].startswith("short.wav: ")
+        assert lines[1].startswith("ERROR ") and lines[1].count("corrupt.wav") == 1  # the failed file named once
         folder = check_batch(await client.call_tool(BATCH, {"folder": str(audio_dir), "pattern": "*.wav"}), tools[BATCH])
         assert [r["source"].rsplit("/", 1)[1] for r in folder["results"]] == ["corrupt.wav", "short.wav", "silent.wav"]
         assert folder["failed"] == 2  # corrupt, silent

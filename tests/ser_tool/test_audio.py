@@ -189,6 +189,60 @@ def test_wrong_types():
         load_audio(b"")
 
 
+needs_ffmpeg_mp3 = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed: no real MP3 encoder")
+# The MP3 variants players meet: ID3v2.3 tag + Xing header (CBR), VBR (Xing with a TOC), neither tag nor Xing
+# header (length estimated), and 44.1 kHz stereo.
+MP3_VARIANTS = {
+    "id3-xing-cbr": ["-ar", "16000", "-c:a", "libmp3lame", "-b:a", "64k", "-id3v2_version", "3", "-write_xing", "1",
+                     "-metadata", "title=Test"],
+    "vbr": ["-ar", "16000", "-c:a", "libmp3lame", "-q:a", "4"],
+    "bare": ["-ar", "16000", "-c:a", "libmp3lame", "-b:a", "32k", "-id3v2_version", "0", "-write_xing", "0"],
+    "stereo-44k": ["-ar", "44100", "-ac", "2", "-c:a", "libmp3lame", "-q:a", "2"],
+}
+
+
+def _mp3(tmp_path, name: str, seconds: float = 40.0):
+    import subprocess
+
+    wav = tmp_path / f"{name}.wav"
+    sf.write(wav, np.concatenate([np.concatenate([voice(4.0, f0=120 + 10 * i), silence(1.0)]) for i in range(int(seconds // 5))]), SR)
+    mp3 = tmp_path / f"{name}.mp3"
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(wav), *MP3_VARIANTS[name], str(mp3)], check=True)
+    return mp3
+
+
+@needs_ffmpeg_mp3
+@pytest.mark.parametrize("variant", list(MP3_VARIANTS))
+def test_a_good_mp3_decodes_without_a_word_on_stderr(tmp_path, capfd, variant):
+    """libmpg123 (inside libsndfile) printed '[src/libmpg123/layer3.c:...] error: part2_3_length ... too large'
+    after seeks on good files, straight to fd 2; the whole analysis path (open, scan in blocks, window reads)
+    must leave the terminal to us. capfd captures at the file-descriptor level, where those lines land."""
+    from ser_tool.testing import FakeBackend
+    from ser_tool import AnalysisOptions, Analyzer, SegmentationOptions
+
+    path = _mp3(tmp_path, variant)
+    capfd.readouterr()
+    report = Analyzer(FakeBackend(), AnalysisOptions(segmentation=SegmentationOptions(window=3.0))).analyze(path)
+    with open_audio(path) as src:  # and reads in any order (each one a seek)
+        for start in range(src.num_samples - SR, 0, -SR * 3):
+            src.read(start, start + SR)
+    out, err = capfd.readouterr()
+    assert err == "" and out == ""
+    assert report.duration == pytest.approx(40.0, abs=0.2) and report.speech_duration > 25
+
+
+def test_the_decoders_stderr_is_dropped_and_anything_else_passed_on(capfd):
+    from ser_tool.audio import decoder_stderr_captured
+
+    with decoder_stderr_captured():
+        with decoder_stderr_captured():  # nested (and concurrent) users share one capture
+            os.write(2, b"[src/libmpg123/layer3.c:INT123_do_layer3():1774] error: part2_3_length (2272) too large\n")
+        os.write(2, b"another thread's log line\n")
+        os.write(2, b"Note: Illegal Audio-MPEG-Header 0x00000000 at offset 1234.\n")
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "another thread's log line\nafter\n"
+
+
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed: the m4a fallback cannot be exercised")
 def test_ffmpeg_fallback_for_m4a(tmp_path):
     import subprocess

@@ -89,6 +89,41 @@ def test_batch_mode_reports_bad_files_at_the_end(tmp_path, sample_path, hf_args,
     assert "3 of 5 file(s) failed" in err and "notes.wav" in err
 
 
+def test_each_failed_file_is_one_line_naming_it_once(tmp_path, monkeypatch, capsys):
+    """The common failures - missing, empty, not audio, a folder, silence - each get one line that names the file
+    once (the messages name their file; the list used to put the name in front again: 'a.wav: a.wav: ...')."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "corrupt.wav").write_text("not audio")
+    (tmp_path / "folder").mkdir()
+    sf.write(tmp_path / "quiet.wav", silence(3), SR)
+    (tmp_path / "junk.mp3").write_bytes(bytes(range(256)) * 20)
+    names = ["missing.wav", "empty.wav", "corrupt.wav", "folder", "quiet.wav", "junk.mp3"]
+    code, out, err = _run(["analyze", *names], capsys)
+    assert code == 1 and out == ""
+    lines = err.splitlines()
+    assert lines[0] == f"ser: {len(names)} of {len(names)} file(s) failed:" and len(lines) == len(names) + 1, err
+    for name, line in zip(names, lines[1:]):
+        assert line.count(name) - line.count(f"'{name}/*.wav'") == 1, line  # a folder's hint shows its glob
+        assert f"{name}: {name}" not in line
+    assert "missing.wav: no such file" in lines[1] and "empty.wav is an empty file" in lines[2]
+    for name in names:  # one file: one line
+        code, out, err = _run(["analyze", name], capsys)
+        assert code == 1 and len(err.splitlines()) == 1 and err.startswith("ser: error: ") and name in err, err
+        assert err.count(name) - err.count(f"'{name}/*.wav'") == 1, err
+
+
+def test_a_failure_whose_message_does_not_name_the_file_is_prefixed_with_it():
+    from ser_tool.describe import file_failure
+
+    assert file_failure("a.wav", "a.wav is an empty file") == "a.wav is an empty file"
+    assert file_failure("a.wav", "no speech detected in a.wav (3 s of audio)") == "no speech detected in a.wav (3 s of audio)"
+    assert file_failure("a", "is a directory") == "a: is a directory"  # a name that is only a word of the message
+    assert file_failure("a.wav", "cannot decode a.wav.bak") == "a.wav: cannot decode a.wav.bak"
+    assert file_failure("x.wav", "internal error") == "x.wav: internal error"
+    assert file_failure("new\nline.wav", "boom") == "new\\nline.wav: boom"  # escaped for the terminal
+
+
 def test_json_with_several_files_is_a_list(sample_path, hf_args, capsys):
     code, out, _ = _run(["analyze", str(sample_path), str(sample_path), *hf_args, "--json"], capsys)
     assert code == 0 and isinstance(json.loads(out), list) and len(json.loads(out)) == 2

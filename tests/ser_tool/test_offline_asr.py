@@ -7,8 +7,9 @@ import hashlib
 import pytest
 
 import ser_tool.asr as asr_mod
-from ser_tool.asr import OFFLINE_WHISPER, FasterWhisperASR, default_asr, join_model_folder, load_asr, offline_whisper_dir
+from ser_tool.asr import OFFLINE_WHISPER, FasterWhisperASR, default_asr, load_asr, offline_whisper_dir
 from ser_tool.errors import ModelNotAvailableError
+from ser_tool.parts import join_parts
 from tests.helpers import SHARED_DATA
 
 INSTALLED = asr_mod.offline_asr_installed()  # the real answer, before conftest's autouse fixture hides it
@@ -29,7 +30,7 @@ def parts(tmp_path):
 
 def test_join_concatenates_in_order_beside_the_side_files(parts, tmp_path):
     bins, files, sha = parts
-    out = join_model_folder(bins, files, tmp_path / "cache" / "m", sha256=sha)
+    out = join_parts(bins, tmp_path / "cache" / "m", sha256=sha, member="model.bin", files=files)
     assert (out / "model.bin").read_bytes() == b"first half|second half"
     assert (out / "config.json").read_text() == "{}"
     assert sorted(p.name for p in out.parent.iterdir()) == ["m"]  # no temporary folder left
@@ -40,7 +41,7 @@ def test_a_stale_incomplete_folder_is_replaced(parts, tmp_path):
     stale = tmp_path / "cache" / "m"
     stale.mkdir(parents=True)
     (stale / "config.json").write_text("old")  # e.g. an older join interrupted before model.bin
-    out = join_model_folder(bins, files, stale, sha256=sha)
+    out = join_parts(bins, stale, sha256=sha, member="model.bin", files=files)
     assert (out / "model.bin").read_bytes() == b"first half|second half" and (out / "config.json").read_text() == "{}"
     assert sorted(p.name for p in out.parent.iterdir()) == ["m"]
 
@@ -49,7 +50,7 @@ def test_checksum_mismatch_leaves_nothing(parts, tmp_path):
     bins, files, _ = parts
     cache = tmp_path / "cache"
     with pytest.raises(ModelNotAvailableError, match="sha256.*reinstall"):
-        join_model_folder(bins[::-1], files, cache / "m", sha256=parts[2])  # wrong order: other bytes
+        join_parts(bins[::-1], cache / "m", sha256=parts[2], member="model.bin", files=files)  # wrong order: other bytes
     assert list(cache.iterdir()) == []
 
 
@@ -57,8 +58,57 @@ def test_missing_part_is_named(parts, tmp_path):
     bins, files, sha = parts
     bins[1].unlink()
     with pytest.raises(ModelNotAvailableError, match="model.bin.part2.*reinstall"):
-        join_model_folder(bins, files, tmp_path / "cache" / "m", sha256=sha)
+        join_parts(bins, tmp_path / "cache" / "m", sha256=sha, member="model.bin", files=files)
     assert not (tmp_path / "cache" / "m").exists()
+
+
+# -- one joined file (the offline chat model's GGUF: agents.gguf_parts uses the same helper) --------------------
+
+def write_parts(folder, chunks):
+    paths = []
+    for i, chunk in enumerate(chunks, 1):
+        paths.append(folder / f"part{i:02d}.bin")
+        paths[-1].write_bytes(chunk)
+    return paths, hashlib.sha256(b"".join(chunks)).hexdigest()
+
+
+def test_join_parts_concatenates_in_order(tmp_path):
+    parts, digest = write_parts(tmp_path, [b"abc" * 1000, b"", b"xyz" * 7])
+    target = join_parts(parts, tmp_path / "cache" / "m.gguf", sha256=digest)
+    assert target.read_bytes() == b"abc" * 1000 + b"xyz" * 7
+    assert sorted(p.name for p in target.parent.iterdir()) == ["m.gguf"]
+
+
+def test_join_parts_with_a_bad_checksum_leaves_nothing_behind(tmp_path):
+    parts, digest = write_parts(tmp_path, [b"one", b"two"])
+    cache = tmp_path / "cache"
+    with pytest.raises(ModelNotAvailableError, match="sha256.*reinstall"):
+        join_parts(parts[::-1], cache / "m.gguf", sha256=digest)  # wrong order: wrong checksum
+    assert list(cache.iterdir()) == []
+
+
+@pytest.mark.parametrize("member", [None, "model.bin"])
+@pytest.mark.parametrize("failure, expected", [(OSError("No space left on device"), ModelNotAvailableError),
+                                               (KeyboardInterrupt(), KeyboardInterrupt)])
+def test_an_interrupted_join_leaves_no_partial_file(tmp_path, monkeypatch, failure, expected, member):
+    import ser_tool.parts
+
+    parts, digest = write_parts(tmp_path, [b"one", b"two"])
+    cache = tmp_path / "cache"
+
+    def fail(*_):
+        raise failure
+
+    monkeypatch.setattr(ser_tool.parts.os, "replace", fail)
+    with pytest.raises(expected):
+        join_parts(parts, cache / "m.gguf", sha256=digest, member=member)
+    assert list(cache.iterdir()) == []
+
+
+def test_join_parts_with_a_missing_part_is_a_clear_error(tmp_path):
+    parts, digest = write_parts(tmp_path, [b"one"])
+    with pytest.raises(ModelNotAvailableError, match="part files missing.*nope.bin"):
+        join_parts([*parts, tmp_path / "nope.bin"], tmp_path / "m.gguf", sha256=digest)
 
 
 def test_joined_folder_is_reused_and_a_partial_one_rejoined(parts, tmp_path, monkeypatch):
