@@ -16,7 +16,7 @@ import json
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -158,6 +158,16 @@ def _uar(y: np.ndarray, p: np.ndarray) -> float:
 def train(corpus_dirs: Sequence[str | Path], out_dir: str | Path, cfg: TrainConfig | None = None,
           log: Log = print, progress_factory=None) -> dict:
     """Train CompactSER on the corpora's train split, select on dev, write the model folder. Returns the summary."""
+    splits, dropped = load_corpora(corpus_dirs)
+    return train_splits(splits, out_dir, cfg, log, progress_factory, data=[str(Path(d)) for d in corpus_dirs], labels_dropped=dropped)
+
+
+def train_splits(splits: Mapping[str, Sequence[Clip]], out_dir: str | Path, cfg: TrainConfig | None = None,
+                 log: Log = print, progress_factory=None, *, data: Sequence[str] = (),
+                 labels_dropped: Mapping[str, Mapping[str, int]] | None = None) -> dict:
+    """Train CompactSER on splits['train'], keep the epoch with the best dev UAR (splits['dev']), write the
+    model folder (weights, config.json, training.json) and return the summary. splits['test'], when given,
+    is only counted in the summary. `data` and `labels_dropped` describe where the clips came from."""
     import torch
 
     from ser_tool.train.loss import HybridLoss, class_weights
@@ -165,13 +175,12 @@ def train(corpus_dirs: Sequence[str | Path], out_dir: str | Path, cfg: TrainConf
 
     cfg = cfg or TrainConfig()
     started = time.time()
+    if not splits.get("dev"):
+        raise ConfigError("no dev speakers: the corpora need speaker ids (at least 3 speakers in one corpus) for a dev split")
     torch.manual_seed(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     rng = np.random.default_rng(cfg.seed)
-    splits, dropped = load_corpora(corpus_dirs)
-    if not splits["dev"]:
-        raise ConfigError("no dev speakers: the corpora need speaker ids (at least 3 speakers in one corpus) for a dev split")
     bar = progress_factory(len(splits["train"]) + len(splits["dev"]), "decoding") if progress_factory else None
     train_store = ClipStore(splits["train"], bar.update if bar else None)
     dev_store = ClipStore(splits["dev"], bar.update if bar else None)
@@ -189,6 +198,9 @@ def train(corpus_dirs: Sequence[str | Path], out_dir: str | Path, cfg: TrainConf
     model = CompactSER(ModelConfig())
     loss_fn = HybridLoss(weights, cfg.label_smoothing, cfg.ccc_weight)
     steps = sum(per_epoch.values()) // cfg.batch_size
+    if steps == 0:
+        raise ConfigError(f"only {sum(per_epoch.values())} training clips could be read, fewer than one batch of "
+                          f"{cfg.batch_size}; give more labelled clips or a smaller batch size")
     total, warm = steps * cfg.epochs, max(1, int(steps * cfg.warmup_epochs))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -238,10 +250,10 @@ def train(corpus_dirs: Sequence[str | Path], out_dir: str | Path, cfg: TrainConf
             + f"  mean {dev['mean_uar']:.3f}{'  *best' if improved else ''}")
     summary = {
         "config": asdict(cfg),
-        "data": [str(Path(d)) for d in corpus_dirs],
-        "labels_dropped": dropped,
+        "data": list(data),
+        "labels_dropped": {k: dict(v) for k, v in (labels_dropped or {}).items()},
         "clips": {s: _counts(st) for s, st in (("train", train_store), ("dev", dev_store))}
-        | {"test": _counts_clips(splits["test"])},
+        | {"test": _counts_clips(splits.get("test", []))},
         "speakers": {s: len({c.speaker for c in cs if c.speaker}) for s, cs in splits.items()},
         "undecodable": train_store.failed + dev_store.failed,
         "best_epoch": best["epoch"],
