@@ -34,9 +34,10 @@ def silence(seconds: float, sr: int = SR) -> np.ndarray:
     return np.zeros(int(seconds * sr), dtype=np.float32)
 
 
-def make_toy_corpus(folder: str | Path, n_speakers: int = 8) -> Path:
+def make_toy_corpus(folder: str | Path, n_speakers: int = 8, corpus: str = "toy") -> Path:
     """A corpus in the manifest format (manifest.csv + audio/*.wav) in `folder`: per speaker one loud
-    'angry', one quiet 'sad', one 'calm' and one 'other' clip (1.5 s each, each speaker at its own pitch)."""
+    'angry', one quiet 'sad', one 'calm' and one 'other' clip (1.5 s each, each speaker at its own pitch).
+    `corpus` names the corpus and prefixes the speaker ids, so toy corpora of other names share no speaker."""
     import soundfile as sf
 
     folder = Path(folder)
@@ -46,7 +47,7 @@ def make_toy_corpus(folder: str | Path, n_speakers: int = 8) -> Path:
         for k, (label, amp) in enumerate((("angry", 0.4), ("sad", 0.03), ("calm", 0.03), ("other", 0.2))):
             path = f"audio/{s}_{k}.wav"
             sf.write(folder / path, voice(1.5, f0=120 + 10 * s, amp=amp), SR)
-            rows.append({"path": path, "corpus": "toy", "language": "en", "speaker": f"toy_{s:02d}", "gender": "",
+            rows.append({"path": path, "corpus": corpus, "language": "en", "speaker": f"{corpus}_{s:02d}", "gender": "",
                          "label": label, "original_label": label, "intensity": "", "text": "", "duration_s": "1.5"})
     with (folder / "manifest.csv").open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
