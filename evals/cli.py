@@ -70,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--loco-cache", metavar="DIR", help="with --loco: frozen-feature cache folder (default ~/.cache/ser-tool/features)")
     s.add_argument("--folds", nargs="+", metavar="FOLD", help="with --loco: run only these folds (e.g. emodb_trimmed2s within)")
     s.add_argument("--epochs", type=number(int, ge=1), help="with --loco: epochs of each head (default: ser_tool.train.voice.VoiceTrainConfig)")
+    s.add_argument("--compact-epochs", type=number(int, ge=1),
+                   help="with --loco and the system `compact` (the shipped model's architecture, trained from scratch in each fold; "
+                        "its models are kept in OUT/compact/FOLD): epochs (default: ser_tool.train.loop.TrainConfig, as `ser train`)")
+    s.add_argument("--compact-corpus-cap", type=number(int, ge=1),
+                   help="with --loco and `compact`: training clips a corpus contributes per epoch (default: as `ser train`)")
     # whole clips, not windows (--batch-size counts clips): no segmentation or limit flags
     add_model_flags(s, analysis=False, defaults={"batch_size": 16})
     add_cpbench(sub)
@@ -216,6 +221,7 @@ def loco_main(args) -> int:
     import dataclasses
 
     from ser_tool.errors import SERError
+    from ser_tool.train.loop import TrainConfig
     from ser_tool.train.voice import VoiceTrainConfig
 
     from evals.classify.loco import DEFAULT_SYSTEMS, run_loco, summary
@@ -225,9 +231,15 @@ def loco_main(args) -> int:
     cfg = VoiceTrainConfig()
     if args.epochs:
         cfg = dataclasses.replace(cfg, epochs=args.epochs)
+    compact = TrainConfig()
+    if args.compact_epochs:
+        compact = dataclasses.replace(compact, epochs=args.compact_epochs)
+    if args.compact_corpus_cap:
+        compact = dataclasses.replace(compact, corpus_cap=args.compact_corpus_cap)
     try:
         report = run_loco(args.data, systems=args.systems or DEFAULT_SYSTEMS, cache_dir=args.loco_cache, head_cfg=cfg,
-                          only_folds=args.folds, log=lambda s: print(s, file=sys.stderr, flush=True))
+                          only_folds=args.folds, log=lambda s: print(s, file=sys.stderr, flush=True),
+                          compact_cfg=compact, compact_dir=Path(args.out) / "compact")
     except SERError as e:
         print(f"ser-eval: error: {error_text(e, args)}", file=sys.stderr)
         return exit_code(e)

@@ -12,7 +12,12 @@ Systems, side by side in one run:
   (`resemblyzer-utt` = the GE2E utterance embedding; other reps: mean+std of frames; prosody:
   its functionals);
 - `head:REP[+REP]`: the voice head (ser_tool.backends.voice_model) trained on the frames with the
-  hybrid objective, temperature-calibrated on dev.
+  hybrid objective, temperature-calibrated on dev;
+- `compact`: the shipped model's architecture (CompactSER) trained from scratch on the fold by the
+  `ser train` loop (ser_tool.train.loop.train_splits; dev picks the epoch), then run on every scored clip
+  as `ser-eval ser` runs a model (evals.classify.benchmark.predict_clips: the embedded backend, one whole
+  clip per input at its speech level).
+`default_switch` states issue 11's rule for replacing the compact model as the default, from a report.
 Every system fits on at most `fit_cap` clips of each training corpus (a fixed random subset, the same in
 every fold; the head draws `corpus_cap` of them per epoch), so one large corpus does not swamp the others.
 """
@@ -23,6 +28,7 @@ import datetime as dt
 import time
 import zlib
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +37,7 @@ from ser_tool.errors import ConfigError
 from ser_tool.labels import EMOTIONS
 from ser_tool.representations import FeatureCache, Features, load_representation
 from ser_tool.data import Clip, read_corpus, split_by_speaker
+from ser_tool.train.loop import TrainConfig
 from ser_tool.train.voice import ClipFeatures, VoiceTrainConfig, expected_calibration_error, predict_frames, train_voice_head
 
 from evals.classify.metrics import classification_metrics
@@ -186,9 +193,41 @@ def run_head(feats: ClipFeatures, names: Sequence[str], fold: dict, cfg: VoiceTr
     return probs, summary
 
 
+def run_compact(fold: dict, cfg: TrainConfig | None = None, model_dir: str | Path | None = None,
+                log: Log = print) -> tuple[np.ndarray, dict, list[Clip]]:
+    """Train CompactSER on the fold's fit clips (its dev clips choose the epoch) and score the fold's clips.
+
+    The model folder is `model_dir` when given (kept), else a temporary folder (removed after scoring).
+    Scoring is `ser-eval ser`'s path: the folder loaded as the embedded backend, each clip one whole input
+    brought to the model's speech level (evals.classify.benchmark.predict_clips). Returns the (N, 7)
+    probabilities in EMOTIONS order, the summary, and the N clips scored (those that decoded, in order)."""
+    import tempfile
+
+    from ser_tool.backends import BackendSpec, load_backend
+    from ser_tool.train.loop import train_splits
+
+    from evals.classify.benchmark import predict_clips
+
+    cfg = cfg or TrainConfig()
+    with tempfile.TemporaryDirectory(prefix="ser-loco-compact-") as tmp:
+        folder = Path(model_dir) if model_dir is not None else Path(tmp)
+        trained = train_splits({"train": fold["fit"], "dev": fold["dev"]}, folder, cfg, log=lambda line: log(f"  compact: {line}"),
+                               data=[f"leave-one-corpus-out fold {fold['name']}"])
+        pred = predict_clips(load_backend(BackendSpec("embedded", model=str(folder))), fold["score"])
+    info = {"best_epoch": trained["best_epoch"], "epochs": cfg.epochs, "dev_mean_uar": trained["best"]["dev_mean_uar"],
+            "dev_mean_uar_by_epoch": [round(h["dev_mean_uar"], 4) for h in trained["history"]],
+            "n_train": sum(sum(row.values()) for row in trained["clips"]["train"].values()),
+            "train_seconds": trained["train_seconds"], "model_dir": str(model_dir) if model_dir is not None else None,
+            "scored_by": "evals.classify.benchmark.predict_clips (embedded backend, whole clip, at its speech level)",
+            "undecodable": trained["undecodable"] + pred.failed}
+    return pred.probabilities, info, pred.clips
+
+
 def run_loco(corpus_dirs: Sequence[str | Path], systems: Sequence[str] = DEFAULT_SYSTEMS, cache_dir: str | Path | None = None,
              within: bool = True, fit_cap: int = 2000, head_cfg: VoiceTrainConfig | None = None, only_folds: Sequence[str] | None = None,
-             log: Log = print) -> dict:
+             log: Log = print, compact_cfg: TrainConfig | None = None, compact_dir: str | Path | None = None) -> dict:
+    """compact_cfg: the `compact` system's training settings (default TrainConfig()); compact_dir: a folder
+    that keeps its model of each fold (compact_dir/FOLD), else each model lives in a temporary folder."""
     from evals.classify.features import DEFAULT_CACHE
 
     corpora = {}
@@ -210,6 +249,14 @@ def run_loco(corpus_dirs: Sequence[str | Path], systems: Sequence[str] = DEFAULT
     unknown = [f for f in only_folds or [] if f not in all_folds]
     if unknown:
         raise ConfigError(f"no fold named {', '.join(unknown)}; the folds are {', '.join(all_folds)}")
+    if "compact" in systems:
+        compact_cfg = compact_cfg or TrainConfig()
+        report["compact_config"] = asdict(compact_cfg)
+        no_dev = [n for n in only_folds or all_folds if not all_folds[n]["dev"]]
+        if no_dev:  # said now, not after hours of other folds
+            raise ConfigError(f"the compact system needs dev speakers to choose its epoch, and fold(s) {', '.join(no_dev)} have none: "
+                              "each fold's training corpora need speaker ids (at least 3 speakers in a corpus); leave the "
+                              "system out or run the other folds with --folds")
     for fold in [all_folds[n] for n in only_folds] if only_folds else all_folds.values():
         log(f"fold {fold['name']}: fit {len(fold['fit'])} clips, dev {len(fold['dev'])}, score {len(fold['score'])}")
         entry = {"left_out": fold["left_out"], "n_fit": len(fold["fit"]), "n_dev": len(fold["dev"]), "n_score": len(fold["score"]),
@@ -217,11 +264,14 @@ def run_loco(corpus_dirs: Sequence[str | Path], systems: Sequence[str] = DEFAULT
         for system in systems:
             kind, names = _parse(system)
             started = time.time()
+            scored = fold["score"]
             if kind == "head":
                 probs, info = run_head(feats, names, fold, head_cfg, log)
+            elif kind == "compact":
+                probs, info, scored = run_compact(fold, compact_cfg, Path(compact_dir) / fold["name"] if compact_dir else None, log)
             else:
                 probs, info = run_lr(feats, names, fold, use_utterance=kind in ("utt", "mfcc"))
-            res = {"info": info, "scores": score_block(fold["score"], probs), "seconds": round(time.time() - started, 1)}
+            res = {"info": info, "scores": score_block(scored, probs), "seconds": round(time.time() - started, 1)}
             entry["systems"][system] = res
             log(f"  {system:28s} " + "  ".join(f"{c} UAR {m['uar']:.3f}" + (f" (rare: {','.join(m['rare_classes'])})" if m["rare_classes"] else "")
                                               for c, m in res["scores"].items()) + f"  [{res['seconds']:.0f} s]")
@@ -233,9 +283,11 @@ def _parse(system: str) -> tuple[str, list[str]]:
     """'mfcc-lr' -> ('mfcc', ['mfcc']); 'lr:resemblyzer-utt' -> ('utt', ['resemblyzer']); 'lr:a+b' / 'head:a+b'."""
     if system == "mfcc-lr":
         return "mfcc", ["mfcc"]
+    if system == "compact":
+        return "compact", []
     kind, _, rest = system.partition(":")
     if kind not in ("lr", "head") or not rest:
-        raise ConfigError(f"unknown system {system!r}: use mfcc-lr, lr:REP[+REP], lr:REP-utt or head:REP[+REP]")
+        raise ConfigError(f"unknown system {system!r}: use mfcc-lr, lr:REP[+REP], lr:REP-utt, head:REP[+REP] or compact")
     if kind == "lr" and rest.endswith("-utt"):
         return "utt", rest[: -len("-utt")].split("+")
     return kind, rest.split("+")
@@ -275,6 +327,7 @@ def summary(report: dict) -> str:
                 before = res["info"].get("ece_uncalibrated", {}).get(name) if isinstance(res["info"], dict) else None
                 ece = f"ECE {before:.3f} -> {m['ece']:.3f} (T={res['info']['temperature']:.2f})" if before is not None else f"ECE {m['ece']:.3f}"
                 lines.append(f"  [{f}] {system:28s} {name:20s} {rec}   {ece}")
+    lines += switch_lines(report)
     return "\n".join(lines)
 
 
@@ -291,3 +344,89 @@ def merge_reports(reports: Sequence[dict]) -> dict:
         merged["systems"] += [s for s in r["systems"] if s not in merged["systems"]]
         merged["representation_ids"] = {**r.get("representation_ids", {}), **merged.get("representation_ids", {})}
     return merged
+
+
+# Issue 11's rule for the default backend: a new model replaces the compact one when its mean LOCO UAR is
+# at least 8 points (0.08) above the compact model's and it beats the best frozen-representation + LR
+# baseline on every left-out corpus.
+SWITCH_MARGIN = 0.08
+
+
+def is_lr_anchor(system: str) -> bool:
+    """The baselines a new default must beat on every left-out corpus: `mfcc-lr` and every `lr:*`."""
+    return system == "mfcc-lr" or system.startswith("lr:")
+
+
+def default_switch(report: dict, candidate: str, incumbent: str = "compact", margin: float = SWITCH_MARGIN) -> tuple[bool, list[str]]:
+    """Does `candidate` replace `incumbent` as the default, by the rule above, in this LOCO report?
+
+    Returns (switch, reasons). When it switches, the reasons are the conditions met, with their numbers;
+    when it does not, the conditions that failed. When the report cannot tell (the incumbent, the
+    candidate, an LR baseline or a fold is missing) it does not switch and every reason starts with
+    "cannot decide". Left-out corpora are those of the summary's LOCO mean (a song corpus, left out with
+    its actors' speech corpus, is not one of them)."""
+    systems = list(report.get("systems", []))
+    anchors = [s for s in systems if is_lr_anchor(s)]
+    columns, undecided = _left_out_corpora(report)
+    if not columns and not undecided:
+        undecided.append("cannot decide: the report has no leave-one-corpus-out fold (it needs corpora of at least two speaker groups)")
+    for s in (candidate, incumbent):
+        if s not in systems:
+            undecided.append(f"cannot decide: {s} is not in the report; run it in the same LOCO run (--systems ... {s}) or merge its report")
+    if not anchors:
+        undecided.append("cannot decide: no frozen-representation + LR baseline (mfcc-lr, lr:REP) is in the report")
+    uar = {s: {c: _uar(report, f, c, s) for f, c in columns} for s in (candidate, incumbent, *anchors) if s in systems}
+    for s, per_corpus in uar.items():
+        gaps = [c for c, v in per_corpus.items() if v is None]
+        if gaps:
+            undecided.append(f"cannot decide: {s} has no UAR with {', '.join(gaps)} left out")
+    if undecided:
+        return False, undecided
+    met, failed = [], []
+    mean_new, mean_old = float(np.mean(list(uar[candidate].values()))), float(np.mean(list(uar[incumbent].values())))
+    gain = mean_new - mean_old
+    line = (f"mean LOCO UAR {mean_new:.3f} vs {incumbent} {mean_old:.3f}: {100 * gain:+.1f} points "
+            f"(needs at least +{100 * margin:g})")
+    (met if gain >= margin - 1e-9 else failed).append(line)
+    for _, corpus in columns:
+        best = max(anchors, key=lambda a: uar[a][corpus])
+        new, old = uar[candidate][corpus], uar[best][corpus]
+        line = f"{corpus} left out: {new:.3f} vs the best LR baseline {old:.3f} ({best})"
+        (met if new > old else failed).append(line + ("" if new > old else ": not above it"))
+    return (not failed), (failed or met)
+
+
+def switch_lines(report: dict, incumbent: str = "compact") -> list[str]:
+    """The rule's verdict for every head:* system, when the incumbent was run; else nothing."""
+    heads = [s for s in report.get("systems", []) if s.startswith("head:")]
+    if incumbent not in report.get("systems", []) or not heads:
+        return []
+    lines = ["", f"Default switch: a head replaces {incumbent} as the default when its mean LOCO UAR is at least "
+                 f"{100 * SWITCH_MARGIN:g} points above {incumbent}'s and it beats the best LR baseline (mfcc-lr, lr:*) "
+                 "on every left-out corpus:"]
+    for head in heads:
+        switch, reasons = default_switch(report, head, incumbent)
+        verdict = "becomes the default" if switch else "cannot decide" if reasons[0].startswith("cannot decide") else f"{incumbent} stays"
+        lines.append(f"  {head}: {verdict}")
+        lines += [f"    - {r.removeprefix('cannot decide: ')}" for r in reasons]
+    return lines
+
+
+def _left_out_corpora(report: dict) -> tuple[list[tuple[str, str]], list[str]]:
+    """[(fold, corpus)] of the left-out corpora that count, and a 'cannot decide' line per missing fold."""
+    groups = report.get("groups")
+    if groups is None:  # an older or hand-made report: the folds it has
+        expected = {f: e.get("left_out", []) for f, e in report.get("folds", {}).items() if f != "within"}
+    else:
+        expected = {"+".join(g): g for g in groups} if len(groups) > 1 else {}
+    columns, missing = [], []
+    for fold, left_out in expected.items():
+        if fold not in report.get("folds", {}):
+            missing.append(f"cannot decide: fold {fold} is not in the report; run it (--folds {fold}) and merge the reports")
+            continue
+        columns += [(fold, c) for c in left_out if not c.endswith("_song_trimmed")]  # as in summary's LOCO mean
+    return columns, missing
+
+
+def _uar(report: dict, fold: str, corpus: str, system: str) -> float | None:
+    return report["folds"].get(fold, {}).get("systems", {}).get(system, {}).get("scores", {}).get(corpus, {}).get("uar")
