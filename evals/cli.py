@@ -70,10 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--loco-cache", metavar="DIR", help="with --loco: frozen-feature cache folder (default ~/.cache/ser-tool/features)")
     s.add_argument("--folds", nargs="+", metavar="FOLD", help="with --loco: run only these folds (e.g. emodb_trimmed2s within)")
     s.add_argument("--epochs", type=number(int, ge=1), help="with --loco: epochs of each head (default: ser_tool.train.voice.VoiceTrainConfig)")
-    s.add_argument("--compact-epochs", type=number(int, ge=1),
+    s.add_argument("--compact-epochs", type=number(int, ge=1), metavar="N",
                    help="with --loco and the system `compact` (the shipped model's architecture, trained from scratch in each fold; "
                         "its models are kept in OUT/compact/FOLD): epochs (default: ser_tool.train.loop.TrainConfig, as `ser train`)")
-    s.add_argument("--compact-corpus-cap", type=number(int, ge=1),
+    s.add_argument("--compact-corpus-cap", type=number(int, ge=1), metavar="N",
                    help="with --loco and `compact`: training clips a corpus contributes per epoch (default: as `ser train`)")
     # whole clips, not windows (--batch-size counts clips): no segmentation or limit flags
     add_model_flags(s, analysis=False, defaults={"batch_size": 16})
