@@ -6,7 +6,8 @@ import os
 from dataclasses import dataclass
 
 from conftest import FakeBackend
-from ser_tool.analyzer import Analyzer
+from ser_tool.analyzer import AnalysisOptions, Analyzer
+from ser_tool.testing import SpectrumSpeakerEncoder
 
 
 class CrashingAnalyzer(Analyzer):
@@ -22,3 +23,14 @@ class CrashingAnalyzer(Analyzer):
 class CrashingFactory:
     def __call__(self) -> Analyzer:
         return CrashingAnalyzer(FakeBackend())
+
+
+@dataclass(frozen=True)
+class SpeakerFactory:
+    """The fake loudness model with speaker attribution by the weightless stand-in speaker encoder (in each worker)."""
+
+    options: AnalysisOptions
+
+    def __call__(self) -> Analyzer:
+        SpectrumSpeakerEncoder().install()
+        return Analyzer(FakeBackend(), self.options)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -16,21 +17,12 @@ from ser_tool.data import Clip
 from ser_tool.errors import ConfigError
 from ser_tool.report import AffectReport, report_json_schema
 from ser_tool.segment import SegmentationOptions, plan_segments, split_at_turns
+from ser_tool.testing import SpectrumSpeakerEncoder
 
 
-class SpectrumEncoder:
-    """A stand-in speaker encoder: the average magnitude spectrum of 25-ms frames, unit length. Voices with
-    different pitch get different embeddings, so the pipeline around the encoder can be tested without weights."""
-
-    def mel(self, samples):
-        x = np.asarray(samples, dtype=np.float32)
-        n = len(x) // 160 - 2
-        idx = np.arange(400)[None, :] + 160 * np.arange(max(n, 0))[:, None]
-        return np.abs(np.fft.rfft(x[idx] * np.hanning(400), axis=1))[:, :64].astype(np.float32)
-
-    def embed(self, mels):
-        e = np.stack([m.mean(axis=0) for m in mels])
-        return e / np.linalg.norm(e, axis=1, keepdims=True)
+# A stand-in speaker encoder (the mean magnitude spectrum, unit length): voices with different pitch get different
+# embeddings, so the pipeline around the encoder can be tested without weights.
+SpectrumEncoder = SpectrumSpeakerEncoder
 
 
 @pytest.fixture
@@ -221,12 +213,61 @@ def test_langchain_tool_passes_speakers(tmp_path, fake_backend, spectrum_encoder
     assert "Speaker 2" in msg.content and len(msg.artifact.speakers) == 2
 
 
+def test_transcript_segments_carry_the_speaker(fake_backend, spectrum_encoder):
+    from ser_tool.asr import GivenTranscript
+    from ser_tool.describe import report_summary, transcript_lines
+
+    audio, truth = conversation()
+    words = GivenTranscript(segments=[{"start": a, "end": b, "text": f"turn {i}"} for i, (a, b, _) in enumerate(truth)])
+    analyzer = Analyzer(fake_backend, AnalysisOptions(segmentation=SegmentationOptions(window=3.0)))
+    result = analyzer.transcribe(audio, words, sample_rate=SR, speakers=2)
+    assert [s.speaker for s in result.segments] == [1, 2, 1, 2]
+    assert len(result.report.speakers) == 2
+    lines = transcript_lines(result)
+    assert lines[0].split("] ", 1)[1].startswith("speaker 1 (") and "speaker 2 (" in lines[1]
+    summary = report_summary(result.report)
+    assert re.search(r"s\); speaker 1 \(\d+% of speech\): \w.*; speaker 2 \(\d+% of speech\): \w", summary), summary
+    # options.speakers is the default; without speakers nothing changes
+    assert [s.speaker for s in Analyzer(fake_backend, AnalysisOptions(speakers=2)).transcribe(
+        audio, words, sample_rate=SR).segments] == [1, 2, 1, 2]
+    plain = Analyzer(fake_backend).transcribe(audio, words, sample_rate=SR)
+    assert all("speaker" not in seg for seg in plain.model_dump(mode="json")["segments"])
+    assert "speaker" not in " ".join(transcript_lines(plain)) and "speaker 1" not in report_summary(plain.report)
+
+
+def test_cli_transcribe_speakers(tmp_path, monkeypatch, capsys, spectrum_encoder, fake_backend):
+    from ser_tool import cli
+    from ser_tool.report import EmotionTranscript
+
+    audio, truth = conversation()
+    path = tmp_path / "call.wav"
+    sf.write(path, audio, SR)
+    words = tmp_path / "words.json"
+    words.write_text(json.dumps([{"start": a, "end": b, "text": f"turn {i}"} for i, (a, b, _) in enumerate(truth)]))
+    monkeypatch.setattr(cli, "_analyzer", lambda cfg: Analyzer(fake_backend))
+    assert cli.main(["transcribe", str(path), "--transcript", str(words), "--speakers", "2", "--json"]) == 0
+    result = EmotionTranscript.model_validate_json(capsys.readouterr().out)
+    assert [s.speaker for s in result.segments] == [1, 2, 1, 2] and len(result.report.speakers) == 2
+    assert cli.main(["transcribe", str(path), "--transcript", str(words), "--speakers", "auto"]) == 0
+    out = capsys.readouterr().out
+    assert "speaker 1:" in out and "] speaker 2 (" in out
+    assert cli.main(["transcribe", str(path), "--transcript", str(words)]) == 0
+    assert "speaker 1" not in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        cli.main(["transcribe", str(path), "--transcript", "x", "--speakers", "0"])
+    assert "'auto' or a number" in capsys.readouterr().err
+
+
 def test_mcp_tool_publishes_speakers_argument():
     import inspect
 
     from mcp_server.tools import analyze_speech_emotion
 
     assert "speakers" in inspect.signature(analyze_speech_emotion).parameters
+    from mcp_server.tools import analyze_speech_emotion_batch, transcribe_speech_emotion
+
+    assert "speakers" in inspect.signature(analyze_speech_emotion_batch).parameters
+    assert "speakers" in inspect.signature(transcribe_speech_emotion).parameters
 
 
 # -- DER -------------------------------------------------------------------------------------------
