@@ -211,6 +211,10 @@ def test_langchain_tool_passes_speakers(tmp_path, fake_backend, spectrum_encoder
     msg = tool.invoke({"type": "tool_call", "id": "1", "name": tool.name,
                        "args": {"audio_path": str(path), "speakers": 2}})
     assert "Speaker 2" in msg.content and len(msg.artifact.speakers) == 2
+    msg = tool.invoke({"type": "tool_call", "id": "2", "name": tool.name,
+                       "args": {"audio_path": str(path), "transcript": "hello", "speakers": 2}})
+    assert msg.artifact.segments[0].speaker in (1, 2) and len(msg.artifact.report.speakers) == 2
+    assert "] speaker " in msg.content
 
 
 def test_transcript_segments_carry_the_speaker(fake_backend, spectrum_encoder):
