@@ -190,6 +190,9 @@ class Analyzer:
             if speakers is not None:
                 from ser_tool.speakers import diarize
 
+                # Speaker turns are timed at their edges: regions whose edges lie nearer the speech (the default
+                # ones reach up to 0.5 s further out, to a coarser grid)
+                regions = scan.fine_regions(source.duration, opts.segmentation) or regions
                 turns = [(t.start, t.end, t.speaker) for t in diarize(source, regions, speakers, check)]
                 timeline = True if timeline is None else timeline
             backend = self.backend

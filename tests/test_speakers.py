@@ -149,10 +149,53 @@ def test_analyzer_attributes_speakers(fake_backend, spectrum_encoder):
     AffectReport.model_validate_json(report.model_dump_json())  # round trip
 
 
-def test_auto_with_one_voice_is_one_speaker(fake_backend, spectrum_encoder):
+class NoisyVoicePrints(SpectrumEncoder):
+    """The spectrum stand-in plus measurement noise, as a real encoder's windows of one voice scatter around one
+    point. (Without noise the synthetic voice's pitch glide gives one voice's windows a structure that a
+    silhouette reads as several clusters; before speaker turns used finer region edges this test passed only
+    because its three turns fell in one speech region.)"""
+
+    def __init__(self):
+        self.rng = np.random.default_rng(0)
+
+    def embed(self, mels):
+        e = super().embed(mels)
+        e = e + 0.3 * self.rng.normal(size=e.shape) / np.sqrt(e.shape[1])
+        return e / np.linalg.norm(e, axis=1, keepdims=True)
+
+
+def test_speaker_turns_end_near_the_speech(fake_backend, spectrum_encoder):
+    """With speakers the timeline's speech edges are rounded to the nearest 0.25 s (after the detector's 0.15-s
+    padding), not pushed outwards to 0.5 s: they stay within the DER's 0.25-s collar of the true turns."""
+    audio, truth = conversation(f0s=(110.0, 230.0, 110.0), turn=3.3, pause=0.9)
+    report = Analyzer(fake_backend).analyze(audio, sample_rate=SR, speakers=2)
+    speech = [s for s in report.timeline if s.speech]
+    starts, ends = {s.start for s in speech}, {s.end for s in speech}
+    for a, b, _ in truth:
+        assert min(abs(a - x) for x in starts) <= 0.25 and min(abs(b - x) for x in ends) <= 0.25
+    plain = Analyzer(fake_backend).analyze(audio, sample_rate=SR, timeline=True)  # default: as before, outwards
+    edges = [x for seg in plain.timeline if seg.speech for x in (seg.start, seg.end)]
+    assert all(x % 0.5 == 0 for x in edges) and edges[0] == 0.0 and edges[-1] == 12.5
+
+
+def test_fine_regions_round_to_the_nearest_quarter_second():
+    from ser_tool.segment import FRAME_SECONDS, SpeechScan
+
+    voiced = np.zeros(400, dtype=bool)
+    voiced[int(1.02 / FRAME_SECONDS): int(3.31 / FRAME_SECONDS)] = True  # speech 1.02-3.30 s
+    scan = SpeechScan([], 1.0, -60.0, [], voiced)
+    opts = SegmentationOptions()  # pad 0.15 s: 0.87-3.45 s
+    assert scan.fine_regions(12.0, opts) == [(0.75, 3.5)]
+    assert scan.fine_regions(12.0, opts, grid=0.5) == [(1.0, 3.5)]
+
+
+def test_auto_with_one_voice_is_one_speaker(fake_backend, monkeypatch):
+    monkeypatch.setattr(S, "load_speaker_encoder", NoisyVoicePrints)
     audio, _ = conversation(f0s=(140.0, 140.0, 140.0))
     report = Analyzer(fake_backend).analyze(audio, sample_rate=SR, speakers="auto")
     assert [p.speaker for p in report.speakers] == [1]
+    two, _ = conversation(f0s=(110.0, 230.0, 110.0))  # and the same noisy prints still tell two voices apart
+    assert len(Analyzer(fake_backend).analyze(two, sample_rate=SR, speakers="auto").speakers) == 2
 
 
 def test_default_output_unchanged(fake_backend, spectrum_encoder):
