@@ -104,10 +104,12 @@ def main() -> None:
             continue
         g = sum((r["given"] for r in sel), DERParts(0, 0, 0, 0))
         a = sum((r["auto"] for r in sel if "auto" in r), DERParts(0, 0, 0, 0))
-        count_ok = np.mean([r["auto_count"] == n for r in sel if "auto" in r]) if "auto" in sel[0] else float("nan")
+        auto = "auto" in sel[0]
+        count_ok = f"{np.mean([r['auto_count'] == n for r in sel]):>8.0%}" if auto else f"{'-':>8}"
+        auto_der = f"{a.der:>8.1%}" if auto else f"{'-':>8}"
         dur = sum(r["dur"] for r in sel)
         print(f"{n:>8} {len(sel):>5} {dur:>6.0f}s {g.der:>11.1%} {g.missed / g.total:>6.1%} {g.false_alarm / g.total:>6.1%} "
-              f"{g.confusion / g.total:>6.1%} {a.der:>8.1%} {count_ok:>8.0%} "
+              f"{g.confusion / g.total:>6.1%} {auto_der} {count_ok} "
               f"{np.mean([x for r in sel for x in r['emo_spk']]):>11.1%} {np.mean([x for r in sel for x in r['emo_plain']]):>9.1%} "
               f"{sum(r['t_plain'] for r in sel) / dur:>9.3f} {sum(r['t_given'] for r in sel) / dur:>8.3f}")
     print("DER: (missed + false alarm + confusion) / reference speech, 0.25-s collar, summed over conversations. "
