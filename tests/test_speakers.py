@@ -381,9 +381,9 @@ def test_real_voices_two_speakers():
     pools = {k: v for k, v in speaker_pools(SHARED_DATA, "test", corpora=("ravdess",)).items()}
     conv = generate(pools, 2, seed=0)
     src = open_audio(conv.samples, sample_rate=SR)
-    from ser_tool.segment import detect_speech
+    from ser_tool.segment import scan_speech
 
-    regions, _ = detect_speech(src, SegmentationOptions())
+    regions = scan_speech(src, SegmentationOptions()).fine_regions(src.duration, SegmentationOptions())  # as the Analyzer
     turns = S.diarize(src, regions, 2)
     ref = [(t.start, t.end, t.speaker) for t in conv.turns]
     assert diarization_error_rate(ref, [(t.start, t.end, t.speaker) for t in turns]) < 0.5
