@@ -108,6 +108,15 @@ SpeakersArg = Annotated[int | Literal["auto"] | None, Field(
     description="Who sounded how in a conversation: the number of speakers (1-8), or 'auto' to estimate it. Then every "
                 "speech segment of the timeline carries 'speaker' (1, 2, ... in order of first speech) and 'speakers' "
                 "summarises each one (speaking time, overall affect, how it changes). Omit for one recording-wide reading.")]
+BatchSpeakersArg = Annotated[int | Literal["auto"] | None, Field(
+    description="For conversations: the number of speakers in each file (1-8), or 'auto' to estimate it per file. Then "
+                "each report has 'speakers' (per speaker: speaking time, share, overall affect, how it changes) and the "
+                "summary line adds each speaker's share and emotion; with timeline=true every speech segment carries "
+                "'speaker'. Omit for one reading per file.")]
+TranscriptSpeakersArg = Annotated[int | Literal["auto"] | None, Field(
+    description="For a conversation: the number of speakers (1-8), or 'auto' to estimate it. Then each transcript "
+                "segment carries 'speaker' (1, 2, ... in order of first speech: who says these words) and the report "
+                "summarises each speaker's affect. Omit for no speaker attribution.")]
 # Published only when the server has several backends, then as a choice of their names (see _fit_backend).
 BackendArg = Annotated[str | None, Field(description="Which model to use (default: the server's first).")]
 TranscriptArg = Annotated[str | None, Field(
@@ -173,7 +182,7 @@ async def analyze_speech_emotion(
 async def analyze_speech_emotion_batch(
     ctx: ToolContext, paths: PathsArg = None, folder: FolderArg = None, pattern: PatternArg = None,
     timeline: BatchTimelineArg = None, window: WindowArg = None, hop: HopArg = None, vad: VadArg = None,
-    backend: BackendArg = None,
+    backend: BackendArg = None, speakers: BatchSpeakersArg = None,
 ) -> BatchReport:
     """One affect report (or error) per file, and a line per file to compare them."""
     state: ServerState = ctx.request_context.lifespan_context
@@ -204,7 +213,8 @@ async def analyze_speech_emotion_batch(
         try:
             with await anyio.to_thread.run_sync(sandbox.files.open_file, user_path) as opened:
                 report = await run_stoppable(pool.analyze, analyzer, opened.file, name=opened.name,
-                                             timeline=True if timeline else False, time_limit=remaining)
+                                             timeline=True if timeline else False, time_limit=remaining,
+                                             speakers=speakers)
             results.append(FileResult(source=user_path, report=report))
         except SERError as e:
             results.append(FileResult(source=user_path, error=_message(e, "analyze_speech_emotion_batch")))
@@ -220,7 +230,7 @@ async def analyze_speech_emotion_batch(
 
 async def transcribe_speech_emotion(
     ctx: ToolContext, path: PathArg = None, url: UrlArg = None, audio_base64: Base64Arg = None,
-    transcript: TranscriptArg = None, vad: VadArg = None,
+    transcript: TranscriptArg = None, vad: VadArg = None, speakers: TranscriptSpeakersArg = None,
 ) -> EmotionTranscript:
     """The words of one recording, each segment with the emotion its voice expresses."""
     state: ServerState = ctx.request_context.lifespan_context
@@ -236,7 +246,7 @@ async def transcribe_speech_emotion(
     async with _audio_source(state.sandbox, kind, path, url, audio_base64) as (audio, name):
         analyzer = await _analyzer(ctx, state.pool, None, None, None, vad)
         await _report_progress(ctx, 0, None, "transcribing and analysing")
-        return await run_stoppable(state.pool.transcribe, analyzer, recogniser, audio, name=name)
+        return await run_stoppable(state.pool.transcribe, analyzer, recogniser, audio, name=name, speakers=speakers)
 
 
 # -- publishing ------------------------------------------------------------------------------------

@@ -10,7 +10,9 @@ Alignment rules (`align`):
 - so a segment spanning two windows blends them in proportion to its time in each;
 - non-speech stretches carry no weight; a segment that overlaps no speech window (e.g. words the
   recogniser heard in what the VAD called silence) gets `affect = null` and `speech_coverage = 0`;
-- a zero-length segment (a point in time) takes the speech window containing that point.
+- a zero-length segment (a point in time) takes the speech window containing that point;
+- with speaker attribution, a segment's `speaker` is the one whose windows it overlaps longest (words
+  that run across a change of speaker go to the speaker who holds most of them).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ def align(segments: Sequence[TranscriptSegment], timeline: Sequence[Segment], *,
                 weights.append(w)
                 affects.append(win.affect)
         length = seg.end - seg.start
+        speaker = _main_speaker(seg, speech)
         if not affects:
             out.append(SpokenSegment(start=seg.start, end=seg.end, text=seg.text, affect=None, speech_coverage=0.0))
             continue
@@ -46,6 +49,22 @@ def align(segments: Sequence[TranscriptSegment], timeline: Sequence[Segment], *,
         coverage = 1.0 if length <= 0 else min(1.0, covered / length)
         # inside one window: that window's reading as it is; across several: their overlap-weighted mean
         affect = affects[0] if len(affects) == 1 else mean_affect(affects, weights, n_supported)
-        out.append(SpokenSegment(start=seg.start, end=seg.end, text=seg.text, affect=affect, speech_coverage=round(coverage, 4)))
+        out.append(SpokenSegment(start=seg.start, end=seg.end, text=seg.text, affect=affect, speech_coverage=round(coverage, 4),
+                                 speaker=speaker))
     return out
+
+
+def _main_speaker(seg: TranscriptSegment, speech: Sequence[Segment]) -> int | None:
+    """The speaker whose windows overlap `seg` longest (a point in time: the window holding it); None without speakers."""
+    held: dict[int, float] = {}
+    for win in speech:
+        if win.speaker is None:
+            continue
+        if seg.end > seg.start:
+            w = min(seg.end, win.end) - max(seg.start, win.start)
+        else:
+            w = 1.0 if win.start <= seg.start <= win.end else 0.0
+        if w > 0:
+            held[win.speaker] = held.get(win.speaker, 0.0) + w
+    return max(held, key=lambda k: (held[k], -k)) if held else None
 

@@ -190,6 +190,9 @@ class Analyzer:
             if speakers is not None:
                 from ser_tool.speakers import diarize
 
+                # Speaker turns are timed at their edges: regions whose edges lie nearer the speech (the default
+                # ones reach up to 0.5 s further out, to a coarser grid)
+                regions = scan.fine_regions(source.duration, opts.segmentation) or regions
                 turns = [(t.start, t.end, t.speaker) for t in diarize(source, regions, speakers, check)]
                 timeline = True if timeline is None else timeline
             backend = self.backend
@@ -213,6 +216,7 @@ class Analyzer:
         limits: AudioLimits | None = None,
         progress: ProgressCallback | None = None,
         cancel: CancelHook | None = None,
+        speakers: SpeakerCount | None = None,
     ) -> EmotionTranscript:
         """ASR + SER on one recording, aligned: each transcript segment with its expressed emotion.
 
@@ -220,12 +224,15 @@ class Analyzer:
         same samples go to both models, so it is held in memory whole and an open file is read only once.
         `cancel` stops the emotion analysis within one batch (see `analyze`) and the recogniser
         before it starts; a recogniser pass already running finishes first.
+        speakers: as for `analyze` (default: options.speakers); then each transcript segment also says
+        which speaker holds most of it.
         """
         with open_audio(audio, sample_rate=sample_rate, name=name, limits=limits or self.options.limits) as src:
             label = src.name
             wave = src.read(0, src.num_samples)
             decode_warnings = list(src.warnings)
-        report = self.analyze(wave, sample_rate=SAMPLE_RATE, name=label, timeline=True, progress=progress, cancel=cancel)
+        report = self.analyze(wave, sample_rate=SAMPLE_RATE, name=label, timeline=True, progress=progress, cancel=cancel,
+                              speakers=speakers)
         if decode_warnings:  # the report was made from the decoded array, which no longer knows
             report = report.model_copy(update={"warnings": [*decode_warnings, *report.warnings]})
         StopCheck(cancel)()

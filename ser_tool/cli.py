@@ -53,10 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="print one JSON object per line and file as soon as it is done (failures as {source, error} "
                           "lines); for one file, just its report")
     a.add_argument("--timeline", action="store_true", help="include the segment timeline even for short recordings (text output: show it)")
-    a.add_argument("--speakers", type=_speakers_arg, default=None, metavar="N|auto",
-                   help="attribute speech to speakers (N voices, or 'auto' to estimate how many; needs the voice extra): "
-                        "each timeline segment gets its speaker, and the report a per-speaker summary")
-    add_model_flags(a)
+    add_model_flags(a, speakers=True)
 
     tr = sub.add_parser("transcribe", help="emotion-aware transcript: the words, each segment with its expressed emotion",
                         description="Transcribe a recording and give each transcript segment the emotion, confidence and "
@@ -65,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--transcript", help="use this transcript instead of speech recognition (plain text, or a JSON file of "
                                          "[{start, end, text}] segments)")
     tr.add_argument("--json", action="store_true", help="print the EmotionTranscript as JSON")
-    add_model_flags(tr, asr=True)
+    add_model_flags(tr, asr=True, speakers=True)
 
     t = sub.add_parser("train", help="train a compact model on labelled corpora (manifest format)",
                        description="Train the compact model with the hybrid CE + CCC objective on corpora in the manifest "
@@ -135,15 +132,6 @@ class _OldSpelling(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
-def _speakers_arg(value: str):
-    from ser_tool.speakers import parse_speakers
-
-    try:
-        return parse_speakers(value)
-    except ConfigError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
 def _analyzer(cfg: Settings):
     from ser_tool.analyzer import Analyzer
 
@@ -165,7 +153,7 @@ def _analyze(args: argparse.Namespace) -> int:
         windows_bar = FileProgress(path)
         try:
             report = analyzer.analyze(path, timeline=timeline, progress=windows_bar.windows, scan_progress=windows_bar.scan,
-                                      speakers=args.speakers)
+                                      speakers=cfg.speakers)
         except AudioError as e:
             failures.append((path, e))
             if args.jsonl:  # JSON escapes every character itself: the raw name stays exact
@@ -241,7 +229,7 @@ def _transcribe(args: argparse.Namespace) -> int:
                           "(a Whisper checkpoint: hub id or local directory; or set SER_ASR_MODEL), or give the words "
                           "with --transcript")
     try:
-        result = _analyzer(cfg).transcribe(args.file, asr)
+        result = _analyzer(cfg).transcribe(args.file, asr, speakers=cfg.speakers)
     except SERError as e:
         print(f"ser: error: {_safe(e)}", file=sys.stderr)
         return exit_code(e)

@@ -298,7 +298,8 @@ def transcript_lines(transcript: EmotionTranscript) -> list[str]:
             a = s.affect
             dims = f", {vad_letters(a.dimensions)}" if a.dimensions else ""
             tone = f"({a.emotion}, confidence {a.confidence:.2f}{dims})"
-        lines.append(f"{span} {tone} {s.text}")
+        who = "" if s.speaker is None else f"speaker {s.speaker} "
+        lines.append(f"{span} {who}{tone} {s.text}")
     return lines
 
 
@@ -310,11 +311,15 @@ def transcript_text(transcript: EmotionTranscript, *, heading: str | None = None
 
 def report_summary(report: AffectReport) -> str:
     """One line for comparing recordings: top emotion, confidence, arousal and valence, the three most
-    probable emotions, the duration. The caller puts the (escaped) name in front."""
+    probable emotions, the duration; with speakers, then each speaker's share and emotion. The caller puts
+    the (escaped) name in front."""
     o = report.overall
     dims = f", arousal {o.dimensions.arousal:.2f}, valence {o.dimensions.valence:.2f}" if o.dimensions else ""
-    return (f"{o.emotion} (confidence {o.confidence:.2f}{dims}; {probabilities_text(ranked_emotions(o)[:3])}; "
+    line = (f"{o.emotion} (confidence {o.confidence:.2f}{dims}; {probabilities_text(ranked_emotions(o)[:3])}; "
             f"{report.duration:.1f} s)")
+    if report.speakers:
+        line += "".join(f"; {s.name} ({s.share:.0%} of speech): {affect_tag(s.overall)}" for s in report.speakers)
+    return line
 
 
 def reading_lines(report: AffectReport) -> list[str]:

@@ -145,7 +145,7 @@ class SpeechEmotionTool(BaseTool):
             with self._audio(audio_path, audio_base64) as (audio, name):
                 if words is not None or transcribe:
                     asr: ASR = GivenTranscript(words) if words is not None else self.asr
-                    result = self._analyzer().transcribe(audio, asr, name=name)
+                    result = self._analyzer().transcribe(audio, asr, name=name, speakers=speakers)
                     return transcript_text(result, heading="Transcript with expressed emotion per segment:"), result
                 report = self._analyzer().analyze(audio, name=name, timeline=timeline, speakers=speakers)
         except SERError as e:

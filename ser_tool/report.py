@@ -207,6 +207,13 @@ class SpokenSegment(BaseModel):
     speech_coverage: float = Field(
         ge=0.0, le=1.0, description="Share of this segment's time covered by analysed speech windows (0..1)."
     )
+    speaker: int | None = Field(
+        default=None, ge=1, exclude_if=lambda v: v is None,
+        description=(
+            "Who speaks these words: the speaker (1, 2, ... as in the report's `speakers`) whose speech overlaps "
+            "this segment longest. Present only when speaker attribution was asked for and speech overlaps it."
+        ),
+    )
 
 
 class EmotionTranscript(BaseModel):

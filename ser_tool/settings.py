@@ -23,6 +23,7 @@ from ser_tool.analyzer import MAX_WINDOWS, AnalysisOptions, BackendSpec
 from ser_tool.audio import AudioLimits
 from ser_tool.errors import ConfigError, Hint, Wording
 from ser_tool.segment import MAX_FLOOR_DB, MIN_FLOOR_DB, SegmentationOptions
+from ser_tool.speakers import MAX_SPEAKERS, SpeakerCount, parse_speakers
 
 __all__ = ["BACKENDS", "Settings", "add_model_flags", "flag_words", "parse_label_map"]
 
@@ -65,6 +66,9 @@ class Settings(BaseSettings):
                                                     "(transformers), a CTranslate2 folder (faster-whisper), or 'offline'. "
                                                     "Unset: the offline Whisper-base when the [asr] extra is installed.")
     language: str | None = Field(None, description="Language of the speech for the recogniser (e.g. 'en'); default: detect.")
+    speakers: int | Literal["auto"] | None = Field(
+        None, description=f"Attribute speech to speakers: their number (1..{MAX_SPEAKERS}) or 'auto' to estimate it; "
+                          "unset: no speaker attribution (needs the voice extra when set).")
 
     @field_validator("window")
     @classmethod
@@ -90,6 +94,14 @@ class Settings(BaseSettings):
         if v is not None and not MIN_FLOOR_DB <= v <= MAX_FLOOR_DB:
             raise _bound_error("vad_floor_db", f"the speech floor must be {MIN_FLOOR_DB:g} to {MAX_FLOOR_DB:g} dBFS")
         return v
+
+    @field_validator("speakers", mode="before")
+    @classmethod
+    def _check_speakers(cls, v: object) -> SpeakerCount | None:
+        try:
+            return parse_speakers(v)
+        except ConfigError as e:  # a validation error, so that it names the flag and the variable
+            raise ValueError(str(e)) from None
 
     @field_validator("threads")
     @classmethod
@@ -137,6 +149,7 @@ class Settings(BaseSettings):
             limits=AudioLimits(max_duration=self.max_duration, max_file_bytes=int(self.max_file_mb * MiB)),
             batch_size=self.batch_size,
             max_windows=self.max_windows,
+            speakers=self.speakers,
         )
 
     @classmethod
@@ -198,13 +211,14 @@ def _variable(name: str) -> str:
 
 
 def add_model_flags(parser: argparse.ArgumentParser, *, model_flag: str = "--model", analysis: bool = True,
-                    asr: bool = False, defaults: Mapping[str, Any] | None = None) -> None:
+                    asr: bool = False, speakers: bool = False, defaults: Mapping[str, Any] | None = None) -> None:
     """Declare the emotion-model flags on `parser` (every entry point uses this one set), for `Settings.from_args`.
 
     model_flag: the flag naming the emotion model; "--ser-model" where --model names a chat model.
     analysis: also the segmentation and limit flags (--window, --hop, --vad, --vad-floor-db, --max-duration,
     --max-file-mb, --max-windows).
     asr: also the speech recogniser's (--asr-model, --language).
+    speakers: also --speakers (speaker attribution: a number of speakers or 'auto').
     defaults: this entry point's own defaults for some settings, below the SER_* environment
     (e.g. {"vad": "energy"}); shown in the help.
     """
@@ -247,7 +261,20 @@ def add_model_flags(parser: argparse.ArgumentParser, *, model_flag: str = "--mod
                                            "or a CTranslate2 folder (needs faster-whisper), or 'offline'; default: the offline "
                                            "Whisper-base when the [asr] extra is installed, else none")
         r.add_argument("--language", help="language of the speech, e.g. en (default: the recogniser detects it)")
+    if speakers:
+        v = parser.add_argument_group("speakers")
+        v.add_argument("--speakers", type=_speakers_flag, metavar="N|auto",
+                       help="attribute speech to speakers (N voices, or 'auto' to estimate how many; needs the voice "
+                            "extra): each speech segment gets its speaker, and the result a per-speaker summary "
+                            "(default: no attribution)")
     parser.set_defaults(**{_FLAG_INFO: {"defaults": defaults, "flags": names}})
+
+
+def _speakers_flag(value: str) -> SpeakerCount | None:
+    try:
+        return parse_speakers(value)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _bound_error(name: str, text: str) -> PydanticCustomError:

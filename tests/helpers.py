@@ -28,7 +28,8 @@ import soundfile as sf
 from ser_tool import AffectReport, Analyzer, EmotionTranscript, SERError
 from ser_tool.labels import EMOTIONS
 from ser_tool.report import Affect, Dimensions, EmotionProbabilities, Segment, SpokenSegment
-from ser_tool.testing import SR, FakeBackend, silence, voice
+from ser_tool.analyzer import AnalysisOptions
+from ser_tool.testing import SR, FakeBackend, SpectrumSpeakerEncoder, silence, voice
 
 # -- this checkout ----------------------------------------------------------------------------------------
 
@@ -111,6 +112,17 @@ class CrashingAnalyzer(Analyzer):
 class CrashingFactory:
     def __call__(self) -> Analyzer:
         return CrashingAnalyzer(FakeBackend())
+
+
+@dataclass(frozen=True)
+class SpeakerFactory:
+    """The fake loudness model with speaker attribution by the weightless stand-in speaker encoder (in each worker)."""
+
+    options: AnalysisOptions
+
+    def __call__(self) -> Analyzer:
+        SpectrumSpeakerEncoder().install()
+        return Analyzer(FakeBackend(), self.options)
 
 
 # -- MCP: a real backend to run (embedded when shipped, else a tiny random hf model), audio fixtures on disk,

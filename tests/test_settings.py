@@ -100,6 +100,32 @@ def test_the_model_flags_are_declared_once_in_one_place():
         assert seen == want, name
 
 
+def _sub(parser, *steps):
+    for step in steps:
+        parser = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[step]
+    return parser
+
+
+def test_speakers_is_a_shared_setting_of_the_commands_that_analyse_recordings(monkeypatch):
+    """--speakers comes from add_model_flags on ser analyze, transcribe and batch (SER_SPEAKERS everywhere)."""
+    for command, head in (("analyze", ["analyze", "a.wav"]), ("transcribe", ["transcribe", "a.wav"]),
+                          ("batch", ["batch", "in/", "--out", "o/"])):
+        assert any(a.dest == "speakers" for a in _sub(_ser(), command)._actions), command
+        assert Settings.from_args(_ser().parse_args(head)).analysis_options().speakers is None
+        assert Settings.from_args(_ser().parse_args(head + ["--speakers", "2"])).analysis_options().speakers == 2
+        assert Settings.from_args(_ser().parse_args(head + ["--speakers", "AUTO"])).speakers == "auto"
+    for name, parser, head, *_ in ENTRY_POINTS:  # where it is not declared, no flag
+        if not name.startswith("ser "):
+            with pytest.raises(SystemExit):
+                parser().parse_args(head + ["--speakers", "2"])
+    monkeypatch.setenv("SER_SPEAKERS", "3")
+    assert Settings.from_args(_ser().parse_args(["analyze", "a.wav"])).analysis_options().speakers == 3
+    assert Settings.from_args(_ser().parse_args(["analyze", "a.wav", "--speakers", "auto"])).speakers == "auto"
+    monkeypatch.setenv("SER_SPEAKERS", "many")
+    with pytest.raises(ConfigError, match=r"--speakers / SER_SPEAKERS: speakers must be 'auto' or a number from 1 to 8"):
+        Settings.from_args(_ser().parse_args(["analyze", "a.wav"]))
+
+
 # -- where values come from ------------------------------------------------------------------------------
 
 def test_flags_beat_the_environment_which_beats_the_entry_points_defaults(monkeypatch):

@@ -46,7 +46,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="rows per part file (default 500); a killed job loses at most the part it had not written")
     b.add_argument("--part-seconds", type=number(float, gt=0), default=60.0,
                    help="also write a part after this many seconds (default 60)")
-    add_model_flags(b)
+    add_model_flags(b, speakers=True)
 
     r = sub.add_parser("batch-report", help="tables and pictures of a `ser batch` output folder",
                        description="Summarise a `ser batch` output folder: the expressed emotions per folder or per "

@@ -14,7 +14,7 @@ from typing import Any
 from ser_tool.analyzer import AnalysisOptions, Analyzer
 from ser_tool.backends import BackendSpec
 from ser_tool.batch.inputs import Recording, collect_inputs
-from ser_tool.batch.rows import ROW_FIELDS
+from ser_tool.batch.rows import ROW_FIELDS, SPEAKER_FIELDS, row_fields
 from ser_tool.batch.store import OutputStore, pending
 from ser_tool.errors import ConfigError
 
@@ -97,6 +97,8 @@ def run_batch(
     ModelNotAvailableError (the model cannot be loaded). KeyboardInterrupt stops the job after the
     finished rows are written (the result says interrupted=True); a rerun continues where it stopped.
     make_analyzer: overrides the factory built from `spec` and `options` (picklable; for tests and embedders).
+    With `options.speakers` set, the rows also have the speaker columns (rows.SPEAKER_FIELDS); `options` decides
+    the columns even when `make_analyzer` is given.
     """
     if engine not in ENGINES:
         raise ConfigError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
@@ -105,6 +107,7 @@ def run_batch(
     if workers is not None and workers < 1:
         raise ConfigError(f"workers must be at least 1, got {workers}")
     options = options or AnalysisOptions()
+    fields = row_fields(options.speakers is not None)
     found = collect_inputs(inputs, pattern)
     progress = progress or Progress()
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -118,7 +121,7 @@ def run_batch(
         run = {
             "started_at": started_at, "engine": engine, "workers": n_workers, "address": address,
             "inputs": list(inputs), "pattern": pattern, "recordings": len(found.recordings), "skipped": skipped,
-            "to_analyse": len(todo),
+            "to_analyse": len(todo), **({"speakers": options.speakers} if options.speakers is not None else {}),
         }
         processed = failed = 0
         audio = 0.0
@@ -128,7 +131,7 @@ def run_batch(
         try:
             for i, row in rows:
                 rec = todo[i]
-                row = {name: row.get(name) for name in ROW_FIELDS} | _extras(rec, found.extra_columns)
+                row = {name: row.get(name) for name in fields} | _extras(rec, found.extra_columns)
                 processed += 1
                 if row["error_type"]:
                     failed += 1
@@ -152,8 +155,8 @@ def run_batch(
 
 
 def _column(name: str) -> str:
-    # A manifest column named like a result column keeps its value under a prefixed name.
-    return f"manifest_{name}" if name in ROW_FIELDS else name
+    # A manifest column named like a result column (with or without speakers) keeps its value under a prefixed name.
+    return f"manifest_{name}" if name in ROW_FIELDS or name in SPEAKER_FIELDS else name
 
 
 def _extras(rec: Recording, columns: Sequence[str]) -> dict[str, str | None]:

@@ -1,7 +1,8 @@
 """One output row per recording, built from its AffectReport (or from the error that stopped it).
 
 Both engines call `analyze_row` in their workers, so the local and the Ray engine write the same rows.
-`ROW_FIELDS` is the column contract (Parquet and JSONL alike); manifest columns are appended as strings.
+`ROW_FIELDS` is the column contract (Parquet and JSONL alike); with speaker attribution (`--speakers`) the
+`SPEAKER_FIELDS` follow them and timeline segments carry `speaker`; manifest columns are appended as strings.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from ser_tool.errors import ConfigError, ModelNotAvailableError, SERError
 from ser_tool.labels import DIMENSIONS, EMOTIONS
 from ser_tool.report import Affect, AffectReport
 
-__all__ = ["FATAL_ERRORS", "crash_row", "ROW_FIELDS", "PROB_COLUMNS", "KEY_COLUMNS", "TIMING_COLUMNS", "analyze_row",
-           "arrow_schema", "rows_to_table"]
+__all__ = ["FATAL_ERRORS", "crash_row", "ROW_FIELDS", "PROB_COLUMNS", "KEY_COLUMNS", "SPEAKER_FIELDS", "TIMING_COLUMNS",
+           "analyze_row", "arrow_schema", "row_fields", "rows_to_table"]
 
 PROB_COLUMNS = tuple(f"p_{e}" for e in EMOTIONS)
 KEY_COLUMNS = ("path", "size_bytes", "mtime_ns")
@@ -49,32 +50,67 @@ ROW_FIELDS: dict[str, tuple[str, str]] = {
     "seconds": ("float64", "Wall time the worker spent on this recording, decoding included."),
     "finished_at": ("string", "When the worker finished it, ISO 8601 UTC."),
 }
+# Appended after ROW_FIELDS only when the job attributes speech to speakers (then timeline segments also
+# carry `speaker`); a job without speakers writes exactly ROW_FIELDS.
+SPEAKER_FIELDS: dict[str, tuple[str, str]] = {
+    "speaker_count": ("int64", "How many speakers the recording was attributed to; null on error."),
+    "speakers": ("speakers", "Per speaker, in order of first speech: speaker (1, 2, ... as on the timeline segments), "
+                             "first_speech, speaking_time (seconds), share (of all speech, 0..1), turns, the speaker's "
+                             "overall emotion, confidence, p_* and valence/arousal/dominance, and change (how the "
+                             "emotion moves, in words; null when it stays the same); null on error."),
+}
 
 
-def _segment_type():
+def row_fields(speakers: bool = False) -> dict[str, tuple[str, str]]:
+    """The columns of a job's rows, in order (before any manifest columns)."""
+    return {**ROW_FIELDS, **SPEAKER_FIELDS} if speakers else dict(ROW_FIELDS)
+
+
+def _affect_types():
     import pyarrow as pa
 
-    return pa.struct([("start", pa.float64()), ("end", pa.float64()), ("speech", pa.bool_()), ("emotion", pa.string()),
-                      ("confidence", pa.float64()), *[(c, pa.float64()) for c in PROB_COLUMNS],
-                      *[(d, pa.float64()) for d in DIMENSIONS]])
+    return [("emotion", pa.string()), ("confidence", pa.float64()), *[(c, pa.float64()) for c in PROB_COLUMNS],
+            *[(d, pa.float64()) for d in DIMENSIONS]]
 
 
-def arrow_schema(extra_columns=()):
-    """The Arrow schema of the rows, with manifest columns (strings) appended."""
+def _segment_type(speakers: bool = False):
+    import pyarrow as pa
+
+    return pa.struct([("start", pa.float64()), ("end", pa.float64()), ("speech", pa.bool_()), *_affect_types(),
+                      *([("speaker", pa.int64())] if speakers else [])])
+
+
+def _speaker_type():
+    import pyarrow as pa
+
+    return pa.struct([("speaker", pa.int64()), ("first_speech", pa.float64()), ("speaking_time", pa.float64()),
+                      ("share", pa.float64()), ("turns", pa.int64()), *_affect_types(), ("change", pa.string())])
+
+
+def arrow_schema(extra_columns=(), speakers: bool = False):
+    """The Arrow schema of the rows (with the speaker columns when `speakers`), manifest columns (strings) appended."""
     import pyarrow as pa
 
     types = {"string": pa.string(), "int64": pa.int64(), "float64": pa.float64(), "list<string>": pa.list_(pa.string()),
-             "timeline": pa.list_(_segment_type())}
-    fields = [pa.field(name, types[kind], metadata={"description": text}) for name, (kind, text) in ROW_FIELDS.items()]
+             "timeline": pa.list_(_segment_type(speakers)), "speakers": pa.list_(_speaker_type())}
+    fields = [pa.field(name, types[kind], metadata={"description": text})
+              for name, (kind, text) in row_fields(speakers).items()]
     fields += [pa.field(name, pa.string(), metadata={"description": "Carried through from the manifest."})
                for name in extra_columns]
     return pa.schema(fields)
 
 
-def rows_to_table(rows: list[dict[str, Any]], extra_columns=()):
+def has_speakers(rows: list[dict[str, Any]]) -> bool:
+    """Whether any of these rows comes from a job with speaker attribution (it has the speaker columns)."""
+    return any("speakers" in row for row in rows)
+
+
+def rows_to_table(rows: list[dict[str, Any]], extra_columns=(), speakers: bool | None = None):
+    """Rows as one Arrow table; `speakers` None: with the speaker columns when any row has them."""
     import pyarrow as pa
 
-    return pa.Table.from_pylist(rows, schema=arrow_schema(extra_columns))
+    speakers = has_speakers(rows) if speakers is None else speakers
+    return pa.Table.from_pylist(rows, schema=arrow_schema(extra_columns, speakers))
 
 
 def _affect_columns(a: Affect | None) -> dict[str, Any]:
@@ -89,32 +125,47 @@ def _affect_columns(a: Affect | None) -> dict[str, Any]:
     }
 
 
-def report_columns(report: AffectReport) -> dict[str, Any]:
-    """The result columns of a row from one report."""
+def report_columns(report: AffectReport, speakers: bool = False) -> dict[str, Any]:
+    """The result columns of a row from one report (with the speaker columns when `speakers`)."""
     o = report.overall
-    return {
+    columns = {
         "duration": report.duration,
         "speech_duration": report.speech_duration,
         **_affect_columns(o),
         "unmapped_probability": o.unmapped_probability,
         "backend": report.backend,
         "model_id": report.model_id,
-        "timeline": [{"start": s.start, "end": s.end, "speech": s.speech, **_affect_columns(s.affect)}
+        "timeline": [{"start": s.start, "end": s.end, "speech": s.speech, **_affect_columns(s.affect),
+                      **({"speaker": s.speaker} if speakers else {})}
                      for s in (report.timeline or [])],
         "description": report.description,
         "warnings": list(report.warnings),
         "error": None,
         "error_type": None,
     }
+    if speakers:
+        people = report.speakers or []
+        columns["speaker_count"] = len(people)
+        columns["speakers"] = [{"speaker": p.speaker, "first_speech": p.first_speech, "speaking_time": p.speaking_time,
+                                "share": p.share, "turns": p.turns, **_affect_columns(p.overall), "change": p.change}
+                               for p in people]
+    return columns
 
 
-def _error_columns(analyzer, e: BaseException, message: str) -> dict[str, Any]:
+def _error_columns(analyzer, e: BaseException, message: str, speakers: bool = False) -> dict[str, Any]:
     backend = analyzer.backend
     return {
         "duration": None, "speech_duration": None, **_affect_columns(None), "unmapped_probability": None,
         "backend": backend.name, "model_id": backend.model_id, "timeline": None, "description": None, "warnings": None,
         "error": message, "error_type": type(e).__name__,
+        **(dict.fromkeys(SPEAKER_FIELDS) if speakers else {}),
     }
+
+
+def attributes_speakers(analyzer) -> bool:
+    """Whether `analyzer` attributes speech to speakers (its options ask for it)."""
+    options = getattr(analyzer, "options", None)
+    return getattr(options, "speakers", None) is not None
 
 
 def analyze_row(analyzer, rec: Recording) -> dict[str, Any]:
@@ -123,15 +174,16 @@ def analyze_row(analyzer, rec: Recording) -> dict[str, Any]:
     Raises only FATAL_ERRORS (the model cannot be loaded, bad settings): those would fail every row.
     """
     started = time.perf_counter()
+    speakers = attributes_speakers(analyzer)
     try:
-        columns = report_columns(analyzer.analyze(rec.path, timeline=True))
+        columns = report_columns(analyzer.analyze(rec.path, timeline=True), speakers)
     except FATAL_ERRORS:
         raise
     except SERError as e:
-        columns = _error_columns(analyzer, e, str(e))
+        columns = _error_columns(analyzer, e, str(e), speakers)
     except Exception as e:  # a bug or a library failure on this one file: recorded, the job goes on
         columns = _error_columns(analyzer, e, f"unexpected error while analysing this file ({type(e).__name__}: {e}); "
-                                              "please report it with the file if you can")
+                                              "please report it with the file if you can", speakers)
     return {
         "path": rec.path, "source": rec.source, "size_bytes": rec.size_bytes, "mtime_ns": rec.mtime_ns,
         **columns,

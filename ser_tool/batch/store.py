@@ -88,11 +88,12 @@ def read_rows(folder: str | os.PathLike, columns: Sequence[str] | None = None, l
 
 def read_table(folder: str | os.PathLike, latest: bool = True):
     """The rows of a `ser batch` folder as one pyarrow Table (`.to_pandas()` for a DataFrame): the row
-    columns, then every manifest column any part has. latest: as in read_rows."""
-    from ser_tool.batch.rows import ROW_FIELDS
+    columns (with the speaker columns when any row has them), then every manifest column any part has.
+    latest: as in read_rows."""
+    from ser_tool.batch.rows import ROW_FIELDS, SPEAKER_FIELDS
 
     rows = read_rows(folder, latest=latest)
-    extra = list(dict.fromkeys(k for r in rows for k in r if k not in ROW_FIELDS))
+    extra = list(dict.fromkeys(k for r in rows for k in r if k not in ROW_FIELDS and k not in SPEAKER_FIELDS))
     return rows_to_table(rows, extra)
 
 

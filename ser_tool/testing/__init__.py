@@ -22,13 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ser_tool.testing.fakes import CountingASR, FakeBackend
+from ser_tool.testing.fakes import CountingASR, FakeBackend, SpectrumSpeakerEncoder
 from ser_tool.testing.synthetic import SR, make_toy_corpus, silence, voice
 
 __all__ = [
     "SR",
     "CountingASR",
     "FakeBackend",
+    "SpectrumSpeakerEncoder",
     "HubSandbox",
     "MERALION_STANDIN_ID2LABEL",
     "hub_sandbox",

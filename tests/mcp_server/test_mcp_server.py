@@ -363,3 +363,49 @@ async def test_empathetic_reply_prompt(audio_dir):
         assert report.overall.emotion in text and "I'm fine." in text and "not what the person feels" in text
         # a description (or any text) works too
         assert "sounds tired" in render_empathetic_prompt("The voice sounds tired.")
+
+
+# -- speakers on the batch and transcript tools ---------------------------------------------------------
+
+def _two_voices(path, f0s=(110.0, 230.0, 110.0)):
+    from ser_tool.testing import silence
+
+    parts = [silence(0.5)]
+    for f0 in f0s:
+        parts += [voice(4.0, f0=f0), silence(1.0)]
+    sf.write(path, np.concatenate(parts), SR)
+    return path
+
+
+async def test_batch_and_transcript_tools_attribute_speakers(tmp_path, monkeypatch):
+    from ser_tool import speakers as S
+    from ser_tool.testing import SpectrumSpeakerEncoder
+
+    monkeypatch.setattr(S, "load_speaker_encoder", SpectrumSpeakerEncoder)  # fast and weightless
+    _two_voices(tmp_path / "call.wav")
+    _two_voices(tmp_path / "other.wav", f0s=(230.0, 110.0))
+    async with session(fake_server(tmp_path)) as (client, tools):
+        for name in (BATCH, "transcribe_speech_emotion"):
+            assert tools[name].inputSchema["properties"]["speakers"]["description"], name
+        plain = check_batch(await client.call_tool(BATCH, {"folder": "."}), tools[BATCH])
+        assert all("speakers" not in r["report"] for r in plain["results"]) and "speaker 1" not in plain["summary"]
+        res = await client.call_tool(BATCH, {"folder": ".", "speakers": 2})
+        batch = check_batch(res, tools[BATCH])
+        assert batch["analysed"] == 2
+        for entry in batch["results"]:
+            assert [s["name"] for s in entry["report"]["speakers"]] == ["speaker 1", "speaker 2"]
+            assert entry["report"]["timeline"] is None  # timelines only when asked for
+        assert all("; speaker 1 (" in line and "; speaker 2 (" in line for line in res.content[0].text.splitlines())
+        timed = check_batch(await client.call_tool(BATCH, {"paths": ["call.wav"], "speakers": "auto", "timeline": True}),
+                            tools[BATCH])
+        assert {s.get("speaker") for s in timed["results"][0]["report"]["timeline"] if s["speech"]} == {1, 2}
+        assert "speakers" in error_text(await client.call_tool(BATCH, {"folder": ".", "speakers": "lots"}))
+
+        res = await client.call_tool("transcribe_speech_emotion", {"path": "call.wav", "transcript": "hello there",
+                                                                   "speakers": 2})
+        assert not res.isError, res.content[0].text
+        transcript = EmotionTranscript.model_validate(res.structuredContent)
+        assert [s.speaker for s in transcript.segments] == [1]  # one segment over the call: speaker 1 holds most
+        assert len(transcript.report.speakers) == 2 and "] speaker 1 (" in res.content[0].text
+        res = await client.call_tool("transcribe_speech_emotion", {"path": "call.wav", "transcript": "hello there"})
+        assert "speaker" not in res.structuredContent["segments"][0] and "speakers" not in res.structuredContent["report"]

@@ -48,7 +48,7 @@ async def test_published_schema_and_description(audio_dir):
     _, tool = await call(server(audio_dir), path="short.wav", transcript="hi")
     assert tool.outputSchema["title"] == "EmotionTranscript"
     assert set(tool.inputSchema["properties"]) == {"path", "url", "audio_base64", "transcript", "vad",
-                                                  "detail", "max_segments"}
+                                                  "speakers", "detail", "max_segments"}
     assert "no speech recogniser configured" in tool.description and "expressed" in tool.description.lower()
 
 

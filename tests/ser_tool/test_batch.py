@@ -315,3 +315,80 @@ def test_a_model_that_cannot_load_stops_the_job_with_exit_3(tmp_path, capsys):
                  "--backend", "hf", "--model", str(tmp_path / "no-model"), "--offline"])
     assert code == 3 and "does not exist" in capsys.readouterr().err
     assert read_rows(tmp_path / "out") == []  # no rows that only say the model was missing
+
+
+# -- speakers: extra columns only when asked for, the same rows from both engines -------------------------
+
+def _conversations(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, f0s in (("call_a.wav", (110.0, 230.0, 110.0)), ("call_b.wav", (230.0, 110.0))):
+        parts = [silence(0.5)]
+        for f0 in f0s:
+            parts += [voice(3.0, f0=f0), silence(1.0)]
+        sf.write(folder / name, np.concatenate(parts), SR)
+    (folder / "broken.wav").write_bytes(b"nope")
+
+
+def test_speaker_columns_when_speakers_are_asked_for(tmp_path):
+    import pyarrow.parquet as pq
+
+    from tests.helpers import SpeakerFactory
+    from ser_tool.analyzer import AnalysisOptions
+    from ser_tool.backends import BackendSpec
+    from ser_tool.batch import SPEAKER_FIELDS, row_fields
+
+    _conversations(tmp_path / "in")
+    options = AnalysisOptions(speakers=2)
+    result = run_batch([str(tmp_path / "in")], tmp_path / "out", spec=BackendSpec("embedded"), options=options,
+                       workers=1, make_analyzer=SpeakerFactory(options))
+    assert result.processed == 3 and result.failed == 1 and result.summary["last_run"]["speakers"] == 2
+    schema = pq.read_schema(part_files(tmp_path / "out")["parquet"][0])
+    assert schema.names == list(row_fields(speakers=True)) == [*ROW_FIELDS, *SPEAKER_FIELDS]
+    assert schema.field("timeline").type.value_type.field("speaker").type == pa.int64()
+    assert schema.field("speakers").metadata[b"description"].decode() == SPEAKER_FIELDS["speakers"][1]
+    rows = {Path(r["path"]).name: r for r in read_rows(tmp_path / "out")}
+    for name in ("call_a.wav", "call_b.wav"):
+        r = rows[name]
+        assert r["speaker_count"] == 2 and [s["speaker"] for s in r["speakers"]] == [1, 2]
+        assert sum(s["share"] for s in r["speakers"]) == pytest.approx(1.0, abs=0.01)
+        for s in r["speakers"]:
+            assert sum(s[c] for c in PROB_COLUMNS) == pytest.approx(1.0, abs=1e-3) and s["turns"] >= 1
+        speech = [seg for seg in r["timeline"] if seg["speech"]]
+        assert {seg["speaker"] for seg in speech} == {1, 2}
+        assert all(seg["speaker"] is None for seg in r["timeline"] if not seg["speech"])
+    assert rows["call_a.wav"]["speakers"][0]["turns"] == 2 and rows["call_b.wav"]["speakers"][0]["turns"] == 1
+    assert rows["broken.wav"]["speakers"] is None and rows["broken.wav"]["speaker_count"] is None
+    assert read_table(tmp_path / "out").schema.names == schema.names
+
+    # The Ray engine's actor builds its rows with the same function, in the same columns (run here without Ray).
+    from ser_tool.batch.ray_engine import _AnalyzerActor
+
+    recs = [{"i": k, "path": r["path"], "source": r["source"], "size_bytes": r["size_bytes"], "mtime_ns": r["mtime_ns"]}
+            for k, r in enumerate(rows.values())]
+    table = _AnalyzerActor(SpeakerFactory(options))(pa.Table.from_pylist(recs))
+    assert table.column("fatal").to_pylist() == [None] * 3
+    ray_rows = {Path(r["path"]).name: r for r in table.drop_columns(["i", "fatal"]).to_pylist()}
+    for name, r in rows.items():
+        assert {k: v for k, v in ray_rows[name].items() if k not in TIMING_COLUMNS} == \
+               {k: v for k, v in r.items() if k not in TIMING_COLUMNS}, name
+
+
+def test_ser_batch_speakers_flag_reaches_the_job_and_default_rows_are_unchanged(tmp_path, monkeypatch, capsys):
+    import ser_tool.batch.job as job
+
+    seen = {}
+
+    def fake_run_batch(inputs, out, *, options, **kwargs):
+        seen["speakers"] = options.speakers
+        raise ConfigError("stop here")
+
+    monkeypatch.setattr(job, "run_batch", fake_run_batch)
+    assert main(["batch", str(tmp_path), "--out", str(tmp_path / "o"), "--speakers", "auto"]) == 2
+    assert seen["speakers"] == "auto" and "stop here" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["batch", str(tmp_path), "--out", str(tmp_path / "o"), "--speakers", "9"])
+    assert "'auto' or a number" in capsys.readouterr().err
+    from ser_tool.batch.rows import arrow_schema
+
+    assert arrow_schema().names == list(ROW_FIELDS)  # no speakers: exactly the columns as before
+    assert "speaker" not in arrow_schema().field("timeline").type.value_type.names

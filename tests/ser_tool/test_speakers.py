@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -15,23 +16,13 @@ from ser_tool.data import Clip
 from ser_tool.errors import ConfigError
 from ser_tool.report import AffectReport, report_json_schema
 from ser_tool.segment import SegmentationOptions, plan_segments, split_at_turns
-from ser_tool.testing import SR, silence, voice
+from ser_tool.testing import SR, SpectrumSpeakerEncoder, silence, voice
 from tests.helpers import SHARED_DATA
 
 
-class SpectrumEncoder:
-    """A stand-in speaker encoder: the average magnitude spectrum of 25-ms frames, unit length. Voices with
-    different pitch get different embeddings, so the pipeline around the encoder can be tested without weights."""
-
-    def mel(self, samples):
-        x = np.asarray(samples, dtype=np.float32)
-        n = len(x) // 160 - 2
-        idx = np.arange(400)[None, :] + 160 * np.arange(max(n, 0))[:, None]
-        return np.abs(np.fft.rfft(x[idx] * np.hanning(400), axis=1))[:, :64].astype(np.float32)
-
-    def embed(self, mels):
-        e = np.stack([m.mean(axis=0) for m in mels])
-        return e / np.linalg.norm(e, axis=1, keepdims=True)
+# A stand-in speaker encoder (the mean magnitude spectrum, unit length): voices with different pitch get different
+# embeddings, so the pipeline around the encoder can be tested without weights.
+SpectrumEncoder = SpectrumSpeakerEncoder
 
 
 @pytest.fixture
@@ -158,10 +149,53 @@ def test_analyzer_attributes_speakers(fake_backend, spectrum_encoder):
     AffectReport.model_validate_json(report.model_dump_json())  # round trip
 
 
-def test_auto_with_one_voice_is_one_speaker(fake_backend, spectrum_encoder):
+class NoisyVoicePrints(SpectrumEncoder):
+    """The spectrum stand-in plus measurement noise, as a real encoder's windows of one voice scatter around one
+    point. (Without noise the synthetic voice's pitch glide gives one voice's windows a structure that a
+    silhouette reads as several clusters; before speaker turns used finer region edges this test passed only
+    because its three turns fell in one speech region.)"""
+
+    def __init__(self):
+        self.rng = np.random.default_rng(0)
+
+    def embed(self, mels):
+        e = super().embed(mels)
+        e = e + 0.3 * self.rng.normal(size=e.shape) / np.sqrt(e.shape[1])
+        return e / np.linalg.norm(e, axis=1, keepdims=True)
+
+
+def test_speaker_turns_end_near_the_speech(fake_backend, spectrum_encoder):
+    """With speakers the timeline's speech edges are rounded to the nearest 0.25 s (after the detector's 0.15-s
+    padding), not pushed outwards to 0.5 s: they stay within the DER's 0.25-s collar of the true turns."""
+    audio, truth = conversation(f0s=(110.0, 230.0, 110.0), turn=3.3, pause=0.9)
+    report = Analyzer(fake_backend).analyze(audio, sample_rate=SR, speakers=2)
+    speech = [s for s in report.timeline if s.speech]
+    starts, ends = {s.start for s in speech}, {s.end for s in speech}
+    for a, b, _ in truth:
+        assert min(abs(a - x) for x in starts) <= 0.25 and min(abs(b - x) for x in ends) <= 0.25
+    plain = Analyzer(fake_backend).analyze(audio, sample_rate=SR, timeline=True)  # default: as before, outwards
+    edges = [x for seg in plain.timeline if seg.speech for x in (seg.start, seg.end)]
+    assert all(x % 0.5 == 0 for x in edges) and edges[0] == 0.0 and edges[-1] == 12.5
+
+
+def test_fine_regions_round_to_the_nearest_quarter_second():
+    from ser_tool.segment import FRAME_SECONDS, SpeechScan
+
+    voiced = np.zeros(400, dtype=bool)
+    voiced[int(1.02 / FRAME_SECONDS): int(3.31 / FRAME_SECONDS)] = True  # speech 1.02-3.30 s
+    scan = SpeechScan([], 1.0, -60.0, [], voiced)
+    opts = SegmentationOptions()  # pad 0.15 s: 0.87-3.45 s
+    assert scan.fine_regions(12.0, opts) == [(0.75, 3.5)]
+    assert scan.fine_regions(12.0, opts, grid=0.5) == [(1.0, 3.5)]
+
+
+def test_auto_with_one_voice_is_one_speaker(fake_backend, monkeypatch):
+    monkeypatch.setattr(S, "load_speaker_encoder", NoisyVoicePrints)
     audio, _ = conversation(f0s=(140.0, 140.0, 140.0))
     report = Analyzer(fake_backend).analyze(audio, sample_rate=SR, speakers="auto")
     assert [p.speaker for p in report.speakers] == [1]
+    two, _ = conversation(f0s=(110.0, 230.0, 110.0))  # and the same noisy prints still tell two voices apart
+    assert len(Analyzer(fake_backend).analyze(two, sample_rate=SR, speakers="auto").speakers) == 2
 
 
 def test_default_output_unchanged(fake_backend, spectrum_encoder):
@@ -220,6 +254,55 @@ def test_langchain_tool_passes_speakers(tmp_path, fake_backend, spectrum_encoder
     msg = tool.invoke({"type": "tool_call", "id": "1", "name": tool.name,
                        "args": {"audio_path": str(path), "speakers": 2}})
     assert "Speaker 2" in msg.content and len(msg.artifact.speakers) == 2
+    msg = tool.invoke({"type": "tool_call", "id": "2", "name": tool.name,
+                       "args": {"audio_path": str(path), "transcript": "hello", "speakers": 2}})
+    assert msg.artifact.segments[0].speaker in (1, 2) and len(msg.artifact.report.speakers) == 2
+    assert "] speaker " in msg.content
+
+
+def test_transcript_segments_carry_the_speaker(fake_backend, spectrum_encoder):
+    from ser_tool.asr import GivenTranscript
+    from ser_tool.describe import report_summary, transcript_lines
+
+    audio, truth = conversation()
+    words = GivenTranscript(segments=[{"start": a, "end": b, "text": f"turn {i}"} for i, (a, b, _) in enumerate(truth)])
+    analyzer = Analyzer(fake_backend, AnalysisOptions(segmentation=SegmentationOptions(window=3.0)))
+    result = analyzer.transcribe(audio, words, sample_rate=SR, speakers=2)
+    assert [s.speaker for s in result.segments] == [1, 2, 1, 2]
+    assert len(result.report.speakers) == 2
+    lines = transcript_lines(result)
+    assert lines[0].split("] ", 1)[1].startswith("speaker 1 (") and "speaker 2 (" in lines[1]
+    summary = report_summary(result.report)
+    assert re.search(r"s\); speaker 1 \(\d+% of speech\): \w.*; speaker 2 \(\d+% of speech\): \w", summary), summary
+    # options.speakers is the default; without speakers nothing changes
+    assert [s.speaker for s in Analyzer(fake_backend, AnalysisOptions(speakers=2)).transcribe(
+        audio, words, sample_rate=SR).segments] == [1, 2, 1, 2]
+    plain = Analyzer(fake_backend).transcribe(audio, words, sample_rate=SR)
+    assert all("speaker" not in seg for seg in plain.model_dump(mode="json")["segments"])
+    assert "speaker" not in " ".join(transcript_lines(plain)) and "speaker 1" not in report_summary(plain.report)
+
+
+def test_cli_transcribe_speakers(tmp_path, monkeypatch, capsys, spectrum_encoder, fake_backend):
+    from ser_tool import cli
+    from ser_tool.report import EmotionTranscript
+
+    audio, truth = conversation()
+    path = tmp_path / "call.wav"
+    sf.write(path, audio, SR)
+    words = tmp_path / "words.json"
+    words.write_text(json.dumps([{"start": a, "end": b, "text": f"turn {i}"} for i, (a, b, _) in enumerate(truth)]))
+    monkeypatch.setattr(cli, "_analyzer", lambda cfg: Analyzer(fake_backend))
+    assert cli.main(["transcribe", str(path), "--transcript", str(words), "--speakers", "2", "--json"]) == 0
+    result = EmotionTranscript.model_validate_json(capsys.readouterr().out)
+    assert [s.speaker for s in result.segments] == [1, 2, 1, 2] and len(result.report.speakers) == 2
+    assert cli.main(["transcribe", str(path), "--transcript", str(words), "--speakers", "auto"]) == 0
+    out = capsys.readouterr().out
+    assert "speaker 1:" in out and "] speaker 2 (" in out
+    assert cli.main(["transcribe", str(path), "--transcript", str(words)]) == 0
+    assert "speaker 1" not in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        cli.main(["transcribe", str(path), "--transcript", "x", "--speakers", "0"])
+    assert "'auto' or a number" in capsys.readouterr().err
 
 
 def test_mcp_tool_publishes_speakers_argument():
@@ -228,6 +311,10 @@ def test_mcp_tool_publishes_speakers_argument():
     from mcp_server.tools import analyze_speech_emotion
 
     assert "speakers" in inspect.signature(analyze_speech_emotion).parameters
+    from mcp_server.tools import analyze_speech_emotion_batch, transcribe_speech_emotion
+
+    assert "speakers" in inspect.signature(analyze_speech_emotion_batch).parameters
+    assert "speakers" in inspect.signature(transcribe_speech_emotion).parameters
 
 
 # -- DER -------------------------------------------------------------------------------------------
@@ -294,9 +381,9 @@ def test_real_voices_two_speakers():
     pools = {k: v for k, v in speaker_pools(SHARED_DATA, "test", corpora=("ravdess",)).items()}
     conv = generate(pools, 2, seed=0)
     src = open_audio(conv.samples, sample_rate=SR)
-    from ser_tool.segment import detect_speech
+    from ser_tool.segment import scan_speech
 
-    regions, _ = detect_speech(src, SegmentationOptions())
+    regions = scan_speech(src, SegmentationOptions()).fine_regions(src.duration, SegmentationOptions())  # as the Analyzer
     turns = S.diarize(src, regions, 2)
     ref = [(t.start, t.end, t.speaker) for t in conv.turns]
     assert diarization_error_rate(ref, [(t.start, t.end, t.speaker) for t in turns]) < 0.5
