@@ -190,48 +190,64 @@ def _median(rows: list[dict], field: str) -> float:
     return statistics.median(values) if values else NAN
 
 
-def _ratios(rounds: list[dict[str, dict]], num: str, den: str, f) -> str:
+def _ratios(rounds: list[dict[str, dict]], num: str, den: str, f, unit: str = "") -> str:
+    """The median over the rounds of f(num's result, den's result), with the range when there are several."""
     values = [f(r[num], r[den]) for r in rounds if num in r and den in r]
     if not values:
         return "nan"
     med = statistics.median(values)
-    return f"{med:.2f}" if len(values) == 1 else f"{med:.2f} (range {min(values):.2f}-{max(values):.2f})"
+    return f"{med:.2f}{unit}" + (f" (range {min(values):.2f}-{max(values):.2f})" if len(values) > 1 else "")
+
+
+COLUMNS = [  # (header, field, format)
+    ("files", "files", "5d"), ("start s", "start", "7.1f"), ("wall s", "wall", "7.1f"),
+    ("1st row s", "startup", "9.1f"), ("files/s", "fps", "8.2f"), ("x RT", "xrt", "6.1f"),
+    ("steady f/s", "steady_fps", "10.2f"), ("steady xRT", "steady_xrt", "10.1f"),
+    ("after 1st f/s", "after_fps", "13.2f"), ("CPU ms/file", "cpu_ms", "11.1f"), ("all CPU ms/file", "all_cpu_ms", "15.1f"),
+]
+
+
+def _fps(a, b):
+    return a["fps"] / b["fps"]
+
+
+def _steady(a, b):
+    return a["steady_fps"] / b["steady_fps"]
+
+
+def _after_first(a, b):
+    return a["after_fps"] / b["after_fps"]
+
+
+def _as_the_cli_pays(ray, local):  # throughput ratio with ray.init and ray.shutdown counted
+    return local["wall"] / (ray["start"] + ray["wall"] + ray["shutdown"])
 
 
 def report(rounds: list[dict[str, dict]]) -> None:
     print(f"\nload average after {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if not rounds:
         return
-    many = len(rounds) > 1
-    print(("medians of %d rounds\n" % len(rounds)) if many else "", end="")
-    print(f"{'configuration':<32} {'files':>5} {'start s':>7} {'wall s':>7} {'1st row s':>9} {'files/s':>8} {'x RT':>6} "
-          f"{'steady f/s':>10} {'steady xRT':>10} {'after 1st f/s':>13} {'CPU ms/file':>11} {'all CPU ms/file':>15}")
-    keys = [k for k in ("inprocess", *CONFIGS) if any(k in r for r in rounds)]
-    for key in keys:
+    if len(rounds) > 1:
+        print(f"medians of {len(rounds)} rounds")
+    print(f"{'configuration':<32} " + " ".join(f"{h:>{int(fmt[:-1].split('.')[0])}}" for h, _, fmt in COLUMNS))
+    for key in [k for k in ("inprocess", *CONFIGS) if any(k in r for r in rounds)]:
         rows = [r[key] for r in rounds if key in r]
-        m = {f: _median(rows, f) for f in ("wall", "start", "startup", "fps", "xrt", "steady_fps", "steady_xrt",
-                                          "after_fps", "cpu_ms", "all_cpu_ms")}
-        print(f"{rows[0]['name']:<32} {rows[0]['files']:>5} {m['start']:>7.1f} {m['wall']:>7.1f} {m['startup']:>9.1f} "
-              f"{m['fps']:>8.2f} {m['xrt']:>6.1f} {m['steady_fps']:>10.2f} {m['steady_xrt']:>10.1f} {m['after_fps']:>13.2f} "
-              f"{m['cpu_ms']:>11.1f} {m['all_cpu_ms']:>15.1f}")
-    fps = lambda a, b: a["fps"] / b["fps"]  # noqa: E731
-    steady = lambda a, b: a["steady_fps"] / b["steady_fps"]  # noqa: E731
+        cells = [format(_median(rows, f) if f != "files" else rows[0]["files"], fmt) for _, f, fmt in COLUMNS]
+        print(f"{rows[0]['name']:<32} " + " ".join(cells))
     print()
     if any("local1" in r and "local2" in r for r in rounds):
-        print(f"local 2 workers / 1 worker: {_ratios(rounds, 'local2', 'local1', fps)}x overall, "
-              f"{_ratios(rounds, 'local2', 'local1', steady)}x steady (target >= 1.7x)")
+        print(f"local 2 workers / 1 worker: {_ratios(rounds, 'local2', 'local1', _fps, 'x')} overall, "
+              f"{_ratios(rounds, 'local2', 'local1', _steady, 'x')} steady (target >= 1.7x)")
     if any("local2" in r and "ray" in r for r in rounds):
-        print(f"ray / local at 2 workers: {_ratios(rounds, 'ray', 'local2', fps)} overall (ray.init and ray.shutdown "
-              f"outside), {_ratios(rounds, 'ray', 'local2', lambda a, b: b['wall'] / (a['start'] + a['wall'] + a['shutdown']))} "
-              f"overall as `ser batch --engine ray` pays them, {_ratios(rounds, 'ray', 'local2', steady)} steady, "
-              f"{_ratios(rounds, 'ray', 'local2', lambda a, b: a['after_fps'] / b['after_fps'])} after the first row "
-              "(target >= 0.75)")
-        ray_rows = [r["ray"] for r in rounds if "ray" in r]
-        local_rows = [r["local2"] for r in rounds if "local2" in r]
-        print(f"ray's fixed start-up: ray.init {_median(ray_rows, 'start'):.1f} s, then {_median(ray_rows, 'startup'):.1f} s "
-              f"to the first row (local engine: {_median(local_rows, 'startup'):.1f} s), ray.shutdown "
-              f"{_median(ray_rows, 'shutdown'):.1f} s; CPU of all processes {_median(ray_rows, 'all_cpu_ms'):.1f} ms/file "
-              f"(local: {_median(local_rows, 'all_cpu_ms'):.1f})")
+        print(f"ray / local at 2 workers: {_ratios(rounds, 'ray', 'local2', _fps)} overall (ray.init and ray.shutdown "
+              f"outside), {_ratios(rounds, 'ray', 'local2', _as_the_cli_pays)} overall as `ser batch --engine ray` "
+              f"pays them, {_ratios(rounds, 'ray', 'local2', _steady)} steady, "
+              f"{_ratios(rounds, 'ray', 'local2', _after_first)} after the first row (target >= 0.75)")
+        ray, local = [r["ray"] for r in rounds if "ray" in r], [r["local2"] for r in rounds if "local2" in r]
+        print(f"ray's fixed start-up: ray.init {_median(ray, 'start'):.1f} s, then {_median(ray, 'startup'):.1f} s to "
+              f"the first row (local engine: {_median(local, 'startup'):.1f} s), ray.shutdown "
+              f"{_median(ray, 'shutdown'):.1f} s; CPU of all processes {_median(ray, 'all_cpu_ms'):.1f} ms/file "
+              f"(local: {_median(local, 'all_cpu_ms'):.1f})")
     if any("inprocess" in r and "local1" in r for r in rounds):
         inproc = [r["inprocess"] for r in rounds if "inprocess" in r]
         local1 = [r["local1"] for r in rounds if "local1" in r]
@@ -255,8 +271,9 @@ def main() -> int:
         tmp = Path(tmp)
         clips = pick_clips(args.data, args.n, links=tmp / "links")
         distinct = min(len(clips), len(corpus_clips(args.data)))
-        print(f"{len(clips)} clips from {args.data}"
-              f"{f' ({distinct} distinct; the rest are the same clips again through links)' if distinct < len(clips) else ''}; "
+        repeated = (f" ({distinct} distinct; the rest are the same clips again through links)"
+                    if distinct < len(clips) else "")
+        print(f"{len(clips)} clips from {args.data}{repeated}; "
               f"cores {available_cores()}; {datetime.now().astimezone().isoformat(timespec='seconds')}; "
               f"load average before {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
         listing = tmp / "clips.txt"

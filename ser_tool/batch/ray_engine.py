@@ -144,9 +144,10 @@ def _join_cluster(ray, address: str) -> None:
         text = f"{e} {e.__cause__ or ''}"
         if "AuthenticationError" in text or "InvalidAuthToken" in text or "no authentication token" in text:
             raise ConfigError(
-                f"the Ray cluster at {address} refused this job: it uses token authentication (Ray's default for "
-                "clusters started with 'ray start'). Set RAY_AUTH_MODE=token here and give the cluster's token (the "
-                "head's ~/.ray/auth_token) in ~/.ray/auth_token, RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN") from None
+                f"the Ray cluster at {address} refused this job: it uses token authentication. Set "
+                "RAY_AUTH_MODE=token here (Ray sends no token to an address given explicitly without it) and give "
+                "the cluster's token ('ray get-auth-token' on the head prints it) in ~/.ray/auth_token, "
+                "RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN") from None
         if address.startswith("ray://") and "ray[client]" in text:
             raise ConfigError("ray:// addresses go through Ray Client, which is not installed: pip install "
                               "'ray[client]' (the same version as the cluster), or run ser batch on a cluster node "

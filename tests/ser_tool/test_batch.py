@@ -253,8 +253,8 @@ def _clean_env() -> dict[str, str]:
 @pytest.fixture(scope="module")
 def ray_head():
     """A one-node Ray cluster started as on a head node: `ray start --head --block` (2 CPUs, token
-    authentication as Ray enables it by default, the token given in the environment so that nothing is
-    written to ~/.ray). Yields (GCS port, environment for a driver). Stopped in teardown by SIGTERM to
+    authentication on, as on a head that has a token; the token is given in the environment so that
+    nothing is written to ~/.ray). Yields (GCS port, environment for a driver). Stopped in teardown by SIGTERM to
     that command (it stops what it started), then SIGKILL to its process group; never by `ray stop`,
     which would stop every Ray instance of this user on the machine. Every wait is bounded."""
     pytest.importorskip("ray.data", reason="the Ray engine needs ray[data] (pip install -e '.[ray]')")
