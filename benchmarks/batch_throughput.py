@@ -203,7 +203,8 @@ COLUMNS = [  # (header, field, format)
     ("files", "files", "5d"), ("start s", "start", "7.1f"), ("wall s", "wall", "7.1f"),
     ("1st row s", "startup", "9.1f"), ("files/s", "fps", "8.2f"), ("x RT", "xrt", "6.1f"),
     ("steady f/s", "steady_fps", "10.2f"), ("steady xRT", "steady_xrt", "10.1f"),
-    ("after 1st f/s", "after_fps", "13.2f"), ("CPU ms/file", "cpu_ms", "11.1f"), ("all CPU ms/file", "all_cpu_ms", "15.1f"),
+    ("after 1st f/s", "after_fps", "13.2f"), ("CPU ms/file", "cpu_ms", "11.1f"),
+    ("all CPU ms/file", "all_cpu_ms", "15.1f"),
 ]
 
 
