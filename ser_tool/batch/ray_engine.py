@@ -95,7 +95,7 @@ def _probe(address: str, timeout: float = PROBE_SECONDS) -> None:
     host, sep, port = target.rpartition(":")
     if not sep or not host or not port.isdigit():
         raise ConfigError(f"the Ray address {address!r} is not HOST:PORT: give the head node's GCS address (HOST:6379, "
-                          "or the port 'ray start --head --port' was given), ray://HOST:10001 for Ray Client, or auto")
+                          "or the port given to 'ray start --head --port'), ray://HOST:10001 for Ray Client, or auto")
     where = f"the Ray cluster at {address}"
     try:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as s:
