@@ -85,12 +85,13 @@ _H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 
 PROBE_SECONDS = 5.0
 
 
-def _probe(address: str, timeout: float = PROBE_SECONDS) -> None:
-    """Raise ConfigError unless a gRPC server answers at `address` within `timeout` seconds.
+def _probe(address: str, timeout: float | None = None) -> None:
+    """Raise ConfigError unless a gRPC server answers at `address` within `timeout` (PROBE_SECONDS) seconds.
 
     `ray.init` waits minutes on an address where nothing listens, or where something other than Ray
     does (a dashboard, a typo'd port); this turns those mistakes into an error in seconds.
     """
+    timeout = PROBE_SECONDS if timeout is None else timeout
     target = address.removeprefix("ray://")
     host, sep, port = target.rpartition(":")
     if not sep or not host or not port.isdigit():

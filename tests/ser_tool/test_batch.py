@@ -329,8 +329,9 @@ def test_ser_batch_on_a_ray_cluster_started_with_ray_start(ray_head, tmp_path):
     assert not (tmp_path / "refused" / "summary.json").exists()  # refused before any work
 
 
-def test_a_wrong_ray_address_is_a_usage_error_in_seconds(tmp_path, capsys):
+def test_a_wrong_ray_address_is_a_usage_error_in_seconds(tmp_path, capsys, monkeypatch):
     pytest.importorskip("ray.data", reason="the Ray engine needs ray[data] (pip install -e '.[ray]')")
+    monkeypatch.setattr("ser_tool.batch.ray_engine.PROBE_SECONDS", 1.0)  # the silent port below waits this long
     _voices(tmp_path / "in", 1)
     closed, = _free_ports(1)
     not_ray = socket.socket()  # listens and says nothing, as a port of some other service might
