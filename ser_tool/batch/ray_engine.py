@@ -96,7 +96,7 @@ def _probe(address: str, timeout: float | None = None) -> None:
     host, sep, port = target.rpartition(":")
     if not sep or not host or not port.isdigit():
         raise ConfigError(f"the Ray address {address!r} is not HOST:PORT: give the head node's GCS address (HOST:6379, "
-                          "or the port given to 'ray start --head --port'), ray://HOST:10001 for Ray Client, or auto")
+                          "or the port the head was started with), ray://HOST:10001 for Ray Client, or auto")
     where = f"the Ray cluster at {address}"
     try:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as s:
@@ -116,8 +116,8 @@ def _probe(address: str, timeout: float | None = None) -> None:
         raise ConfigError(f"cannot reach {where}: {e.strerror or e}. Check the address and the network") from None
     if len(head) < 9 or head[3] != 4:  # not an HTTP/2 SETTINGS frame: not a Ray port
         raise ConfigError(f"{where} is not a Ray head: something answers on port {port}, but not Ray's GCS (give "
-                          "the address 'ray start --head' printed, port 6379 unless --port chose another; not the "
-                          "dashboard's 8265)")
+                          "the address 'ray start --head' printed, port 6379 unless the head was started with "
+                          "another; not the dashboard's 8265)")
 
 
 def _exchange(s: socket.socket, message: bytes, n: int) -> bytes:
@@ -152,7 +152,7 @@ def _join_cluster(ray, address: str) -> None:
         if address.startswith("ray://") and "ray[client]" in text:
             raise ConfigError("ray:// addresses go through Ray Client, which is not installed: pip install "
                               "'ray[client]' (the same version as the cluster), or run ser batch on a cluster node "
-                              "with --address auto") from None
+                              "with the address auto") from None
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConfigError(f"cannot join the Ray cluster at {address} ({first}). Check the address (the head node's "
                           f"'ray start --head' prints it), and that this machine runs the cluster's Ray version "
