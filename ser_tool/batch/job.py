@@ -126,8 +126,8 @@ def run_batch(
         processed = failed = 0
         audio = 0.0
         interrupted = False
+        rows = _engine(engine, todo, factory, n_workers, address) if todo else iter(())  # Ray: joined here
         progress.start(len(todo), skipped)
-        rows = _engine(engine, todo, factory, n_workers, address) if todo else iter(())
         try:
             for i, row in rows:
                 rec = todo[i]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -78,6 +79,86 @@ def _raise_fatal(text: str) -> None:
     raise BackendError(f"a Ray worker failed to load or run the model ({name}: {message})")
 
 
+# The HTTP/2 client preface and an empty SETTINGS frame: a gRPC server (Ray's GCS, Ray Client) answers
+# with a SETTINGS frame of its own.
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+PROBE_SECONDS = 5.0
+
+
+def _probe(address: str, timeout: float | None = None) -> None:
+    """Raise ConfigError unless a gRPC server answers at `address` within `timeout` (PROBE_SECONDS) seconds.
+
+    `ray.init` waits minutes on an address where nothing listens, or where something other than Ray
+    does (a dashboard, a typo'd port); this turns those mistakes into an error in seconds.
+    """
+    timeout = PROBE_SECONDS if timeout is None else timeout
+    target = address.removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ConfigError(f"the Ray address {address!r} is not HOST:PORT: give the head node's GCS address (HOST:6379, "
+                          "or the port the head was started with), ray://HOST:10001 for Ray Client, or auto")
+    where = f"the Ray cluster at {address}"
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as s:
+            if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):  # Ray's own setting: a TLS handshake first
+                return
+            head = _exchange(s, _H2_PREFACE, 9)
+    except socket.gaierror:
+        raise ConfigError(f"cannot reach {where}: no such host {host!r}. Check the address (the head node's "
+                          "'ray start --head' prints it)") from None
+    except ConnectionRefusedError:
+        raise ConfigError(f"cannot reach {where}: nothing listens on port {port} there. Start the head with "
+                          "'ray start --head' or check the port it printed") from None
+    except TimeoutError:
+        raise ConfigError(f"cannot reach {where}: no answer within {timeout:.0f} s. Check the address and that "
+                          "this machine can reach the head node (firewall, network)") from None
+    except OSError as e:
+        raise ConfigError(f"cannot reach {where}: {e.strerror or e}. Check the address and the network") from None
+    if len(head) < 9 or head[3] != 4:  # not an HTTP/2 SETTINGS frame: not a Ray port
+        raise ConfigError(f"{where} is not a Ray head: something answers on port {port}, but not Ray's GCS (give "
+                          "the address 'ray start --head' printed, port 6379 unless the head was started with "
+                          "another; not the dashboard's 8265)")
+
+
+def _exchange(s: socket.socket, message: bytes, n: int) -> bytes:
+    """Send `message`, return up to `n` bytes of the answer (fewer when the peer closes or stays silent)."""
+    answer = b""
+    try:
+        s.sendall(message)
+        while len(answer) < n:
+            chunk = s.recv(n - len(answer))
+            if not chunk:
+                break
+            answer += chunk
+    except OSError:  # reset or silent (TimeoutError): either way, not a gRPC server
+        pass
+    return answer
+
+
+def _join_cluster(ray, address: str) -> None:
+    """ray.init on an existing cluster; every failure is a ConfigError that says what to check."""
+    if address != "auto":
+        _probe(address)
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    except Exception as e:  # noqa: BLE001 - Ray raises ConnectionError, ValueError, RuntimeError, its own errors
+        text = f"{e} {e.__cause__ or ''}"
+        if "AuthenticationError" in text or "InvalidAuthToken" in text or "no authentication token" in text:
+            raise ConfigError(
+                f"the Ray cluster at {address} refused this job: it uses token authentication. Set "
+                "RAY_AUTH_MODE=token here (Ray sends no token to an address given explicitly without it) and give "
+                "the cluster's token ('ray get-auth-token' on the head prints it) in ~/.ray/auth_token, "
+                "RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN") from None
+        if address.startswith("ray://") and "ray[client]" in text:
+            raise ConfigError("ray:// addresses go through Ray Client, which is not installed: pip install "
+                              "'ray[client]' (the same version as the cluster), or run ser batch on a cluster node "
+                              "with the address auto") from None
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"cannot join the Ray cluster at {address} ({first}). Check the address (the head node's "
+                          f"'ray start --head' prints it), and that this machine runs the cluster's Ray version "
+                          f"({ray.__version__} here) and Python version") from None
+
+
 def run_ray(recordings: Sequence[Recording], make_analyzer: Callable[[], Any], workers: int | None,
             address: str | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
     """Analyse `recordings` with Ray Data; yields (index into recordings, row) as blocks finish.
@@ -89,17 +170,22 @@ def run_ray(recordings: Sequence[Recording], make_analyzer: Callable[[], Any], w
     retried in place, where a file that kills its worker would be retried forever: the job goes on, and
     the recordings that got no row are run again one per task, one task per actor; one that kills its
     worker then, alone, becomes an error row, as in the local engine.
+    Ray is started or joined at once, so that a wrong address fails before any work (ConfigError);
+    the rows come as the returned iterator is read, and closing it shuts down a Ray started here.
     """
     ray = _import_ray()
     started_here = False
     if not ray.is_initialized():
-        kwargs: dict[str, Any] = {"address": address} if address else {"num_cpus": workers}
-        try:
-            ray.init(**kwargs, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
-        except ConnectionError as e:
-            raise ConfigError(f"cannot reach the Ray cluster at {address}: {e}. Check the address (the head node's "
-                              "'ray start --head' prints it) and that this machine can reach it") from None
+        if address:
+            _join_cluster(ray, address)
+        else:
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
         started_here = True
+    return _stream(ray, recordings, make_analyzer, workers, started_here)
+
+
+def _stream(ray, recordings: Sequence[Recording], make_analyzer, workers: int | None,
+            started_here: bool) -> Iterator[tuple[int, dict[str, Any]]]:
     logging.getLogger("ray.data").setLevel(logging.ERROR)
     ctx = ray.data.DataContext.get_current()
     saved = ctx.enable_progress_bars, ctx.max_errored_blocks

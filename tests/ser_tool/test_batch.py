@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
+import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -16,6 +20,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from ser_tool.backends import BackendSpec
 from ser_tool.batch import ROW_FIELDS, collect_inputs, read_rows, read_table, run_batch
 from ser_tool.batch.rows import PROB_COLUMNS, TIMING_COLUMNS
 from ser_tool.batch.store import part_files
@@ -223,6 +228,129 @@ def test_ray_engine_writes_the_same_rows_as_the_local_engine(local_run, corpus, 
     assert crashed.processed == 4 and crashed.failed == 1
     errors = {Path(r["path"]).name: r["error_type"] for r in read_rows(tmp_path / "ray_crash")}
     assert errors == {"v000.wav": None, "v001.wav": None, "v002.wav": None, "crash.wav": "WorkerCrashed"}
+
+
+# -- the Ray engine on a real cluster: `ray start --head`, then `ser batch --address` as a user would ------
+
+def _free_ports(n: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def _clean_env() -> dict[str, str]:
+    """This environment without Ray's settings (an address, an auth mode) and with this checkout importable."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
+    return env
+
+
+@pytest.fixture(scope="module")
+def ray_head():
+    """A one-node Ray cluster started as on a head node: `ray start --head --block` (2 CPUs, token
+    authentication on, as on a head that has a token; the token is given in the environment so that
+    nothing is written to ~/.ray). Yields (GCS port, environment for a driver). Stopped in teardown by SIGTERM to
+    that command (it stops what it started), then SIGKILL to its process group; never by `ray stop`,
+    which would stop every Ray instance of this user on the machine. Every wait is bounded."""
+    pytest.importorskip("ray.data", reason="the Ray engine needs ray[data] (pip install -e '.[ray]')")
+    ray_cli = Path(sys.executable).with_name("ray")
+    if not ray_cli.is_file():
+        pytest.skip(f"the ray command is not beside {sys.executable} (pip install -e '.[ray]')")
+    # Ray's unix sockets live under its temp dir, and their paths must stay short (107 bytes): not tmp_path.
+    temp = Path(tempfile.mkdtemp(prefix="ser-ray-", dir="/tmp" if os.path.isdir("/tmp") else None))
+    port, agent, metrics, dashboard = _free_ports(4)
+    env = _clean_env() | {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    log = temp / "ray-start.log"
+    with log.open("w") as out:
+        # The workers inherit this environment: PYTHONPATH makes this checkout the ser-tool "installed" on the node.
+        proc = subprocess.Popen(
+            [str(ray_cli), "start", "--head", "--block", "--num-cpus", "2", "--port", str(port),
+             "--dashboard-agent-listen-port", str(agent), "--metrics-export-port", str(metrics),
+             "--dashboard-port", str(dashboard), "--include-dashboard=false", "--disable-usage-stats",
+             "--temp-dir", str(temp)],
+            env=env | {"RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"},  # stop at once on SIGTERM, no 30-s drain
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while "Ray runtime started" not in log.read_text(errors="replace"):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"`ray start --head` started no cluster within 3 minutes:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield port, env
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            pass
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # anything of ours still in the group
+        proc.wait(timeout=30)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_ser_batch_on_a_ray_cluster_started_with_ray_start(ray_head, tmp_path):
+    port, env = ray_head
+    files = _voices(tmp_path / "in", 3)
+    (tmp_path / "in" / "broken.wav").write_bytes(b"RIFF not audio")
+    ser = [sys.executable, "-m", "ser_tool.cli", "batch", str(tmp_path / "in")]
+
+    job = subprocess.run([*ser, "--out", str(tmp_path / "ray"), "--engine", "ray", "--address", f"127.0.0.1:{port}"],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert job.returncode == 1, job.stderr[-3000:]  # the broken file is an error row; the others are analysed
+    summary = json.loads((tmp_path / "ray" / "summary.json").read_text())
+    assert summary["last_run"]["address"] == f"127.0.0.1:{port}" and summary["last_run"]["engine"] == "ray"
+    local = run_batch([str(tmp_path / "in")], tmp_path / "local", spec=BackendSpec("embedded"), workers=1)
+    assert local.processed == 4 and local.failed == 1
+
+    def comparable(folder):
+        return {r["path"]: {k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in read_rows(folder)}
+
+    rows = comparable(tmp_path / "ray")
+    assert rows == comparable(tmp_path / "local")
+    assert sorted(p for p, r in rows.items() if r["error"] is None) == sorted(str(f) for f in files)
+
+    # Without the cluster's token (RAY_AUTH_MODE unset: Ray sends none to an explicit address) the job is
+    # refused with what to set, after Ray's own bounded retries (about 20 s), not a hang.
+    no_token = {k: v for k, v in env.items() if not k.startswith("RAY_AUTH")}
+    t0 = time.monotonic()
+    refused = subprocess.run([*ser, "--out", str(tmp_path / "refused"), "--engine", "ray",
+                              "--address", f"127.0.0.1:{port}"], env=no_token, capture_output=True, text=True,
+                             timeout=300)
+    assert refused.returncode == 2, refused.stderr[-3000:]
+    assert "token authentication" in refused.stderr and "RAY_AUTH_MODE=token" in refused.stderr
+    assert "Traceback" not in refused.stderr and time.monotonic() - t0 < 120
+    assert not (tmp_path / "refused" / "summary.json").exists()  # refused before any work
+
+
+def test_a_wrong_ray_address_is_a_usage_error_in_seconds(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("ray.data", reason="the Ray engine needs ray[data] (pip install -e '.[ray]')")
+    monkeypatch.setattr("ser_tool.batch.ray_engine.PROBE_SECONDS", 1.0)  # the silent port below waits this long
+    _voices(tmp_path / "in", 1)
+    closed, = _free_ports(1)
+    not_ray = socket.socket()  # listens and says nothing, as a port of some other service might
+    not_ray.bind(("127.0.0.1", 0))
+    not_ray.listen()
+    try:
+        for address, says in ((f"127.0.0.1:{closed}", "nothing listens on port"),
+                              (f"127.0.0.1:{not_ray.getsockname()[1]}", "is not a Ray head"),
+                              ("no-such-host.invalid:6379", "no such host"),
+                              ("head-without-port", "is not HOST:PORT")):
+            t0 = time.monotonic()
+            code = main(["batch", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--engine", "ray",
+                         "--address", address])
+            err = capsys.readouterr().err
+            assert code == 2 and says in err and address in err, err
+            assert time.monotonic() - t0 < 30, f"{address}: {time.monotonic() - t0:.0f} s"  # Ray alone waits minutes
+    finally:
+        not_ray.close()
+    assert not (tmp_path / "out" / "summary.json").exists()
 
 
 # -- crash safety: a killed run loses at most the unwritten part, and a rerun adds no duplicates ---------
