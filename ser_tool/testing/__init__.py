@@ -220,13 +220,14 @@ _WHISPER_SPECIALS = (
 )
 
 
-def make_tiny_whisper_asr(path: str | Path) -> Path:
+def make_tiny_whisper_asr(path: str | Path, encoder_layers: int = 1) -> Path:
     """Save a tiny random Whisper speech recogniser (model, tokenizer, feature extractor, generation
     config) to `path` and return it; `transformers.pipeline("automatic-speech-recognition", path)` loads it.
 
     Byte-level vocabulary (256 symbols, no merges), Whisper's special tokens for English, and the 1501
     timestamp tokens <|0.00|> .. <|30.00|>, so timestamped and chunked long-form decoding run for real.
-    Random weights: the words are noise; assert structure, never text.
+    Random weights: the words are noise; assert structure, never text. `encoder_layers` > 1 gives an encoder
+    with middle layers (for ser_tool.representations.ct2_whisper).
     """
     import torch
     from transformers import (
@@ -251,7 +252,7 @@ def make_tiny_whisper_asr(path: str | Path) -> Path:
                                  eos_token="<|endoftext|>", pad_token="<|endoftext|>")
     tokenizer.add_special_tokens({"additional_special_tokens": list(_WHISPER_SPECIALS[1:])})
     config = WhisperConfig(
-        vocab_size=len(vocab), d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+        vocab_size=len(vocab), d_model=16, encoder_layers=encoder_layers, decoder_layers=1, encoder_attention_heads=2,
         decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, num_mel_bins=80,
         max_source_positions=1500, max_target_positions=64, pad_token_id=eot, bos_token_id=eot, eos_token_id=eot,
         decoder_start_token_id=ids["<|startoftranscript|>"], suppress_tokens=[], begin_suppress_tokens=[eot],
