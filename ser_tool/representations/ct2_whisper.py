@@ -84,7 +84,8 @@ def read_ct2_variables(path: str | Path, prefix: str = "encoder/") -> dict[str, 
 
 
 def build_encoder(variables: dict[str, np.ndarray], device: object = "cpu"):
-    """A torch module: mel (B, n_mels, T) -> (hidden states after each layer, final-norm output), each (B, T/2, d).
+    """A torch module: mel (B, n_mels, T) -> (hidden states after each layer, final-norm output), each (B, T/2, d);
+    `encoder(mel, layers=k)` stops after the first k layers (what a middle-layer representation needs).
 
     The weights live on torch `device` (the input must be there too). Quantised (int8) weights are refused: convert the model with float16 or float32 weights."""
     import torch
@@ -115,14 +116,16 @@ def build_encoder(variables: dict[str, np.ndarray], device: object = "cpu"):
             self.n_mels = int(weights["encoder/conv1/weight"].shape[1])
             self.max_frames = int(weights["encoder/position_encodings/encodings"].shape[0])
 
-        def forward(self, mel: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        def forward(self, mel: torch.Tensor, layers: int | None = None) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+            """`layers`: run only the first so many layers (the final norm output is then None)."""
             w, d = self.w, self.dim
             x = F.gelu(F.conv1d(mel, w["encoder/conv1/weight"], w["encoder/conv1/bias"], padding=1))
             x = F.gelu(F.conv1d(x, w["encoder/conv2/weight"], w["encoder/conv2/bias"], stride=2, padding=1)).transpose(1, 2)
             b, t, _ = x.shape
             x = x + w["encoder/position_encodings/encodings"][:t]
             states = []
-            for i in range(self.num_layers):
+            n = self.num_layers if layers is None else min(layers, self.num_layers)
+            for i in range(n):
                 p = f"encoder/layer_{i}/"
                 h = F.layer_norm(x, (d,), w[p + "self_attention/layer_norm/gamma"], w[p + "self_attention/layer_norm/beta"])
                 q, k, v = F.linear(h, w[p + "self_attention/linear_0/weight"], w[p + "self_attention/linear_0/bias"]) \
@@ -133,6 +136,8 @@ def build_encoder(variables: dict[str, np.ndarray], device: object = "cpu"):
                 h = F.gelu(F.linear(h, w[p + "ffn/linear_0/weight"], w[p + "ffn/linear_0/bias"]))
                 x = x + F.linear(h, w[p + "ffn/linear_1/weight"], w[p + "ffn/linear_1/bias"])
                 states.append(x)
+            if n < self.num_layers:
+                return states, None
             return states, F.layer_norm(x, (d,), w["encoder/layer_norm/gamma"], w["encoder/layer_norm/beta"])
 
     return Encoder().eval()

@@ -89,7 +89,7 @@ class WhisperEncoderRepresentation:
         return Features(frames, mean_std(frames))
 
 
-MID_LAYERS = (3, 4)  # 0-based layers of Whisper-base's 6 averaged by default (chosen by a layer probe, see the model card)
+MID_LAYERS = (2, 3)  # 0-based: the 3rd and 4th of Whisper-base's 6 layers, averaged (chosen by a layer probe, see the model card)
 
 
 class WhisperLayersRepresentation:
@@ -138,7 +138,7 @@ class WhisperLayersRepresentation:
                 mel = self.extractor(x[start: start + PIECE], padding=0)
                 if mel.shape[1] % 2:
                     mel = mel[:, :-1]
-                states, _ = self.encoder(torch.from_numpy(np.ascontiguousarray(mel[None], dtype=np.float32)))
+                states, _ = self.encoder(torch.from_numpy(np.ascontiguousarray(mel[None], dtype=np.float32)), layers=max(self.layers) + 1)
                 out.append(torch.stack([states[i][0] for i in self.layers]).mean(dim=0).numpy())
         return np.concatenate(out).astype(np.float32)
 

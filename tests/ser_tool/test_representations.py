@@ -165,6 +165,10 @@ def test_torch_encoder_from_ct2_weights_matches_ctranslate2_and_transformers(tmp
     for i in range(encoder.num_layers - 1):  # transformers: [embeddings, layer 0, ..., layer n-2, final norm]
         np.testing.assert_allclose(states[i].numpy(), ref[i + 1].numpy(), atol=2e-3)
     np.testing.assert_allclose(last.numpy(), ref[-1].numpy(), atol=2e-3)
+    with torch.inference_mode():
+        first, none = encoder(torch.from_numpy(mel[None]), layers=1)  # stopping early gives the same first layer
+    assert none is None and len(first) == 1
+    np.testing.assert_allclose(first[0].numpy(), states[0].numpy(), atol=1e-6)
 
 
 def test_whisper_mid_layers_representation_real_length_and_layers(tmp_path):
