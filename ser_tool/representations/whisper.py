@@ -138,8 +138,9 @@ class WhisperLayersRepresentation:
                 mel = self.extractor(x[start: start + PIECE], padding=0)
                 if mel.shape[1] % 2:
                     mel = mel[:, :-1]
-                states, _ = self.encoder(torch.from_numpy(np.ascontiguousarray(mel[None], dtype=np.float32)), layers=max(self.layers) + 1)
-                out.append(torch.stack([states[i][0] for i in self.layers]).mean(dim=0).numpy())
+                m = torch.from_numpy(np.ascontiguousarray(mel[None], dtype=np.float32)).to(self.device)
+                states, _ = self.encoder(m, layers=max(self.layers) + 1)
+                out.append(torch.stack([states[i][0] for i in self.layers]).mean(dim=0).cpu().numpy())
         return np.concatenate(out).astype(np.float32)
 
     def features(self, wave: np.ndarray) -> Features:
