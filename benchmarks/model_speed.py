@@ -1,6 +1,7 @@
 """Benchmark: the compact model and voice backbones side by side on ONE CPU core, features included.
 
-Not a test. Pins the process to one core where the OS allows it and sets torch to one thread, then times
+Not a test. Pins the process to one core where the OS allows it (the idlest at the start, or --core N; before
+numpy and torch load, so their thread pools see one CPU; --all-cores: not pinned) and sets torch to one thread, then times
 each model through its backend's `predict` (a 16 kHz waveform in, probabilities and valence/arousal/dominance
 out: the compact model's STFT + log-mel and the voice backend's frozen representations included) on 3 s and
 10 s of a synthetic voice. The runs are interleaved (each round times every model once), so a change in the
@@ -30,8 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
+# numpy is imported after the process is pinned (main): OpenBLAS sizes its thread pool on the CPUs it sees
+# at import, and two BLAS threads on one core wait on each other (a whisper-base-mid 3-s row took twice as long)
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "ser_tool" / "samples" / "speech_en.ogg"
 SR = 16_000
@@ -44,13 +45,40 @@ def load_average() -> str:
         return "?"
 
 
-def pin_one_core() -> str:
-    """Pin this process (and the processes it starts) to one CPU; say which."""
+def idlest_core(cores: set[int], seconds: float = 0.5) -> int:
+    """The CPU among `cores` that was idle the most over `seconds` (Linux /proc/stat); the first one elsewhere.
+    On a shared machine the other work sits on some cores more than others, and a pinned benchmark that shares
+    its core with a busy process measures the time slices it gets, not the model."""
+    def idle() -> dict[int, int]:
+        out = {}
+        with open("/proc/stat") as f:
+            for line in f:
+                name, *fields = line.split()
+                if name.startswith("cpu") and name[3:].isdigit():
+                    out[int(name[3:])] = int(fields[3]) + int(fields[4])  # idle + iowait, in clock ticks
+        return out
+
+    try:
+        before = idle()
+        time.sleep(seconds)
+        after = idle()
+        return max(sorted(cores), key=lambda c: after.get(c, 0) - before.get(c, 0))
+    except (OSError, ValueError, IndexError):
+        return min(cores)
+
+
+def pin_one_core(core: int | None = None, pin: bool = True) -> str:
+    """Pin this process (and the processes it starts) to one CPU (default: the idlest one); say which."""
+    if not pin:
+        return f"not pinned: --all-cores, {os.cpu_count()} CPUs"
     if not hasattr(os, "sched_setaffinity"):
         return "not pinned (this OS cannot)"
-    core = sorted(os.sched_getaffinity(0))[0]
-    os.sched_setaffinity(0, {core})
-    return f"pinned to CPU {core}"
+    allowed = os.sched_getaffinity(0)
+    if core is not None and core not in allowed:
+        raise SystemExit(f"--core {core} is not one of this process's CPUs {sorted(allowed)}")
+    chosen = core if core is not None else idlest_core(allowed)
+    os.sched_setaffinity(0, {chosen})
+    return f"pinned to CPU {chosen}" + ("" if core is not None else f", the idlest of {sorted(allowed)} over 0.5 s")
 
 
 def voice_models(tmp: Path, backbones: list[str], trained: str | None) -> list[tuple[str, str]]:
@@ -73,15 +101,15 @@ def voice_models(tmp: Path, backbones: list[str], trained: str | None) -> list[t
 
 
 def time_models(args: argparse.Namespace) -> int:
+    where = pin_one_core(args.core, not args.all_cores)  # before numpy and torch are imported: their thread pools size themselves on the CPUs they see
     import torch
 
     from ser_tool.backends import BackendSpec, load_backend
     from ser_tool.errors import SERError
     from ser_tool.testing import voice
 
-    where = pin_one_core()
     torch.set_num_threads(1)
-    print(f"one core ({where}), torch threads {torch.get_num_threads()}; load average (1/5/15 min) at start: {load_average()}")
+    print(f"{'all cores' if args.all_cores else 'one core'} ({where}), torch threads {torch.get_num_threads()}; load average (1/5/15 min) at start: {load_average()}")
     with tempfile.TemporaryDirectory(prefix="ser-model-speed-") as tmp:
         models = []  # (label, backend, load seconds)
         t = time.perf_counter()
@@ -125,8 +153,9 @@ def time_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def measure(models, wave: np.ndarray, runs: int) -> list[dict]:
+def measure(models, wave, runs: int) -> list[dict]:
     """Per model: predict() times, and for a voice backend each representation's and the head's times."""
+    import numpy as np
     import torch
 
     rows = [{"total": []} | ({"reps": {r.name: [] for r in b.representations}, "head": []} if hasattr(b, "head") else {})
@@ -160,8 +189,8 @@ def time_processes(args: argparse.Namespace) -> int:
 
     from ser_tool.audio import load_audio
 
-    where = pin_one_core()
-    print(f"one core ({where}; the `ser` processes inherit it); load average (1/5/15 min) at start: {load_average()}")
+    where = pin_one_core(args.core, not args.all_cores)
+    print(f"{'all cores' if args.all_cores else 'one core'} ({where}; the `ser` processes inherit it); load average (1/5/15 min) at start: {load_average()}")
     ser = Path(sys.executable).parent / "ser"
     base_cmd = [str(ser)] if ser.is_file() else [sys.executable, "-m", "ser_tool.cli"]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
@@ -207,6 +236,9 @@ def main() -> int:
     p.add_argument("--voice-model", default=None, metavar="DIR", help="also time this trained voice model folder")
     p.add_argument("--seconds", type=float, nargs="+", default=[3.0, 10.0], help="input lengths (default 3 10)")
     p.add_argument("--runs", type=int, default=30, help="timed runs per model and length (default 30)")
+    p.add_argument("--core", type=int, default=None, help="pin to this CPU (default: the idlest one at the start)")
+    p.add_argument("--all-cores", action="store_true",
+                   help="do not pin (as a user's process runs; numpy's BLAS threads then see every CPU)")
     p.add_argument("--process", type=int, default=0, metavar="N",
                    help="instead: N whole `ser analyze` processes per model on a 3-s clip")
     args = p.parse_args()
