@@ -35,6 +35,7 @@ __all__ = [
     "make_tiny_hf_classifier",
     "make_tiny_whisper_asr",
     "make_tiny_meralion_standin",
+    "make_random_voice_head",
     "make_toy_corpus",
     "silence",
     "voice",
@@ -269,6 +270,37 @@ def make_tiny_whisper_asr(path: str | Path, encoder_layers: int = 1) -> Path:
     tokenizer.save_pretrained(path)
     WhisperFeatureExtractor(feature_size=80, sampling_rate=16000).save_pretrained(path)
     return path
+
+
+# ---------------------------------------------------------------------------------------------
+# A random voice head over real representations
+
+
+def make_random_voice_head(path: str | Path, backbone: str, seed: int = 0, **config: Any) -> Path:
+    """Save a randomly initialised voice head for `backbone` ("whisper-base-mid", "resemblyzer+prosody", ...)
+    to `path`, in the folder format `ser train --backbone` writes, and return it; the voice backend loads it
+    (`load_backend(BackendSpec("voice", model=str(path)))`).
+
+    The representations are loaded once to read their frame sizes and ids, so their extras must be installed
+    (a ModelNotAvailableError says which is missing). The head has the trained head's shape (VoiceHeadConfig's
+    defaults, overridable by keyword) and random weights: for speed and memory measurements and for shapes,
+    never for what it predicts.
+    """
+    import torch
+
+    from ser_tool.backends.voice_model import VoiceHead, VoiceHeadConfig, save_voice_head
+    from ser_tool.errors import ConfigError
+    from ser_tool.representations import REPRESENTATIONS, load_representation
+
+    names = [n.strip() for n in backbone.split("+") if n.strip()]
+    unknown = [n for n in names if n not in REPRESENTATIONS]
+    if not names or unknown:
+        raise ConfigError(f"unknown backbone {backbone!r}: use one or more of {', '.join(REPRESENTATIONS)} joined by '+'")
+    reps = [load_representation(n) for n in names]
+    torch.manual_seed(seed)
+    head = VoiceHead(VoiceHeadConfig(sum(r.frame_dim for r in reps), tuple(names), **config)).eval()
+    save_voice_head(head, path, {"representation_ids": {r.name: r.id for r in reps}})
+    return Path(path)
 
 
 # ---------------------------------------------------------------------------------------------

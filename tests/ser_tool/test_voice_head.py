@@ -73,6 +73,25 @@ def test_the_voice_backend_runs_on_the_device_it_is_given(tmp_path):
         assert e.value.hints[0].setting == "device" and e.value.hints[0].value == "cpu"
 
 
+def test_a_random_voice_head_loads_through_the_voice_backend(tmp_path):
+    """ser_tool.testing's random head (what the speed benchmarks load) is a real `ser train` folder: the
+    backbone's frame size and representation ids are in it, and the voice backend loads and runs it."""
+    from ser_tool.backends import BackendSpec, load_backend
+    from ser_tool.errors import ConfigError
+    from ser_tool.testing import make_random_voice_head
+
+    folder = make_random_voice_head(tmp_path / "m", "prosody", channels=32)
+    config = json.loads((folder / "config.json").read_text())
+    assert config["input_dim"] == 20 and config["representations"] == ["prosody"]
+    assert config["representation_ids"] == {"prosody": "prosody-acf-v3"}
+    backend = load_backend(BackendSpec("voice", model=str(folder)))
+    pred = backend.predict([voice(0.4), voice(2.0, f0=200)])
+    assert pred.probabilities.shape == (2, len(EMOTIONS)) and pred.dimensions.shape == (2, 3)
+    assert np.allclose(pred.probabilities.sum(axis=1), 1.0)
+    with pytest.raises(ConfigError, match="unknown backbone"):
+        make_random_voice_head(tmp_path / "x", "prosody+mfcc")
+
+
 def test_whisper_base_runs_where_ctranslate2_can():
     from ser_tool.errors import ConfigError
     from ser_tool.representations.whisper import ct2_device
