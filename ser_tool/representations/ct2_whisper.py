@@ -141,3 +141,18 @@ def build_encoder(variables: dict[str, np.ndarray], device: object = "cpu"):
             return states, F.layer_norm(x, (d,), w["encoder/layer_norm/gamma"], w["encoder/layer_norm/beta"])
 
     return Encoder().eval()
+
+
+def log_mel(wave, filters, n_fft: int = 400, hop: int = 160):
+    """Whisper's log-mel spectrogram in torch (the same maths as faster-whisper's FeatureExtractor with padding=0:
+    centred reflect-padded STFT with a periodic Hann window, power, mel filters, log10 floored 8 below the peak,
+    scaled) - in torch so that NumPy's BLAS threads never spin beside torch's: wave (T,) float32 tensor ->
+    (n_mels, frames); `filters` (n_mels, n_fft // 2 + 1) tensor."""
+    import torch
+
+    spec = torch.stft(wave, n_fft, hop, window=torch.hann_window(n_fft, device=wave.device), center=True,
+                      pad_mode="reflect", return_complex=True)
+    mel = filters @ spec[..., :-1].abs() ** 2
+    log = torch.clamp(mel, min=1e-10).log10()
+    log = torch.maximum(log, log.max() - 8.0)
+    return (log + 4.0) / 4.0

@@ -119,7 +119,7 @@ class WhisperLayersRepresentation:
             raise ModelNotAvailableError(f"layers {list(layers)} are not all in 0..{self.encoder.num_layers - 1} (this encoder's layers)")
         self.layers = tuple(layers)
         self.threads = threads
-        self.extractor = FeatureExtractor(feature_size=self.encoder.n_mels)
+        self.filters = torch.from_numpy(np.asarray(FeatureExtractor(feature_size=self.encoder.n_mels).mel_filters, dtype=np.float32)).to(self.device)
         size = (folder / "model.bin").stat().st_size
         self.id = f"whisper-base-torch-{size}-L{'-'.join(map(str, self.layers))}-pool{POOL}-v1"
         self.frame_dim = self.encoder.dim
@@ -130,16 +130,15 @@ class WhisperLayersRepresentation:
         import torch
 
         from ser_tool.backends._torch import torch_threads
+        from ser_tool.representations.ct2_whisper import log_mel
 
         x = check_wave(wave)
         out = []
         with torch_threads(self.threads), torch.inference_mode():
             for start in range(0, len(x), PIECE):
-                mel = self.extractor(x[start: start + PIECE], padding=0)
-                if mel.shape[1] % 2:
-                    mel = mel[:, :-1]
-                m = torch.from_numpy(np.ascontiguousarray(mel[None], dtype=np.float32)).to(self.device)
-                states, _ = self.encoder(m, layers=max(self.layers) + 1)
+                mel = log_mel(torch.from_numpy(x[start: start + PIECE]).to(self.device), self.filters)
+                mel = mel[:, : mel.shape[1] // 2 * 2]
+                states, _ = self.encoder(mel[None], layers=max(self.layers) + 1)
                 out.append(torch.stack([states[i][0] for i in self.layers]).mean(dim=0).cpu().numpy())
         return np.concatenate(out).astype(np.float32)
 

@@ -194,3 +194,18 @@ def test_ct2_reader_refuses_what_is_not_a_ct2_file(tmp_path):
             read_ct2_variables(tmp_path / name)
     with pytest.raises(ModelNotAvailableError, match="cannot read"):
         read_ct2_variables(tmp_path / "missing.bin")
+
+
+def test_torch_log_mel_matches_faster_whispers_extractor():
+    pytest.importorskip("faster_whisper")
+    import torch
+    from faster_whisper.feature_extractor import FeatureExtractor
+
+    from ser_tool.representations.ct2_whisper import log_mel
+
+    fx = FeatureExtractor(feature_size=80)
+    for x in (voice(2.3), voice(0.26), np.concatenate([voice(1.0), np.zeros(8000, np.float32)])):
+        ours = log_mel(torch.from_numpy(x), torch.from_numpy(np.asarray(fx.mel_filters, dtype=np.float32))).numpy()
+        ref = fx(x, padding=0)
+        assert ours.shape == ref.shape
+        np.testing.assert_allclose(ours, ref, atol=2e-4)
