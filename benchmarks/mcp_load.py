@@ -9,12 +9,18 @@ total time are bounded, and the server is stopped at the end.
     python benchmarks/mcp_load.py                       # 64 calls, 8 sessions, embedded model
     python benchmarks/mcp_load.py --calls 100 --sessions 16
     python benchmarks/mcp_load.py --tiny-hf             # a tiny random hf model: the server alone
+    python benchmarks/mcp_load.py --warm 20             # instead: 20 warm calls, one at a time, on a 5-s clip
+    python benchmarks/mcp_load.py --warm 20 --backbone whisper-base-mid    # the same, voice backend (random head)
+
+--warm N measures what one agent waits for: after the first call (which waits for the model), N calls one after
+another in one session on the first 5 s of the repo's speech sample, and their latency (median, p90, best).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import socket
 import statistics
@@ -35,6 +41,9 @@ HOST = "127.0.0.1"  # never anything but loopback
 
 
 def make_audio(folder: Path) -> list[str]:
+    from ser_tool.audio import load_audio
+
+    sf.write(folder / "speech_5s.wav", load_audio(str(SAMPLE))[: 5 * SR], SR)  # --warm's clip, not in the load mix
     sf.write(folder / "short.wav", voice(3.0, 180), SR)
     sf.write(folder / "medium.flac", voice(12.0, 140, amp=0.3), SR)
     sf.write(folder / "long.ogg", np.concatenate([voice(20.0, 120), np.zeros(SR, np.float32), voice(20.0, 220, amp=0.4)]), SR)
@@ -105,13 +114,42 @@ async def first_call(url: str, path: str) -> float:
     return time.perf_counter() - t
 
 
+async def warm_calls(url: str, path: str, n: int) -> list[float]:
+    """n calls one after another in one session (the model already loaded): each call's latency."""
+    from mcp import ClientSession
+
+    from mcp.client.streamable_http import streamable_http_client
+
+    latencies = []
+    async with streamable_http_client(url) as (read, write, _), ClientSession(read, write) as client:
+        await client.initialize()
+        for _ in range(n):
+            t = time.perf_counter()
+            res = await client.call_tool("analyze_speech_emotion", {"path": path})
+            latencies.append(time.perf_counter() - t)
+            if res.isError:
+                raise SystemExit(f"a warm call failed: {res.content[0].text}")
+    return latencies
+
+
+def load_average() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "?"
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--calls", type=int, default=64, help="concurrent tool calls (at least 50; default 64)")
     p.add_argument("--sessions", type=int, default=8, help="client sessions the calls are spread over (default 8)")
     p.add_argument("--deadline", type=float, default=300.0, help="give up after this many seconds (default 300)")
+    p.add_argument("--warm", type=int, default=0, metavar="N",
+                   help="instead of the load test: N warm calls one at a time on a 5-s clip (1..1000)")
     add_server_flags(p)
     args = p.parse_args(argv)
+    if args.warm and not 1 <= args.warm <= 1000:
+        p.error("--warm must be 1..1000")
     if not 50 <= args.calls <= 1000 or not 1 <= args.sessions <= args.calls:
         p.error("--calls must be 50..1000 and --sessions 1..calls")
 
@@ -120,7 +158,7 @@ def main(argv=None) -> int:
         audio = tmp / "audio"
         audio.mkdir()
         files = make_audio(audio)
-        env = server_env(tmp, audio, backend=args.backend, model=args.model, tiny_hf=args.tiny_hf)
+        env = server_env(tmp, audio, backend=args.backend, model=args.model, tiny_hf=args.tiny_hf, backbone=args.backbone)
         port = free_port()
         cmd = server_command()
         server_log = open(tmp / "server.log", "wb")
@@ -140,6 +178,10 @@ def main(argv=None) -> int:
             url = f"http://{HOST}:{port}/mcp"
             warm = anyio.run(first_call, url, files[0])
             rss_before = proc_status_mb(proc.pid, "VmHWM")
+            if args.warm:
+                lat = anyio.run(warm_calls, url, "speech_5s.wav", args.warm)
+                rss_peak = proc_status_mb(proc.pid, "VmHWM")
+                return report_warm(args, env, listening, warm, lat, rss_before, rss_peak)
             result = anyio.run(run_load, url, files, args.calls, args.sessions, args.deadline)
             rss_peak = proc_status_mb(proc.pid, "VmHWM")
         finally:
@@ -176,6 +218,28 @@ def main(argv=None) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
     return 0 if not result["errors"] else 1
+
+
+def report_warm(args, env: dict, listening: float, first: float, lat: list[float], rss_before, rss_peak) -> int:
+    summary = {
+        "backend": env["SER_BACKEND"], "model": env.get("SER_MODEL"), "backbone": args.backbone,
+        "server_listening_s": round(listening, 2), "first_call_s": round(first, 2), "warm_calls": len(lat),
+        "clip": "speech_5s.wav (the first 5 s of ser_tool/samples/speech_en.ogg)",
+        "latency_ms": {"p50": round(percentile(lat, 50) * 1000, 1), "p90": round(percentile(lat, 90) * 1000, 1),
+                       "best": round(min(lat) * 1000, 1)},
+        "server_peak_rss_mb": {"after_first_call": rss_before and round(rss_before, 1), "after_warm_calls": rss_peak and round(rss_peak, 1)},
+        "load_average": load_average(),
+    }
+    head = f"{summary['backend']} backend" + (f", a random head for {args.backbone}" if args.backbone else "")
+    print(f"ser-mcp warm calls: {len(lat)} analyze_speech_emotion calls one at a time on a 5-s clip over HTTP ({head})")
+    print(f"  server listening after {summary['server_listening_s']} s; first call (model load) {summary['first_call_s']} s")
+    ms = summary["latency_ms"]
+    print(f"  warm call latency ms: median {ms['p50']}  p90 {ms['p90']}  best {ms['best']}")
+    print(f"  server peak RSS: {summary['server_peak_rss_mb']['after_first_call']} MiB after the first call, "
+          f"{summary['server_peak_rss_mb']['after_warm_calls']} MiB after the warm calls; load average {summary['load_average']}")
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    return 0
 
 
 if __name__ == "__main__":

@@ -195,7 +195,8 @@ def main(argv=None) -> int:
         write_long_recording(folder / "long.wav", int(args.long_minutes * 60))
         write_hidden_duration_webm(folder / "hidden.webm", args.hidden_hours, tmp)
         prep_s = time.perf_counter() - t
-        env = server_env(tmp, folder, backend=args.backend, model=args.model, tiny_hf=args.tiny_hf, log_level="INFO")
+        env = server_env(tmp, folder, backend=args.backend, model=args.model, tiny_hf=args.tiny_hf, backbone=args.backbone,
+                         log_level="INFO")
         log_path = tmp / "server.log"
         try:
             r = anyio.run(run, args, folder, env, log_path)

@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="leave-one-corpus-out: for each corpus (group), fit every system on the others and score all its clips "
                         "(instead of scoring the chosen backend)")
     s.add_argument("--systems", nargs="+", metavar="SYSTEM",
-                   help="with --loco: mfcc-lr, lr:REP, lr:REP-utt, lr:REP+REP, head:REP[+REP]; REP: resemblyzer, whisper-base, prosody "
+                   help="with --loco: mfcc-lr, lr:REP, lr:REP-utt, lr:REP+REP, head:REP[+REP]; REP: resemblyzer, whisper-base, whisper-base-mid, prosody "
                         "(default: evals.classify.loco.DEFAULT_SYSTEMS)")
     s.add_argument("--loco-cache", metavar="DIR", help="with --loco: frozen-feature cache folder (default ~/.cache/ser-tool/features)")
     s.add_argument("--folds", nargs="+", metavar="FOLD", help="with --loco: run only these folds (e.g. emodb_trimmed2s within)")

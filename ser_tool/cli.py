@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=number(int, ge=0), default=0)
     t.add_argument("--threads", type=number(int, ge=0, le=256), default=0, help="torch CPU threads (0: torch's default)")
     t.add_argument("--backbone", help="train the voice head on a frozen representation instead of the compact model: "
-                                      "resemblyzer, whisper-base, prosody, or several joined by '+' (needs ser-tool[voice])")
+                                      "resemblyzer, whisper-base, whisper-base-mid, prosody, or several joined by '+' (needs ser-tool[voice])")
     t.add_argument("--feature-cache", default=str(Path.home() / ".cache" / "ser-tool" / "features"),
                    help="with --backbone: folder of the frozen-feature cache (default ~/.cache/ser-tool/features)")
     # The old spelling, hidden, for one release: `ser-eval ser` says --feature-cache, so both commands do now.

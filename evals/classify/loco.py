@@ -44,7 +44,7 @@ from evals.classify.metrics import classification_metrics
 
 DEFAULT_SYSTEMS = ("mfcc-lr", "lr:resemblyzer-utt", "lr:resemblyzer", "lr:whisper-base", "lr:prosody",
                    "lr:resemblyzer+prosody", "head:resemblyzer", "head:resemblyzer+prosody")
-UTTERANCE_IS_POOLED = {"prosody", "whisper-base", "mfcc"}  # their utterance vector already is the clip statistics
+UTTERANCE_IS_POOLED = {"prosody", "whisper-base", "whisper-base-mid", "mfcc"}  # their utterance vector already is the clip statistics
 RARE = 0.05  # a class predicted for fewer than 5 % of its own clips is flagged
 Log = Callable[[str], None]
 

@@ -1,6 +1,7 @@
 """The voice backend: frozen pretrained representation(s) + the voice head trained by `ser train --backbone`.
 
-`model` is a folder written by `ser train --backbone REP[+REP]` (model.safetensors + config.json).
+`model` is a folder written by `ser train --backbone REP[+REP]` (model.safetensors + config.json); without
+one, the head shipped in ser_tool/models/voice.
 Each waveform is encoded at its real length (no padding to 30 s) by the representations named in the
 config, their frames fused, and the head returns calibrated probabilities (the temperature fitted
 on the dev speakers is part of the weights) and valence/arousal/dominance. Runs offline: the
@@ -71,19 +72,28 @@ class VoiceBackend:
         return Prediction(softmax(np.stack(logits).astype(np.float64)), np.stack(dims).astype(np.float64))
 
 
+def shipped_model_dir() -> Path:
+    """The voice head that installs with the package (ser_tool/models/voice; its MODEL_CARD.md says how it was
+    trained and measured). Its representations' weights come from the `[voice]` extra."""
+    from importlib import resources
+
+    return Path(str(resources.files("ser_tool") / "models" / "voice"))
+
+
 def load_voice(spec: BackendSpec) -> Backend:
-    """Load the voice head in spec.model (a folder written by `ser train` with a backbone) and its representations,
+    """Load the voice head in spec.model (a folder written by `ser train` with a backbone; default: the shipped
+    head, shipped_model_dir()) and its representations,
     all on spec.device: the head and Resemblyzer through torch, whisper-base through CTranslate2 (CPU or CUDA;
     another device is refused with a ConfigError before anything loads), prosody in NumPy on the CPU."""
     from ser_tool.backends._torch import resolve_device
     from ser_tool.backends.voice_model import load_voice_head
     from ser_tool.representations import load_representation
 
-    model_dir = spec.model
+    model_dir = spec.model or (shipped_model_dir() if (shipped_model_dir() / "config.json").is_file() else None)
     if not model_dir:
         raise ModelNotAvailableError(
             "the 'voice' backend needs a model: the folder written by `ser train` with a backbone "
-            "(resemblyzer, whisper-base, prosody or several joined by '+')", hints=(Hint("model"),))
+            "(resemblyzer, whisper-base, whisper-base-mid, prosody or several joined by '+')", hints=(Hint("model"),))
     device = resolve_device(spec.device)
     directory = Path(model_dir).expanduser()
     head, config = load_voice_head(directory)

