@@ -170,7 +170,7 @@ def train_splits(splits: Mapping[str, Sequence[Clip]], out_dir: str | Path, cfg:
     is only counted in the summary. `data` and `labels_dropped` describe where the clips came from."""
     import torch
 
-    from ser_tool.train.loss import HybridLoss, class_weights
+    from ser_tool.train.loss import HybridLoss, class_weights, hybrid_step
     from ser_tool.backends.compact import CompactSER, ModelConfig, save_model
 
     cfg = cfg or TrainConfig()
@@ -217,19 +217,8 @@ def train_splits(splits: Mapping[str, Sequence[Clip]], out_dir: str | Path, cfg:
         for b in range(steps):
             idx = order[b * cfg.batch_size: (b + 1) * cfg.batch_size]
             x = torch.from_numpy(aug.batch(train_store, idx))
-            y = torch.nn.functional.one_hot(torch.from_numpy(train_store.labels[idx]), len(EMOTIONS)).float()
-            d = torch.from_numpy(train_store.dims[idx])
-            if rng.random() < cfg.mixup_p:
-                lam = float(rng.beta(cfg.mixup_alpha, cfg.mixup_alpha))
-                perm = torch.from_numpy(rng.permutation(len(idx)))
-                x, y, d = (lam * t + (1 - lam) * t[perm] for t in (x, y, d))
-            logits, dims = model(x)
-            losses = loss_fn(logits, dims, y, d)
-            opt.zero_grad()
-            losses["loss"].backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            opt.step()
-            sched.step()
+            losses = hybrid_step(model, loss_fn, opt, sched, x, train_store.labels[idx], train_store.dims[idx], rng,
+                                 cfg.mixup_p, cfg.mixup_alpha)
             sums.update({k: float(v.detach()) for k, v in losses.items()})
             if bar:
                 bar.update(1)

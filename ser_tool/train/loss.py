@@ -53,3 +53,26 @@ class HybridLoss(nn.Module):
         ce = F.cross_entropy(logits, target_probs, weight=weights, label_smoothing=self.label_smoothing)
         ccc_loss = 1.0 - ccc(dims, target_dims).mean()
         return {"loss": ce + self.ccc_weight * ccc_loss, "ce": ce.detach(), "ccc": (1.0 - ccc_loss).detach()}
+
+
+def hybrid_step(model, loss_fn: HybridLoss, opt, sched, x, labels, dims, rng, mixup_p: float, mixup_alpha: float) -> dict:
+    """One optimiser step of the hybrid objective, shared by the compact model and the voice head: one-hot targets,
+    MixUp (probability `mixup_p`, Beta(alpha, alpha)) of inputs, classes and V/A/D targets, forward, loss, gradient
+    clipped at norm 5, optimiser and scheduler step. x: input tensor; labels: int array; dims: (B, 3) array.
+    Returns the loss terms (tensors)."""
+    from ser_tool.labels import EMOTIONS
+
+    y = F.one_hot(torch.from_numpy(labels), len(EMOTIONS)).float()
+    d = torch.from_numpy(dims)
+    if rng.random() < mixup_p:
+        lam = float(rng.beta(mixup_alpha, mixup_alpha))
+        perm = torch.from_numpy(rng.permutation(len(labels)))
+        x, y, d = (lam * t + (1 - lam) * t[perm] for t in (x, y, d))
+    logits, out_dims = model(x)
+    losses = loss_fn(logits, out_dims, y, d)
+    opt.zero_grad()
+    losses["loss"].backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+    opt.step()
+    sched.step()
+    return losses

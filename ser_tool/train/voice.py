@@ -82,10 +82,9 @@ def train_voice_head(train: FrameSet, dev: FrameSet, representations: Sequence[s
                      log: Log = print):
     """Train a VoiceHead; returns (model with fitted temperature, summary dict)."""
     import torch
-    from torch.nn import functional as F
 
     from ser_tool.backends.voice_model import VoiceHead, VoiceHeadConfig
-    from ser_tool.train.loss import HybridLoss, class_weights
+    from ser_tool.train.loss import HybridLoss, class_weights, hybrid_step
 
     cfg = cfg or VoiceTrainConfig()
     started = time.time()
@@ -131,20 +130,8 @@ def train_voice_head(train: FrameSet, dev: FrameSet, representations: Sequence[s
                 if cfg.channel_mask:
                     ch = rng.random(dim) < cfg.channel_mask
                     x[row][:, ch] = mean[ch]
-            xt = torch.from_numpy(x)
-            y = F.one_hot(torch.from_numpy(train.labels[idx]), len(EMOTIONS)).float()
-            d = torch.from_numpy(train.dims[idx])
-            if rng.random() < cfg.mixup_p:
-                lam = float(rng.beta(cfg.mixup_alpha, cfg.mixup_alpha))
-                perm = torch.from_numpy(rng.permutation(len(idx)))
-                xt, y, d = (lam * t + (1 - lam) * t[perm] for t in (xt, y, d))
-            logits, dims = model(xt)
-            losses = loss_fn(logits, dims, y, d)
-            opt.zero_grad()
-            losses["loss"].backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            opt.step()
-            sched.step()
+            losses = hybrid_step(model, loss_fn, opt, sched, torch.from_numpy(x), train.labels[idx], train.dims[idx], rng,
+                                 cfg.mixup_p, cfg.mixup_alpha)
             total_loss += float(losses["loss"].detach())
         logits, _ = predict_frames(model, dev.frames)
         pred = logits.argmax(axis=1)
