@@ -1,4 +1,5 @@
-"""`ser-eval`: evaluations. `ser-eval ser DATA_DIR...` runs the SER benchmark; `ser-eval cpbench generate|run`
+"""`ser-eval`: evaluations. `ser-eval ser DATA_DIR...` runs the SER benchmark; `ser-eval levels
+DATA_DIR...` scores arousal against expressed-emotion levels; `ser-eval cpbench generate|run`
 the CP-Bench style question answering evaluation of the reference agent.
 
 The emotion model is chosen with the flags (and SER_* variables) every entry point shares; in
@@ -77,6 +78,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --loco and `compact`: training clips a corpus contributes per epoch (default: as `ser train`)")
     # whole clips, not windows (--batch-size counts clips): no segmentation or limit flags
     add_model_flags(s, analysis=False, defaults={"batch_size": 16})
+    v = sub.add_parser("levels", help="arousal against expressed-emotion levels (low/normal/high) on corpora without categories",
+                       description="Score the backend's arousal against the intensity levels in the manifests (BAVED: low, "
+                                   "normal, high; RAVDESS: normal, strong), with the recording's loudness as the anchor to beat.")
+    v.add_argument("data", nargs="+", metavar="DATA_DIR", help="corpus folders, each with manifest.csv and an intensity column")
+    v.add_argument("--split", default="all", choices=("all", "test", "dev", "train"),
+                   help="which speakers to score (default all: for corpora the model never saw; test: its held-out speakers)")
+    v.add_argument("--out", default="runs/levels", help="folder for report.json and summary.txt")
+    v.add_argument("--limit", type=number(int, ge=1), help="score at most N clips (a smoke run)")
+    add_model_flags(v, analysis=False, defaults={"batch_size": 16})
     add_cpbench(sub)
     return parser
 
@@ -247,6 +257,26 @@ def loco_main(args) -> int:
     return 0
 
 
+def levels_main(args) -> int:
+    from ser_tool import Analyzer, Settings
+    from ser_tool.errors import SERError
+
+    from evals.classify.levels import evaluate_levels, summary
+    from evals.output import ensure_writable
+
+    ensure_writable(args.out, "the report")
+    try:
+        cfg = Settings.from_args(args)
+        backend = Analyzer(cfg.backend_spec()).backend
+        report = evaluate_levels(backend, args.data, args.split, batch_size=cfg.batch_size, limit=args.limit,
+                                 progress_factory=lambda total, desc: progress_bar(total, desc, unit="clips", prefix="ser-eval: "))
+    except SERError as e:
+        print(f"ser-eval: error: {error_text(e, args)}", file=sys.stderr)
+        return exit_code(e)
+    _write_results(Path(args.out), report, summary(report))
+    return 0
+
+
 def _saved(cache_dir: Path | None) -> str:
     """What an interrupted cpbench run kept, and how to resume."""
     if cache_dir is None:
@@ -281,6 +311,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "cpbench":
         return cpbench_main(args, parser)
+    if args.command == "levels":
+        return levels_main(args)
     if args.command != "ser":
         parser.print_help()
         return 2
