@@ -152,18 +152,10 @@ class SpeechEmotionTool(BaseTool):
             raise ToolException(_message(e)) from e
         return report_text(report), report
 
-    async def _arun(
-        self,
-        audio_path: str | None = None,
-        audio_base64: str | None = None,
-        timeline: bool | None = None,
-        transcript: str | None = None,
-        transcribe: bool = False,
-        speakers: int | Literal["auto"] | None = None,
-        run_manager: AsyncCallbackManagerForToolRun | None = None,
-    ) -> tuple[str, AffectReport | EmotionTranscript]:
-        # Model work blocks: keep it off the event loop.
-        return await asyncio.to_thread(self._run, audio_path, audio_base64, timeline, transcript, transcribe, speakers)
+    async def _arun(self, *args: Any, run_manager: AsyncCallbackManagerForToolRun | None = None,
+                    **kwargs: Any) -> tuple[str, AffectReport | EmotionTranscript]:
+        """`_run`'s arguments (the tool's args_schema); the model work blocks, so it runs off the event loop."""
+        return await asyncio.to_thread(self._run, *args, **kwargs)
 
     def allowed_folders(self) -> AllowedFolders:
         """The file policy this tool applies (the one the MCP server applies too)."""
