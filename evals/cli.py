@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--loco-cache", metavar="DIR", help="with --loco: frozen-feature cache folder (default ~/.cache/ser-tool/features)")
     s.add_argument("--folds", nargs="+", metavar="FOLD", help="with --loco: run only these folds (e.g. emodb_trimmed2s within)")
     s.add_argument("--epochs", type=number(int, ge=1), help="with --loco: epochs of each head (default: ser_tool.train.voice.VoiceTrainConfig)")
+    s.add_argument("--heads", type=number(int, ge=1, le=16), default=1,
+                   help="with --loco: each head:* system averages N heads trained with seeds 0..N-1 (as `ser train --heads`; default 1)")
     s.add_argument("--compact-epochs", type=number(int, ge=1), metavar="N",
                    help="with --loco and the system `compact` (the shipped model's architecture, trained from scratch in each fold; "
                         "its models are kept in OUT/compact/FOLD): epochs (default: ser_tool.train.loop.TrainConfig, as `ser train`)")
@@ -238,7 +240,7 @@ def loco_main(args) -> int:
     from evals.output import ensure_writable
 
     ensure_writable(args.out, "the report")  # now, not after hours of folds
-    cfg = VoiceTrainConfig()
+    cfg = VoiceTrainConfig(heads=args.heads)
     if args.epochs:
         cfg = dataclasses.replace(cfg, epochs=args.epochs)
     compact = TrainConfig()

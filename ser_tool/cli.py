@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--threads", type=number(int, ge=0, le=256), default=0, help="torch CPU threads (0: torch's default)")
     t.add_argument("--backbone", help="train the voice head on a frozen representation instead of the compact model: "
                                       "resemblyzer, whisper-base, whisper-base-mid, prosody, or several joined by '+' (needs ser-tool[voice])")
+    t.add_argument("--heads", type=number(int, ge=1, le=16), default=1,
+                   help="with --backbone: train N heads (seeds SEED, SEED+1, ...) and ship their average (default 1)")
     t.add_argument("--feature-cache", default=str(Path.home() / ".cache" / "ser-tool" / "features"),
                    help="with --backbone: folder of the frozen-feature cache (default ~/.cache/ser-tool/features)")
     # The old spelling, hidden, for one release: `ser-eval ser` says --feature-cache, so both commands do now.
@@ -288,7 +290,7 @@ def _train_voice(args: argparse.Namespace) -> int:
 
     from ser_tool.train.voice import VoiceTrainConfig, train_voice
 
-    cfg = VoiceTrainConfig(seed=args.seed, batch_size=args.batch_size, lr=args.lr, corpus_cap=args.corpus_cap)
+    cfg = VoiceTrainConfig(seed=args.seed, batch_size=args.batch_size, lr=args.lr, corpus_cap=args.corpus_cap, heads=args.heads)
     if args.epochs is not None:
         cfg = dataclasses.replace(cfg, epochs=args.epochs)
     if args.threads:
@@ -296,9 +298,11 @@ def _train_voice(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     summary = train_voice(args.data, args.out, args.backbone, args.feature_cache, cfg, log=lambda line: print(line, flush=True))
-    best = summary["best"]
-    print(f"best epoch {best['epoch']}: dev mean UAR {best['dev_mean_uar']:.3f}; temperature {summary['temperature']:.2f}; "
-          "test UAR " + ", ".join(f"{c} {m['uar']:.3f}" for c, m in summary["test"].items()))
+    for k, run in enumerate(summary.get("heads", [summary])):
+        best = run["best"]
+        print(f"{f'head {k + 1}: ' if 'heads' in summary else ''}best epoch {best['epoch']}: dev mean UAR "
+              f"{best['dev_mean_uar']:.3f}; temperature {run['temperature']:.2f}")
+    print("test UAR " + ", ".join(f"{c} {m['uar']:.3f}" for c, m in summary["test"].items()))
     print(f"wrote {args.out}/model.safetensors, config.json, training.json")
     return EXIT_OK
 

@@ -38,7 +38,8 @@ from ser_tool.labels import EMOTIONS
 from ser_tool.representations import FeatureCache, Features, load_representation
 from ser_tool.data import Clip, read_corpus, split_by_speaker
 from ser_tool.train.loop import TrainConfig
-from ser_tool.train.voice import ClipFeatures, VoiceTrainConfig, expected_calibration_error, predict_frames, train_voice_head
+from ser_tool.train.voice import (ClipFeatures, VoiceTrainConfig, expected_calibration_error, predict_frames, train_voice_heads,
+                                  uncalibrated_probabilities)
 
 from evals.classify.metrics import classification_metrics
 
@@ -181,15 +182,16 @@ def run_head(feats: ClipFeatures, names: Sequence[str], fold: dict, cfg: VoiceTr
     from scipy.special import softmax
 
     train, dev = feats.frame_set(fold["fit"], names), feats.frame_set(fold["dev"], names)
-    model, summary = train_voice_head(train, dev, names, cfg, log=log)
-    logits, _ = predict_frames(model, [feats.frames(c.path, names) for c in fold["score"]])
-    t = float(model.temperature)
+    model, summary = train_voice_heads(train, dev, names, cfg, log=log)
+    frames = [feats.frames(c.path, names) for c in fold["score"]]
+    logits, _ = predict_frames(model, frames)
     probs = softmax(logits, axis=1)
-    uncal = softmax(logits * t, axis=1)
+    uncal = uncalibrated_probabilities(model, frames)
     y = labels_of(fold["score"])
     corpora = np.array([c.corpus for c in fold["score"]])
     summary["ece_uncalibrated"] = {n: expected_calibration_error(uncal[corpora == n], y[corpora == n]) for n in sorted(set(corpora))}
-    summary.pop("history", None)
+    for run in [summary, *summary.get("heads", [])]:
+        run.pop("history", None)
     return probs, summary
 
 

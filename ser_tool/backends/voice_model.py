@@ -108,17 +108,37 @@ class VoiceHead(nn.Module):
         return self.logits(e) / self.temperature, torch.sigmoid(self.dims(e))
 
 
-def save_voice_head(model: VoiceHead, out_dir: str | Path, extra: dict | None = None) -> None:
+class VoiceHeadEnsemble(nn.Module):
+    """Several VoiceHeads of one configuration (trained with different seeds), their probabilities and
+    dimensions averaged. Its "logits" are the log of the averaged (calibrated) probabilities, so a softmax
+    over them gives the ensemble's probabilities and every caller of a VoiceHead works unchanged."""
+
+    def __init__(self, heads: list[VoiceHead]) -> None:
+        super().__init__()
+        if not heads or any(h.cfg != heads[0].cfg for h in heads):
+            raise ValueError("an ensemble needs one or more heads of the same configuration")
+        self.cfg = heads[0].cfg
+        self.heads = nn.ModuleList(heads)
+
+    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        outs = [head(frames) for head in self.heads]
+        probs = torch.stack([torch.softmax(logits, dim=-1) for logits, _ in outs]).mean(dim=0)
+        return torch.log(probs.clamp_min(1e-12)), torch.stack([dims for _, dims in outs]).mean(dim=0)
+
+
+def save_voice_head(model: VoiceHead | VoiceHeadEnsemble, out_dir: str | Path, extra: dict | None = None) -> None:
+    """model.safetensors + config.json in `out_dir`; an ensemble's weights are its heads' under `heads.K.`."""
     from safetensors.torch import save_file
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out_dir / "model.safetensors"))
-    config = {"model_type": "ser-voice-head", **asdict(model.cfg), **(extra or {})}
+    heads = len(model.heads) if isinstance(model, VoiceHeadEnsemble) else 1
+    config = {"model_type": "ser-voice-head", **asdict(model.cfg), "heads": heads, **(extra or {})}
     (out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
 
 
-def load_voice_head(model_dir: str | Path) -> tuple[VoiceHead, dict]:
+def load_voice_head(model_dir: str | Path) -> tuple[VoiceHead | VoiceHeadEnsemble, dict]:
     from safetensors.torch import load_file
 
     from ser_tool.errors import ModelNotAvailableError
@@ -133,6 +153,12 @@ def load_voice_head(model_dir: str | Path) -> tuple[VoiceHead, dict]:
         raise ModelNotAvailableError(f"{model_dir}/config.json is not a voice-head config (model_type {config.get('model_type')!r})")
     known = set(VoiceHeadConfig.__dataclass_fields__)
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items() if k in known}
-    model = VoiceHead(VoiceHeadConfig(**kwargs))
-    model.load_state_dict(state)
+    cfg = VoiceHeadConfig(**kwargs)
+    heads = int(config.get("heads", 1))
+    model = VoiceHead(cfg) if heads == 1 else VoiceHeadEnsemble([VoiceHead(cfg) for _ in range(heads)])
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise ModelNotAvailableError(f"{model_dir}/model.safetensors does not match its config.json ({heads} head(s)): "
+                                     f"{str(e).splitlines()[0]}") from e
     return model.eval(), config

@@ -37,6 +37,42 @@ def test_head_shapes_save_load_roundtrip(tmp_path):
         load_voice_head(tmp_path / "bad")
 
 
+def test_an_ensemble_averages_its_heads_probabilities_and_round_trips(tmp_path):
+    import torch
+
+    from ser_tool.backends.voice_model import VoiceHead, VoiceHeadConfig, VoiceHeadEnsemble, load_voice_head, save_voice_head
+    from ser_tool.errors import ModelNotAvailableError
+    from ser_tool.train.voice import uncalibrated_probabilities
+
+    cfg = VoiceHeadConfig(20, ("prosody",), channels=32)
+    heads = []
+    for seed, t in ((0, 1.0), (1, 0.5)):
+        torch.manual_seed(seed)
+        heads.append(VoiceHead(cfg).eval())
+        heads[-1].temperature.fill_(t)
+    ensemble = VoiceHeadEnsemble(heads).eval()
+    x = torch.randn(3, 40, 20)
+    logits, dims = ensemble(x)
+    by_hand = (torch.softmax(heads[0](x)[0], -1) + torch.softmax(heads[1](x)[0], -1)) / 2
+    torch.testing.assert_close(torch.softmax(logits, -1), by_hand)
+    torch.testing.assert_close(dims, (heads[0](x)[1] + heads[1](x)[1]) / 2)
+    # before calibration: each head's logits times its own temperature, then the average
+    frames = [x[i].numpy() for i in range(3)]
+    raw = [torch.softmax(h(x)[0] * float(h.temperature), -1) for h in heads]
+    np.testing.assert_allclose(uncalibrated_probabilities(ensemble, frames), ((raw[0] + raw[1]) / 2).detach().numpy(), atol=1e-5)
+    save_voice_head(ensemble, tmp_path / "ens")
+    loaded, config = load_voice_head(tmp_path / "ens")
+    assert config["heads"] == 2 and isinstance(loaded, VoiceHeadEnsemble)
+    torch.testing.assert_close(loaded(x)[0], logits)
+    # a config that promises another number of heads than the weights hold is refused by name
+    config["heads"] = 3
+    (tmp_path / "ens" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelNotAvailableError, match="does not match its config.json"):
+        load_voice_head(tmp_path / "ens")
+    with pytest.raises(ValueError, match="same configuration"):
+        VoiceHeadEnsemble([heads[0], VoiceHead(VoiceHeadConfig(20, ("prosody",), channels=16))])
+
+
 def _prosody_head(folder):
     import torch
 
@@ -180,14 +216,16 @@ def test_loco_runs_lr_and_head_end_to_end(corpora, tmp_path):
     from evals.classify.loco import run_loco, summary
 
     torch.set_num_threads(1)
-    cfg = VoiceTrainConfig(epochs=2, channels=32, batch_size=8, crop_frames=(20, 40))
+    cfg = VoiceTrainConfig(epochs=2, channels=32, batch_size=8, crop_frames=(20, 40), heads=2)  # the head: 2 seeds averaged
     report = run_loco(corpora, systems=["lr:prosody", "head:prosody"], cache_dir=tmp_path / "cache", head_cfg=cfg, log=lambda s: None)
     fold = report["folds"]["b"]
     for system in ("lr:prosody", "head:prosody"):
         block = fold["systems"][system]["scores"]["b"]
         assert block["n"] == 24 and set(block["per_class_recall"]) == {"sad", "neutral", "angry"}
         assert all(e in block["per_class_recall"] for e in block["rare_classes"])
-    assert report["folds"]["b"]["systems"]["head:prosody"]["info"]["temperature"] > 0
+    info = report["folds"]["b"]["systems"]["head:prosody"]["info"]
+    assert info["temperature"] > 0 and len(info["temperatures"]) == 2 and "history" not in info["heads"][0]
+    assert 0 <= info["ece_uncalibrated"]["b"] <= 1
     text = summary(report)
     assert "head:prosody" in text and "LOCO mean" in text
     # the CLI writes report.json from the same cache (no recomputation needed)
@@ -212,10 +250,18 @@ def test_ser_train_backbone_then_voice_backend(corpora, tmp_path, monkeypatch):
     assert rc == 0 and (out / "model.safetensors").is_file()
     summary = json.loads((out / "training.json").read_text())
     assert summary["temperature"] > 0 and summary["representation_ids"] == {"prosody": "prosody-acf-v3"}
+    assert 0 <= summary["test_ece_pooled"] <= 1
     backend = load_backend("voice", model=str(out))
     pred = backend.predict([voice(0.3), voice(3.0)])
     assert pred.probabilities.shape == (2, 7) and np.allclose(pred.probabilities.sum(axis=1), 1.0)
     assert pred.dimensions.shape == (2, 3)
+    # --heads 2: two seeds, one model folder, loaded as an ensemble by the same backend
+    rc = main(["train", *map(str, corpora), "--backbone", "prosody", "--epochs", "1", "--batch-size", "8", "--heads", "2",
+               "--feature-cache", str(tmp_path / "cache"), "--out", str(tmp_path / "ens")])
+    summary = json.loads((tmp_path / "ens" / "training.json").read_text())
+    assert rc == 0 and [h["config"]["seed"] for h in summary["heads"]] == [0, 1] and len(summary["temperatures"]) == 2
+    pred = load_backend("voice", model=str(tmp_path / "ens")).predict([voice(2.0)])
+    assert np.allclose(pred.probabilities.sum(axis=1), 1.0) and pred.dimensions.shape == (1, 3)
     import ser_tool.backends.voice as voice_mod
 
     monkeypatch.setattr(voice_mod, "shipped_model_dir", lambda: tmp_path / "no-shipped-head")
