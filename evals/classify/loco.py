@@ -39,7 +39,7 @@ from ser_tool.representations import FeatureCache, Features, load_representation
 from ser_tool.data import Clip, read_corpus, split_by_speaker
 from ser_tool.train.loop import TrainConfig
 from ser_tool.train.voice import (ClipFeatures, VoiceTrainConfig, expected_calibration_error, predict_frames, train_voice_heads,
-                                  uncalibrated_probabilities)
+                                  training_set, uncalibrated_probabilities)
 
 from evals.classify.metrics import classification_metrics
 
@@ -181,7 +181,7 @@ def _mean_std(frames: np.ndarray) -> np.ndarray:
 def run_head(feats: ClipFeatures, names: Sequence[str], fold: dict, cfg: VoiceTrainConfig, log: Log) -> tuple[np.ndarray, dict]:
     from scipy.special import softmax
 
-    train, dev = feats.frame_set(fold["fit"], names), feats.frame_set(fold["dev"], names)
+    train, dev = training_set(feats, fold["fit"], names, cfg.degraded_variants), feats.frame_set(fold["dev"], names)
     model, summary = train_voice_heads(train, dev, names, cfg, log=log)
     frames = [feats.frames(c.path, names) for c in fold["score"]]
     logits, _ = predict_frames(model, frames)

@@ -41,6 +41,7 @@ class VoiceTrainConfig:
     dropout: float = 0.2
     seed: int = 0
     heads: int = 1  # > 1: that many heads, seeds seed, seed+1, ..., averaged (VoiceHeadEnsemble)
+    degraded_variants: int = 0  # training clips also as this many noisy / reverberant / telephone copies
 
 
 @dataclass
@@ -261,6 +262,21 @@ class ClipFeatures:
         )
 
 
+def training_set(feats: ClipFeatures, clips, names: Sequence[str], variants: int = 0) -> FrameSet:
+    """The clips' frames, plus `variants` degraded copies of each (ser_tool.representations.degrade: noise,
+    a room, a telephone band), each encoded once and kept in the same feature cache."""
+    from ser_tool.representations.degrade import DegradedRepresentation
+
+    sets = [feats.frame_set(clips, names)]
+    for k in range(1, variants + 1):
+        degraded = ClipFeatures(feats.cache, [DegradedRepresentation(feats.reps[n], k) for n in names])
+        sets.append(degraded.frame_set(clips, names))
+    if len(sets) == 1:
+        return sets[0]
+    return FrameSet([f for s in sets for f in s.frames], np.concatenate([s.labels for s in sets]),
+                    np.concatenate([s.dims for s in sets]), np.concatenate([s.corpora for s in sets]))
+
+
 def train_voice(corpus_dirs: Sequence, out_dir, backbone: str, cache_dir, cfg: VoiceTrainConfig | None = None,
                 log: Log = print) -> dict:
     """`ser train --backbone REP[+REP]`: frozen features (cached) -> voice head on the train speakers,
@@ -273,6 +289,7 @@ def train_voice(corpus_dirs: Sequence, out_dir, backbone: str, cache_dir, cfg: V
     from ser_tool.errors import ConfigError
     from ser_tool.representations import REPRESENTATIONS, FeatureCache, load_representation
 
+    cfg = cfg or VoiceTrainConfig()
     names = [n.strip() for n in backbone.split("+") if n.strip()]
     unknown = [n for n in names if n not in REPRESENTATIONS]
     if not names or unknown:
@@ -283,7 +300,8 @@ def train_voice(corpus_dirs: Sequence, out_dir, backbone: str, cache_dir, cfg: V
         raise ConfigError("no dev speakers: the corpora need speaker ids (at least 3 speakers in one corpus) for a dev split")
     feats = ClipFeatures(FeatureCache(cache_dir), [load_representation(n) for n in names])
     log(f"features for {len(clips)} clips ({'+'.join(names)}; cached in {cache_dir})")
-    sets = {s: feats.frame_set(split[s], names) for s in ("train", "dev", "test")}
+    sets = {s: feats.frame_set(split[s], names) for s in ("dev", "test")}
+    sets["train"] = training_set(feats, split["train"], names, cfg.degraded_variants)
     model, summary = train_voice_heads(sets["train"], sets["dev"], names, cfg, log=log)
     test = {}
     if len(sets["test"]):
