@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--epochs", type=number(int, ge=1), help="with --loco: epochs of each head (default: ser_tool.train.voice.VoiceTrainConfig)")
     s.add_argument("--heads", type=number(int, ge=1, le=16), default=1,
                    help="with --loco: each head:* system averages N heads trained with seeds 0..N-1 (as `ser train --heads`; default 1)")
+    s.add_argument("--degraded-variants", type=number(int, ge=0, le=8), default=0, metavar="N",
+                   help="with --loco: heads also train on N degraded copies of each fitting clip (as `ser train --degraded-variants`)")
     s.add_argument("--compact-epochs", type=number(int, ge=1), metavar="N",
                    help="with --loco and the system `compact` (the shipped model's architecture, trained from scratch in each fold; "
                         "its models are kept in OUT/compact/FOLD): epochs (default: ser_tool.train.loop.TrainConfig, as `ser train`)")
@@ -240,7 +242,7 @@ def loco_main(args) -> int:
     from evals.output import ensure_writable
 
     ensure_writable(args.out, "the report")  # now, not after hours of folds
-    cfg = VoiceTrainConfig(heads=args.heads)
+    cfg = VoiceTrainConfig(heads=args.heads, degraded_variants=args.degraded_variants)
     if args.epochs:
         cfg = dataclasses.replace(cfg, epochs=args.epochs)
     compact = TrainConfig()

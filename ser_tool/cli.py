@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
                                       "resemblyzer, whisper-base, whisper-base-mid, prosody, or several joined by '+' (needs ser-tool[voice])")
     t.add_argument("--heads", type=number(int, ge=1, le=16), default=1,
                    help="with --backbone: train N heads (seeds SEED, SEED+1, ...) and ship their average (default 1)")
+    t.add_argument("--degraded-variants", type=number(int, ge=0, le=8), default=0, metavar="N",
+                   help="with --backbone: also train on N noisy / reverberant / telephone copies of each training clip, "
+                        "each encoded once into the feature cache (default 0)")
     t.add_argument("--feature-cache", default=str(Path.home() / ".cache" / "ser-tool" / "features"),
                    help="with --backbone: folder of the frozen-feature cache (default ~/.cache/ser-tool/features)")
     # The old spelling, hidden, for one release: `ser-eval ser` says --feature-cache, so both commands do now.
@@ -290,7 +293,8 @@ def _train_voice(args: argparse.Namespace) -> int:
 
     from ser_tool.train.voice import VoiceTrainConfig, train_voice
 
-    cfg = VoiceTrainConfig(seed=args.seed, batch_size=args.batch_size, lr=args.lr, corpus_cap=args.corpus_cap, heads=args.heads)
+    cfg = VoiceTrainConfig(seed=args.seed, batch_size=args.batch_size, lr=args.lr, corpus_cap=args.corpus_cap, heads=args.heads,
+                           degraded_variants=args.degraded_variants)
     if args.epochs is not None:
         cfg = dataclasses.replace(cfg, epochs=args.epochs)
     if args.threads:

@@ -255,11 +255,13 @@ def test_ser_train_backbone_then_voice_backend(corpora, tmp_path, monkeypatch):
     pred = backend.predict([voice(0.3), voice(3.0)])
     assert pred.probabilities.shape == (2, 7) and np.allclose(pred.probabilities.sum(axis=1), 1.0)
     assert pred.dimensions.shape == (2, 3)
-    # --heads 2: two seeds, one model folder, loaded as an ensemble by the same backend
+    # --heads 2: two seeds, one model folder, loaded as an ensemble by the same backend; with a degraded copy of each clip
     rc = main(["train", *map(str, corpora), "--backbone", "prosody", "--epochs", "1", "--batch-size", "8", "--heads", "2",
-               "--feature-cache", str(tmp_path / "cache"), "--out", str(tmp_path / "ens")])
+               "--degraded-variants", "1", "--feature-cache", str(tmp_path / "cache"), "--out", str(tmp_path / "ens")])
     summary = json.loads((tmp_path / "ens" / "training.json").read_text())
     assert rc == 0 and [h["config"]["seed"] for h in summary["heads"]] == [0, 1] and len(summary["temperatures"]) == 2
+    assert summary["config"]["degraded_variants"] == 1
+    assert any("+degraded-v" in p.name for p in (tmp_path / "cache").iterdir())  # the variant's features, cached apart
     pred = load_backend("voice", model=str(tmp_path / "ens")).predict([voice(2.0)])
     assert np.allclose(pred.probabilities.sum(axis=1), 1.0) and pred.dimensions.shape == (1, 3)
     import ser_tool.backends.voice as voice_mod
