@@ -103,6 +103,7 @@ def test_ser_eval_levels_cli(tmp_path, monkeypatch, capsys):
     assert "has no manifest.csv" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_shipped_model_hears_arousal_in_arabic_it_never_heard():
     """BAVED (Arabic single words, never in training): the shipped compact model's arousal must put the
     high level above the low one (all 1,935 clips: AUC 0.773; chance 0.5)."""
