@@ -147,6 +147,18 @@ def _loudness(backend: Backend, normalise: bool) -> str:
     return "the backend normalises its own input" if level is None else f"each clip brought to {level:g} dBFS active speech level"
 
 
+def run_header(kind: str, backend: Backend, corpus_dirs: Sequence[str | Path], split: str) -> dict:
+    """The fields every scoring run's report.json starts with: what ran, on what, when."""
+    return {
+        "kind": kind,
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "backend": backend.name,
+        "model_id": backend.model_id,
+        "data": [str(Path(d).resolve()) for d in corpus_dirs],
+        "split": split,
+    }
+
+
 def benchmark(backend: Backend, corpus_dirs: Sequence[str | Path], split: str = "test", *, baseline: bool = True,
               baseline_train: Sequence[str | Path] | None = None, limit: int | None = None, batch_size: int = 16,
               progress_factory: ProgressFactory | None = None, normalise_loudness: bool = True,
@@ -166,12 +178,7 @@ def benchmark(backend: Backend, corpus_dirs: Sequence[str | Path], split: str = 
     if bar is not None:
         bar.close()
     report = {
-        "kind": "ser-benchmark",
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "backend": backend.name,
-        "model_id": backend.model_id,
-        "data": [str(Path(d).resolve()) for d in corpus_dirs],
-        "split": split,
+        **run_header("ser-benchmark", backend, corpus_dirs, split),
         "split_rule": "speaker-independent, per corpus: speakers sorted by id, last 25% test, the 10% before dev (ser_tool.data.split_by_speaker)",
         "protocol": "utterance-level: one model input per clip; calm counted as neutral; labels without an emotion counterpart dropped",
         "loudness": _loudness(backend, normalise_loudness),

@@ -21,7 +21,6 @@ recording's loudness; the anchor uses nothing else.
 from __future__ import annotations
 
 import csv
-import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,7 +124,7 @@ def evaluate_levels(backend, corpus_dirs: Sequence[str | Path], split: str = "al
     from ser_tool.errors import AudioError
     from ser_tool.level import speech_level_db
 
-    from evals.classify.benchmark import predict_clips
+    from evals.classify.benchmark import predict_clips, run_header
 
     if not backend.has_dimensions:
         raise ConfigError(f"the backend {backend.name!r} gives no valence/arousal/dominance, so it has no arousal to score; "
@@ -156,16 +155,12 @@ def evaluate_levels(backend, corpus_dirs: Sequence[str | Path], split: str = "al
         loudness.append(-120.0 if level is None else level)
     levels = np.array([c.level for c in kept], dtype=int)
     report = {
-        "kind": "ser-levels",
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "backend": backend.name,
-        "model_id": backend.model_id,
-        "data": [str(Path(d).resolve()) for d in corpus_dirs],
-        "split": split,
+        **run_header("ser-levels", backend, corpus_dirs, split),
         "levels": "manifest intensity: low -> low, normal -> normal, high/strong -> high",
         "skipped": skipped,
         "failed_clips": pred.failed,
         "n_clips": len(kept),
+        "digitally_silent_clips": quiet,  # no speech level: the anchor scores them -120 dBFS
         "per_corpus": {},
     }
     for name in sorted({c.corpus for c in kept}):
