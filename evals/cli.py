@@ -32,10 +32,9 @@ AGENT_MODULES = ("langchain_core", "langchain")  # the reference agent of `cpben
 
 def default_feature_cache() -> Path:
     """The user's cache folder for baseline features ($XDG_CACHE_HOME/ser-tool, else ~/.cache/ser-tool)."""
-    import os
+    from ser_tool.parts import cache_root
 
-    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(root) / "ser-tool" / "baseline-features"
+    return cache_root() / "baseline-features"
 
 
 def default_jobs() -> int:
@@ -68,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--systems", nargs="+", metavar="SYSTEM",
                    help="with --loco: mfcc-lr, lr:REP, lr:REP-utt, lr:REP+REP, head:REP[+REP]; REP: resemblyzer, whisper-base, whisper-base-mid, prosody "
                         "(default: evals.classify.loco.DEFAULT_SYSTEMS)")
-    s.add_argument("--loco-cache", metavar="DIR", help="with --loco: frozen-feature cache folder (default ~/.cache/ser-tool/features)")
+    s.add_argument("--loco-cache", metavar="DIR",
+                   help="with --loco: frozen-feature cache folder (default $XDG_CACHE_HOME/ser-tool/features, as `ser train`)")
     s.add_argument("--folds", nargs="+", metavar="FOLD", help="with --loco: run only these folds (e.g. emodb_trimmed2s within)")
     s.add_argument("--epochs", type=number(int, ge=1), help="with --loco: epochs of each head (default: ser_tool.train.voice.VoiceTrainConfig)")
     s.add_argument("--heads", type=number(int, ge=1, le=16), default=1,

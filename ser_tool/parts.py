@@ -20,15 +20,21 @@ from pathlib import Path
 
 from ser_tool.errors import ModelNotAvailableError
 
-__all__ = ["default_cache_dir", "join_parts"]
+__all__ = ["cache_root", "default_cache_dir", "join_parts"]
 
 _CHUNK = 1 << 20
 
 
+def cache_root() -> Path:
+    """ser-tool's cache folder: $XDG_CACHE_HOME/ser-tool (default ~/.cache/ser-tool). Entry points take their
+    defaults from it: models/ (joined model files), features/ (frozen features), baseline-features/."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "ser-tool"
+
+
 def default_cache_dir() -> Path:
     """Where joined model files live: $XDG_CACHE_HOME/ser-tool/models (default ~/.cache/ser-tool/models)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "ser-tool" / "models"
+    return cache_root() / "models"
 
 
 def join_parts(parts: Sequence[str | Path], target: str | Path, *, sha256: str, member: str | None = None,

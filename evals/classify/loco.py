@@ -230,7 +230,7 @@ def run_loco(corpus_dirs: Sequence[str | Path], systems: Sequence[str] = DEFAULT
              log: Log = print, compact_cfg: TrainConfig | None = None, compact_dir: str | Path | None = None) -> dict:
     """compact_cfg: the `compact` system's training settings (default TrainConfig()); compact_dir: a folder
     that keeps its model of each fold (compact_dir/FOLD), else each model lives in a temporary folder."""
-    from evals.classify.features import DEFAULT_CACHE
+    from ser_tool.parts import cache_root
 
     corpora = {}
     dropped = {}
@@ -241,7 +241,7 @@ def run_loco(corpus_dirs: Sequence[str | Path], systems: Sequence[str] = DEFAULT
             dropped[corpus.name] = dict(corpus.dropped)
     rep_names = sorted({n for s in systems for n in _parse(s)[1] if n not in ("mfcc",)})
     reps = [load_representation(n) for n in rep_names] + ([MFCCBaseline()] if "mfcc-lr" in systems else [])
-    feats = ClipFeatures(FeatureCache(cache_dir or DEFAULT_CACHE), reps)
+    feats = ClipFeatures(FeatureCache(cache_dir or cache_root() / "features"), reps)
     head_cfg = head_cfg or VoiceTrainConfig()
     report = {"kind": "ser-loco", "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
               "data": [str(Path(d).resolve()) for d in corpus_dirs], "labels_dropped": dropped,

@@ -293,6 +293,18 @@ def test_the_feature_cache_flag_is_spelt_as_in_ser_eval(capsys):
     assert "--feature-cache" in help_text and "--features-cache" not in help_text
 
 
+def test_every_default_cache_follows_xdg_cache_home(tmp_path, monkeypatch):
+    """`ser train`, `ser-eval ser` (baseline and --loco) and the joined model files share one cache root."""
+    import evals.cli
+    from ser_tool.cli import build_parser
+    from ser_tool.parts import cache_root, default_cache_dir
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert cache_root() == tmp_path / "ser-tool" and default_cache_dir() == tmp_path / "ser-tool" / "models"
+    assert build_parser().parse_args(["train", "a"]).feature_cache == str(tmp_path / "ser-tool" / "features")
+    assert evals.cli.default_feature_cache() == tmp_path / "ser-tool" / "baseline-features"
+
+
 def test_merge_reports_joins_systems_of_the_same_fold():
     from evals.classify.loco import merge_reports
 
