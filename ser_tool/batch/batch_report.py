@@ -1,7 +1,8 @@
 """`ser batch-report DIR`: what a person wants to see after a 10,000-file run.
 
-The distribution of expressed emotions per folder (or per manifest column, `by`), a valence/arousal
-scatter and an emotion histogram as PNGs, and the slowest and the failed files. Writes report.md,
+The distribution of expressed emotions per folder (or per manifest column, `by`) and, for a run with
+speaker attribution, per speaker; a valence/arousal scatter and an emotion histogram as PNGs, and the
+slowest and the failed files. Writes report.md,
 distribution.csv, failed.csv and the pictures into one folder; `render_markdown` gives the same text.
 matplotlib is imported only to draw.
 """
@@ -39,6 +40,12 @@ class BatchOverview:
     points: list[tuple[float, float, str]] = field(default_factory=list)  # valence, arousal, emotion
     emotions: Counter = field(default_factory=Counter)
     pictures: list[str] = field(default_factory=list)  # PNGs write_report drew
+    # with speaker attribution (`ser batch --speakers`): speakers are numbered per recording in order of first
+    # speech, so "speaker 1" is whoever spoke first (in a call centre's recordings, often the agent)
+    speaker_counts: Counter = field(default_factory=Counter)  # speakers per recording -> recordings
+    speaker_emotions: dict[int, Counter] = field(default_factory=dict)  # speaker number -> emotion counts
+    speaker_seconds: Counter = field(default_factory=Counter)  # speaker number -> speaking time
+    speakers_differ: int = 0  # recordings with 2+ speakers whose overall emotions are not all the same
 
 
 def overview(folder: str | os.PathLike, by: str | None = None, top: int = 10) -> BatchOverview:
@@ -68,6 +75,13 @@ def overview(folder: str | os.PathLike, by: str | None = None, top: int = 10) ->
         ov.emotions[r["emotion"]] += 1
         if r.get("valence") is not None and r.get("arousal") is not None:
             ov.points.append((r["valence"], r["arousal"], r["emotion"]))
+        speakers = [sp for sp in r.get("speakers") or [] if sp.get("emotion")]
+        if r.get("speaker_count") is not None:
+            ov.speaker_counts[int(r["speaker_count"])] += 1
+            for sp in speakers:
+                ov.speaker_emotions.setdefault(int(sp["speaker"]), Counter())[sp["emotion"]] += 1
+                ov.speaker_seconds[int(sp["speaker"])] += sp.get("speaking_time") or 0.0
+            ov.speakers_differ += len(speakers) > 1 and len({sp["emotion"] for sp in speakers}) > 1
     timed = [r for r in rows if r.get("seconds") is not None]
     ov.slowest = sorted(timed, key=lambda r: r["seconds"], reverse=True)[:top]
     ov.failures.sort(key=lambda r: (r.get("error_type") or "", r["path"]))
@@ -113,6 +127,8 @@ def render_markdown(ov: BatchOverview, pictures: Sequence[str] = ()) -> str:
         shares = [f"{counts[e] / n:.0%}" if n else "-" for e in EMOTIONS]
         table.append([group, n, ov.group_failed[group], *shares, counts.most_common(1)[0][0] if n else "-"])
     lines += _table([ov.by, "analysed", "failed", *EMOTIONS, "most frequent"], table) + [""]
+    if ov.speaker_counts:
+        lines += _speaker_lines(ov)
     for p in pictures:
         lines += [f"![{Path(p).stem}]({Path(p).name})", ""]
     if ov.slowest:
@@ -125,6 +141,21 @@ def render_markdown(ov: BatchOverview, pictures: Sequence[str] = ()) -> str:
         lines += _table(["file", "error", "message"], [[r["path"], r.get("error_type"), r.get("error")] for r in ov.failures])
         lines.append("")
     return "\n".join(lines)
+
+
+def _speaker_lines(ov: BatchOverview) -> list[str]:
+    multi = sum(n for k, n in ov.speaker_counts.items() if k > 1)
+    lines = ["## Expressed emotion per speaker", "",
+             "Speakers are numbered in each recording by who speaks first (speaker 1 opens it). Speakers per recording: "
+             + ", ".join(f"{k}: {n}" for k, n in sorted(ov.speaker_counts.items()))
+             + (f"; in {ov.speakers_differ} of the {multi} recordings with several speakers their overall emotions differ."
+                if multi else "."), ""]
+    table = []
+    for number, counts in sorted(ov.speaker_emotions.items()):
+        n = sum(counts.values())
+        table.append([number, n, f"{ov.speaker_seconds[number] / 3600:.2f}", *(f"{counts[e] / n:.0%}" for e in EMOTIONS),
+                      counts.most_common(1)[0][0]])
+    return lines + _table(["speaker", "recordings", "speaking h", *EMOTIONS, "most frequent"], table) + [""]
 
 
 def _plot(ov: BatchOverview, out: Path) -> list[str]:

@@ -488,6 +488,16 @@ def test_speaker_columns_when_speakers_are_asked_for(tmp_path):
     assert rows["broken.wav"]["speakers"] is None and rows["broken.wav"]["speaker_count"] is None
     assert read_table(tmp_path / "out").schema.names == schema.names
 
+    # batch-report: a table per speaker (numbered by who speaks first), tallied from the rows
+    from ser_tool.batch.batch_report import overview, render_markdown
+
+    ov = overview(tmp_path / "out")
+    assert ov.speaker_counts == {2: 2} and sum(ov.speaker_emotions[1].values()) == 2
+    assert ov.speaker_seconds[1] == pytest.approx(sum(rows[n]["speakers"][0]["speaking_time"] for n in ("call_a.wav", "call_b.wav")))
+    differ = sum(rows[n]["speakers"][0]["emotion"] != rows[n]["speakers"][1]["emotion"] for n in ("call_a.wav", "call_b.wav"))
+    text = render_markdown(ov)
+    assert "## Expressed emotion per speaker" in text and f"in {differ} of the 2 recordings with several speakers" in text
+
     # The Ray engine's actor builds its rows with the same function, in the same columns (run here without Ray).
     from ser_tool.batch.ray_engine import _AnalyzerActor
 
