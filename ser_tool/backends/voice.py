@@ -35,20 +35,21 @@ class VoiceBackend:
     max_input_seconds = None
     # Not level-invariant as a whole: Resemblyzer only raises quiet audio (to -30 dBFS RMS, never lowers
     # it), and the Whisper log-mel and the prosody energy track read the absolute level. So the analyzer
-    # brings every input to one active speech level first; the head's training corpora were read at
-    # their own levels, and the shared default (ser_tool.level.TARGET_DB) is close to them. Not tuned
-    # on dev speakers as the embedded model's level was.
+    # brings every input to one active speech level first (input_level_db, set per model), and `ser train
+    # --backbone` encodes its training clips at that same level (VoiceTrainConfig.input_level_db).
     normalises_input = False
-    input_level_db = -26.0
 
     def __init__(self, head, representations: Sequence, model_id: str, threads: int | None = DEFAULT_THREADS,
-                 device: object = "cpu") -> None:
+                 device: object = "cpu", input_level_db: float | None = -26.0) -> None:
         self.head = head
         self.representations = list(representations)
         self.model_id = model_id
         self.threads = threads  # torch CPU threads during predict (None: the caller's count)
         self.device = device  # where the head runs (a torch.device); the representations were loaded for it too
         self.emotions_supported = EMOTIONS
+        # the level the head was trained at (its config's input_level_db); None: a head trained on the corpora's
+        # own levels (older folders), which still gets the shared level
+        self.input_level_db = -26.0 if input_level_db is None else float(input_level_db)
 
     def frames(self, wave: np.ndarray) -> np.ndarray:
         parts = [r.frames(wave) if hasattr(r, "frames") else r.features(wave).frames for r in self.representations]
@@ -105,7 +106,7 @@ def load_voice(spec: BackendSpec) -> Backend:
             f"{directory} was trained on other versions of {', '.join(stale)} ({trained_on}); the installed ones are "
             f"{ {r.name: r.id for r in reps} }. Install the versions it was trained with, or retrain it with `ser train` on the same backbone.")
     threads = DEFAULT_THREADS if spec.threads is None else spec.threads
-    return VoiceBackend(head.to(device), reps, str(directory), threads, device)
+    return VoiceBackend(head.to(device), reps, str(directory), threads, device, config.get("input_level_db"))
 
 
 def _on(device, representation: str) -> dict:

@@ -1,4 +1,9 @@
-"""Recording-condition variants of a training clip: background noise, a room, a telephone channel.
+"""Training inputs as the voice backend will hear them: at its speech level, and in recording-condition
+variants (background noise, a room, a telephone channel).
+
+The analyzer hands the voice backend every input at one active speech level (ser_tool.level), so the head
+must be trained and calibrated on features of clips at that level (`LevelledRepresentation`), not at each
+corpus's own recording level.
 
 The corpora here are studio recordings; users send calls, voice notes and street recordings. A voice
 head trained on frozen features cannot augment its audio at training time, so each variant is made
@@ -53,6 +58,24 @@ def degrade(wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     snr = rng.uniform(*SNR_DB)
     x = x + coloured_noise(len(x), rng) * np.sqrt(power / 10 ** (snr / 10))
     return np.clip(x, -1.0, 1.0).astype(np.float32)
+
+
+class LevelledRepresentation:
+    """`rep` on each input brought to `level_db` active speech level first, as the analyzer does for a backend
+    whose input_level_db is `level_db` (ser_tool.level.normalise_loudness)."""
+
+    def __init__(self, rep, level_db: float) -> None:
+        self.rep = rep
+        self.level_db = float(level_db)
+        self.name = rep.name
+        self.id = f"{rep.id}+level{self.level_db:g}"
+        self.frame_dim = rep.frame_dim
+        self.utterance_dim = rep.utterance_dim
+
+    def features(self, wave: np.ndarray) -> Features:
+        from ser_tool.level import normalise_loudness
+
+        return self.rep.features(normalise_loudness(wave, self.level_db))
 
 
 class DegradedRepresentation:

@@ -42,6 +42,9 @@ class VoiceTrainConfig:
     seed: int = 0
     heads: int = 1  # > 1: that many heads, seeds seed, seed+1, ..., averaged (VoiceHeadEnsemble)
     degraded_variants: int = 0  # training clips also as this many noisy / reverberant / telephone copies
+    # every clip brought to this active speech level before the representation, as the analyzer hands the voice
+    # backend its input (ser_tool.level); None: features of the clips at their recorded levels
+    input_level_db: float | None = -26.0
 
 
 @dataclass
@@ -298,7 +301,11 @@ def train_voice(corpus_dirs: Sequence, out_dir, backbone: str, cache_dir, cfg: V
     split = split_by_speaker(clips)
     if not split["dev"]:
         raise ConfigError("no dev speakers: the corpora need speaker ids (at least 3 speakers in one corpus) for a dev split")
-    feats = ClipFeatures(FeatureCache(cache_dir), [load_representation(n) for n in names])
+    from ser_tool.representations.degrade import LevelledRepresentation
+
+    base = [load_representation(n) for n in names]
+    reps = base if cfg.input_level_db is None else [LevelledRepresentation(r, cfg.input_level_db) for r in base]
+    feats = ClipFeatures(FeatureCache(cache_dir), reps)
     log(f"features for {len(clips)} clips ({'+'.join(names)}; cached in {cache_dir})")
     sets = {s: feats.frame_set(split[s], names) for s in ("dev", "test")}
     sets["train"] = training_set(feats, split["train"], names, cfg.degraded_variants)
@@ -316,8 +323,8 @@ def train_voice(corpus_dirs: Sequence, out_dir, backbone: str, cache_dir, cfg: V
         # every held-out clip together: a per-corpus ECE over a few hundred clips is mostly bin noise
         summary["test_ece_pooled"] = expected_calibration_error(softmax(logits, axis=1), sets["test"].labels)
     summary["test"] = test
-    summary["representation_ids"] = {n: feats.reps[n].id for n in names}
+    summary["representation_ids"] = {r.name: r.id for r in base}
     summary["data"] = [str(Path(d)) for d in corpus_dirs]
-    save_voice_head(model, out_dir, {"representation_ids": summary["representation_ids"]})
+    save_voice_head(model, out_dir, {"representation_ids": summary["representation_ids"], "input_level_db": cfg.input_level_db})
     (Path(out_dir) / "training.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return summary

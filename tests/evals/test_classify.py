@@ -60,7 +60,14 @@ def test_benchmark_end_to_end_on_a_toy_corpus(tmp_path):
     assert "ccc" in report["metrics"]["overall"] and "anchors" in report["metrics"]["overall"]["ccc"]["targets"]
     assert report["baseline"]["n_train"] == 5 * 3
     json.dumps(report)
-    assert "UAR" in summary(report)
+    # ECE by hand: the fake's probabilities for the scored clips, 15 equal-width bins
+    from ser_tool.train.voice import expected_calibration_error
+
+    assert 0 <= report["metrics"]["overall"]["ece"] <= 1
+    assert set(report["metrics"]["per_corpus"]["toy"]) >= {"7class", "4class", "ece", "ccc"}
+    assert report["metrics"]["overall"]["ece"] == report["metrics"]["per_corpus"]["toy"]["ece"]  # one corpus
+    assert expected_calibration_error(np.array([[0.9, 0.1]] * 10), np.array([0] * 9 + [1])) == pytest.approx(0.0)
+    assert "UAR" in summary(report) and "ECE" in summary(report)
     assert plot_confusion(report, tmp_path / "cm.png").stat().st_size > 1000
 
 

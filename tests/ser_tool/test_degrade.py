@@ -51,3 +51,23 @@ def test_training_set_adds_cached_variants(tmp_path):
     misses = cache.misses
     training_set(ClipFeatures(cache, [load_representation("prosody")]), clips, ["prosody"], variants=2)
     assert cache.misses == misses  # a second run reads every variant from the cache
+
+
+def test_levelled_features_do_not_follow_the_recording_gain():
+    """Training features at the voice backend's input level: a clip recorded 12 dB quieter gives the same features."""
+    from ser_tool.representations import Features
+    from ser_tool.representations.degrade import LevelledRepresentation
+
+    class Loudness:  # a representation that hears nothing but the level (as a log-mel partly does)
+        name, id, frame_dim, utterance_dim = "loudness", "loudness-v1", 1, 1
+
+        def features(self, wave):
+            rms = np.sqrt(np.mean(np.asarray(wave, dtype=np.float64) ** 2))
+            return Features(np.array([[rms]], dtype=np.float32), np.array([rms], dtype=np.float32))
+
+    rep = Loudness()
+    levelled = LevelledRepresentation(rep, -26.0)
+    x = voice(1.5, amp=0.2)
+    assert levelled.id == "loudness-v1+level-26" and levelled.name == rep.name
+    np.testing.assert_allclose(levelled.features(x * 0.25).frames, levelled.features(x).frames, rtol=1e-4)
+    assert rep.features(x * 0.25).frames[0, 0] == pytest.approx(rep.features(x).frames[0, 0] / 4, rel=1e-4)

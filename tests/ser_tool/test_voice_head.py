@@ -251,7 +251,11 @@ def test_ser_train_backbone_then_voice_backend(corpora, tmp_path, monkeypatch):
     summary = json.loads((out / "training.json").read_text())
     assert summary["temperature"] > 0 and summary["representation_ids"] == {"prosody": "prosody-acf-v3"}
     assert 0 <= summary["test_ece_pooled"] <= 1
+    config = json.loads((out / "config.json").read_text())
+    assert config["input_level_db"] == -26.0 and config["representation_ids"] == {"prosody": "prosody-acf-v3"}
+    assert any(p.name.endswith("+level-26") for p in (tmp_path / "cache").iterdir())  # trained at the backend's input level
     backend = load_backend("voice", model=str(out))
+    assert backend.input_level_db == -26.0
     pred = backend.predict([voice(0.3), voice(3.0)])
     assert pred.probabilities.shape == (2, 7) and np.allclose(pred.probabilities.sum(axis=1), 1.0)
     assert pred.dimensions.shape == (2, 3)
