@@ -227,9 +227,13 @@ def run_compact(fold: dict, cfg: TrainConfig | None = None, model_dir: str | Pat
 
 def run_loco(corpus_dirs: Sequence[str | Path], systems: Sequence[str] = DEFAULT_SYSTEMS, cache_dir: str | Path | None = None,
              within: bool = True, fit_cap: int = 2000, head_cfg: VoiceTrainConfig | None = None, only_folds: Sequence[str] | None = None,
-             log: Log = print, compact_cfg: TrainConfig | None = None, compact_dir: str | Path | None = None) -> dict:
+             log: Log = print, compact_cfg: TrainConfig | None = None, compact_dir: str | Path | None = None,
+             head_input_level_db: float | None = None) -> dict:
     """compact_cfg: the `compact` system's training settings (default TrainConfig()); compact_dir: a folder
-    that keeps its model of each fold (compact_dir/FOLD), else each model lives in a temporary folder."""
+    that keeps its model of each fold (compact_dir/FOLD), else each model lives in a temporary folder.
+    head_input_level_db: the head:* systems see every clip at this active speech level, as `ser train
+    --backbone` trains them and the voice backend hears its input (None: at the corpora's own levels, as the
+    LR anchors always do)."""
     from ser_tool.parts import cache_root
 
     corpora = {}
@@ -241,12 +245,18 @@ def run_loco(corpus_dirs: Sequence[str | Path], systems: Sequence[str] = DEFAULT
             dropped[corpus.name] = dict(corpus.dropped)
     rep_names = sorted({n for s in systems for n in _parse(s)[1] if n not in ("mfcc",)})
     reps = [load_representation(n) for n in rep_names] + ([MFCCBaseline()] if "mfcc-lr" in systems else [])
-    feats = ClipFeatures(FeatureCache(cache_dir or cache_root() / "features"), reps)
+    cache = FeatureCache(cache_dir or cache_root() / "features")
+    feats = ClipFeatures(cache, reps)
+    head_feats = feats
+    if head_input_level_db is not None:
+        from ser_tool.representations.degrade import LevelledRepresentation
+
+        head_feats = ClipFeatures(cache, [LevelledRepresentation(r, head_input_level_db) for r in reps])
     head_cfg = head_cfg or VoiceTrainConfig()
     report = {"kind": "ser-loco", "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
               "data": [str(Path(d).resolve()) for d in corpus_dirs], "labels_dropped": dropped,
               "groups": corpus_groups(corpora), "systems": list(systems), "fit_cap": fit_cap,
-              "head_config": head_cfg.__dict__, "representation_ids": {r.name: r.id for r in reps}, "folds": {}}
+              "head_config": head_cfg.__dict__, "head_input_level_db": head_input_level_db, "representation_ids": {r.name: r.id for r in reps}, "folds": {}}
     all_folds = {f["name"]: f for f in folds(corpora, within, fit_cap)}
     unknown = [f for f in only_folds or [] if f not in all_folds]
     if unknown:
@@ -268,7 +278,7 @@ def run_loco(corpus_dirs: Sequence[str | Path], systems: Sequence[str] = DEFAULT
             started = time.time()
             scored = fold["score"]
             if kind == "head":
-                probs, info = run_head(feats, names, fold, head_cfg, log)
+                probs, info = run_head(head_feats, names, fold, head_cfg, log)
             elif kind == "compact":
                 probs, info, scored = run_compact(fold, compact_cfg, Path(compact_dir) / fold["name"] if compact_dir else None, log)
             else:

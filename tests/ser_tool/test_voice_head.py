@@ -217,7 +217,10 @@ def test_loco_runs_lr_and_head_end_to_end(corpora, tmp_path):
 
     torch.set_num_threads(1)
     cfg = VoiceTrainConfig(epochs=2, channels=32, batch_size=8, crop_frames=(20, 40), heads=2)  # the head: 2 seeds averaged
-    report = run_loco(corpora, systems=["lr:prosody", "head:prosody"], cache_dir=tmp_path / "cache", head_cfg=cfg, log=lambda s: None)
+    report = run_loco(corpora, systems=["lr:prosody", "head:prosody"], cache_dir=tmp_path / "cache", head_cfg=cfg, log=lambda s: None,
+                      head_input_level_db=-26.0)  # the head hears the clips at the voice backend's input level
+    assert report["head_input_level_db"] == -26.0
+    assert {p.name for p in (tmp_path / "cache").iterdir()} == {"prosody-acf-v3", "prosody-acf-v3+level-26"}
     fold = report["folds"]["b"]
     for system in ("lr:prosody", "head:prosody"):
         block = fold["systems"][system]["scores"]["b"]
