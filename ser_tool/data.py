@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import csv
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ser_tool.errors import ConfigError
 from ser_tool.labels import EMOTIONS, canonical_emotion
 
-__all__ = ["SPLITS", "VAD_ANCHORS", "Clip", "Corpus", "read_corpus", "split_by_speaker", "vad_target"]
+__all__ = ["SPLITS", "VAD_ANCHORS", "Clip", "Corpus", "read_corpus", "read_manifest", "split_by_speaker", "vad_target"]
 
 SPLITS = ("train", "dev", "test")
 REQUIRED_COLUMNS = ("path", "label")
@@ -49,18 +50,25 @@ class Corpus:
     dropped: Counter = field(default_factory=Counter)  # manifest label -> clips dropped (no emotion counterpart)
 
 
+def read_manifest(folder: str | Path, required: Sequence[str] = REQUIRED_COLUMNS) -> list[dict[str, str]]:
+    """The rows of `folder/manifest.csv`, which must have the `required` columns (ConfigError naming them)."""
+    folder = Path(folder)
+    manifest = folder / "manifest.csv"
+    if not manifest.is_file():
+        raise ConfigError(f"{folder} has no manifest.csv; a corpus folder needs one with at least the columns {', '.join(required)}")
+    with manifest.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in required if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ConfigError(f"{manifest} lacks the column(s) {', '.join(missing)}")
+        return list(reader)
+
+
 def read_corpus(folder: str | Path) -> Corpus:
     """Read `folder/manifest.csv`; labels are mapped onto EMOTIONS (calm -> neutral), others dropped."""
     folder = Path(folder)
     manifest = folder / "manifest.csv"
-    if not manifest.is_file():
-        raise ConfigError(f"{folder} has no manifest.csv; a corpus folder needs one with at least the columns {', '.join(REQUIRED_COLUMNS)}")
-    with manifest.open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ConfigError(f"{manifest} lacks the column(s) {', '.join(missing)}")
-        rows = list(reader)
+    rows = read_manifest(folder)
     name = (rows[0].get("corpus") if rows else None) or folder.name
     clips, dropped = [], Counter()
     for row in rows:

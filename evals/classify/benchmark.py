@@ -54,8 +54,11 @@ def select_clips(corpus_dirs: Sequence[str | Path], split: str, limit: int | Non
 
 
 def predict_clips(backend: Backend, clips: Sequence[Clip], batch_size: int = 16, progress: Progress | None = None,
-                  normalise_loudness: bool = True) -> Predictions:
-    """normalise_loudness: bring each clip to the backend's speech level first, as the analyzer does."""
+                  normalise_loudness: bool = True,
+                  on_decoded: Callable[[Clip, np.ndarray], None] | None = None) -> Predictions:
+    """normalise_loudness: bring each clip to the backend's speech level first, as the analyzer does.
+    on_decoded(clip, wave): called with each decoded clip as recorded (so a caller measuring the audio itself
+    does not decode it again)."""
     max_len = int(backend.max_input_seconds * SAMPLE_RATE) if backend.max_input_seconds else None
     kept, probs, dims, failed = [], [], [], []
     for i in range(0, len(clips), batch_size):
@@ -66,6 +69,8 @@ def predict_clips(backend: Backend, clips: Sequence[Clip], batch_size: int = 16,
             except AudioError as e:
                 failed.append((str(clip.path), str(e)))
                 continue
+            if on_decoded is not None:
+                on_decoded(clip, wave)
             batch.append(clip)
             waves.append(wave[:max_len] if max_len else wave)
         if waves:

@@ -20,14 +20,13 @@ recording's loudness; the anchor uses nothing else.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ser_tool.data import split_by_speaker
+from ser_tool.data import read_manifest, split_by_speaker
 from ser_tool.errors import ConfigError
 from ser_tool.labels import DIMENSIONS, EMOTIONS
 
@@ -49,15 +48,7 @@ class LevelClip:
 def read_levels(folder: str | Path) -> tuple[list[LevelClip], dict[str, int]]:
     """Clips of `folder/manifest.csv` whose `intensity` names a level; (clips, {unknown intensity: count})."""
     folder = Path(folder)
-    manifest = folder / "manifest.csv"
-    if not manifest.is_file():
-        raise ConfigError(f"{folder} has no manifest.csv; a corpus folder needs one with the columns path and intensity")
-    with manifest.open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        if not {"path", "intensity"} <= set(reader.fieldnames or []):
-            raise ConfigError(f"{manifest} lacks a path or intensity column: `ser-eval levels` scores arousal against "
-                              f"the intensity levels {', '.join(LEVEL_OF)}")
-        rows = list(reader)
+    rows = read_manifest(folder, ("path", "intensity"))
     clips, skipped = [], {}
     for row in rows:
         level = LEVEL_OF.get((row.get("intensity") or "").strip().lower())
@@ -120,8 +111,6 @@ def evaluate_levels(backend, corpus_dirs: Sequence[str | Path], split: str = "al
 
     split: 'all' for corpora the model never saw; 'test' (held-out speakers, ser_tool.data.split_by_speaker)
     for corpora it was trained on."""
-    from ser_tool.audio import load_audio
-    from ser_tool.errors import AudioError
     from ser_tool.level import speech_level_db
 
     from evals.classify.benchmark import predict_clips, run_header
@@ -142,17 +131,16 @@ def evaluate_levels(backend, corpus_dirs: Sequence[str | Path], split: str = "al
     if limit:
         rng = np.random.default_rng(0)
         clips = [clips[i] for i in sorted(rng.choice(len(clips), size=min(limit, len(clips)), replace=False))]
+    measured: dict[Path, float | None] = {}  # the anchor: each clip's speech level as recorded, from the model's decode
     bar = progress_factory(len(clips), "model") if progress_factory else None
-    pred = predict_clips(backend, clips, batch_size, bar.update if bar is not None else None)
+    pred = predict_clips(backend, clips, batch_size, bar.update if bar is not None else None,
+                         on_decoded=lambda clip, wave: measured.__setitem__(clip.path, speech_level_db(wave)))
     if bar is not None:
         bar.close()
     kept = pred.clips
     arousal = pred.dimensions[:, DIMENSIONS.index("arousal")]
-    loudness, quiet = [], 0
-    for clip in kept:
-        level = speech_level_db(load_audio(clip.path))
-        quiet += level is None
-        loudness.append(-120.0 if level is None else level)
+    quiet = sum(measured[c.path] is None for c in kept)
+    loudness = [-120.0 if measured[c.path] is None else measured[c.path] for c in kept]
     levels = np.array([c.level for c in kept], dtype=int)
     report = {
         **run_header("ser-levels", backend, corpus_dirs, split),

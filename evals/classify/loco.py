@@ -38,8 +38,8 @@ from ser_tool.labels import EMOTIONS
 from ser_tool.representations import FeatureCache, Features, load_representation
 from ser_tool.data import Clip, read_corpus, split_by_speaker
 from ser_tool.train.loop import TrainConfig
-from ser_tool.train.voice import (ClipFeatures, VoiceTrainConfig, expected_calibration_error, predict_frames, train_voice_heads,
-                                  training_set, uncalibrated_probabilities)
+from ser_tool.train.voice import (ClipFeatures, VoiceTrainConfig, expected_calibration_error, train_voice_heads,
+                                  training_set, head_probabilities)
 
 from evals.classify.metrics import classification_metrics
 
@@ -179,14 +179,9 @@ def _mean_std(frames: np.ndarray) -> np.ndarray:
 
 
 def run_head(feats: ClipFeatures, names: Sequence[str], fold: dict, cfg: VoiceTrainConfig, log: Log) -> tuple[np.ndarray, dict]:
-    from scipy.special import softmax
-
     train, dev = training_set(feats, fold["fit"], names, cfg.degraded_variants), feats.frame_set(fold["dev"], names)
     model, summary = train_voice_heads(train, dev, names, cfg, log=log)
-    frames = [feats.frames(c.path, names) for c in fold["score"]]
-    logits, _ = predict_frames(model, frames)
-    probs = softmax(logits, axis=1)
-    uncal = uncalibrated_probabilities(model, frames)
+    probs, uncal = head_probabilities(model, [feats.frames(c.path, names) for c in fold["score"]])
     y = labels_of(fold["score"])
     corpora = np.array([c.corpus for c in fold["score"]])
     summary["ece_uncalibrated"] = {n: expected_calibration_error(uncal[corpora == n], y[corpora == n]) for n in sorted(set(corpora))}

@@ -19,6 +19,7 @@ import numpy as np
 from ser_tool.backends.base import Backend, Prediction, softmax
 from ser_tool.errors import Hint, ModelNotAvailableError
 from ser_tool.labels import EMOTIONS
+from ser_tool.level import TARGET_DB
 
 if TYPE_CHECKING:
     from ser_tool.backends.base import BackendSpec
@@ -40,7 +41,7 @@ class VoiceBackend:
     normalises_input = False
 
     def __init__(self, head, representations: Sequence, model_id: str, threads: int | None = DEFAULT_THREADS,
-                 device: object = "cpu", input_level_db: float | None = -26.0) -> None:
+                 device: object = "cpu", input_level_db: float | None = TARGET_DB) -> None:
         self.head = head
         self.representations = list(representations)
         self.model_id = model_id
@@ -49,7 +50,7 @@ class VoiceBackend:
         self.emotions_supported = EMOTIONS
         # the level the head was trained at (its config's input_level_db); None: a head trained on the corpora's
         # own levels (older folders), which still gets the shared level
-        self.input_level_db = -26.0 if input_level_db is None else float(input_level_db)
+        self.input_level_db = TARGET_DB if input_level_db is None else float(input_level_db)
 
     def frames(self, wave: np.ndarray) -> np.ndarray:
         parts = [r.frames(wave) if hasattr(r, "frames") else r.features(wave).frames for r in self.representations]

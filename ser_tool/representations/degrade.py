@@ -60,17 +60,25 @@ def degrade(wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(x, -1.0, 1.0).astype(np.float32)
 
 
-class LevelledRepresentation:
+class _Transformed:
+    """`rep` on a transformed copy of each input: the same name and shapes, its own id (so the cache keeps
+    the transformed features apart)."""
+
+    def __init__(self, rep, id_suffix: str) -> None:
+        self.rep = rep
+        self.name = rep.name
+        self.id = f"{rep.id}+{id_suffix}"
+        self.frame_dim = rep.frame_dim
+        self.utterance_dim = rep.utterance_dim
+
+
+class LevelledRepresentation(_Transformed):
     """`rep` on each input brought to `level_db` active speech level first, as the analyzer does for a backend
     whose input_level_db is `level_db` (ser_tool.level.normalise_loudness)."""
 
     def __init__(self, rep, level_db: float) -> None:
-        self.rep = rep
         self.level_db = float(level_db)
-        self.name = rep.name
-        self.id = f"{rep.id}+level{self.level_db:g}"
-        self.frame_dim = rep.frame_dim
-        self.utterance_dim = rep.utterance_dim
+        super().__init__(rep, f"level{self.level_db:g}")
 
     def features(self, wave: np.ndarray) -> Features:
         from ser_tool.level import normalise_loudness
@@ -78,18 +86,14 @@ class LevelledRepresentation:
         return self.rep.features(normalise_loudness(wave, self.level_db))
 
 
-class DegradedRepresentation:
+class DegradedRepresentation(_Transformed):
     """`rep` on variant `variant` (1, 2, ...) of each input: the same features, of a degraded copy."""
 
     def __init__(self, rep, variant: int) -> None:
         if variant < 1:
             raise ValueError("variants are numbered from 1 (0 is the clean clip)")
-        self.rep = rep
         self.variant = variant
-        self.name = rep.name
-        self.id = f"{rep.id}+degraded-v{VERSION}-{variant}"
-        self.frame_dim = rep.frame_dim
-        self.utterance_dim = rep.utterance_dim
+        super().__init__(rep, f"degraded-v{VERSION}-{variant}")
 
     def features(self, wave: np.ndarray) -> Features:
         x = np.ascontiguousarray(wave, dtype=np.float32)

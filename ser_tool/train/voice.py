@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ser_tool.labels import EMOTIONS
+from ser_tool.level import TARGET_DB
 
 Log = Callable[[str], None]
 
@@ -44,7 +45,7 @@ class VoiceTrainConfig:
     degraded_variants: int = 0  # training clips also as this many noisy / reverberant / telephone copies
     # every clip brought to this active speech level before the representation, as the analyzer hands the voice
     # backend its input (ser_tool.level); None: features of the clips at their recorded levels
-    input_level_db: float | None = -26.0
+    input_level_db: float | None = TARGET_DB
 
 
 @dataclass
@@ -190,12 +191,15 @@ def train_voice_heads(train: FrameSet, dev: FrameSet, representations: Sequence[
                       "parameters": sum(p.numel() for p in ensemble.parameters())}
 
 
-def uncalibrated_probabilities(model, frames: Sequence[np.ndarray]) -> np.ndarray:
-    """What `model` (a VoiceHead or an ensemble) would give before temperature scaling."""
+def head_probabilities(model, frames: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(calibrated, uncalibrated) probabilities of `model` (a VoiceHead or an ensemble: the average over its heads,
+    as VoiceHeadEnsemble.forward), from one pass of each head; uncalibrated = before temperature scaling."""
     from scipy.special import softmax
 
     heads = list(getattr(model, "heads", [model]))
-    return np.mean([softmax(predict_frames(h, frames)[0] * float(h.temperature), axis=1) for h in heads], axis=0)
+    logits = [(predict_frames(h, frames)[0], float(h.temperature)) for h in heads]
+    return (np.mean([softmax(lo, axis=1) for lo, _ in logits], axis=0),
+            np.mean([softmax(lo * t, axis=1) for lo, t in logits], axis=0))
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
