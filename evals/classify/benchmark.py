@@ -58,7 +58,8 @@ def predict_clips(backend: Backend, clips: Sequence[Clip], batch_size: int = 16,
                   on_decoded: Callable[[Clip, np.ndarray], None] | None = None) -> Predictions:
     """normalise_loudness: bring each clip to the backend's speech level first, as the analyzer does.
     on_decoded(clip, wave): called with each decoded clip as recorded (so a caller measuring the audio itself
-    does not decode it again)."""
+    does not decode it again). Clips that cannot be decoded are listed in `failed`; when none can, an
+    AudioError names the first, as there is nothing to score."""
     max_len = int(backend.max_input_seconds * SAMPLE_RATE) if backend.max_input_seconds else None
     kept, probs, dims, failed = [], [], [], []
     for i in range(0, len(clips), batch_size):
@@ -81,6 +82,9 @@ def predict_clips(backend: Backend, clips: Sequence[Clip], batch_size: int = 16,
             kept += batch
         if progress:
             progress(len(clips[i: i + batch_size]))
+    if clips and not kept:
+        raise AudioError(f"none of the {len(clips)} clips could be decoded (the first: {failed[0][1]}); check the audio "
+                         "files the manifest names")
     return Predictions(
         kept,
         np.concatenate(probs) if probs else np.zeros((0, len(EMOTIONS))),

@@ -71,6 +71,18 @@ def test_benchmark_end_to_end_on_a_toy_corpus(tmp_path):
     assert plot_confusion(report, tmp_path / "cm.png").stat().st_size > 1000
 
 
+def test_ser_eval_ser_on_clips_that_all_fail_to_decode_says_so(tmp_path, monkeypatch, capsys):
+    import evals.cli
+    import ser_tool.backends
+
+    monkeypatch.setattr(ser_tool.backends, "load_backend", lambda *a, **k: FakeBackend())
+    folder = make_toy_corpus(tmp_path / "toy")
+    for wav in (folder / "audio").iterdir():
+        wav.write_bytes(b"not audio")
+    code = evals.cli.main(["ser", str(folder), "--split", "all", "--no-baseline", "--out", str(tmp_path / "out")])
+    assert code == 1 and "none of the 24 clips could be decoded" in capsys.readouterr().err
+
+
 def test_ser_eval_cli_writes_its_outputs(tmp_path, monkeypatch, capsys):
     import evals.cli
     import ser_tool.backends

@@ -83,6 +83,20 @@ def test_evaluate_levels_on_a_toy_corpus(tmp_path):
     assert "[lv] language ar, 4 speakers" in text and "anchor: loudness" in text
 
 
+def test_a_corpus_whose_clips_all_fail_to_decode_is_an_error_naming_the_first(tmp_path):
+    from ser_tool.errors import AudioError
+
+    folder = make_level_corpus(tmp_path / "lv", n_speakers=1)
+    for wav in (folder / "audio").iterdir():
+        wav.write_bytes(b"not audio")
+    with pytest.raises(AudioError, match="none of the 3 clips could be decoded"):
+        evaluate_levels(FakeBackend(), [folder])
+    # one readable clip is enough: the broken ones are listed in the report
+    sf.write(folder / "audio" / "0_1.wav", voice(1.0), SR)
+    report = evaluate_levels(FakeBackend(), [folder])
+    assert report["n_clips"] == 1 and len(report["failed_clips"]) == 2
+
+
 def test_evaluate_levels_refuses_a_backend_without_dimensions(tmp_path):
     backend = FakeBackend()
     backend.has_dimensions = False
