@@ -75,7 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --loco: each head:* system averages N heads trained with seeds 0..N-1 (as `ser train --heads`; default 1)")
     s.add_argument("--head-level-db", type=number(float, ge=-60, le=0), metavar="DB",
                    help="with --loco: head:* systems hear every clip at this active speech level (as `ser train --backbone` "
-                        "trains the shipped voice model: -26); default: the corpora's own levels, as the LR anchors")
+                        "trains the shipped voice model: -26); default: as --level-db")
+    s.add_argument("--level-db", type=number(float, ge=-60, le=0), metavar="DB",
+                   help="with --loco: every feature system (mfcc-lr, lr:*, head:*) hears every clip at this active speech level, "
+                        "so the anchors hear what the heads hear; default: the corpora's own levels")
     s.add_argument("--degraded-variants", type=number(int, ge=0, le=8), default=0, metavar="N",
                    help="with --loco: heads also train on N degraded copies of each fitting clip (as `ser train --degraded-variants`)")
     s.add_argument("--compact-epochs", type=number(int, ge=1), metavar="N",
@@ -256,7 +259,8 @@ def loco_main(args) -> int:
     try:
         report = run_loco(args.data, systems=args.systems or DEFAULT_SYSTEMS, cache_dir=args.loco_cache, head_cfg=cfg,
                           only_folds=args.folds, log=lambda s: print(s, file=sys.stderr, flush=True),
-                          compact_cfg=compact, compact_dir=Path(args.out) / "compact", head_input_level_db=args.head_level_db)
+                          compact_cfg=compact, compact_dir=Path(args.out) / "compact", head_input_level_db=args.head_level_db,
+                          input_level_db=args.level_db)
     except SERError as e:
         print(f"ser-eval: error: {error_text(e, args)}", file=sys.stderr)
         return exit_code(e)

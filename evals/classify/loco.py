@@ -223,12 +223,13 @@ def run_compact(fold: dict, cfg: TrainConfig | None = None, model_dir: str | Pat
 def run_loco(corpus_dirs: Sequence[str | Path], systems: Sequence[str] = DEFAULT_SYSTEMS, cache_dir: str | Path | None = None,
              within: bool = True, fit_cap: int = 2000, head_cfg: VoiceTrainConfig | None = None, only_folds: Sequence[str] | None = None,
              log: Log = print, compact_cfg: TrainConfig | None = None, compact_dir: str | Path | None = None,
-             head_input_level_db: float | None = None) -> dict:
+             head_input_level_db: float | None = None, input_level_db: float | None = None) -> dict:
     """compact_cfg: the `compact` system's training settings (default TrainConfig()); compact_dir: a folder
     that keeps its model of each fold (compact_dir/FOLD), else each model lives in a temporary folder.
     head_input_level_db: the head:* systems see every clip at this active speech level, as `ser train
-    --backbone` trains them and the voice backend hears its input (None: at the corpora's own levels, as the
-    LR anchors always do)."""
+    --backbone` trains them and the voice backend hears its input (None: as the other feature systems).
+    input_level_db: every feature system (mfcc-lr, lr:*, head:*) sees every clip at this active speech level,
+    so the anchors hear what the heads hear (None: at the corpora's own levels)."""
     from ser_tool.parts import cache_root
 
     corpora = {}
@@ -241,17 +242,20 @@ def run_loco(corpus_dirs: Sequence[str | Path], systems: Sequence[str] = DEFAULT
     rep_names = sorted({n for s in systems for n in _parse(s)[1] if n not in ("mfcc",)})
     reps = [load_representation(n) for n in rep_names] + ([MFCCBaseline()] if "mfcc-lr" in systems else [])
     cache = FeatureCache(cache_dir or cache_root() / "features")
-    feats = ClipFeatures(cache, reps)
-    head_feats = feats
-    if head_input_level_db is not None:
+
+    def at_level(db: float | None) -> ClipFeatures:
         from ser_tool.representations.degrade import LevelledRepresentation
 
-        head_feats = ClipFeatures(cache, [LevelledRepresentation(r, head_input_level_db) for r in reps])
+        return ClipFeatures(cache, reps if db is None else [LevelledRepresentation(r, db) for r in reps])
+
+    feats = at_level(input_level_db)
+    head_feats = feats if head_input_level_db in (None, input_level_db) else at_level(head_input_level_db)
     head_cfg = head_cfg or VoiceTrainConfig()
     report = {"kind": "ser-loco", "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
               "data": [str(Path(d).resolve()) for d in corpus_dirs], "labels_dropped": dropped,
               "groups": corpus_groups(corpora), "systems": list(systems), "fit_cap": fit_cap,
-              "head_config": head_cfg.__dict__, "head_input_level_db": head_input_level_db, "representation_ids": {r.name: r.id for r in reps}, "folds": {}}
+              "head_config": head_cfg.__dict__, "head_input_level_db": head_input_level_db if head_input_level_db is not None else input_level_db,
+              "input_level_db": input_level_db, "representation_ids": {r.name: r.id for r in reps}, "folds": {}}
     all_folds = {f["name"]: f for f in folds(corpora, within, fit_cap)}
     unknown = [f for f in only_folds or [] if f not in all_folds]
     if unknown:

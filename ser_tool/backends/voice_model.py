@@ -30,6 +30,9 @@ class VoiceHeadConfig:
     embedding_dim: int = 256
     dropout: float = 0.2
     input_stats: bool = True  # also feed the clip's mean+std of the (standardised) input frames to the embedding
+    # subtract each clip's own mean frame (after standardising) before the network: the constant part of a
+    # recording (channel, microphone, speaker timbre) is removed and the head reads how the frames move
+    clip_norm: bool = False
     stride: int = 2  # the stem halves the frame rate (25 -> 12.5 frames/s): half the cost, emotion cues are slower than that
     labels: tuple[str, ...] = field(default=EMOTIONS)
 
@@ -96,6 +99,8 @@ class VoiceHead(nn.Module):
         Logits are divided by the calibrated temperature (1 until calibration sets it).
         """
         x = ((frames - self.feat_mean) / self.feat_std).transpose(1, 2)
+        if self.cfg.clip_norm:
+            x = x - x.mean(dim=2, keepdim=True)
         h = self.stem(x)
         outs = []
         for block in self.blocks:

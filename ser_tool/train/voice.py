@@ -40,6 +40,8 @@ class VoiceTrainConfig:
     ccc_weight: float = 0.5
     channels: int = 96
     dropout: float = 0.2
+    input_stats: bool = True  # VoiceHeadConfig.input_stats
+    clip_norm: bool = False  # VoiceHeadConfig.clip_norm
     seed: int = 0
     heads: int = 1  # > 1: that many heads, seeds seed, seed+1, ..., averaged (VoiceHeadEnsemble)
     degraded_variants: int = 0  # training clips also as this many noisy / reverberant / telephone copies
@@ -97,7 +99,8 @@ def train_voice_head(train: FrameSet, dev: FrameSet, representations: Sequence[s
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     dim = train.frames[0].shape[1]
-    model = VoiceHead(VoiceHeadConfig(dim, tuple(representations), channels=cfg.channels, dropout=cfg.dropout))
+    model = VoiceHead(VoiceHeadConfig(dim, tuple(representations), channels=cfg.channels, dropout=cfg.dropout,
+                                      input_stats=cfg.input_stats, clip_norm=cfg.clip_norm))
     stacked = np.concatenate(train.frames[:: max(1, len(train) // 2000)]).astype(np.float32)
     model.feat_mean.copy_(torch.from_numpy(stacked.mean(axis=0)))
     model.feat_std.copy_(torch.from_numpy(stacked.std(axis=0) + 1e-3))

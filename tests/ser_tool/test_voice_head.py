@@ -370,3 +370,17 @@ def test_the_shipped_voice_head_is_the_voice_default(capsys):
 
     p = backend.predict([load_audio(SAMPLE)[: 3 * SR]]).probabilities
     assert p.shape == (1, len(EMOTIONS)) and abs(p.sum() - 1) < 1e-5
+
+
+def test_loco_level_db_puts_the_anchors_at_the_heads_level(corpora, tmp_path):
+    """--level-db: the LR anchors hear every clip at that speech level too (their own cache entries), and the
+    scores differ from the recorded levels only through the audio each anchor hears."""
+    from evals.cli import main
+
+    rc = main(["ser", "--loco", *map(str, corpora), "--systems", "lr:prosody", "--loco-cache", str(tmp_path / "cache"),
+               "--out", str(tmp_path / "out"), "--folds", "b", "--level-db", "-26"])
+    assert rc == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["input_level_db"] == -26.0 and report["head_input_level_db"] == -26.0
+    assert {p.name for p in (tmp_path / "cache").iterdir()} == {"prosody-acf-v3+level-26"}  # nothing at the recorded levels
+    assert report["folds"]["b"]["systems"]["lr:prosody"]["scores"]["b"]["n"] == 24
