@@ -98,6 +98,14 @@ class VoiceHead(nn.Module):
 
         Logits are divided by the calibrated temperature (1 until calibration sets it).
         """
+        return self.outputs(self.embedding(frames))
+
+    def outputs(self, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The shared embedding (B, embedding_dim) -> (logits, dimensions), as forward returns them."""
+        return self.logits(e) / self.temperature, torch.sigmoid(self.dims(e))
+
+    def embedding(self, frames: torch.Tensor) -> torch.Tensor:
+        """frames: (B, T, D) raw representation frames -> the shared embedding (B, embedding_dim)."""
         x = ((frames - self.feat_mean) / self.feat_std).transpose(1, 2)
         if self.cfg.clip_norm:
             x = x - x.mean(dim=2, keepdim=True)
@@ -109,8 +117,7 @@ class VoiceHead(nn.Module):
         pooled = self.pool(self.mfa(torch.cat(outs, dim=1)))
         if self.cfg.input_stats:  # the statistics a linear probe sees, so the head starts from what LR can do
             pooled = torch.cat([pooled, x.mean(dim=2), x.std(dim=2, unbiased=False)], dim=1)
-        e = self.embed(pooled)
-        return self.logits(e) / self.temperature, torch.sigmoid(self.dims(e))
+        return self.embed(pooled)
 
 
 class VoiceHeadEnsemble(nn.Module):

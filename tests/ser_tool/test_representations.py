@@ -69,6 +69,27 @@ def test_cache_misses_when_the_file_changes(tmp_path, clip):
     assert rep.calls == 2 and len(again.frames) == 2 * FRAME_RATE
 
 
+def test_cache_follows_content_not_path_or_time(tmp_path, clip):
+    """A copied or restored corpus (new path, new mtime) keeps its features; new bytes under the old name and
+    the old modification time do not."""
+    import shutil
+
+    cache, rep = FeatureCache(tmp_path / "cache"), CountingRep()
+    cache.features(clip, rep)
+    moved = tmp_path / "restored" / "copy.wav"
+    moved.parent.mkdir()
+    shutil.copy(clip, moved)  # new path, new mtime
+    cache.features(moved, rep)
+    assert rep.calls == 1 and cache.hits == 1
+    st = clip.stat()
+    data = bytearray(clip.read_bytes())
+    data[-1] ^= 0xFF  # one sample changed, same size and time
+    clip.write_bytes(bytes(data))
+    os.utime(clip, ns=(st.st_atime_ns, st.st_mtime_ns))
+    cache.features(clip, rep)
+    assert rep.calls == 2
+
+
 def test_short_and_bad_inputs():
     rep = load_representation("prosody")
     for seconds in (0.01, 0.3, 3.0):

@@ -49,3 +49,41 @@ def test_hybrid_loss_is_ce_plus_half_one_minus_ccc():
 def test_class_weights_are_inverse_frequency():
     w = class_weights(np.array([3, 1, 0])).numpy()
     assert w[2] == 0 and w[1] == pytest.approx(3 * w[0]) and w[0] * 3 + w[1] * 1 == pytest.approx(4.0)
+
+
+def test_reverse_gradient_is_identity_forward_and_negated_backward():
+    from ser_tool.train.loss import reverse_gradient
+
+    x = torch.tensor([1.0, -2.0, 3.0], requires_grad=True)
+    y = reverse_gradient(x)
+    assert torch.equal(y.detach(), x.detach())
+    (y * torch.tensor([1.0, 2.0, 3.0])).sum().backward()
+    assert torch.equal(x.grad, torch.tensor([-1.0, -2.0, -3.0]))
+
+
+def test_the_corpus_adversary_pushes_the_embedding_away_from_the_corpus():
+    """With the adversary, the step adds its loss and moves the adversary towards telling the corpora apart
+    while the embedding's own parameters get the opposite push (reversed gradient)."""
+    from ser_tool.backends.voice_model import VoiceHead, VoiceHeadConfig
+    from ser_tool.train.loss import hybrid_step
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    model = VoiceHead(VoiceHeadConfig(6, ("prosody",), channels=16, dropout=0.0))
+    adversary = torch.nn.Sequential(torch.nn.Linear(model.cfg.embedding_dim, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    x = torch.randn(8, 20, 6)
+    labels, dims, domains = np.arange(8) % 7, np.full((8, 3), 0.5, np.float32), np.array([0, 1] * 4)
+    weights = [p.detach().clone() for p in adversary.parameters()]
+    opt = torch.optim.SGD(list(model.parameters()) + list(adversary.parameters()), lr=0.1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    losses = hybrid_step(model, HybridLoss(), opt, sched, x, labels, dims, rng, 0.0, 0.3, domains, adversary, 0.5)
+    assert "adversary" in losses and float(losses["loss"].detach()) > float(losses["adversary"].detach()) * 0.5
+    assert any(not torch.equal(w, p) for w, p in zip(weights, adversary.parameters()))
+    # the sign: the embedding's gradient from the adversary term alone is minus the plain one
+    from ser_tool.train.loss import reverse_gradient
+
+    e = model.embedding(x)
+    target = torch.nn.functional.one_hot(torch.from_numpy(domains), 2).float()
+    plain = torch.autograd.grad(-(target * torch.log_softmax(adversary(e), 1)).sum(1).mean(), e, retain_graph=True)[0]
+    rev = torch.autograd.grad(-(target * torch.log_softmax(adversary(reverse_gradient(e)), 1)).sum(1).mean(), e)[0]
+    torch.testing.assert_close(rev, -plain)

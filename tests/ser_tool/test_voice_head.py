@@ -384,3 +384,44 @@ def test_loco_level_db_puts_the_anchors_at_the_heads_level(corpora, tmp_path):
     assert report["input_level_db"] == -26.0 and report["head_input_level_db"] == -26.0
     assert {p.name for p in (tmp_path / "cache").iterdir()} == {"prosody-acf-v3+level-26"}  # nothing at the recorded levels
     assert report["folds"]["b"]["systems"]["lr:prosody"]["scores"]["b"]["n"] == 24
+
+
+def test_clip_norm_ignores_a_constant_offset_of_the_frames():
+    """clip_norm (without the clip statistics): a recording-wide constant (channel, level, timbre) moves no
+    output; without clip_norm it does."""
+    import torch
+
+    from ser_tool.backends.voice_model import VoiceHead, VoiceHeadConfig
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 40, 12)
+    offset = torch.randn(12) * 3
+    normed = VoiceHead(VoiceHeadConfig(12, ("prosody",), channels=16, clip_norm=True, input_stats=False)).eval()
+    torch.testing.assert_close(normed(x + offset)[0], normed(x)[0], atol=1e-4, rtol=1e-4)
+    plain = VoiceHead(VoiceHeadConfig(12, ("prosody",), channels=16)).eval()
+    assert not torch.allclose(plain(x + offset)[0], plain(x)[0], atol=1e-3)
+
+
+def test_training_options_reach_the_saved_head(tmp_path):
+    """clip_norm / input_stats are the saved head's configuration (the backend rebuilds the same network);
+    the corpus adversary is training only: nothing of it is saved."""
+    import torch
+
+    from ser_tool.backends.voice_model import load_voice_head, save_voice_head
+    from ser_tool.train.voice import FrameSet, VoiceTrainConfig, train_voice_head
+
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    n = 24
+    frames = [rng.standard_normal((30, 6)).astype(np.float32) for _ in range(n)]
+    labels = np.arange(n) % 3
+    data = FrameSet(frames, labels, np.full((n, 3), 0.5, np.float32), np.array(["a", "b"] * (n // 2)))
+    cfg = VoiceTrainConfig(epochs=1, batch_size=8, channels=16, crop_frames=(10, 20), clip_norm=True, input_stats=False,
+                           corpus_adversary=0.5)
+    model, summary = train_voice_head(data, data, ["prosody"], cfg, log=lambda s: None)
+    assert model.cfg.clip_norm and not model.cfg.input_stats
+    save_voice_head(model, tmp_path / "m")
+    loaded, config = load_voice_head(tmp_path / "m")
+    assert config["clip_norm"] is True and config["input_stats"] is False
+    assert set(loaded.state_dict()) == set(model.state_dict())
+    assert not any("advers" in k for k in model.state_dict())
