@@ -56,8 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="corpora whose train split fits the baseline (default: DATA_DIR); for a cross-corpus test name the model's training corpora")
     s.add_argument("--limit", type=number(int, ge=1), help="score at most N clips (a smoke run)")
     s.add_argument("--feature-cache", metavar="DIR",
-                   help="where the baseline keeps each clip's features between runs, keyed by file path, size, "
-                        f"modification time and feature settings (default: {default_feature_cache()})")
+                   help="where the baseline keeps each clip's features between runs, keyed by the file's content "
+                        f"and the feature settings (default: {default_feature_cache()})")
     s.add_argument("--no-feature-cache", action="store_true", help="compute the baseline's features afresh, keep nothing")
     s.add_argument("--jobs", type=number(int, ge=1, le=256), default=default_jobs(),
                    help=f"worker processes for the baseline's features (default: the CPU count, at most 8; here {default_jobs()})")

@@ -70,7 +70,8 @@ def file_features(paths: Sequence[str]) -> list[np.ndarray]:
 
 class FeatureCache:
     """Baseline features on disk: one file per feature-settings version in `folder`, a row per audio file,
-    keyed by its resolved path, size and modification time (an edited or replaced file is computed again).
+    keyed by the file's content (ser_tool.representations.cache.content_key: a copied or restored corpus keeps
+    its rows; an edited or replaced file is computed again).
 
     A damaged or unreadable cache file counts as empty and is rewritten; writes are atomic."""
 
@@ -90,12 +91,12 @@ class FeatureCache:
 
     @staticmethod
     def key(path: str | Path) -> str | None:
+        from ser_tool.representations.cache import content_key
+
         try:
-            real = os.path.realpath(path)
-            st = os.stat(real)
+            return content_key(path)
         except OSError:
             return None
-        return f"{real}\0{st.st_size}\0{st.st_mtime_ns}"
 
     def get(self, path: str | Path) -> np.ndarray | None:
         key = self.key(path)
