@@ -30,9 +30,6 @@ class VoiceHeadConfig:
     embedding_dim: int = 256
     dropout: float = 0.2
     input_stats: bool = True  # also feed the clip's mean+std of the (standardised) input frames to the embedding
-    # subtract each clip's own mean frame (after standardising) before the network: the constant part of a
-    # recording (channel, microphone, speaker timbre) is removed and the head reads how the frames move
-    clip_norm: bool = False
     stride: int = 2  # the stem halves the frame rate (25 -> 12.5 frames/s): half the cost, emotion cues are slower than that
     labels: tuple[str, ...] = field(default=EMOTIONS)
 
@@ -98,17 +95,7 @@ class VoiceHead(nn.Module):
 
         Logits are divided by the calibrated temperature (1 until calibration sets it).
         """
-        return self.outputs(self.embedding(frames))
-
-    def outputs(self, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The shared embedding (B, embedding_dim) -> (logits, dimensions), as forward returns them."""
-        return self.logits(e) / self.temperature, torch.sigmoid(self.dims(e))
-
-    def embedding(self, frames: torch.Tensor) -> torch.Tensor:
-        """frames: (B, T, D) raw representation frames -> the shared embedding (B, embedding_dim)."""
         x = ((frames - self.feat_mean) / self.feat_std).transpose(1, 2)
-        if self.cfg.clip_norm:
-            x = x - x.mean(dim=2, keepdim=True)
         h = self.stem(x)
         outs = []
         for block in self.blocks:
@@ -117,7 +104,8 @@ class VoiceHead(nn.Module):
         pooled = self.pool(self.mfa(torch.cat(outs, dim=1)))
         if self.cfg.input_stats:  # the statistics a linear probe sees, so the head starts from what LR can do
             pooled = torch.cat([pooled, x.mean(dim=2), x.std(dim=2, unbiased=False)], dim=1)
-        return self.embed(pooled)
+        e = self.embed(pooled)
+        return self.logits(e) / self.temperature, torch.sigmoid(self.dims(e))
 
 
 class VoiceHeadEnsemble(nn.Module):

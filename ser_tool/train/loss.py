@@ -55,53 +55,21 @@ class HybridLoss(nn.Module):
         return {"loss": ce + self.ccc_weight * ccc_loss, "ce": ce.detach(), "ccc": (1.0 - ccc_loss).detach()}
 
 
-class _ReverseGradient(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return -grad
-
-
-def reverse_gradient(x: torch.Tensor) -> torch.Tensor:
-    """Identity forward, negated gradient backward (Ganin & Lempitsky 2015): what follows it learns to tell
-    the domains apart, what precedes it learns to hide them."""
-    return _ReverseGradient.apply(x)
-
-
-def hybrid_step(model, loss_fn: HybridLoss, opt, sched, x, labels, dims, rng, mixup_p: float, mixup_alpha: float,
-                domains: np.ndarray | None = None, adversary: nn.Module | None = None, adversary_weight: float = 0.0) -> dict:
+def hybrid_step(model, loss_fn: HybridLoss, opt, sched, x, labels, dims, rng, mixup_p: float, mixup_alpha: float) -> dict:
     """One optimiser step of the hybrid objective, shared by the compact model and the voice head: one-hot targets,
     MixUp (probability `mixup_p`, Beta(alpha, alpha)) of inputs, classes and V/A/D targets, forward, loss, gradient
     clipped at norm 5, optimiser and scheduler step. x: input tensor; labels: int array; dims: (B, 3) array.
-    adversary (with domains, an int array of each row's domain, e.g. its corpus): a classifier of the model's
-    embedding (model.embedding / model.outputs) behind a reversed gradient; its cross-entropy, times
-    adversary_weight, joins the loss, so the embedding learns to carry the emotion and not the corpus.
-    The optimiser must hold the adversary's parameters too. Returns the loss terms (tensors)."""
+    Returns the loss terms (tensors)."""
     from ser_tool.labels import EMOTIONS
 
     y = F.one_hot(torch.from_numpy(labels), len(EMOTIONS)).float()
     d = torch.from_numpy(dims)
-    dom = None
-    if adversary is not None:
-        dom = F.one_hot(torch.from_numpy(np.asarray(domains, dtype=np.int64)), adversary[-1].out_features).float()
     if rng.random() < mixup_p:
         lam = float(rng.beta(mixup_alpha, mixup_alpha))
         perm = torch.from_numpy(rng.permutation(len(labels)))
         x, y, d = (lam * t + (1 - lam) * t[perm] for t in (x, y, d))
-        if dom is not None:
-            dom = lam * dom + (1 - lam) * dom[perm]
-    if adversary is None:
-        logits, out_dims = model(x)
-        losses = loss_fn(logits, out_dims, y, d)
-    else:
-        e = model.embedding(x)
-        logits, out_dims = model.outputs(e)
-        losses = loss_fn(logits, out_dims, y, d)
-        losses["adversary"] = -(dom * F.log_softmax(adversary(reverse_gradient(e)), dim=1)).sum(dim=1).mean()
-        losses["loss"] = losses["loss"] + adversary_weight * losses["adversary"]
+    logits, out_dims = model(x)
+    losses = loss_fn(logits, out_dims, y, d)
     opt.zero_grad()
     losses["loss"].backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)

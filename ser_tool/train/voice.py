@@ -40,11 +40,6 @@ class VoiceTrainConfig:
     ccc_weight: float = 0.5
     channels: int = 96
     dropout: float = 0.2
-    input_stats: bool = True  # VoiceHeadConfig.input_stats
-    clip_norm: bool = False  # VoiceHeadConfig.clip_norm
-    # > 0: a corpus classifier on the head's embedding behind a reversed gradient, its loss times this weight
-    # (domain-adversarial training: the embedding learns to hide which corpus a clip came from); training only
-    corpus_adversary: float = 0.0
     seed: int = 0
     heads: int = 1  # > 1: that many heads, seeds seed, seed+1, ..., averaged (VoiceHeadEnsemble)
     degraded_variants: int = 0  # training clips also as this many noisy / reverberant / telephone copies
@@ -102,8 +97,7 @@ def train_voice_head(train: FrameSet, dev: FrameSet, representations: Sequence[s
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     dim = train.frames[0].shape[1]
-    model = VoiceHead(VoiceHeadConfig(dim, tuple(representations), channels=cfg.channels, dropout=cfg.dropout,
-                                      input_stats=cfg.input_stats, clip_norm=cfg.clip_norm))
+    model = VoiceHead(VoiceHeadConfig(dim, tuple(representations), channels=cfg.channels, dropout=cfg.dropout))
     stacked = np.concatenate(train.frames[:: max(1, len(train) // 2000)]).astype(np.float32)
     model.feat_mean.copy_(torch.from_numpy(stacked.mean(axis=0)))
     model.feat_std.copy_(torch.from_numpy(stacked.std(axis=0) + 1e-3))
@@ -116,14 +110,7 @@ def train_voice_head(train: FrameSet, dev: FrameSet, representations: Sequence[s
     loss_fn = HybridLoss(class_weights(expected), cfg.label_smoothing, cfg.ccc_weight)
     steps = max(1, sum(per_epoch.values()) // cfg.batch_size)
     total, warm = steps * cfg.epochs, max(1, int(steps * cfg.warmup_epochs))
-    corpus_names = sorted(by_corpus)
-    corpus_ids = np.searchsorted(corpus_names, train.corpora)
-    adversary = None
-    if cfg.corpus_adversary > 0 and len(corpus_names) > 1:
-        adversary = torch.nn.Sequential(torch.nn.Linear(model.cfg.embedding_dim, 64), torch.nn.ReLU(),
-                                        torch.nn.Linear(64, len(corpus_names)))
-    params = list(model.parameters()) + (list(adversary.parameters()) if adversary is not None else [])
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
     mean, std = model.feat_mean.numpy(), model.feat_std.numpy()
@@ -150,7 +137,7 @@ def train_voice_head(train: FrameSet, dev: FrameSet, representations: Sequence[s
                     ch = rng.random(dim) < cfg.channel_mask
                     x[row][:, ch] = mean[ch]
             losses = hybrid_step(model, loss_fn, opt, sched, torch.from_numpy(x), train.labels[idx], train.dims[idx], rng,
-                                 cfg.mixup_p, cfg.mixup_alpha, corpus_ids[idx], adversary, cfg.corpus_adversary)
+                                 cfg.mixup_p, cfg.mixup_alpha)
             total_loss += float(losses["loss"].detach())
         logits, _ = predict_frames(model, dev.frames)
         pred = logits.argmax(axis=1)
