@@ -22,7 +22,7 @@ from ser_tool.data import SPLITS, Clip, read_corpus, split_by_speaker, vad_targe
 from ser_tool.errors import AudioError, ConfigError
 from ser_tool.labels import DIMENSIONS, EMOTIONS
 from ser_tool.level import input_level_db, model_inputs
-from ser_tool.train.voice import expected_calibration_error
+from ser_tool.train.calibration import expected_calibration_error
 
 from evals.classify.metrics import FOUR_CLASS, ccc, classification_metrics, restrict
 

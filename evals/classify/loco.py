@@ -38,8 +38,8 @@ from ser_tool.labels import EMOTIONS
 from ser_tool.representations import FeatureCache, Features, load_representation
 from ser_tool.data import Clip, read_corpus, split_by_speaker
 from ser_tool.train.loop import TrainConfig
-from ser_tool.train.voice import (ClipFeatures, VoiceTrainConfig, expected_calibration_error, train_voice_heads,
-                                  training_set, head_probabilities)
+from ser_tool.train.calibration import expected_calibration_error
+from ser_tool.train.voice import ClipFeatures, VoiceTrainConfig, head_probabilities, train_voice_heads, training_set
 
 from evals.classify.metrics import classification_metrics
 

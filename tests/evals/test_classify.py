@@ -61,7 +61,7 @@ def test_benchmark_end_to_end_on_a_toy_corpus(tmp_path):
     assert report["baseline"]["n_train"] == 5 * 3
     json.dumps(report)
     # ECE by hand: the fake's probabilities for the scored clips, 15 equal-width bins
-    from ser_tool.train.voice import expected_calibration_error
+    from ser_tool.train.calibration import expected_calibration_error
 
     assert 0 <= report["metrics"]["overall"]["ece"] <= 1
     assert set(report["metrics"]["per_corpus"]["toy"]) >= {"7class", "4class", "ece", "ccc"}

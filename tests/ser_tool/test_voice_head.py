@@ -11,7 +11,7 @@ import soundfile as sf
 
 from ser_tool.labels import EMOTIONS
 from ser_tool.testing import SR, voice
-from ser_tool.train.voice import expected_calibration_error, fit_temperature
+from ser_tool.train.calibration import expected_calibration_error, fit_temperature
 from tests.helpers import SAMPLE
 
 
