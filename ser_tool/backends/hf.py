@@ -121,6 +121,12 @@ class TransformersBackend:
         self.emotions_supported = projection.emotions_supported
         self.normalises_input = scales_waveform(feature_extractor)
         self.input_level_db = TARGET_DB  # when it does not: the nominal speech level (ser_tool.level)
+        self.max_input_seconds: float | None = self.input_window(feature_extractor)
+
+    @staticmethod
+    def input_window(feature_extractor: Any) -> float | None:
+        """The longest input (seconds) the model takes at once; None: any length."""
+        return None
 
 
 class HFBackend(TransformersBackend):
@@ -129,17 +135,19 @@ class HFBackend(TransformersBackend):
     name = "hf"
     has_dimensions = False
 
-    def __init__(
-        self, model_id: str, feature_extractor: Any, model: Any, projection: LabelProjection, device: torch.device,
-        threads: int | None = None,
-    ):
-        super().__init__(model_id, feature_extractor, model, projection, device, threads)
+    @staticmethod
+    def input_window(feature_extractor: Any) -> float | None:
         # Whisper-style extractors pad or cut every input to a fixed window (30 s); others take any length.
-        self._fixed_window = getattr(feature_extractor, "chunk_length", None) is not None
-        self.max_input_seconds: float | None = (
-            float(feature_extractor.chunk_length) if self._fixed_window else None
-        )
-        self._input_names = list(getattr(feature_extractor, "model_input_names", None) or [])
+        chunk = getattr(feature_extractor, "chunk_length", None)
+        return float(chunk) if chunk is not None else None
+
+    @property
+    def _fixed_window(self) -> bool:
+        return self.max_input_seconds is not None
+
+    @property
+    def _input_names(self) -> list[str]:
+        return list(getattr(self.feature_extractor, "model_input_names", None) or [])
 
     @property
     def _masked(self) -> bool:

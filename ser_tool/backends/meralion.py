@@ -89,12 +89,9 @@ class MeralionBackend(TransformersBackend):
     name = "meralion"
     has_dimensions = True
 
-    def __init__(
-        self, model_id: str, feature_extractor: Any, model: Any, projection: LabelProjection, device: torch.device,
-        threads: int | None = None,
-    ):
-        super().__init__(model_id, feature_extractor, model, projection, device, threads)
-        self.max_input_seconds: float | None = float(getattr(feature_extractor, "chunk_length", None) or WINDOW_SECONDS)
+    @staticmethod
+    def input_window(feature_extractor: Any) -> float | None:
+        return float(getattr(feature_extractor, "chunk_length", None) or WINDOW_SECONDS)
 
     def predict(self, waveforms: Sequence[np.ndarray]) -> Prediction:
         what = f"MERaLiON model {self.model_id!r}"
