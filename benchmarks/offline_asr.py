@@ -7,6 +7,11 @@ CPU second, which a busy machine disturbs less) and, where the manifest has the 
 
     python benchmarks/offline_asr.py                 # 12 RAVDESS + 6 Emo-DB + 6 EmoSpeech clips
     python benchmarks/offline_asr.py --clips 24 --threads 2
+    python benchmarks/offline_asr.py --voice         # also the voice model's pass on the same clips
+
+--voice times the voice backend (`--backend voice`: Whisper-base's middle layers in torch, unpadded, plus its
+heads) on the same waveforms at the same thread count, and prints its share of the time an emotion-aware
+transcript spends in the two passes: the most that running one encoder pass for both could save.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--clips", type=int, default=12, help="RAVDESS clips (half as many for the others)")
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--voice", action="store_true", help="also time the voice model's pass on the same clips (the [voice] extra)")
     args = p.parse_args()
     from ser_tool.asr import OFFLINE_WHISPER, FasterWhisperASR, offline_asr_installed, offline_whisper_dir
     from ser_tool.audio import load_audio
@@ -59,12 +65,19 @@ def main() -> int:
     sets = {"ravdess": clips("ravdess", args.clips), "emodb_trimmed2s": clips("emodb_trimmed2s", args.clips // 2),
             "emospeech": clips("emospeech", args.clips // 2)}
     waves = {c: [(r, load_audio(DATA / c / r["path"])) for r in rows] for c, rows in sets.items()}
-    print(f"{'threads':>7} {'corpus':<16} {'clips':>5} {'audio s':>8} {'x real time':>11} {'x per CPU s':>11} {'WER':>6}  example")
+    voice_col = f" {'voice xRT':>9} {'voice share':>11}" if args.voice else ""
+    print(f"{'threads':>7} {'corpus':<16} {'clips':>5} {'audio s':>8} {'x real time':>11} {'x per CPU s':>11} {'WER':>6}{voice_col}  example")
     for threads in args.threads:
         asr = FasterWhisperASR(str(folder), cpu_threads=threads)
         t0 = time.perf_counter()
         asr.transcribe(waves["ravdess"][0][1])  # load + warm
         print(f"{threads:>7} (load + first clip {time.perf_counter() - t0:.2f} s)")
+        voice = None
+        if args.voice:
+            from ser_tool.backends import BackendSpec, load_backend
+
+            voice = load_backend(BackendSpec("voice", threads=threads))
+            voice.predict([waves["ravdess"][0][1]])  # load + warm
         for corpus, items in waves.items():
             audio_s = spent = cpu = errors = ref_words = 0.0
             example = ""
@@ -79,7 +92,14 @@ def main() -> int:
                 ref_words += len(ref)
                 example = example or f"{row['text']!r} -> {out.text!r} [{out.language}]"
             wer = f"{errors / ref_words:.3f}" if ref_words else "-"
-            print(f"{threads:>7} {corpus:<16} {len(items):>5} {audio_s:>8.1f} {audio_s / spent:>11.2f} {audio_s / cpu:>11.2f} {wer:>6}  {example}")
+            extra = ""
+            if voice is not None:
+                t0 = time.perf_counter()
+                for _, wave in items:
+                    voice.predict([wave])
+                ser_s = time.perf_counter() - t0
+                extra = f" {audio_s / ser_s:>9.1f} {ser_s / (ser_s + spent):>11.1%}"
+            print(f"{threads:>7} {corpus:<16} {len(items):>5} {audio_s:>8.1f} {audio_s / spent:>11.2f} {audio_s / cpu:>11.2f} {wer:>6}{extra}  {example}")
     return 0
 
 
