@@ -95,7 +95,7 @@ def load_voice(spec: BackendSpec) -> Backend:
     if not model_dir:
         raise ModelNotAvailableError(
             "the 'voice' backend needs a model: the folder written by `ser train` with a backbone "
-            "(resemblyzer, whisper-base, whisper-base-mid, prosody or several joined by '+')", hints=(Hint("model"),))
+            "(resemblyzer, whisper-base, whisper-base-mid, prosody, hf-whisper:FOLDER_OR_HUB_ID or several joined by '+')", hints=(Hint("model"),))
     device = resolve_device(spec.device)
     directory = Path(model_dir).expanduser()
     head, config = load_voice_head(directory)

@@ -21,7 +21,21 @@ from ser_tool.representations.cache import FeatureCache
 
 REPRESENTATIONS: tuple[str, ...] = ("resemblyzer", "whisper-base", "whisper-base-mid", "prosody")
 
-__all__ = ["FRAME_RATE", "REPRESENTATIONS", "FeatureCache", "Features", "Representation", "load_representation"]
+__all__ = ["FRAME_RATE", "REPRESENTATIONS", "FeatureCache", "Features", "Representation", "load_representation",
+           "parse_backbone"]
+
+
+def parse_backbone(backbone: str) -> list[str]:
+    """'whisper-base-mid+prosody' -> its representation names, each checked; ConfigError names the choices."""
+    from ser_tool.errors import ConfigError
+    from ser_tool.representations.hf_whisper import PREFIX
+
+    names = [n.strip() for n in backbone.split("+") if n.strip()]
+    unknown = [n for n in names if n not in REPRESENTATIONS and not (n.startswith(PREFIX) and len(n) > len(PREFIX))]
+    if not names or unknown:
+        raise ConfigError(f"unknown backbone {backbone!r}: use one or more of {', '.join(REPRESENTATIONS)} or "
+                          f"{PREFIX}FOLDER_OR_HUB_ID (a Whisper checkpoint on this machine) joined by '+'", setting="backbone")
+    return names
 
 
 def load_representation(name: str, **kwargs) -> Representation:
@@ -40,8 +54,12 @@ def load_representation(name: str, **kwargs) -> Representation:
         from ser_tool.representations.whisper import WhisperLayersRepresentation
 
         return WhisperLayersRepresentation(**kwargs)
+    if name.startswith("hf-whisper:"):
+        from ser_tool.representations.hf_whisper import HFWhisperRepresentation, source_of
+
+        return HFWhisperRepresentation(source_of(name), **kwargs)
     if name == "prosody":
         from ser_tool.representations.prosody import ProsodyRepresentation
 
         return ProsodyRepresentation(**kwargs)
-    raise ConfigError(f"unknown representation {name!r}; choose one of {', '.join(REPRESENTATIONS)}")
+    raise ConfigError(f"unknown representation {name!r}; choose one of {', '.join(REPRESENTATIONS)} or hf-whisper:FOLDER_OR_HUB_ID")

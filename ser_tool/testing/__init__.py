@@ -290,13 +290,9 @@ def make_random_voice_head(path: str | Path, backbone: str, seed: int = 0, **con
     import torch
 
     from ser_tool.backends.voice_model import VoiceHead, VoiceHeadConfig, save_voice_head
-    from ser_tool.errors import ConfigError
-    from ser_tool.representations import REPRESENTATIONS, load_representation
+    from ser_tool.representations import load_representation, parse_backbone
 
-    names = [n.strip() for n in backbone.split("+") if n.strip()]
-    unknown = [n for n in names if n not in REPRESENTATIONS]
-    if not names or unknown:
-        raise ConfigError(f"unknown backbone {backbone!r}: use one or more of {', '.join(REPRESENTATIONS)} joined by '+'")
+    names = parse_backbone(backbone)
     reps = [load_representation(n) for n in names]
     torch.manual_seed(seed)
     head = VoiceHead(VoiceHeadConfig(sum(r.frame_dim for r in reps), tuple(names), **config)).eval()

@@ -264,13 +264,10 @@ def train_voice(corpus_dirs: Sequence, out_dir, backbone: str, cache_dir, cfg: V
     from ser_tool.backends.voice_model import save_voice_head
     from ser_tool.data import read_corpus, split_by_speaker
     from ser_tool.errors import ConfigError
-    from ser_tool.representations import REPRESENTATIONS, FeatureCache, load_representation
+    from ser_tool.representations import FeatureCache, load_representation, parse_backbone
 
     cfg = cfg or VoiceTrainConfig()
-    names = [n.strip() for n in backbone.split("+") if n.strip()]
-    unknown = [n for n in names if n not in REPRESENTATIONS]
-    if not names or unknown:
-        raise ConfigError(f"unknown backbone {backbone!r}: use one or more of {', '.join(REPRESENTATIONS)} joined by '+'")
+    names = parse_backbone(backbone)
     clips = [c for d in corpus_dirs for c in read_corpus(d).clips]
     split = split_by_speaker(clips)
     if not split["dev"]:

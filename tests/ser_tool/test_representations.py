@@ -230,3 +230,56 @@ def test_torch_log_mel_matches_faster_whispers_extractor():
         ref = fx(x, padding=0)
         assert ours.shape == ref.shape
         np.testing.assert_allclose(ours, ref, atol=2e-4)
+
+
+def test_hf_whisper_encoder_runs_unpadded_and_matches_transformers(tmp_path):
+    """`hf-whisper:FOLDER`: a transformers Whisper checkpoint's encoder, mapped onto the torch encoder: the same
+    hidden states as transformers on a 30-s input, the real length on short ones, two middle layers by default,
+    an id that follows the weights."""
+    import torch
+    import transformers
+
+    from ser_tool.representations.hf_whisper import middle_layers
+    from ser_tool.testing import make_tiny_whisper_asr
+
+    folder = make_tiny_whisper_asr(tmp_path / "hf", encoder_layers=4)
+    rep = load_representation(f"hf-whisper:{folder}")
+    assert rep.name == f"hf-whisper:{folder}" and rep.layers == middle_layers(4) == (1, 2) and rep.frame_dim == 16
+    assert middle_layers(6) == (2, 3) and middle_layers(24) == (11, 12)  # whisper-base-mid's choice; Whisper-medium's
+    fx = transformers.WhisperFeatureExtractor(feature_size=80)
+    mel = torch.from_numpy(fx(voice(30.0), sampling_rate=SR, return_tensors="np").input_features.astype(np.float32))
+    hf = transformers.WhisperModel.from_pretrained(folder).encoder.eval()
+    with torch.inference_mode():
+        ref = hf(mel, output_hidden_states=True).hidden_states  # [embeddings, layer 0, ..., final norm]
+        states, last = rep.encoder(mel)
+    for i in range(3):
+        np.testing.assert_allclose(states[i].numpy(), ref[i + 1].numpy(), atol=1e-4)
+    np.testing.assert_allclose(last.numpy(), ref[-1].numpy(), atol=1e-4)
+    for seconds, frames in ((0.3, 8), (3.0, 75), (31.0, 775)):  # no 30-s padding; > 30 s in 30-s pieces
+        f = rep.features(voice(seconds))
+        assert f.frames.shape == (frames, 16) and f.utterance.shape == (32,) and np.all(np.isfinite(f.frames))
+    assert load_representation(f"hf-whisper:{folder}").id == rep.id  # stable: cached features are found again
+    assert load_representation(f"hf-whisper:{folder}", layers=(3,)).id != rep.id
+    other = make_tiny_whisper_asr(tmp_path / "other", encoder_layers=4)
+    model = transformers.WhisperModel.from_pretrained(other)
+    with torch.no_grad():
+        model.encoder.layers[0].fc1.weight.add_(0.01)  # another checkpoint: other weights, another id
+    model.save_pretrained(other)
+    assert load_representation(f"hf-whisper:{other}").id != rep.id
+
+
+def test_hf_whisper_refuses_what_it_cannot_load(tmp_path):
+    from ser_tool.errors import ModelNotAvailableError
+    from ser_tool.representations import parse_backbone
+
+    with pytest.raises(ModelNotAvailableError, match="does not exist"):
+        load_representation(f"hf-whisper:{tmp_path / 'nowhere'}")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelNotAvailableError, match="empty"):
+        load_representation(f"hf-whisper:{tmp_path / 'empty'}")
+    with pytest.raises(ModelNotAvailableError, match="offline"):  # a hub id not in the cache: said at once, no download
+        load_representation("hf-whisper:nobody/no-such-whisper", offline=True)
+    assert parse_backbone("hf-whisper:openai/whisper-small+prosody") == ["hf-whisper:openai/whisper-small", "prosody"]
+    for bad in ("hf-whisper:", "wav2vec9", ""):
+        with pytest.raises(ConfigError, match="unknown backbone"):
+            parse_backbone(bad)

@@ -385,3 +385,29 @@ def test_loco_level_db_puts_the_anchors_at_the_heads_level(corpora, tmp_path):
     assert {p.name for p in (tmp_path / "cache").iterdir()} == {"prosody-acf-v3+level-26"}  # nothing at the recorded levels
     assert report["folds"]["b"]["systems"]["lr:prosody"]["scores"]["b"]["n"] == 24
 
+
+
+@pytest.mark.slow
+def test_ser_train_on_a_hugging_face_whisper_encoder(corpora, tmp_path):
+    """`ser train --backbone hf-whisper:FOLDER`: a user's own Whisper checkpoint (any size; here a tiny one saved
+    by the test) under the head, its features cached under its own id, the folder loaded by the voice backend
+    and run through the analyzer."""
+    import torch
+
+    from ser_tool import Analyzer
+    from ser_tool.cli import main
+    from ser_tool.testing import make_tiny_whisper_asr
+
+    torch.set_num_threads(1)
+    whisper = make_tiny_whisper_asr(tmp_path / "whisper", encoder_layers=2)
+    backbone = f"hf-whisper:{whisper}+prosody"
+    rc = main(["train", *map(str, corpora), "--backbone", backbone, "--epochs", "1", "--batch-size", "8",
+               "--feature-cache", str(tmp_path / "cache"), "--out", str(tmp_path / "model")])
+    assert rc == 0
+    config = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert config["representations"] == [f"hf-whisper:{whisper}", "prosody"] and config["input_dim"] == 16 + 20
+    assert any(p.name.startswith("hf-whisper-") for p in (tmp_path / "cache").iterdir())
+    wav = tmp_path / "clip.wav"
+    sf.write(wav, voice(3.0), SR)
+    report = Analyzer("voice", model=str(tmp_path / "model")).analyze(wav)
+    assert report.overall.emotion in EMOTIONS and abs(sum(report.overall.probabilities.as_tuple()) - 1) < 1e-3

@@ -1,0 +1,141 @@
+"""A Hugging Face Whisper checkpoint's encoder as a voice-head representation: `hf-whisper:SOURCE`.
+
+SOURCE is a local folder or a hub id (any Whisper size, e.g. `openai/whisper-medium`, MERaLiON-SER's
+encoder size) already on this machine: a hub id is read from the local Hugging Face cache when the hub
+cannot or must not be asked (ser_tool.hub), so nothing downloads unasked. The encoder's weights are
+mapped onto the torch encoder that runs Whisper-base's middle layers (ser_tool.representations.ct2_whisper),
+so every size runs on the recording's real length - no 30-s padding - where transformers' own Whisper
+encoder insists on 30-s inputs. Frames: the average of two middle layers (or `layers`), pooled to 25
+frames/s, (T, d_model); utterance: mean+std of frames. The id is a digest of the encoder's weights, the
+layers and the pooling, so a re-trained or different checkpoint never reads another's cached features.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import numpy as np
+
+from ser_tool.errors import ConfigError, ModelNotAvailableError
+from ser_tool.representations.base import Features, check_wave, mean_std, pool_frames
+
+PREFIX = "hf-whisper:"
+PIECE = 30 * 16_000  # the encoder's positional range
+POOL = 2  # 50 -> 25 frames/s
+
+
+def middle_layers(num_layers: int) -> tuple[int, ...]:
+    """Two middle layers, 0-based: Whisper-base's 6 -> (2, 3), as the shipped `whisper-base-mid`; 24 -> (11, 12)."""
+    return (0,) if num_layers == 1 else (num_layers // 2 - 1, num_layers // 2)
+
+
+def encoder_variables(state: dict, num_heads: int) -> dict[str, np.ndarray]:
+    """transformers WhisperEncoder parameters (`conv1.weight`, `layers.0.self_attn.q_proj.weight`, ...) ->
+    the variable names ct2_whisper.build_encoder reads (CTranslate2's: q, k, v fused in one projection;
+    Whisper's key projection has no bias, so its part of the fused bias is zero)."""
+    def a(name: str) -> np.ndarray:
+        return state[name].detach().float().cpu().numpy()
+
+    out = {"encoder/num_heads": np.array(num_heads, dtype=np.int32),
+           "encoder/position_encodings/encodings": a("embed_positions.weight"),
+           "encoder/layer_norm/gamma": a("layer_norm.weight"), "encoder/layer_norm/beta": a("layer_norm.bias")}
+    for conv in ("conv1", "conv2"):
+        out[f"encoder/{conv}/weight"], out[f"encoder/{conv}/bias"] = a(f"{conv}.weight"), a(f"{conv}.bias")
+    i = 0
+    while f"layers.{i}.fc1.weight" in state:
+        p, q = f"layers.{i}.", f"encoder/layer_{i}/"
+        q_b = a(p + "self_attn.q_proj.bias")
+        out[q + "self_attention/linear_0/weight"] = np.concatenate([a(p + f"self_attn.{k}_proj.weight") for k in "qkv"])
+        out[q + "self_attention/linear_0/bias"] = np.concatenate([q_b, np.zeros_like(q_b), a(p + "self_attn.v_proj.bias")])
+        out[q + "self_attention/linear_1/weight"], out[q + "self_attention/linear_1/bias"] = a(p + "self_attn.out_proj.weight"), a(p + "self_attn.out_proj.bias")
+        out[q + "self_attention/layer_norm/gamma"], out[q + "self_attention/layer_norm/beta"] = a(p + "self_attn_layer_norm.weight"), a(p + "self_attn_layer_norm.bias")
+        out[q + "ffn/layer_norm/gamma"], out[q + "ffn/layer_norm/beta"] = a(p + "final_layer_norm.weight"), a(p + "final_layer_norm.bias")
+        out[q + "ffn/linear_0/weight"], out[q + "ffn/linear_0/bias"] = a(p + "fc1.weight"), a(p + "fc1.bias")
+        out[q + "ffn/linear_1/weight"], out[q + "ffn/linear_1/bias"] = a(p + "fc2.weight"), a(p + "fc2.bias")
+        i += 1
+    return out
+
+
+def load_whisper_encoder(source: str, offline: bool = False):
+    """(transformers WhisperEncoder, its config) from a local folder or a hub id, offline rules as the hf backend."""
+    from ser_tool.backends.hf import looks_like_path, not_available
+    from ser_tool.hub import hub_offline_reason, in_hub_cache, not_cached_error
+
+    local = os.path.isdir(os.path.expanduser(source))
+    if looks_like_path(source) and not local:
+        raise ModelNotAvailableError(f"Whisper checkpoint folder {source!r} does not exist; pass a folder holding a "
+                                     "Whisper config.json and weights, or a hub id such as 'openai/whisper-small'")
+    reason = None if local else hub_offline_reason(offline)
+    if reason is not None and not in_hub_cache(source):
+        raise not_available(source, reason, not_cached_error(source), setting="backbone")
+    from transformers import WhisperModel
+
+    try:
+        model = WhisperModel.from_pretrained(os.path.expanduser(source) if local else source,
+                                             local_files_only=local or reason is not None)
+    except Exception as e:  # noqa: BLE001 - from_pretrained raises OSError/ValueError/... for a non-Whisper checkpoint
+        raise not_available(source, reason or offline, e, setting="backbone") from e
+    return model.get_encoder(), model.config
+
+
+class HFWhisperRepresentation:
+    def __init__(self, source: str, layers: tuple[int, ...] | None = None, threads: int | None = None,
+                 device: object = "cpu", offline: bool = False) -> None:
+        import torch
+        from transformers import WhisperFeatureExtractor
+
+        from ser_tool.representations.ct2_whisper import build_encoder
+
+        if not source:
+            raise ConfigError(f"name the Whisper checkpoint: {PREFIX}FOLDER or {PREFIX}HUB_ID", setting="backbone")
+        encoder, config = load_whisper_encoder(source, offline)
+        state = encoder.state_dict()
+        self.name = PREFIX + source
+        self.device = torch.device(device)
+        self.encoder = build_encoder(encoder_variables(state, config.encoder_attention_heads), self.device)
+        del encoder, state
+        self.layers = tuple(layers) if layers is not None else middle_layers(self.encoder.num_layers)
+        if not self.layers or any(not 0 <= i < self.encoder.num_layers for i in self.layers):
+            raise ConfigError(f"layers {list(self.layers)} are not all in 0..{self.encoder.num_layers - 1} (this encoder's layers)")
+        self.threads = threads
+        mel = WhisperFeatureExtractor(feature_size=self.encoder.n_mels).mel_filters  # (n_fft // 2 + 1, n_mels)
+        self.filters = torch.from_numpy(np.asarray(mel.T, dtype=np.float32)).to(self.device)
+        digest = hashlib.sha1()
+        for key in sorted(self.encoder.w):
+            digest.update(key.encode())
+            digest.update(self.encoder.w[key].detach().cpu().numpy().tobytes())
+        self.id = f"hf-whisper-{digest.hexdigest()[:16]}-L{'-'.join(map(str, self.layers))}-pool{POOL}-v1"
+        self.frame_dim = self.encoder.dim
+        self.utterance_dim = 2 * self.frame_dim
+
+    def encode(self, wave: np.ndarray) -> np.ndarray:
+        """The average of the chosen layers' states at 50 frames/s, (T, d_model); 30-s pieces beyond 30 s."""
+        import torch
+
+        from ser_tool.backends._torch import torch_threads
+        from ser_tool.representations.ct2_whisper import log_mel
+
+        x = check_wave(wave)
+        out = []
+        with torch_threads(self.threads), torch.inference_mode():
+            for start in range(0, len(x), PIECE):
+                mel = log_mel(torch.from_numpy(x[start: start + PIECE]).to(self.device), self.filters)
+                mel = mel[:, : max(2, mel.shape[1] // 2 * 2)]
+                states, _ = self.encoder(mel[None], layers=max(self.layers) + 1)
+                out.append(torch.stack([states[i][0] for i in self.layers]).mean(dim=0).cpu().numpy())
+        return np.concatenate(out).astype(np.float32)
+
+    def features(self, wave: np.ndarray) -> Features:
+        frames = pool_frames(self.encode(wave), POOL).astype(np.float32)
+        return Features(frames, mean_std(frames))
+
+
+def is_hf_whisper(name: str) -> bool:
+    return name.startswith(PREFIX)
+
+
+def source_of(name: str) -> str:
+    return name[len(PREFIX):]
+
+
+__all__ = ["PREFIX", "HFWhisperRepresentation", "encoder_variables", "is_hf_whisper", "middle_layers", "source_of"]
