@@ -68,13 +68,23 @@ def load_whisper_encoder(source: str, offline: bool = False):
     reason = None if local else hub_offline_reason(offline)
     if reason is not None and not in_hub_cache(source):
         raise not_available(source, reason, not_cached_error(source), setting="backbone")
-    from transformers import WhisperModel
+    from transformers import AutoConfig, WhisperModel
 
+    where = os.path.expanduser(source) if local else source
     try:
-        model = WhisperModel.from_pretrained(os.path.expanduser(source) if local else source,
-                                             local_files_only=local or reason is not None)
-    except Exception as e:  # noqa: BLE001 - from_pretrained raises OSError/ValueError/... for a non-Whisper checkpoint
+        config = AutoConfig.from_pretrained(where, local_files_only=local or reason is not None)
+        if config.model_type != "whisper":
+            raise ModelNotAvailableError(f"{source!r} is a {config.model_type!r} checkpoint, not Whisper: hf-whisper: takes "
+                                         "a Whisper checkpoint (openai/whisper-*, or a fine-tune saved with save_pretrained)")
+        model, info = WhisperModel.from_pretrained(where, local_files_only=local or reason is not None, output_loading_info=True)
+    except ModelNotAvailableError:
+        raise
+    except Exception as e:  # noqa: BLE001 - from_pretrained raises OSError/ValueError/... for what it cannot read
         raise not_available(source, reason or offline, e, setting="backbone") from e
+    missing = [k for k in info.get("missing_keys", []) if k.startswith("encoder.")]
+    if missing:  # transformers would fill them with random numbers: features from noise
+        raise ModelNotAvailableError(f"the checkpoint {source!r} lacks encoder weights ({', '.join(missing[:3])}"
+                                     f"{', ...' if len(missing) > 3 else ''}); pass a complete Whisper checkpoint")
     return model.get_encoder(), model.config
 
 

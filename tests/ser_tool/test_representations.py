@@ -277,6 +277,18 @@ def test_hf_whisper_refuses_what_it_cannot_load(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelNotAvailableError, match="empty"):
         load_representation(f"hf-whisper:{tmp_path / 'empty'}")
+    from ser_tool.testing import make_tiny_hf_classifier, make_tiny_whisper_asr
+
+    with pytest.raises(ModelNotAvailableError, match="not Whisper"):  # never a randomly filled Whisper encoder
+        load_representation(f"hf-whisper:{make_tiny_hf_classifier(tmp_path / 'w2v')}")
+    from safetensors.torch import load_file, save_file
+
+    partial = make_tiny_whisper_asr(tmp_path / "partial", encoder_layers=2)
+    weights = next(partial.glob("*.safetensors"))
+    state = {k: v for k, v in load_file(str(weights)).items() if "encoder.layers.1." not in k}
+    save_file(state, str(weights), metadata={"format": "pt"})
+    with pytest.raises(ModelNotAvailableError, match="lacks encoder weights"):
+        load_representation(f"hf-whisper:{partial}")
     with pytest.raises(ModelNotAvailableError, match="offline"):  # a hub id not in the cache: said at once, no download
         load_representation("hf-whisper:nobody/no-such-whisper", offline=True)
     assert parse_backbone("hf-whisper:openai/whisper-small+prosody") == ["hf-whisper:openai/whisper-small", "prosody"]
