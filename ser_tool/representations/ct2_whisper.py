@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ser_tool.errors import ModelNotAvailableError
+from ser_tool.representations.base import Features, check_wave, mean_std, pool_frames
 
 # CTranslate2's DataType enum -> numpy; bfloat16 (5) has no numpy type and is widened by hand
 _DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16}
@@ -156,3 +157,34 @@ def log_mel(wave, filters, n_fft: int = 400, hop: int = 160):
     log = torch.clamp(mel, min=1e-10).log10()
     log = torch.maximum(log, log.max() - 8.0)
     return (log + 4.0) / 4.0
+
+
+PIECE = 30 * 16_000  # the encoder's positional range: longer audio is encoded in 30-s pieces
+POOL = 2  # 50 -> 25 frames/s
+
+
+class EncoderLayers:
+    """A representation over `self.encoder` (build_encoder's module): the average of the hidden states of
+    `self.layers` on the recording at its real length (30-s pieces beyond 30 s), pooled to 25 frames/s,
+    (T, d_model); utterance: mean+std of the frames. Subclasses set encoder, filters (mel), layers, threads
+    and device."""
+
+    def encode(self, wave: np.ndarray) -> np.ndarray:
+        """The average of the chosen layers' states at 50 frames/s, (T, d_model)."""
+        import torch
+
+        from ser_tool.backends._torch import torch_threads
+
+        x = check_wave(wave)
+        out = []
+        with torch_threads(self.threads), torch.inference_mode():
+            for start in range(0, len(x), PIECE):
+                mel = log_mel(torch.from_numpy(x[start: start + PIECE]).to(self.device), self.filters)
+                mel = mel[:, : mel.shape[1] // 2 * 2]
+                states, _ = self.encoder(mel[None], layers=max(self.layers) + 1)
+                out.append(torch.stack([states[i][0] for i in self.layers]).mean(dim=0).cpu().numpy())
+        return np.concatenate(out).astype(np.float32)
+
+    def features(self, wave: np.ndarray) -> Features:
+        frames = pool_frames(self.encode(wave), POOL).astype(np.float32)
+        return Features(frames, mean_std(frames))

@@ -17,11 +17,9 @@ import os
 import numpy as np
 
 from ser_tool.errors import ConfigError, ModelNotAvailableError
-from ser_tool.representations.base import Features, check_wave, mean_std, pool_frames
+from ser_tool.representations.ct2_whisper import POOL, EncoderLayers
 
 PREFIX = "hf-whisper:"
-PIECE = 30 * 16_000  # the encoder's positional range
-POOL = 2  # 50 -> 25 frames/s
 
 
 def middle_layers(num_layers: int) -> tuple[int, ...]:
@@ -88,7 +86,7 @@ def load_whisper_encoder(source: str, offline: bool = False):
     return model.get_encoder(), model.config
 
 
-class HFWhisperRepresentation:
+class HFWhisperRepresentation(EncoderLayers):
     def __init__(self, source: str, layers: tuple[int, ...] | None = None, threads: int | None = None,
                  device: object = "cpu", offline: bool = False) -> None:
         import torch
@@ -117,27 +115,6 @@ class HFWhisperRepresentation:
         self.id = f"hf-whisper-{digest.hexdigest()[:16]}-L{'-'.join(map(str, self.layers))}-pool{POOL}-v1"
         self.frame_dim = self.encoder.dim
         self.utterance_dim = 2 * self.frame_dim
-
-    def encode(self, wave: np.ndarray) -> np.ndarray:
-        """The average of the chosen layers' states at 50 frames/s, (T, d_model); 30-s pieces beyond 30 s."""
-        import torch
-
-        from ser_tool.backends._torch import torch_threads
-        from ser_tool.representations.ct2_whisper import log_mel
-
-        x = check_wave(wave)
-        out = []
-        with torch_threads(self.threads), torch.inference_mode():
-            for start in range(0, len(x), PIECE):
-                mel = log_mel(torch.from_numpy(x[start: start + PIECE]).to(self.device), self.filters)
-                mel = mel[:, : max(2, mel.shape[1] // 2 * 2)]
-                states, _ = self.encoder(mel[None], layers=max(self.layers) + 1)
-                out.append(torch.stack([states[i][0] for i in self.layers]).mean(dim=0).cpu().numpy())
-        return np.concatenate(out).astype(np.float32)
-
-    def features(self, wave: np.ndarray) -> Features:
-        frames = pool_frames(self.encode(wave), POOL).astype(np.float32)
-        return Features(frames, mean_std(frames))
 
 
 def is_hf_whisper(name: str) -> bool:

@@ -15,9 +15,7 @@ import numpy as np
 
 from ser_tool.errors import ConfigError, ModelNotAvailableError
 from ser_tool.representations.base import Features, check_wave, mean_std, pool_frames
-
-PIECE = 30 * 16_000
-POOL = 2  # 50 -> 25 frames/s
+from ser_tool.representations.ct2_whisper import PIECE, POOL, EncoderLayers
 
 
 def whisper_base_dir(models_dir: str | Path | None = None) -> Path:
@@ -92,7 +90,7 @@ class WhisperEncoderRepresentation:
 MID_LAYERS = (2, 3)  # 0-based: the 3rd and 4th of Whisper-base's 6 layers, averaged (chosen by a layer probe, see the model card)
 
 
-class WhisperLayersRepresentation:
+class WhisperLayersRepresentation(EncoderLayers):
     """Whisper-base's middle encoder layers, run in torch from the CTranslate2 weights
     (ser_tool.representations.ct2_whisper): the average of `layers`' hidden states, unpadded, pooled to
     25 frames/s, (T, 512). Utterance: mean+std of frames. Same weights and licence (MIT) as 'whisper-base'."""
@@ -124,24 +122,3 @@ class WhisperLayersRepresentation:
         self.id = f"whisper-base-torch-{size}-L{'-'.join(map(str, self.layers))}-pool{POOL}-v1"
         self.frame_dim = self.encoder.dim
         self.utterance_dim = 2 * self.frame_dim
-
-    def encode(self, wave: np.ndarray) -> np.ndarray:
-        """The average of the chosen layers' states at 50 frames/s, (T, d_model)."""
-        import torch
-
-        from ser_tool.backends._torch import torch_threads
-        from ser_tool.representations.ct2_whisper import log_mel
-
-        x = check_wave(wave)
-        out = []
-        with torch_threads(self.threads), torch.inference_mode():
-            for start in range(0, len(x), PIECE):
-                mel = log_mel(torch.from_numpy(x[start: start + PIECE]).to(self.device), self.filters)
-                mel = mel[:, : mel.shape[1] // 2 * 2]
-                states, _ = self.encoder(mel[None], layers=max(self.layers) + 1)
-                out.append(torch.stack([states[i][0] for i in self.layers]).mean(dim=0).cpu().numpy())
-        return np.concatenate(out).astype(np.float32)
-
-    def features(self, wave: np.ndarray) -> Features:
-        frames = pool_frames(self.encode(wave), POOL).astype(np.float32)
-        return Features(frames, mean_std(frames))
