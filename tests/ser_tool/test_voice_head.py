@@ -411,3 +411,10 @@ def test_ser_train_on_a_hugging_face_whisper_encoder(corpora, tmp_path):
     sf.write(wav, voice(3.0), SR)
     report = Analyzer("voice", model=str(tmp_path / "model")).analyze(wav)
     assert report.overall.emotion in EMOTIONS and abs(sum(report.overall.probabilities.as_tuple()) - 1) < 1e-3
+
+
+def test_loco_systems_take_a_hugging_face_whisper():
+    from evals.classify.loco import _parse
+
+    assert _parse("head:hf-whisper:/models/whisper-small+prosody") == ("head", ["hf-whisper:/models/whisper-small", "prosody"])
+    assert _parse("lr:hf-whisper:openai/whisper-medium") == ("lr", ["hf-whisper:openai/whisper-medium"])
