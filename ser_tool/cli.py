@@ -17,8 +17,8 @@ from pathlib import Path
 
 from ser_tool.console import error_message, error_text, exit_code, number, quiet_on_closed_stdout
 from ser_tool.describe import file_failure, report_lines, safe_name, transcript_lines
-from ser_tool.parts import cache_root
 from ser_tool.errors import AudioError, ConfigError, SERError
+from ser_tool.parts import default_feature_dir
 from ser_tool.settings import Settings, add_model_flags
 
 EXIT_OK, EXIT_FILE_FAILED, EXIT_USAGE, EXIT_MODEL = 0, 1, 2, 3
@@ -84,8 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--degraded-variants", type=number(int, ge=0, le=8), default=0, metavar="N",
                    help="with --backbone: also train on N noisy / reverberant / telephone copies of each training clip, "
                         "each encoded once into the feature cache (default 0)")
-    t.add_argument("--feature-cache", default=str(cache_root() / "features"),
-                   help=f"with --backbone: folder of the frozen-feature cache (default {cache_root() / 'features'}: "
+    t.add_argument("--feature-cache", default=str(default_feature_dir()),
+                   help=f"with --backbone: folder of the frozen-feature cache (default {default_feature_dir()}: "
                         "$XDG_CACHE_HOME/ser-tool/features)")
     # The old spelling, hidden, for one release: `ser-eval ser` says --feature-cache, so both commands do now.
     t.add_argument("--features-cache", dest="feature_cache", action=_OldSpelling, default=argparse.SUPPRESS,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ser_tool.errors import ModelNotAvailableError
 
-__all__ = ["cache_root", "default_cache_dir", "join_parts"]
+__all__ = ["cache_root", "default_cache_dir", "default_feature_dir", "join_parts"]
 
 _CHUNK = 1 << 20
 
@@ -30,6 +30,12 @@ def cache_root() -> Path:
     defaults from it: models/ (joined model files), features/ (frozen features), baseline-features/."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "ser-tool"
+
+
+def default_feature_dir() -> Path:
+    """Where frozen features are cached unless a folder is named: $XDG_CACHE_HOME/ser-tool/features
+    (`ser train --backbone`, `ser-eval ser --loco` and `python -m evals.classify.features` share it)."""
+    return cache_root() / "features"
 
 
 def default_cache_dir() -> Path:

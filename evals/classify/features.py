@@ -18,7 +18,8 @@ from ser_tool.audio import load_audio
 from ser_tool.errors import AudioError
 from ser_tool.representations import FeatureCache, Features, load_representation
 from ser_tool.data import Clip, read_corpus
-from ser_tool.parts import cache_root
+from ser_tool.parts import default_feature_dir
+
 
 def extract(clips: Sequence[Clip], reps: Sequence, cache: FeatureCache, log=print, every: int = 500) -> list[tuple[str, str]]:
     """Fill the cache for every (clip, representation); returns the clips that could not be decoded."""
@@ -48,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("data", nargs="+", metavar="DATA_DIR")
     p.add_argument("--reps", nargs="+", default=["resemblyzer", "whisper-base", "prosody", "mfcc"],
                    help="representations to cache (mfcc: the classical baseline's statistics)")
-    p.add_argument("--cache", default=str(cache_root() / "features"), help="default: $XDG_CACHE_HOME/ser-tool/features")
+    p.add_argument("--cache", default=str(default_feature_dir()), help="default: $XDG_CACHE_HOME/ser-tool/features")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--fit-cap", type=int, default=2000, help="extract the clips LOCO fits on first (evals.classify.loco.extraction_order)")
     args = p.parse_args(argv)

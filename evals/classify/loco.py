@@ -230,7 +230,7 @@ def run_loco(corpus_dirs: Sequence[str | Path], systems: Sequence[str] = DEFAULT
     --backbone` trains them and the voice backend hears its input (None: as the other feature systems).
     input_level_db: every feature system (mfcc-lr, lr:*, head:*) sees every clip at this active speech level,
     so the anchors hear what the heads hear (None: at the corpora's own levels)."""
-    from ser_tool.parts import cache_root
+    from ser_tool.parts import default_feature_dir
 
     corpora = {}
     dropped = {}
@@ -241,7 +241,7 @@ def run_loco(corpus_dirs: Sequence[str | Path], systems: Sequence[str] = DEFAULT
             dropped[corpus.name] = dict(corpus.dropped)
     rep_names = sorted({n for s in systems for n in _parse(s)[1] if n not in ("mfcc",)})
     reps = [load_representation(n) for n in rep_names] + ([MFCCBaseline()] if "mfcc-lr" in systems else [])
-    cache = FeatureCache(cache_dir or cache_root() / "features")
+    cache = FeatureCache(cache_dir or default_feature_dir())
 
     def at_level(db: float | None) -> ClipFeatures:
         from ser_tool.representations.degrade import LevelledRepresentation

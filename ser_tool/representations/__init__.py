@@ -54,7 +54,9 @@ def load_representation(name: str, **kwargs) -> Representation:
         from ser_tool.representations.whisper import WhisperLayersRepresentation
 
         return WhisperLayersRepresentation(**kwargs)
-    if name.startswith("hf-whisper:"):
+    from ser_tool.representations.hf_whisper import PREFIX
+
+    if name.startswith(PREFIX):
         from ser_tool.representations.hf_whisper import HFWhisperRepresentation, source_of
 
         return HFWhisperRepresentation(source_of(name), **kwargs)
@@ -62,4 +64,4 @@ def load_representation(name: str, **kwargs) -> Representation:
         from ser_tool.representations.prosody import ProsodyRepresentation
 
         return ProsodyRepresentation(**kwargs)
-    raise ConfigError(f"unknown representation {name!r}; choose one of {', '.join(REPRESENTATIONS)} or hf-whisper:FOLDER_OR_HUB_ID")
+    raise ConfigError(f"unknown representation {name!r}; choose one of {', '.join(REPRESENTATIONS)} or {PREFIX}FOLDER_OR_HUB_ID")

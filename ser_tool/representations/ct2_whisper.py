@@ -164,10 +164,21 @@ POOL = 2  # 50 -> 25 frames/s
 
 
 class EncoderLayers:
-    """A representation over `self.encoder` (build_encoder's module): the average of the hidden states of
-    `self.layers` on the recording at its real length (30-s pieces beyond 30 s), pooled to 25 frames/s,
-    (T, d_model); utterance: mean+std of the frames. Subclasses set encoder, filters (mel), layers, threads
-    and device."""
+    """A representation over a torch Whisper encoder (build_encoder's module): the average of the hidden states of
+    `layers` on the recording at its real length (30-s pieces beyond 30 s), pooled to 25 frames/s,
+    (T, d_model); utterance: mean+std of the frames. Subclasses load the encoder and its mel filters, call
+    _use(...), and set `name` and `id`."""
+
+    def _use(self, encoder, layers: tuple[int, ...], filters, threads: int | None, device) -> None:
+        """encoder: build_encoder's module on `device`; filters: (n_mels, n_fft // 2 + 1) mel tensor there too."""
+        from ser_tool.errors import ConfigError
+
+        layers = tuple(layers)
+        if not layers or any(not 0 <= i < encoder.num_layers for i in layers):
+            raise ConfigError(f"layers {list(layers)} are not all in 0..{encoder.num_layers - 1} (this encoder's layers)")
+        self.encoder, self.layers, self.filters, self.threads, self.device = encoder, layers, filters, threads, device
+        self.frame_dim = encoder.dim
+        self.utterance_dim = 2 * encoder.dim
 
     def encode(self, wave: np.ndarray) -> np.ndarray:
         """The average of the chosen layers' states at 50 frames/s, (T, d_model)."""

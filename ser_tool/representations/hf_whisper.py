@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+
 import numpy as np
 
 from ser_tool.errors import ConfigError, ModelNotAvailableError
@@ -96,33 +97,24 @@ class HFWhisperRepresentation(EncoderLayers):
 
         if not source:
             raise ConfigError(f"name the Whisper checkpoint: {PREFIX}FOLDER or {PREFIX}HUB_ID", setting="backbone")
-        encoder, config = load_whisper_encoder(source, offline)
-        state = encoder.state_dict()
+        hf_encoder, config = load_whisper_encoder(source, offline)
+        variables = encoder_variables(hf_encoder.state_dict(), config.encoder_attention_heads)
+        del hf_encoder
+        device = torch.device(device)
+        encoder = build_encoder(variables, device)
+        mel = WhisperFeatureExtractor(feature_size=encoder.n_mels).mel_filters  # (n_fft // 2 + 1, n_mels)
+        self._use(encoder, layers if layers is not None else middle_layers(encoder.num_layers),
+                  torch.from_numpy(np.asarray(mel.T, dtype=np.float32)).to(device), threads, device)
         self.name = PREFIX + source
-        self.device = torch.device(device)
-        self.encoder = build_encoder(encoder_variables(state, config.encoder_attention_heads), self.device)
-        del encoder, state
-        self.layers = tuple(layers) if layers is not None else middle_layers(self.encoder.num_layers)
-        if not self.layers or any(not 0 <= i < self.encoder.num_layers for i in self.layers):
-            raise ConfigError(f"layers {list(self.layers)} are not all in 0..{self.encoder.num_layers - 1} (this encoder's layers)")
-        self.threads = threads
-        mel = WhisperFeatureExtractor(feature_size=self.encoder.n_mels).mel_filters  # (n_fft // 2 + 1, n_mels)
-        self.filters = torch.from_numpy(np.asarray(mel.T, dtype=np.float32)).to(self.device)
         digest = hashlib.sha1()
-        for key in sorted(self.encoder.w):
+        for key in sorted(variables):
             digest.update(key.encode())
-            digest.update(self.encoder.w[key].detach().cpu().numpy().tobytes())
+            digest.update(np.ascontiguousarray(variables[key]).tobytes())
         self.id = f"hf-whisper-{digest.hexdigest()[:16]}-L{'-'.join(map(str, self.layers))}-pool{POOL}-v1"
-        self.frame_dim = self.encoder.dim
-        self.utterance_dim = 2 * self.frame_dim
-
-
-def is_hf_whisper(name: str) -> bool:
-    return name.startswith(PREFIX)
 
 
 def source_of(name: str) -> str:
     return name[len(PREFIX):]
 
 
-__all__ = ["PREFIX", "HFWhisperRepresentation", "encoder_variables", "is_hf_whisper", "middle_layers", "source_of"]
+__all__ = ["PREFIX", "HFWhisperRepresentation", "encoder_variables", "middle_layers", "source_of"]

@@ -110,15 +110,9 @@ class WhisperLayersRepresentation(EncoderLayers):
         folder = Path(model_dir) if model_dir else whisper_base_dir(models_dir)
         if not (folder / "model.bin").is_file():
             raise ModelNotAvailableError(f"{folder} is not a CTranslate2 Whisper folder (no model.bin)")
-        self.device = torch.device(device)
-        self.encoder = build_encoder(read_ct2_variables(folder / "model.bin"), self.device)
-        bad = [i for i in layers if not 0 <= i < self.encoder.num_layers]
-        if not layers or bad:
-            raise ModelNotAvailableError(f"layers {list(layers)} are not all in 0..{self.encoder.num_layers - 1} (this encoder's layers)")
-        self.layers = tuple(layers)
-        self.threads = threads
-        self.filters = torch.from_numpy(np.asarray(FeatureExtractor(feature_size=self.encoder.n_mels).mel_filters, dtype=np.float32)).to(self.device)
+        device = torch.device(device)
+        encoder = build_encoder(read_ct2_variables(folder / "model.bin"), device)
+        mel = FeatureExtractor(feature_size=encoder.n_mels).mel_filters  # (n_mels, n_fft // 2 + 1)
+        self._use(encoder, layers, torch.from_numpy(np.asarray(mel, dtype=np.float32)).to(device), threads, device)
         size = (folder / "model.bin").stat().st_size
         self.id = f"whisper-base-torch-{size}-L{'-'.join(map(str, self.layers))}-pool{POOL}-v1"
-        self.frame_dim = self.encoder.dim
-        self.utterance_dim = 2 * self.frame_dim
