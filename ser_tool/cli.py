@@ -126,6 +126,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(f"ser: error: {_safe(e)}", file=sys.stderr)
         return EXIT_USAGE
+    except SERError as e:  # what a command does not handle itself (e.g. `ser train`: a backbone that cannot load)
+        print(f"ser: error: {_safe(e)}", file=sys.stderr)
+        return exit_code(e)
     except KeyboardInterrupt:
         print("ser: interrupted", file=sys.stderr)
         return 130

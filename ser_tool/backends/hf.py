@@ -67,12 +67,12 @@ def looks_like_path(model: str) -> bool:
     )
 
 
-def not_available(model: str, offline: bool | str, error: Exception, *, setting: str = "model") -> ModelNotAvailableError:
+def not_available(model: str, offline: bool | str, error: Exception, *, setting: str | None = "model") -> ModelNotAvailableError:
     """A ModelNotAvailableError that names the model, the mode, the cause and the fix.
 
     offline: False (the hub was asked), True (offline mode), or why the hub was not asked (from
     `ser_tool.hub.hub_offline_reason`). setting: the setting that names this model (its Hint: 'model',
-    'asr_model'), which each surface words as its own flag."""
+    'asr_model'), which each surface words as its own flag; None: no setting names it (a hint would mislead)."""
     reason = offline if isinstance(offline, str) else ("offline mode is on" if offline else None)
     first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
     cause = f"{type(error).__name__}: {first_line}"
@@ -92,14 +92,14 @@ def not_available(model: str, offline: bool | str, error: Exception, *, setting:
             f"hub can be reached (`hf download {model}`; downloads are kept in the cache, under HF_HOME), or give a "
             "local directory as the model"
         )
-        hint = Hint(setting)
+        hint = Hint(setting) if setting else None
     else:
         fix = (
             f"check the spelling of the id and your network; for a gated or private model accept its terms on "
             f"https://huggingface.co/{model} and set HF_TOKEN. Or download it (`hf download {model}`) and pass "
             "the local directory as the model"
         )
-        hint = Hint(setting)
+        hint = Hint(setting) if setting else None
     mode = "offline" if reason else "online"
     return ModelNotAvailableError(f"could not load model {model!r} ({mode}; {cause}). {fix}", hints=[hint] if hint else ())
 

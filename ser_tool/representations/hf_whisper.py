@@ -66,7 +66,7 @@ def load_whisper_encoder(source: str, offline: bool = False):
                                      "Whisper config.json and weights, or a hub id such as 'openai/whisper-small'")
     reason = None if local else hub_offline_reason(offline)
     if reason is not None and not in_hub_cache(source):
-        raise not_available(source, reason, not_cached_error(source), setting="backbone")
+        raise not_available(source, reason, not_cached_error(source), setting=None)
     from transformers import AutoConfig, WhisperModel
 
     where = os.path.expanduser(source) if local else source
@@ -79,7 +79,7 @@ def load_whisper_encoder(source: str, offline: bool = False):
     except ModelNotAvailableError:
         raise
     except Exception as e:  # noqa: BLE001 - from_pretrained raises OSError/ValueError/... for what it cannot read
-        raise not_available(source, reason or offline, e, setting="backbone") from e
+        raise not_available(source, reason or offline, e, setting=None) from e
     missing = [k for k in info.get("missing_keys", []) if k.startswith("encoder.")]
     if missing:  # transformers would fill them with random numbers: features from noise
         raise ModelNotAvailableError(f"the checkpoint {source!r} lacks encoder weights ({', '.join(missing[:3])}"
@@ -96,7 +96,7 @@ class HFWhisperRepresentation(EncoderLayers):
         from ser_tool.representations.ct2_whisper import build_encoder
 
         if not source:
-            raise ConfigError(f"name the Whisper checkpoint: {PREFIX}FOLDER or {PREFIX}HUB_ID", setting="backbone")
+            raise ConfigError(f"name the Whisper checkpoint: {PREFIX}FOLDER or {PREFIX}HUB_ID")
         hf_encoder, config = load_whisper_encoder(source, offline)
         variables = encoder_variables(hf_encoder.state_dict(), config.encoder_attention_heads)
         del hf_encoder

@@ -418,3 +418,15 @@ def test_loco_systems_take_a_hugging_face_whisper():
 
     assert _parse("head:hf-whisper:/models/whisper-small+prosody") == ("head", ["hf-whisper:/models/whisper-small", "prosody"])
     assert _parse("lr:hf-whisper:openai/whisper-medium") == ("lr", ["hf-whisper:openai/whisper-medium"])
+
+
+def test_ser_train_says_when_a_whisper_backbone_cannot_load(corpora, tmp_path, capsys):
+    """A backbone that cannot load is one error line and a non-zero exit, no traceback, no flag that does not exist."""
+    from ser_tool.cli import main
+
+    rc = main(["train", *map(str, corpora), "--backbone", f"hf-whisper:{tmp_path / 'nowhere'}", "--out", str(tmp_path / "m")])
+    err = capsys.readouterr().err
+    assert rc not in (0, 2) and err.startswith("ser: error: Whisper checkpoint folder") and "Traceback" not in err
+    rc = main(["train", *map(str, corpora), "--backbone", "hf-whisper:", "--out", str(tmp_path / "m")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "unknown backbone" in err and "SER_BACKBONE" not in err
