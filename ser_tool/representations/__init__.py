@@ -34,7 +34,7 @@ def parse_backbone(backbone: str) -> list[str]:
     unknown = [n for n in names if n not in REPRESENTATIONS and not (n.startswith(PREFIX) and len(n) > len(PREFIX))]
     if not names or unknown:
         raise ConfigError(f"unknown backbone {backbone!r}: use one or more of {', '.join(REPRESENTATIONS)} or "
-                          f"{PREFIX}FOLDER_OR_HUB_ID (a Whisper checkpoint on this machine) joined by '+' (--backbone)")
+                          f"{PREFIX}FOLDER_OR_HUB_ID (a Whisper checkpoint on this machine) joined by '+'")
     return names
 
 
