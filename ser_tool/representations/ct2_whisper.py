@@ -97,7 +97,10 @@ def build_encoder(variables: dict[str, np.ndarray], device: object = "cpu"):
         raise ModelNotAvailableError("this CTranslate2 Whisper model has int8 weights; the torch encoder needs float16/float32 weights")
     try:
         heads = int(variables["encoder/num_heads"])
-        weights = {k: torch.from_numpy(np.array(v, dtype=np.float32)).to(device) for k, v in variables.items() if v.dtype.kind == "f"}
+        # a writable float32 array is shared, not copied (a Whisper-medium encoder is 1.2 GB); read-only ones
+        # (straight from a CTranslate2 file) and float16 ones are copied
+        weights = {k: torch.from_numpy(v if v.dtype == np.float32 and v.flags.writeable else np.array(v, dtype=np.float32)).to(device)
+                   for k, v in variables.items() if v.dtype.kind == "f"}
         layers = sorted(int(k.split("/")[1][6:]) for k in weights if k.split("/")[1].startswith("layer_")
                         and k.split("/")[1][6:].isdigit() and k.endswith("self_attention/linear_0/weight"))
         for k in ("conv1/weight", "conv1/bias", "conv2/weight", "conv2/bias", "position_encodings/encodings", "layer_norm/gamma"):

@@ -3,7 +3,8 @@
 SOURCE is a local folder or a hub id (any Whisper size, e.g. `openai/whisper-medium`, MERaLiON-SER's
 encoder size) already on this machine: a hub id is read from the local Hugging Face cache when the hub
 cannot or must not be asked (ser_tool.hub), so nothing downloads unasked. The encoder's weights are
-mapped onto the torch encoder that runs Whisper-base's middle layers (ser_tool.representations.ct2_whisper),
+read from the checkpoint's weight files without the decoder and mapped onto the torch encoder that runs
+Whisper-base's middle layers (ser_tool.representations.ct2_whisper),
 so every size runs on the recording's real length - no 30-s padding - where transformers' own Whisper
 encoder insists on 30-s inputs. Frames: the average of two middle layers (or `layers`), pooled to 25
 frames/s, (T, d_model); utterance: mean+std of frames. The id is a digest of the encoder's weights, the
@@ -55,8 +56,20 @@ def encoder_variables(state: dict, num_heads: int) -> dict[str, np.ndarray]:
     return out
 
 
+WEIGHT_FILES = ("model.safetensors.index.json", "model.safetensors", "pytorch_model.bin.index.json", "pytorch_model.bin")
+ENCODER_PREFIXES = ("model.encoder.", "encoder.")  # WhisperForConditionalGeneration / -ForAudioClassification, WhisperModel
+LAYER_KEYS = tuple(f"{m}.{t}" for m in ("self_attn.q_proj", "self_attn.out_proj", "self_attn.v_proj", "self_attn_layer_norm",
+                                        "final_layer_norm", "fc1", "fc2") for t in ("weight", "bias")) + ("self_attn.k_proj.weight",)
+
+
+def _encoder_name(key: str) -> str | None:
+    return next((key[len(p):] for p in ENCODER_PREFIXES if key.startswith(p)), None)
+
+
 def load_whisper_encoder(source: str, offline: bool = False):
-    """(transformers WhisperEncoder, its config) from a local folder or a hub id, offline rules as the hf backend."""
+    """(the encoder's tensors by WhisperEncoder parameter name, the checkpoint's config) from a local folder or a
+    hub id, offline rules as the hf backend. Only the encoder's tensors are read from the weight files (safetensors,
+    sharded or not, or PyTorch .bin): the decoder, half of a Whisper checkpoint, is never loaded."""
     from ser_tool.backends.hf import looks_like_path, not_available
     from ser_tool.hub import hub_offline_reason, in_hub_cache, not_cached_error
 
@@ -67,24 +80,66 @@ def load_whisper_encoder(source: str, offline: bool = False):
     reason = None if local else hub_offline_reason(offline)
     if reason is not None and not in_hub_cache(source):
         raise not_available(source, reason, not_cached_error(source), setting=None)
-    from transformers import AutoConfig, WhisperModel
+    from transformers import AutoConfig
 
-    where = os.path.expanduser(source) if local else source
+    where, local_only = (os.path.expanduser(source) if local else source), local or reason is not None
     try:
-        config = AutoConfig.from_pretrained(where, local_files_only=local or reason is not None)
+        config = AutoConfig.from_pretrained(where, local_files_only=local_only)
         if config.model_type != "whisper":
             raise ModelNotAvailableError(f"{source!r} is a {config.model_type!r} checkpoint, not Whisper: hf-whisper: takes "
                                          "a Whisper checkpoint (openai/whisper-*, or a fine-tune saved with save_pretrained)")
-        model, info = WhisperModel.from_pretrained(where, local_files_only=local or reason is not None, output_loading_info=True)
+        state = _read_encoder_tensors(where, local_only)
     except ModelNotAvailableError:
         raise
-    except Exception as e:  # noqa: BLE001 - from_pretrained raises OSError/ValueError/... for what it cannot read
+    except Exception as e:  # noqa: BLE001 - transformers / safetensors raise OSError/ValueError/... for what they cannot read
         raise not_available(source, reason or offline, e, setting=None) from e
-    missing = [k for k in info.get("missing_keys", []) if k.startswith("encoder.")]
+    if not state:
+        raise ModelNotAvailableError(f"{source!r} has no Whisper weights ({' or '.join(WEIGHT_FILES[1::2])}); pass a "
+                                     "complete Whisper checkpoint")
+    if "embed_positions.weight" not in state:  # not always saved: transformers makes it, as here, from sinusoids
+        from transformers.models.whisper.modeling_whisper import sinusoids
+
+        state["embed_positions.weight"] = sinusoids(config.max_source_positions, config.d_model)
+    needed = ["conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "layer_norm.weight", "layer_norm.bias"]
+    needed += [f"layers.{i}.{k}" for i in range(config.encoder_layers) for k in LAYER_KEYS]
+    missing = [k for k in needed if k not in state]
     if missing:  # transformers would fill them with random numbers: features from noise
         raise ModelNotAvailableError(f"the checkpoint {source!r} lacks encoder weights ({', '.join(missing[:3])}"
                                      f"{', ...' if len(missing) > 3 else ''}); pass a complete Whisper checkpoint")
-    return model.get_encoder(), model.config
+    return state, config
+
+
+def _read_encoder_tensors(where: str, local_only: bool) -> dict:
+    """The encoder's tensors from the checkpoint's first weight format found (WEIGHT_FILES order); {} when none."""
+    import json
+
+    import torch
+    from safetensors import safe_open
+    from transformers.utils import cached_file
+
+    def fetch(name: str, required: bool) -> str | None:
+        return cached_file(where, name, local_files_only=local_only, _raise_exceptions_for_missing_entries=required,
+                           _raise_exceptions_for_connection_errors=required)
+
+    found = next(((name, path) for name in WEIGHT_FILES if (path := fetch(name, False))), None)
+    if found is None:
+        return {}
+    name, path = found
+    if name.endswith(".index.json"):
+        with open(path, encoding="utf-8") as f:
+            weight_map = json.load(f)["weight_map"]
+        paths = [fetch(shard, True) for shard in sorted({v for k, v in weight_map.items() if _encoder_name(k)})]
+    else:
+        paths = [path]
+    state = {}
+    for path in paths:
+        if path.endswith(".safetensors"):
+            with safe_open(path, "pt") as f:
+                state.update({n: f.get_tensor(k) for k in f.keys() if (n := _encoder_name(k))})
+        else:  # mmap: the decoder's tensors are mapped, never read
+            loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            state.update({n: v for k, v in loaded.items() if (n := _encoder_name(k))})
+    return state
 
 
 class HFWhisperRepresentation(EncoderLayers):
@@ -97,9 +152,9 @@ class HFWhisperRepresentation(EncoderLayers):
 
         if not source:
             raise ConfigError(f"name the Whisper checkpoint: {PREFIX}FOLDER or {PREFIX}HUB_ID")
-        hf_encoder, config = load_whisper_encoder(source, offline)
-        variables = encoder_variables(hf_encoder.state_dict(), config.encoder_attention_heads)
-        del hf_encoder
+        state, config = load_whisper_encoder(source, offline)
+        variables = encoder_variables(state, config.encoder_attention_heads)
+        del state
         device = torch.device(device)
         encoder = build_encoder(variables, device)
         mel = WhisperFeatureExtractor(feature_size=encoder.n_mels).mel_filters  # (n_fft // 2 + 1, n_mels)

@@ -118,3 +118,14 @@ def test_ser_analyze_with_no_hub_fails_in_seconds(tmp_path):
     assert "cannot be reached" in proc.stderr and "hf download superb/wav2vec2-base-superb-er" in proc.stderr
     assert "Retrying" not in proc.stderr and "Traceback" not in proc.stderr
     assert elapsed < 30, f"took {elapsed:.0f} s"  # before: 37-60 s of retries
+
+
+def test_an_unreachable_hub_still_loads_a_cached_whisper_encoder(unreachable_hub, tmp_path):
+    """`hf-whisper:HUB_ID` reads the encoder's tensors from the cached snapshot, asking the hub nothing."""
+    from ser_tool.representations import load_representation
+    from ser_tool.testing import make_tiny_whisper_asr
+
+    cache_model(make_tiny_whisper_asr(tmp_path / "tiny", encoder_layers=2), "someone/whisper-tiny-copy")
+    rep = load_representation("hf-whisper:someone/whisper-tiny-copy")
+    assert rep.layers == (0, 1) and rep.id.startswith("hf-whisper-")
+    assert all("127.0.0.1" in c for c in unreachable_hub.connections)  # one refused probe at most, no download

@@ -268,6 +268,39 @@ def test_hf_whisper_encoder_runs_unpadded_and_matches_transformers(tmp_path):
     assert load_representation(f"hf-whisper:{other}").id != rep.id
 
 
+def test_hf_whisper_reads_only_the_encoder_from_every_weight_format(tmp_path):
+    """PyTorch .bin, sharded safetensors (index + shards), and a checkpoint without saved positions give the
+    same features and id as the single safetensors file; the decoder's tensors are never read."""
+    import torch
+    import transformers
+
+    from ser_tool.representations.hf_whisper import load_whisper_encoder
+    from ser_tool.testing import make_tiny_whisper_asr
+
+    folder = make_tiny_whisper_asr(tmp_path / "st", encoder_layers=2)
+    ref = load_representation(f"hf-whisper:{folder}")
+    x = voice(1.5)
+    model = transformers.WhisperForConditionalGeneration.from_pretrained(folder)
+    (tmp_path / "bin").mkdir()
+    torch.save(model.state_dict(), tmp_path / "bin" / "pytorch_model.bin")
+    model.config.save_pretrained(tmp_path / "bin")
+    model.save_pretrained(tmp_path / "sharded", max_shard_size="20KB")
+    assert (tmp_path / "sharded" / "model.safetensors.index.json").is_file()
+    for other in (tmp_path / "bin", tmp_path / "sharded"):
+        state, _ = load_whisper_encoder(str(other))
+        assert state and not any("decoder" in k or k.startswith(("model.", "encoder.")) for k in state)
+        rep = load_representation(f"hf-whisper:{other}")
+        assert rep.id == ref.id
+        np.testing.assert_allclose(rep.features(x).frames, ref.features(x).frames, atol=1e-6)
+    from safetensors.torch import load_file, save_file
+
+    weights = folder / "model.safetensors"
+    save_file({k: v for k, v in load_file(str(weights)).items() if "embed_positions" not in k}, str(weights),
+              metadata={"format": "pt"})
+    np.testing.assert_allclose(load_representation(f"hf-whisper:{folder}").features(x).frames, ref.features(x).frames,
+                               atol=1e-5)  # Whisper's positions are sinusoids: made as transformers makes them
+
+
 def test_hf_whisper_refuses_what_it_cannot_load(tmp_path):
     from ser_tool.errors import ModelNotAvailableError
     from ser_tool.representations import parse_backbone
@@ -288,6 +321,9 @@ def test_hf_whisper_refuses_what_it_cannot_load(tmp_path):
     state = {k: v for k, v in load_file(str(weights)).items() if "encoder.layers.1." not in k}
     save_file(state, str(weights), metadata={"format": "pt"})
     with pytest.raises(ModelNotAvailableError, match="lacks encoder weights"):
+        load_representation(f"hf-whisper:{partial}")
+    weights.unlink()
+    with pytest.raises(ModelNotAvailableError, match="has no Whisper weights"):
         load_representation(f"hf-whisper:{partial}")
     with pytest.raises(ModelNotAvailableError, match="offline"):  # a hub id not in the cache: said at once, no download
         load_representation("hf-whisper:nobody/no-such-whisper", offline=True)
