@@ -269,22 +269,45 @@ def loco_main(args) -> int:
 
 
 def levels_main(args) -> int:
+    from evals.classify.levels import evaluate_levels, summary
+
+    return _backend_report(args, lambda backend, cfg: evaluate_levels(
+        backend, args.data, args.split, batch_size=cfg.batch_size, limit=args.limit, progress_factory=_clips_bar), summary)
+
+
+def ser_main(args) -> int:
+    from evals.classify.benchmark import benchmark
+    from evals.classify.render import plot_confusion, summary
+
+    return _backend_report(args, lambda backend, cfg: benchmark(
+        backend, args.data, args.split, baseline=not args.no_baseline, baseline_train=args.baseline_train,
+        limit=args.limit, batch_size=cfg.batch_size, jobs=args.jobs,
+        feature_cache=None if args.no_feature_cache else Path(args.feature_cache or default_feature_cache()),
+        progress_factory=_clips_bar), summary, plot=plot_confusion)
+
+
+def _clips_bar(total: int, desc: str):
+    """A bar on a terminal; off a terminal (CI, a log file) a line every 10% or 30 s."""
+    return progress_bar(total, desc, unit="clips", prefix="ser-eval: ")
+
+
+def _backend_report(args, score, text_of, plot=None) -> int:
+    """Load the backend the settings name (as every entry point does), `score(backend, settings)` -> report,
+    write it; a SERError on the way is one line and its exit code. The output folder is checked first, not
+    after the run."""
     from ser_tool import Analyzer, Settings
     from ser_tool.errors import SERError
 
-    from evals.classify.levels import evaluate_levels, summary
     from evals.output import ensure_writable
 
     ensure_writable(args.out, "the report")
     try:
         cfg = Settings.from_args(args)
-        backend = Analyzer(cfg.backend_spec()).backend
-        report = evaluate_levels(backend, args.data, args.split, batch_size=cfg.batch_size, limit=args.limit,
-                                 progress_factory=lambda total, desc: progress_bar(total, desc, unit="clips", prefix="ser-eval: "))
+        report = score(Analyzer(cfg.backend_spec()).backend, cfg)
     except SERError as e:
         print(f"ser-eval: error: {error_text(e, args)}", file=sys.stderr)
         return exit_code(e)
-    _write_results(Path(args.out), report, summary(report))
+    _write_results(Path(args.out), report, text_of(report), plot=plot)
     return 0
 
 
@@ -332,29 +355,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
         return loco_main(args)
     require_extra("eval", EVAL_MODULES + (() if args.no_baseline else BASELINE_MODULES), command="ser-eval",
                   what="ser-eval ser" + ("" if args.no_baseline else " (with its classical baseline; --no-baseline skips it)"))
-    from ser_tool import Analyzer, Settings
-    from ser_tool.errors import SERError
-
-    from evals.classify.benchmark import benchmark
-    from evals.classify.render import plot_confusion, summary
-    from evals.output import ensure_writable
-
-    ensure_writable(args.out, "the report")  # now, not after the benchmark
-    try:
-        cfg = Settings.from_args(args)
-        backend = Analyzer(cfg.backend_spec()).backend  # loads the model as every entry point does
-        report = benchmark(
-            backend, args.data, args.split, baseline=not args.no_baseline, baseline_train=args.baseline_train,
-            limit=args.limit, batch_size=cfg.batch_size, jobs=args.jobs,
-            feature_cache=None if args.no_feature_cache else Path(args.feature_cache or default_feature_cache()),
-            # a bar on a terminal; off a terminal (CI, a log file) a line every 10% or 30 s
-            progress_factory=lambda total, desc: progress_bar(total, desc, unit="clips", prefix="ser-eval: "),
-        )
-    except SERError as e:
-        print(f"ser-eval: error: {error_text(e, args)}", file=sys.stderr)
-        return exit_code(e)
-    _write_results(Path(args.out), report, summary(report), plot=plot_confusion)
-    return 0
+    return ser_main(args)
 
 
 def _write_results(out: Path, report: dict, text: str, plot=None) -> None:
