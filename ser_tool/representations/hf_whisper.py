@@ -103,7 +103,7 @@ def load_whisper_encoder(source: str, offline: bool = False):
     needed = ["conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "layer_norm.weight", "layer_norm.bias"]
     needed += [f"layers.{i}.{k}" for i in range(config.encoder_layers) for k in LAYER_KEYS]
     missing = [k for k in needed if k not in state]
-    if missing:  # transformers would fill them with random numbers: features from noise
+    if missing:  # never run an encoder with holes in it: its features would be noise
         raise ModelNotAvailableError(f"the checkpoint {source!r} lacks encoder weights ({', '.join(missing[:3])}"
                                      f"{', ...' if len(missing) > 3 else ''}); pass a complete Whisper checkpoint")
     return state, config
