@@ -13,6 +13,7 @@ weights. Each voice row also splits its time into the representations' and the h
     python benchmarks/model_speed.py                      # compact vs voice whisper-base-mid, 3 s and 10 s
     python benchmarks/model_speed.py --backbones whisper-base-mid whisper-base-mid+prosody resemblyzer+prosody
     python benchmarks/model_speed.py --voice-model DIR    # also a trained voice head (a `ser train --backbone` folder)
+    python benchmarks/model_speed.py --backbones hf-whisper:FOLDER   # a Whisper checkpoint of yours (any size)
     python benchmarks/model_speed.py --process 10         # whole `ser analyze` processes on a 3-s clip instead
 
 --process N runs the `ser` command N times per model on the first 3 s of ser_tool/samples/speech_en.ogg,
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -90,7 +92,7 @@ def voice_models(tmp: Path, backbones: list[str], trained: str | None) -> list[t
     out = []
     for backbone in backbones:
         try:
-            folder = make_random_voice_head(tmp / backbone.replace("+", "_"), backbone)
+            folder = make_random_voice_head(tmp / re.sub(r"[^A-Za-z0-9_.-]", "_", backbone), backbone)
         except SERError as e:
             print(f"skipped voice {backbone}: {e}")
             continue
