@@ -36,10 +36,10 @@ import numpy as np
 from ser_tool.errors import ConfigError
 from ser_tool.labels import EMOTIONS
 from ser_tool.representations import FeatureCache, Features, load_representation
-from ser_tool.data import Clip, read_corpus, split_by_speaker
+from ser_tool.data import VAD_ANCHORS, Clip, read_corpus, split_by_speaker
 from ser_tool.train.loop import TrainConfig
 from ser_tool.train.calibration import expected_calibration_error
-from ser_tool.train.voice import ClipFeatures, VoiceTrainConfig, head_probabilities, train_voice_heads, training_set
+from ser_tool.train.voice import ClipFeatures, VoiceTrainConfig, head_outputs, train_voice_heads, training_set
 
 from evals.classify.metrics import classification_metrics
 
@@ -47,7 +47,42 @@ DEFAULT_SYSTEMS = ("mfcc-lr", "lr:resemblyzer-utt", "lr:resemblyzer", "lr:whispe
                    "lr:resemblyzer+prosody", "head:resemblyzer", "head:resemblyzer+prosody")
 UTTERANCE_IS_POOLED = {"prosody", "whisper-base", "whisper-base-mid", "mfcc"}  # their utterance vector already is the clip statistics
 RARE = 0.05  # a class predicted for fewer than 5 % of its own clips is flagged
+# Arousal on a left-out corpus: do a system's arousal outputs (trained toward these anchors) rank the clips of the
+# high-arousal categories above the low ones? Low: neutral (calm), sad; high: the others (NRC VAD arousal >= 0.5).
+HIGH_AROUSAL = tuple(e for e in EMOTIONS if VAD_ANCHORS[e][1] >= 0.5)
 Log = Callable[[str], None]
+
+
+class SpeechLevel:
+    """Each clip's active speech level as recorded (dBFS; NaN for no speech): the arousal anchor that needs no
+    model (as in `ser-eval levels`), cached like a representation. Never levelled first, unlike the systems."""
+
+    name = "speech-level"
+    id = "speech-level-v1"
+    frame_dim = 1
+    utterance_dim = 1
+
+    def features(self, wave: np.ndarray) -> Features:
+        from ser_tool.level import speech_level_db
+
+        level = speech_level_db(wave)
+        return Features(np.zeros((1, 1), dtype=np.float32), np.array([np.nan if level is None else level], np.float32))
+
+
+def arousal_auc(clips: Sequence[Clip], arousal: np.ndarray) -> dict[str, float | None]:
+    """Per corpus: the probability that a clip of a high-arousal category (HIGH_AROUSAL) gets a higher `arousal`
+    than one of a low-arousal category (ROC AUC; 0.5 = chance); None where either group is missing. NaN scores
+    (no speech) are left out."""
+    from sklearn.metrics import roc_auc_score
+
+    high = np.array([c.label in HIGH_AROUSAL for c in clips])
+    corpora = np.array([c.corpus for c in clips])
+    arousal = np.asarray(arousal, dtype=np.float64)
+    out: dict[str, float | None] = {}
+    for name in sorted(set(corpora)):
+        m = (corpora == name) & np.isfinite(arousal)
+        out[name] = float(roc_auc_score(high[m], arousal[m])) if 0 < high[m].sum() < m.sum() else None
+    return out
 
 
 class MFCCBaseline:
@@ -122,8 +157,9 @@ def labels_of(clips: Sequence[Clip]) -> np.ndarray:
     return np.array([EMOTIONS.index(c.label) for c in clips], dtype=int)
 
 
-def score_block(clips: Sequence[Clip], probs: np.ndarray) -> dict:
-    """Per scored corpus: UAR, per-class recall, classes predicted for < 5 % of their clips, confusion."""
+def score_block(clips: Sequence[Clip], probs: np.ndarray, arousal: np.ndarray | None = None) -> dict:
+    """Per scored corpus: UAR, per-class recall, classes predicted for < 5 % of their clips, confusion; with
+    `arousal` (a system's arousal output per clip), its arousal_auc (see arousal_auc)."""
     y, pred = labels_of(clips), probs.argmax(axis=1)
     corpora = np.array([c.corpus for c in clips])
     out = {}
@@ -133,6 +169,9 @@ def score_block(clips: Sequence[Clip], probs: np.ndarray) -> dict:
         metrics["rare_classes"] = [e for e, r in metrics["per_class_recall"].items() if r < RARE]
         metrics["ece"] = expected_calibration_error(probs[m], y[m])
         out[name] = metrics
+    if arousal is not None:
+        for name, auc in arousal_auc(clips, arousal).items():
+            out[name]["arousal_auc"] = auc
     return out
 
 
@@ -178,26 +217,28 @@ def _mean_std(frames: np.ndarray) -> np.ndarray:
     return np.concatenate([f.mean(axis=0), f.std(axis=0)])
 
 
-def run_head(feats: ClipFeatures, names: Sequence[str], fold: dict, cfg: VoiceTrainConfig, log: Log) -> tuple[np.ndarray, dict]:
+def run_head(feats: ClipFeatures, names: Sequence[str], fold: dict, cfg: VoiceTrainConfig, log: Log) -> tuple[np.ndarray, dict, np.ndarray]:
+    """The head(s) trained on the fold: (calibrated probabilities, summary, valence/arousal/dominance) of its scored clips."""
     train, dev = training_set(feats, fold["fit"], names, cfg.degraded_variants), feats.frame_set(fold["dev"], names)
     model, summary = train_voice_heads(train, dev, names, cfg, log=log)
-    probs, uncal = head_probabilities(model, [feats.frames(c.path, names) for c in fold["score"]])
+    probs, uncal, dims = head_outputs(model, [feats.frames(c.path, names) for c in fold["score"]])
     y = labels_of(fold["score"])
     corpora = np.array([c.corpus for c in fold["score"]])
     summary["ece_uncalibrated"] = {n: expected_calibration_error(uncal[corpora == n], y[corpora == n]) for n in sorted(set(corpora))}
     for run in [summary, *summary.get("heads", [])]:
         run.pop("history", None)
-    return probs, summary
+    return probs, summary, dims
 
 
 def run_compact(fold: dict, cfg: TrainConfig | None = None, model_dir: str | Path | None = None,
-                log: Log = print) -> tuple[np.ndarray, dict, list[Clip]]:
+                log: Log = print) -> tuple[np.ndarray, dict, list[Clip], np.ndarray | None]:
     """Train CompactSER on the fold's fit clips (its dev clips choose the epoch) and score the fold's clips.
 
     The model folder is `model_dir` when given (kept), else a temporary folder (removed after scoring).
     Scoring is `ser-eval ser`'s path: the folder loaded as the embedded backend, each clip one whole input
     brought to the model's speech level (evals.classify.benchmark.predict_clips). Returns the (N, 7)
-    probabilities in EMOTIONS order, the summary, and the N clips scored (those that decoded, in order)."""
+    probabilities in EMOTIONS order, the summary, the N clips scored (those that decoded, in order) and their
+    (N, 3) valence/arousal/dominance."""
     import tempfile
 
     from ser_tool.backends import BackendSpec, load_backend
@@ -217,7 +258,7 @@ def run_compact(fold: dict, cfg: TrainConfig | None = None, model_dir: str | Pat
             "train_seconds": trained["train_seconds"], "model_dir": str(model_dir) if model_dir is not None else None,
             "scored_by": "evals.classify.benchmark.predict_clips (embedded backend, whole clip, at its speech level)",
             "undecodable": trained["undecodable"] + pred.failed}
-    return pred.probabilities, info, pred.clips
+    return pred.probabilities, info, pred.clips, pred.dimensions
 
 
 def run_loco(corpus_dirs: Sequence[str | Path], systems: Sequence[str] = DEFAULT_SYSTEMS, cache_dir: str | Path | None = None,
@@ -275,17 +316,20 @@ def run_loco(corpus_dirs: Sequence[str | Path], systems: Sequence[str] = DEFAULT
         for system in systems:
             kind, names = _parse(system)
             started = time.time()
-            scored = fold["score"]
+            scored, dims = fold["score"], None
             if kind == "head":
-                probs, info = run_head(head_feats, names, fold, head_cfg, log)
+                probs, info, dims = run_head(head_feats, names, fold, head_cfg, log)
             elif kind == "compact":
-                probs, info, scored = run_compact(fold, compact_cfg, Path(compact_dir) / fold["name"] if compact_dir else None, log)
+                probs, info, scored, dims = run_compact(fold, compact_cfg, Path(compact_dir) / fold["name"] if compact_dir else None, log)
             else:
                 probs, info = run_lr(feats, names, fold, use_utterance=kind in ("utt", "mfcc"))
-            res = {"info": info, "scores": score_block(scored, probs), "seconds": round(time.time() - started, 1)}
+            res = {"info": info, "scores": score_block(scored, probs, None if dims is None else dims[:, 1]),
+                   "seconds": round(time.time() - started, 1)}
             entry["systems"][system] = res
             log(f"  {system:28s} " + "  ".join(f"{c} UAR {m['uar']:.3f}" + (f" (rare: {','.join(m['rare_classes'])})" if m["rare_classes"] else "")
                                               for c, m in res["scores"].items()) + f"  [{res['seconds']:.0f} s]")
+        levels = ClipFeatures(cache, [SpeechLevel()])
+        entry["loudness_arousal_auc"] = arousal_auc(fold["score"], [levels.utterance(c.path, ["speech-level"])[0] for c in fold["score"]])
         report["folds"][fold["name"]] = entry
     return report
 
@@ -338,8 +382,33 @@ def summary(report: dict) -> str:
                 before = res["info"].get("ece_uncalibrated", {}).get(name) if isinstance(res["info"], dict) else None
                 ece = f"ECE {before:.3f} -> {m['ece']:.3f} (T={res['info']['temperature']:.2f})" if before is not None else f"ECE {m['ece']:.3f}"
                 lines.append(f"  [{f}] {system:28s} {name:20s} {rec}   {ece}")
+    lines += arousal_lines(report, cols, within_cols)
     lines += switch_lines(report)
     return "\n".join(lines)
+
+
+def arousal_lines(report: dict, cols: list[tuple[str, str]], within_cols: list[str]) -> list[str]:
+    """The arousal table: each system with an arousal output (heads, compact) and the recording's loudness, one
+    AUC per left-out corpus (and per held-out-speaker corpus); nothing when no system has arousal."""
+    def auc(fold: str, corpus: str, system: str | None) -> float | None:
+        entry = report["folds"].get(fold, {})
+        if system is None:
+            return entry.get("loudness_arousal_auc", {}).get(corpus)
+        return entry.get("systems", {}).get(system, {}).get("scores", {}).get(corpus, {}).get("arousal_auc")
+
+    every = [*cols, *(("within", n) for n in within_cols)]
+    systems = [s for s in report["systems"] if any(auc(f, n, s) is not None for f, n in every)]
+    if not systems:
+        return []
+    high = ", ".join(HIGH_AROUSAL)
+    lines = ["", f"Arousal on the left-out corpora: AUC that a clip of {high} gets a higher arousal than one of "
+             "neutral or sad (0.5 = chance; - = a group missing). Loudness = the clip's speech level as recorded "
+             "(the systems hear every clip at one level when a level is set):",
+             f"{'system':28s} " + " ".join(f"{n[:14]:>14s}" for _, n in cols) + "".join(f" {('in:' + n)[:14]:>14s}" for n in within_cols)]
+    for system in [*systems, None]:
+        vals = [auc(f, n, system) for f, n in every]
+        lines.append(f"{system or 'loudness as recorded':28s} " + " ".join(f"{v:14.3f}" if v is not None else f"{'-':>14s}" for v in vals))
+    return lines
 
 
 def merge_reports(reports: Sequence[dict]) -> dict:

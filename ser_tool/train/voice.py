@@ -195,12 +195,18 @@ def train_voice_heads(train: FrameSet, dev: FrameSet, representations: Sequence[
 def head_probabilities(model, frames: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """(calibrated, uncalibrated) probabilities of `model` (a VoiceHead or an ensemble: the average over its heads,
     as VoiceHeadEnsemble.forward), from one pass of each head; uncalibrated = before temperature scaling."""
+    return head_outputs(model, frames)[:2]
+
+
+def head_outputs(model, frames: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """head_probabilities' two, and the valence/arousal/dominance (N, 3) averaged over the heads, from one pass."""
     from scipy.special import softmax
 
     heads = list(getattr(model, "heads", [model]))
-    logits = [(predict_frames(h, frames)[0], float(h.temperature)) for h in heads]
-    return (np.mean([softmax(lo, axis=1) for lo, _ in logits], axis=0),
-            np.mean([softmax(lo * t, axis=1) for lo, t in logits], axis=0))
+    outs = [(predict_frames(h, frames), float(h.temperature)) for h in heads]
+    return (np.mean([softmax(lo, axis=1) for (lo, _), _ in outs], axis=0),
+            np.mean([softmax(lo * t, axis=1) for (lo, _), t in outs], axis=0),
+            np.mean([dims for (_, dims), _ in outs], axis=0))
 
 
 class ClipFeatures:

@@ -14,7 +14,7 @@ from ser_tool.labels import EMOTIONS
 from ser_tool.testing import make_toy_corpus
 from ser_tool.train.loop import TrainConfig
 
-from evals.classify.loco import default_switch, folds, run_compact, run_loco, summary
+from evals.classify.loco import arousal_auc, default_switch, folds, run_compact, run_loco, summary
 
 
 def _corpora(root, n_speakers):
@@ -26,7 +26,7 @@ def test_compact_system_trains_on_the_fold_and_scores_every_left_out_clip(tmp_pa
     corpora = {read_corpus(d).name: read_corpus(d).clips for d in _corpora(tmp_path, 8)}
     fold = {f["name"]: f for f in folds(corpora, within=False)}["b"]
     lines = []
-    probs, info, scored = run_compact(fold, TrainConfig(epochs=1, batch_size=8), tmp_path / "model", log=lines.append)
+    probs, info, scored, dims = run_compact(fold, TrainConfig(epochs=1, batch_size=8), tmp_path / "model", log=lines.append)
 
     assert scored == fold["score"] and len(scored) == 24  # every labelled clip of b (8 speakers x angry, sad, calm)
     assert probs.shape == (24, len(EMOTIONS)) and np.all(np.isfinite(probs)) and np.allclose(probs.sum(axis=1), 1)
@@ -42,6 +42,7 @@ def test_compact_system_trains_on_the_fold_and_scores_every_left_out_clip(tmp_pa
 
     again = predict_clips(load_backend("embedded", model=str(tmp_path / "model")), scored[:5])
     assert np.allclose(again.probabilities, probs[:5], atol=1e-6)
+    assert dims.shape == (24, 3) and np.allclose(again.dimensions, dims[:5], atol=1e-6)  # its arousal, for the AUC
 
 
 @pytest.mark.slow
@@ -151,3 +152,20 @@ def test_summary_prints_the_verdict_for_every_head_when_compact_ran():
     assert "  head:r: becomes the default" in text and "  head:q: compact stays" in text
     assert "    - mean LOCO UAR 0.310 vs compact 0.300: +1.0 points (needs at least +8)" in text
     assert "Default switch:" not in summary(_report({k: v for k, v in PASSING.items() if k != "compact"}))
+
+
+def test_arousal_auc_ranks_high_arousal_categories_above_neutral_and_sad():
+    from pathlib import Path
+
+    from ser_tool.data import Clip
+
+    def clips(corpus, labels):
+        return [Clip(Path(f"{corpus}{i}.wav"), corpus, label) for i, label in enumerate(labels)]
+
+    x = clips("x", ["neutral", "sad", "angry", "happy", "disgusted"])
+    assert arousal_auc(x, [0.1, 0.2, 0.9, 0.8, 0.7]) == {"x": 1.0}
+    assert arousal_auc(x, [0.9, 0.8, 0.1, 0.2, 0.3]) == {"x": 0.0}
+    assert arousal_auc(x, [0.5, 0.2, 0.4, 0.9, 0.1]) == {"x": pytest.approx(3 / 6)}  # 3 of the 6 high-low pairs in order
+    assert arousal_auc(x, [0.1, np.nan, 0.9, 0.8, np.nan]) == {"x": 1.0}  # no speech (NaN) is left out
+    both = x + clips("y", ["angry", "fearful"])  # y has no low-arousal clip: no AUC for it
+    assert arousal_auc(both, [0.1, 0.2, 0.9, 0.8, 0.7, 0.5, 0.5]) == {"x": 1.0, "y": None}

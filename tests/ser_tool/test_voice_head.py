@@ -222,7 +222,7 @@ def test_loco_runs_lr_and_head_end_to_end(corpora, tmp_path):
     report = run_loco(corpora, systems=["lr:prosody", "head:prosody"], cache_dir=tmp_path / "cache", head_cfg=cfg, log=lambda s: None,
                       head_input_level_db=-26.0)  # the head hears the clips at the voice backend's input level
     assert report["head_input_level_db"] == -26.0
-    assert {p.name for p in (tmp_path / "cache").iterdir()} == {"prosody-acf-v3", "prosody-acf-v3+level-26"}
+    assert {p.name for p in (tmp_path / "cache").iterdir()} == {"prosody-acf-v3", "prosody-acf-v3+level-26", "speech-level-v1"}
     fold = report["folds"]["b"]
     for system in ("lr:prosody", "head:prosody"):
         block = fold["systems"][system]["scores"]["b"]
@@ -231,8 +231,13 @@ def test_loco_runs_lr_and_head_end_to_end(corpora, tmp_path):
     info = report["folds"]["b"]["systems"]["head:prosody"]["info"]
     assert info["temperature"] > 0 and len(info["temperatures"]) == 2 and "history" not in info["heads"][0]
     assert 0 <= info["ece_uncalibrated"]["b"] <= 1
+    assert 0 <= fold["systems"]["head:prosody"]["scores"]["b"]["arousal_auc"] <= 1  # the head's arousal output, ranked
+    assert "arousal_auc" not in fold["systems"]["lr:prosody"]["scores"]["b"]  # LR has no arousal
+    assert fold["loudness_arousal_auc"] == {"b": 1.0}  # the anchor: b's angry clips are recorded louder than the others
     text = summary(report)
     assert "head:prosody" in text and "LOCO mean" in text
+    arousal = text[text.index("Arousal on the left-out corpora"):].splitlines()
+    assert arousal[2].startswith("head:prosody") and set(arousal[3].split()[3:]) == {"1.000"}  # loudness, every column
     # the CLI writes report.json from the same cache (no recomputation needed)
     rc = main(["ser", "--loco", *map(str, corpora), "--systems", "lr:prosody", "--loco-cache", str(tmp_path / "cache"),
                "--out", str(tmp_path / "out"), "--folds", "b"])
@@ -382,7 +387,8 @@ def test_loco_level_db_puts_the_anchors_at_the_heads_level(corpora, tmp_path):
     assert rc == 0
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["input_level_db"] == -26.0 and report["head_input_level_db"] == -26.0
-    assert {p.name for p in (tmp_path / "cache").iterdir()} == {"prosody-acf-v3+level-26"}  # nothing at the recorded levels
+    # no system hears the recorded levels; only the loudness anchor measures them
+    assert {p.name for p in (tmp_path / "cache").iterdir()} == {"prosody-acf-v3+level-26", "speech-level-v1"}
     assert report["folds"]["b"]["systems"]["lr:prosody"]["scores"]["b"]["n"] == 24
 
 
