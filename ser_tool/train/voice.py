@@ -192,14 +192,10 @@ def train_voice_heads(train: FrameSet, dev: FrameSet, representations: Sequence[
                       "parameters": sum(p.numel() for p in ensemble.parameters())}
 
 
-def head_probabilities(model, frames: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """(calibrated, uncalibrated) probabilities of `model` (a VoiceHead or an ensemble: the average over its heads,
-    as VoiceHeadEnsemble.forward), from one pass of each head; uncalibrated = before temperature scaling."""
-    return head_outputs(model, frames)[:2]
-
-
 def head_outputs(model, frames: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """head_probabilities' two, and the valence/arousal/dominance (N, 3) averaged over the heads, from one pass."""
+    """(calibrated, uncalibrated) probabilities of `model` (a VoiceHead or an ensemble: the average over its heads,
+    as VoiceHeadEnsemble.forward) and its valence/arousal/dominance (N, 3), averaged over the heads, from one pass
+    of each head; uncalibrated = before temperature scaling."""
     from scipy.special import softmax
 
     heads = list(getattr(model, "heads", [model]))

@@ -42,7 +42,7 @@ def test_an_ensemble_averages_its_heads_probabilities_and_round_trips(tmp_path):
 
     from ser_tool.backends.voice_model import VoiceHead, VoiceHeadConfig, VoiceHeadEnsemble, load_voice_head, save_voice_head
     from ser_tool.errors import ModelNotAvailableError
-    from ser_tool.train.voice import head_probabilities
+    from ser_tool.train.voice import head_outputs
 
     cfg = VoiceHeadConfig(20, ("prosody",), channels=32)
     heads = []
@@ -59,7 +59,7 @@ def test_an_ensemble_averages_its_heads_probabilities_and_round_trips(tmp_path):
     # before calibration: each head's logits times its own temperature, then the average
     frames = [x[i].numpy() for i in range(3)]
     raw = [torch.softmax(h(x)[0] * float(h.temperature), -1) for h in heads]
-    calibrated, uncalibrated = head_probabilities(ensemble, frames)
+    calibrated, uncalibrated, _ = head_outputs(ensemble, frames)
     np.testing.assert_allclose(uncalibrated, ((raw[0] + raw[1]) / 2).detach().numpy(), atol=1e-5)
     np.testing.assert_allclose(calibrated, by_hand.detach().numpy(), atol=1e-5)  # what the ensemble's forward gives
     save_voice_head(ensemble, tmp_path / "ens")
