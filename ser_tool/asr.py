@@ -155,12 +155,13 @@ class WhisperASR:
         return self._pipe
 
     def _load(self):
-        from ser_tool.backends.hf import not_available
-        from ser_tool.hub import hub_offline_reason
+        from ser_tool.hub import model_source, not_available
 
-        source = self.model_id
         # a hub id the hub must not or cannot serve now: the local cache only (at once, no minute of retries)
-        reason = None if Path(os.path.expanduser(source)).is_dir() else hub_offline_reason(self.offline)
+        src = model_source(self.model_id, self.offline, setting="asr_model", missing_folder=(
+            f"speech recogniser folder {self.model_id!r} does not exist; pass a folder holding a transformers "
+            "speech-recognition checkpoint (config.json and the weights), or a hub id such as 'openai/whisper-base'"))
+        source, reason = src.where, src.offline_reason
         try:
             if reason is not None:
                 from huggingface_hub import snapshot_download
@@ -173,7 +174,8 @@ class WhisperASR:
                 chunk_length_s=self.chunk_length_s, batch_size=self.batch_size, ignore_warning=True,
             )
         except Exception as e:  # noqa: BLE001 - every loading failure becomes one clear message
-            raise not_available(self.model_id, reason or self.offline, e, setting="asr_model") from e
+            raise not_available(self.model_id, reason or self.offline, e, setting="asr_model",
+                                contents="config.json, the processor's files and the weights") from e
 
     def transcribe(self, audio: np.ndarray) -> Transcript:
         pipe = self.pipeline

@@ -7,7 +7,6 @@ as `Prediction.unmapped`. Such models have no dimensional head.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from contextlib import nullcontext
 from typing import Any
@@ -24,8 +23,8 @@ from ser_tool.backends._torch import (
     torch_threads,
 )
 from ser_tool.backends.base import Backend, BackendSpec, LabelProjection, Prediction, softmax
-from ser_tool.errors import BackendError, ConfigError, Hint, ModelNotAvailableError
-from ser_tool.hub import hub_offline_reason, in_hub_cache, not_cached_error
+from ser_tool.errors import BackendError, ConfigError, ModelNotAvailableError
+from ser_tool.hub import model_source, not_available
 from ser_tool.labels import EMOTIONS
 from ser_tool.level import TARGET_DB
 
@@ -54,54 +53,6 @@ def scales_waveform(feature_extractor: Any) -> bool:
     from transformers import Wav2Vec2FeatureExtractor
 
     return isinstance(feature_extractor, Wav2Vec2FeatureExtractor) and bool(getattr(feature_extractor, "do_normalize", False))
-
-
-def looks_like_path(model: str) -> bool:
-    """True when `model` is meant as a local directory rather than a hub id."""
-    return (
-        os.path.exists(model)
-        or model.startswith((".", "~", os.sep))
-        or (os.altsep is not None and os.altsep in model)
-        or model.count("/") > 1
-        or model.endswith("/")
-    )
-
-
-def not_available(model: str, offline: bool | str, error: Exception, *, setting: str | None = "model") -> ModelNotAvailableError:
-    """A ModelNotAvailableError that names the model, the mode, the cause and the fix.
-
-    offline: False (the hub was asked), True (offline mode), or why the hub was not asked (from
-    `ser_tool.hub.hub_offline_reason`). setting: the setting that names this model (its Hint: 'model',
-    'asr_model'), which each surface words as its own flag; None: no setting names it (a hint would mislead)."""
-    reason = offline if isinstance(offline, str) else ("offline mode is on" if offline else None)
-    first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
-    cause = f"{type(error).__name__}: {first_line}"
-    text = str(error)
-    hint = None
-    if "trust_remote_code" in text:
-        fix = "the checkpoint ships its own Python code; if you trust its authors, allow it to run"
-        hint = Hint("trust_remote_code", True)
-    elif looks_like_path(model):
-        fix = (
-            f"check that {os.path.abspath(os.path.expanduser(model))} is a directory holding config.json, "
-            "preprocessor_config.json and the weights (as written by save_pretrained or `hf download`)"
-        )
-    elif reason:
-        fix = (
-            f"{reason[0].upper()}{reason[1:]} and it is not in the local Hugging Face cache: download it once where the "
-            f"hub can be reached (`hf download {model}`; downloads are kept in the cache, under HF_HOME), or give a "
-            "local directory as the model"
-        )
-        hint = Hint(setting) if setting else None
-    else:
-        fix = (
-            f"check the spelling of the id and your network; for a gated or private model accept its terms on "
-            f"https://huggingface.co/{model} and set HF_TOKEN. Or download it (`hf download {model}`) and pass "
-            "the local directory as the model"
-        )
-        hint = Hint(setting) if setting else None
-    mode = "offline" if reason else "online"
-    return ModelNotAvailableError(f"could not load model {model!r} ({mode}; {cause}). {fix}", hints=[hint] if hint else ())
 
 
 class TransformersBackend:
@@ -220,19 +171,11 @@ def load_hf(spec: BackendSpec) -> Backend:
     if not model:
         raise ConfigError("the 'hf' backend needs a model: a Hugging Face id or a local directory", setting="model")
     torch_device = resolve_device(spec.device)
-    if looks_like_path(model) and not os.path.isdir(os.path.expanduser(model)):
-        raise ModelNotAvailableError(
-            f"model directory {model!r} does not exist; pass an existing directory holding config.json and "
-            "the weights, or a Hugging Face model id such as 'superb/wav2vec2-base-superb-er'"
-        )
-    local = os.path.isdir(os.path.expanduser(model))
-    source = os.path.expanduser(model) if local else model
-    # a hub id: when the hub must not or cannot be asked, the cache only (fails at once if it is not there,
-    # where the hub client would retry an unreachable hub for about a minute)
-    reason = None if local else hub_offline_reason(offline)
-    local_only = offline or reason is not None
-    if reason is not None and not in_hub_cache(model):
-        raise not_available(model, reason, not_cached_error(model))
+    src = model_source(model, offline, missing_folder=(
+        f"model directory {model!r} does not exist; pass an existing directory holding config.json and "
+        "the weights, or a Hugging Face model id such as 'superb/wav2vec2-base-superb-er'"))
+    source, local_only = src.where, offline or src.offline_reason is not None
+    reason = src.offline_reason
     from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
     try:
         feature_extractor = AutoFeatureExtractor.from_pretrained(

@@ -32,9 +32,9 @@ from ser_tool.backends._torch import (
     transformers_major,
 )
 from ser_tool.backends.base import Backend, BackendSpec, LabelProjection, Prediction, softmax
-from ser_tool.backends.hf import TransformersBackend, config_labels, looks_like_path
+from ser_tool.backends.hf import TransformersBackend, config_labels
 from ser_tool.errors import BackendError, Hint, ModelNotAvailableError, SERError
-from ser_tool.hub import hub_offline_reason, in_hub_cache, not_cached_error
+from ser_tool.hub import model_source
 from ser_tool.labels import DIMENSIONS, EMOTIONS
 
 __all__ = ["DEFAULT_MODEL", "MeralionBackend", "WHISPER_CONFIGS", "load_meralion", "write_whisper_config"]
@@ -139,19 +139,12 @@ def load_meralion(spec: BackendSpec) -> Backend:
     offline = spec.offline
     repo = spec.model or DEFAULT_MODEL
     torch_device = resolve_device(spec.device)
-    local = os.path.isdir(os.path.expanduser(repo))
-    if looks_like_path(repo) and not local:
-        raise ModelNotAvailableError(
-            f"MERaLiON model directory {repo!r} does not exist; pass the directory you downloaded with "
-            f"`hf download {DEFAULT_MODEL} --local-dir DIR`, or leave the model unset to use the hub id {DEFAULT_MODEL}",
-            setting="model",
-        )
-    source = os.path.expanduser(repo) if local else repo
-    # a hub id the hub must not or cannot serve now: the local cache only (at once, no minute of retries)
-    reason = None if local else hub_offline_reason(offline)
+    src = model_source(repo, offline, missing_folder=(
+        f"MERaLiON model directory {repo!r} does not exist; pass the directory you downloaded with "
+        f"`hf download {DEFAULT_MODEL} --local-dir DIR`, or leave the model unset to use the hub id {DEFAULT_MODEL}"),
+        not_cached=lambda reason, cause: _not_available(repo, reason, False, cause))
+    source, local, reason = src.where, src.local, src.offline_reason
     offline = offline or reason is not None
-    if reason is not None and not in_hub_cache(repo):
-        raise _not_available(repo, reason, local, not_cached_error(repo))
     try:
         config = AutoConfig.from_pretrained(source, trust_remote_code=True, local_files_only=offline)
         feature_extractor = _load_feature_extractor(source, offline)
@@ -205,7 +198,7 @@ def _not_available(repo: str, offline: bool | str, local: bool, error: Exception
     """offline: False (the hub was asked), True (offline mode), or why the hub was not asked."""
     reason = offline if isinstance(offline, str) else ("offline mode is on" if offline else None)
     first_line = (str(error).strip().splitlines() or [repr(error)])[0]
-    mode = "offline" if reason else "online"
+    mode = "local folder" if local else "offline" if reason else "online"
     hints: tuple[Hint, ...] = ()
     if local:
         fix = (

@@ -14,7 +14,6 @@ layers and the pooling, so a re-trained or different checkpoint never reads anot
 from __future__ import annotations
 
 import hashlib
-import os
 
 import numpy as np
 
@@ -70,19 +69,15 @@ def load_whisper_encoder(source: str, offline: bool = False):
     """(the encoder's tensors by WhisperEncoder parameter name, the checkpoint's config) from a local folder or a
     hub id, offline rules as the hf backend. Only the encoder's tensors are read from the weight files (safetensors,
     sharded or not, or PyTorch .bin): the decoder, half of a Whisper checkpoint, is never loaded."""
-    from ser_tool.backends.hf import looks_like_path, not_available
-    from ser_tool.hub import hub_offline_reason, in_hub_cache, not_cached_error
+    from ser_tool.hub import model_source, not_available
 
-    local = os.path.isdir(os.path.expanduser(source))
-    if looks_like_path(source) and not local:
-        raise ModelNotAvailableError(f"Whisper checkpoint folder {source!r} does not exist; pass a folder holding a "
-                                     "Whisper config.json and weights, or a hub id such as 'openai/whisper-small'")
-    reason = None if local else hub_offline_reason(offline)
-    if reason is not None and not in_hub_cache(source):
-        raise not_available(source, reason, not_cached_error(source), setting=None)
+    src = model_source(source, offline, setting=None, missing_folder=(
+        f"Whisper checkpoint folder {source!r} does not exist; pass a folder holding a Whisper config.json and "
+        "weights, or a hub id such as 'openai/whisper-small'"))
+    reason = src.offline_reason
     from transformers import AutoConfig
 
-    where, local_only = (os.path.expanduser(source) if local else source), local or reason is not None
+    where, local_only = src.where, src.local_only
     try:
         config = AutoConfig.from_pretrained(where, local_files_only=local_only)
         if config.model_type != "whisper":
@@ -92,7 +87,8 @@ def load_whisper_encoder(source: str, offline: bool = False):
     except ModelNotAvailableError:
         raise
     except Exception as e:  # noqa: BLE001 - transformers / safetensors raise OSError/ValueError/... for what they cannot read
-        raise not_available(source, reason or offline, e, setting=None) from e
+        raise not_available(source, reason or offline, e, setting=None,
+                            contents="a Whisper checkpoint's config.json and weights") from e
     if not state:
         raise ModelNotAvailableError(f"{source!r} has no Whisper weights ({' or '.join(WEIGHT_FILES[1::2])}); pass a "
                                      "complete Whisper checkpoint")

@@ -76,7 +76,7 @@ async def test_asr_model_from_settings_is_lazy(audio_dir, tmp_path):
     srv = build_server(settings, pool=ModelPool({"fake": FakeBackend()}, settings.analysis_options()))  # nothing loads yet
     async with create_connected_server_and_client_session(srv) as client:
         result = await client.call_tool(TRANSCRIBE, {"path": "short.wav"})
-        assert "could not load model" in error_text(result)
+        assert "missing' does not exist" in error_text(result) and "SER_ASR_MODEL" in error_text(result)
         config = json.loads((await client.read_resource("ser://config")).contents[0].text)
         assert config["speech_recogniser"] == str(tmp_path / "missing")
 

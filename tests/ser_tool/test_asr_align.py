@@ -171,8 +171,13 @@ def test_emotion_transcript_with_tiny_whisper(tiny_whisper, tmp_path):
 
 def test_missing_whisper_model_is_a_clear_error(tmp_path):
     asr = WhisperASR(str(tmp_path / "nope"), offline=True)
-    with pytest.raises(ModelNotAvailableError, match="could not load model"):
+    with pytest.raises(ModelNotAvailableError, match="nope' does not exist") as info:
         asr.transcribe(voice(1.0))
+    assert [h.setting for h in info.value.hints] == ["asr_model"]
+    # a folder that is there but holds no checkpoint: the load fails, and the fix says what the folder must hold
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelNotAvailableError, match=r"local folder; .*processor's files and the weights"):
+        WhisperASR(str(tmp_path / "empty"), offline=True).transcribe(voice(1.0))
 
 
 def test_load_asr_picks_faster_whisper_for_a_ctranslate2_folder(tmp_path):

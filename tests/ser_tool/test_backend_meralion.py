@@ -194,3 +194,13 @@ def test_output_without_dims_is_a_backend_error(hub, standin, monkeypatch):
     monkeypatch.setattr(backend.model, "forward", logits_only)
     with pytest.raises(BackendError, match="dims"):
         backend.predict(waveforms(0.5))
+
+
+def test_a_folder_that_is_not_the_release_is_named_as_a_local_folder(tmp_path):
+    (tmp_path / "partial").mkdir()
+    with pytest.raises(ModelNotAvailableError) as info:
+        load_backend("meralion", model=str(tmp_path / "partial"))
+    text = str(info.value)
+    assert "(local folder; " in text and "holds the whole release" in text and "gated" not in text
+    with pytest.raises(ModelNotAvailableError, match="does not exist"):
+        load_backend("meralion", model=str(tmp_path / "absent"))

@@ -48,4 +48,5 @@ def test_errors(wav, tmp_path, capsys, monkeypatch):
     assert main(["transcribe", str(tmp_path / "missing.wav"), "--transcript", "x"]) == 1
     assert "no such file" in capsys.readouterr().err
     assert main(["transcribe", str(wav), "--asr-model", str(tmp_path / "no-model"), "--offline"]) == 3
-    assert "could not load model" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no-model' does not exist" in err and "--asr-model" in err

@@ -129,3 +129,34 @@ def test_an_unreachable_hub_still_loads_a_cached_whisper_encoder(unreachable_hub
     rep = load_representation("hf-whisper:someone/whisper-tiny-copy")
     assert rep.layers == (0, 1) and rep.id.startswith("hf-whisper-")
     assert all("127.0.0.1" in c for c in unreachable_hub.connections)  # one refused probe at most, no download
+
+
+def test_model_source_is_the_one_rule_for_folder_or_hub_id(unreachable_hub, tmp_path):
+    """Every loader of a folder-or-id asks `model_source`: a folder is read as it is, a missing folder is named,
+    and an uncached id behind an unreachable hub fails at once with why the hub was not asked."""
+    folder = tmp_path / "model"
+    folder.mkdir()
+    src = hub_module.model_source(str(folder), False, missing_folder="unused")
+    assert (src.where, src.local, src.offline_reason, src.local_only) == (str(folder), True, None, True)
+    with pytest.raises(ModelNotAvailableError, match="^no folder here") as info:
+        hub_module.model_source(str(tmp_path / "nope"), False, missing_folder="no folder here", setting="asr_model")
+    assert info.value.hints == (Hint("asr_model"),)
+    start = time.monotonic()
+    with pytest.raises(ModelNotAvailableError, match="could not load model 'someone/x' \\(offline; ") as info:
+        hub_module.model_source("someone/x", False, missing_folder="unused")
+    assert "cannot be reached" in str(info.value) and info.value.hints == (Hint("model"),)
+    assert time.monotonic() - start < 10
+    with pytest.raises(KeyError, match="cannot be reached"):  # a loader may word that failure itself
+        hub_module.model_source("someone/x", False, missing_folder="unused", not_cached=lambda reason, e: KeyError(reason))
+    (folder / "config.json").write_text("{}")
+    cache_model(folder, "someone/cached")  # an id in the cache: read from there, never from the hub
+    src = hub_module.model_source("someone/cached", False, missing_folder="unused")
+    assert src.where == "someone/cached" and src.local_only and "cannot be reached" in src.offline_reason
+
+
+def test_not_available_says_where_it_looked(tmp_path):
+    local = hub_module.not_available(str(tmp_path / "m"), False, OSError("no config"), contents="a config and weights")
+    assert "(local folder; OSError: no config)" in str(local) and "holding a config and weights" in str(local)
+    online = hub_module.not_available("someone/x", False, OSError("404"))
+    assert "(online; OSError: 404)" in str(online) and "HF_TOKEN" in str(online)
+    assert "(offline; " in str(hub_module.not_available("someone/x", True, OSError("x")))
