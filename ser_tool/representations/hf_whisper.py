@@ -61,14 +61,23 @@ LAYER_KEYS = tuple(f"{m}.{t}" for m in ("self_attn.q_proj", "self_attn.out_proj"
                                         "final_layer_norm", "fc1", "fc2") for t in ("weight", "bias")) + ("self_attn.k_proj.weight",)
 
 
-def _encoder_name(key: str) -> str | None:
-    return next((key[len(p):] for p in ENCODER_PREFIXES if key.startswith(p)), None)
+def _encoder_name(key: str, num_layers: int | None = None) -> str | None:
+    """The WhisperEncoder parameter name of a checkpoint key; None for the decoder's, and for encoder layers from
+    `num_layers` on when given."""
+    name = next((key[len(p):] for p in ENCODER_PREFIXES if key.startswith(p)), None)
+    if name is not None and num_layers is not None and name.startswith("layers."):
+        index = name.split(".", 2)[1]
+        if not index.isdigit() or int(index) >= num_layers:
+            return None
+    return name
 
 
-def load_whisper_encoder(source: str, offline: bool = False):
-    """(the encoder's tensors by WhisperEncoder parameter name, the checkpoint's config) from a local folder or a
-    hub id, offline rules as the hf backend. Only the encoder's tensors are read from the weight files (safetensors,
-    sharded or not, or PyTorch .bin): the decoder, half of a Whisper checkpoint, is never loaded."""
+def load_whisper_encoder(source: str, offline: bool = False, layers: tuple[int, ...] | None = None):
+    """(the encoder's tensors by WhisperEncoder parameter name, the checkpoint's config, the layers to average)
+    from a local folder or a hub id, offline rules as the hf backend. layers: 0-based encoder layers (default:
+    `middle_layers`). Only the tensors those layers depend on are read from the weight files (safetensors,
+    sharded or not, or PyTorch .bin): the decoder, half of a Whisper checkpoint, and the encoder's layers above
+    the last one used (half of the encoder for the middle layers) are never loaded."""
     from ser_tool.hub import model_source, not_available
 
     src = model_source(source, offline, setting=None, missing_folder=(
@@ -83,8 +92,12 @@ def load_whisper_encoder(source: str, offline: bool = False):
         if config.model_type != "whisper":
             raise ModelNotAvailableError(f"{source!r} is a {config.model_type!r} checkpoint, not Whisper: hf-whisper: takes "
                                          "a Whisper checkpoint (openai/whisper-*, or a fine-tune saved with save_pretrained)")
-        state = _read_encoder_tensors(where, local_only)
-    except ModelNotAvailableError:
+        layers = tuple(layers) if layers is not None else middle_layers(config.encoder_layers)
+        if not layers or any(not 0 <= i < config.encoder_layers for i in layers):
+            raise ConfigError(f"layers {list(layers)} are not all in 0..{config.encoder_layers - 1} (the encoder "
+                              f"layers of {source!r})")
+        state = _read_encoder_tensors(where, local_only, max(layers) + 1)
+    except (ModelNotAvailableError, ConfigError):
         raise
     except Exception as e:  # noqa: BLE001 - transformers / safetensors raise OSError/ValueError/... for what they cannot read
         raise not_available(source, reason or offline, e, setting=None,
@@ -97,16 +110,17 @@ def load_whisper_encoder(source: str, offline: bool = False):
 
         state["embed_positions.weight"] = sinusoids(config.max_source_positions, config.d_model)
     needed = ["conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "layer_norm.weight", "layer_norm.bias"]
-    needed += [f"layers.{i}.{k}" for i in range(config.encoder_layers) for k in LAYER_KEYS]
+    needed += [f"layers.{i}.{k}" for i in range(max(layers) + 1) for k in LAYER_KEYS]
     missing = [k for k in needed if k not in state]
     if missing:  # never run an encoder with holes in it: its features would be noise
         raise ModelNotAvailableError(f"the checkpoint {source!r} lacks encoder weights ({', '.join(missing[:3])}"
                                      f"{', ...' if len(missing) > 3 else ''}); pass a complete Whisper checkpoint")
-    return state, config
+    return state, config, layers
 
 
-def _read_encoder_tensors(where: str, local_only: bool) -> dict:
-    """The encoder's tensors from the checkpoint's first weight format found (WEIGHT_FILES order); {} when none."""
+def _read_encoder_tensors(where: str, local_only: bool, num_layers: int) -> dict:
+    """The encoder's tensors, its first `num_layers` layers only, from the checkpoint's first weight format found
+    (WEIGHT_FILES order); {} when none."""
     import json
 
     import torch
@@ -124,17 +138,17 @@ def _read_encoder_tensors(where: str, local_only: bool) -> dict:
     if name.endswith(".index.json"):
         with open(path, encoding="utf-8") as f:
             weight_map = json.load(f)["weight_map"]
-        paths = [fetch(shard, True) for shard in sorted({v for k, v in weight_map.items() if _encoder_name(k)})]
+        paths = [fetch(shard, True) for shard in sorted({v for k, v in weight_map.items() if _encoder_name(k, num_layers)})]
     else:
         paths = [path]
     state = {}
     for path in paths:
         if path.endswith(".safetensors"):
             with safe_open(path, "pt") as f:
-                state.update({n: f.get_tensor(k) for k in f.keys() if (n := _encoder_name(k))})
+                state.update({n: f.get_tensor(k) for k in f.keys() if (n := _encoder_name(k, num_layers))})
         else:  # mmap: the decoder's tensors are mapped, never read
             loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-            state.update({n: v for k, v in loaded.items() if (n := _encoder_name(k))})
+            state.update({n: v for k, v in loaded.items() if (n := _encoder_name(k, num_layers))})
     return state
 
 
@@ -148,20 +162,19 @@ class HFWhisperRepresentation(EncoderLayers):
 
         if not source:
             raise ConfigError(f"name the Whisper checkpoint: {PREFIX}FOLDER or {PREFIX}HUB_ID")
-        state, config = load_whisper_encoder(source, offline)
+        state, config, layers = load_whisper_encoder(source, offline, layers)
         variables = encoder_variables(state, config.encoder_attention_heads)
         del state
         device = torch.device(device)
-        encoder = build_encoder(variables, device)
+        encoder = build_encoder(variables, device)  # the layers up to the last one used
         mel = WhisperFeatureExtractor(feature_size=encoder.n_mels).mel_filters  # (n_fft // 2 + 1, n_mels)
-        self._use(encoder, layers if layers is not None else middle_layers(encoder.num_layers),
-                  torch.from_numpy(np.asarray(mel.T, dtype=np.float32)).to(device), threads, device)
+        self._use(encoder, layers, torch.from_numpy(np.asarray(mel.T, dtype=np.float32)).to(device), threads, device)
         self.name = PREFIX + source
-        digest = hashlib.sha1()
+        digest = hashlib.sha1()  # of every weight the features depend on, and of nothing else
         for key in sorted(variables):
             digest.update(key.encode())
-            digest.update(np.ascontiguousarray(variables[key]).tobytes())
-        self.id = f"hf-whisper-{digest.hexdigest()[:16]}-L{'-'.join(map(str, self.layers))}-pool{POOL}-v1"
+            digest.update(memoryview(np.ascontiguousarray(variables[key])).cast("B"))
+        self.id = f"hf-whisper-{digest.hexdigest()[:16]}-L{'-'.join(map(str, self.layers))}-pool{POOL}-v2"
 
 
 def source_of(name: str) -> str:

@@ -249,11 +249,15 @@ def test_hf_whisper_encoder_runs_unpadded_and_matches_transformers(tmp_path):
     fx = transformers.WhisperFeatureExtractor(feature_size=80)
     mel = torch.from_numpy(fx(voice(30.0), sampling_rate=SR, return_tensors="np").input_features.astype(np.float32))
     hf = transformers.WhisperModel.from_pretrained(folder).encoder.eval()
+    deepest = load_representation(f"hf-whisper:{folder}", layers=(3,))
     with torch.inference_mode():
         ref = hf(mel, output_hidden_states=True).hidden_states  # [embeddings, layer 0, ..., final norm]
-        states, last = rep.encoder(mel)
+        states, _ = rep.encoder(mel)
+        all_states, last = deepest.encoder(mel)
+    assert rep.encoder.num_layers == 3 and deepest.encoder.num_layers == 4  # built up to the last layer used
     for i in range(3):
         np.testing.assert_allclose(states[i].numpy(), ref[i + 1].numpy(), atol=1e-4)
+        np.testing.assert_allclose(all_states[i].numpy(), ref[i + 1].numpy(), atol=1e-4)
     np.testing.assert_allclose(last.numpy(), ref[-1].numpy(), atol=1e-4)
     for seconds, frames in ((0.3, 8), (3.0, 75), (31.0, 775)):  # no 30-s padding; > 30 s in 30-s pieces
         f = rep.features(voice(seconds))
@@ -266,6 +270,15 @@ def test_hf_whisper_encoder_runs_unpadded_and_matches_transformers(tmp_path):
         model.encoder.layers[0].fc1.weight.add_(0.01)  # another checkpoint: other weights, another id
     model.save_pretrained(other)
     assert load_representation(f"hf-whisper:{other}").id != rep.id
+    third = make_tiny_whisper_asr(tmp_path / "third", encoder_layers=4)
+    model = transformers.WhisperModel.from_pretrained(third)
+    with torch.no_grad():  # a layer above the ones used is never read: it changes neither the features nor the id
+        model.encoder.layers[3].fc1.weight.add_(1.0)
+    model.save_pretrained(third)
+    unused = load_representation(f"hf-whisper:{third}")
+    assert unused.id == rep.id
+    np.testing.assert_array_equal(unused.features(voice(1.0)).frames, rep.features(voice(1.0)).frames)
+    assert load_representation(f"hf-whisper:{third}", layers=(3,)).id != deepest.id
 
 
 def test_hf_whisper_reads_only_the_encoder_from_every_weight_format(tmp_path):
@@ -287,7 +300,8 @@ def test_hf_whisper_reads_only_the_encoder_from_every_weight_format(tmp_path):
     model.save_pretrained(tmp_path / "sharded", max_shard_size="20KB")
     assert (tmp_path / "sharded" / "model.safetensors.index.json").is_file()
     for other in (tmp_path / "bin", tmp_path / "sharded"):
-        state, _ = load_whisper_encoder(str(other))
+        state, _, layers = load_whisper_encoder(str(other))
+        assert layers == (0, 1) and {k.split(".")[1] for k in state if k.startswith("layers.")} == {"0", "1"}
         assert state and not any("decoder" in k or k.startswith(("model.", "encoder.")) for k in state)
         rep = load_representation(f"hf-whisper:{other}")
         assert rep.id == ref.id
@@ -322,6 +336,11 @@ def test_hf_whisper_refuses_what_it_cannot_load(tmp_path):
     save_file(state, str(weights), metadata={"format": "pt"})
     with pytest.raises(ModelNotAvailableError, match="lacks encoder weights"):
         load_representation(f"hf-whisper:{partial}")
+    assert load_representation(f"hf-whisper:{partial}", layers=(0,)).layers == (0,)  # layer 1 is not needed for it
+    from ser_tool.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"layers \[2\] are not all in 0..1"):
+        load_representation(f"hf-whisper:{partial}", layers=(2,))
     weights.unlink()
     with pytest.raises(ModelNotAvailableError, match="has no Whisper weights"):
         load_representation(f"hf-whisper:{partial}")
