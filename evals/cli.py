@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--level-db", type=number(float, ge=-60, le=0), metavar="DB",
                    help="with --loco: every feature system (mfcc-lr, lr:*, head:*) hears every clip at this active speech level, "
                         "so the anchors hear what the heads hear; default: the corpora's own levels")
+    s.add_argument("--arousal-corpus", action="append", default=[], metavar="DIR",
+                   help="with --loco: a corpus with expressed-emotion levels and no categories (e.g. BAVED) that every "
+                        "head also trains its arousal on, in every fold (as `ser train --arousal-corpus`); never scored")
     s.add_argument("--degraded-variants", type=number(int, ge=0, le=8), default=0, metavar="N",
                    help="with --loco: heads also train on N degraded copies of each fitting clip (as `ser train --degraded-variants`)")
     s.add_argument("--compact-epochs", type=number(int, ge=1), metavar="N",
@@ -260,7 +263,7 @@ def loco_main(args) -> int:
         report = run_loco(args.data, systems=args.systems or DEFAULT_SYSTEMS, cache_dir=args.loco_cache, head_cfg=cfg,
                           only_folds=args.folds, log=lambda s: print(s, file=sys.stderr, flush=True),
                           compact_cfg=compact, compact_dir=Path(args.out) / "compact", head_input_level_db=args.head_level_db,
-                          input_level_db=args.level_db)
+                          input_level_db=args.level_db, arousal_dirs=args.arousal_corpus)
     except SERError as e:
         print(f"ser-eval: error: {error_text(e, args)}", file=sys.stderr)
         return exit_code(e)

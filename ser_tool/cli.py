@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--degraded-variants", type=number(int, ge=0, le=8), default=0, metavar="N",
                    help="with --backbone: also train on N noisy / reverberant / telephone copies of each training clip, "
                         "each encoded once into the feature cache (default 0)")
+    t.add_argument("--arousal-corpus", action="append", default=[], metavar="DIR",
+                   help="with --backbone: a corpus with expressed-emotion levels and no categories (manifest intensity "
+                        "low / normal / high, e.g. BAVED) that trains the arousal output only; repeatable")
     t.add_argument("--feature-cache", default=str(default_feature_dir()),
                    help=f"with --backbone: folder of the frozen-feature cache (default {default_feature_dir()}: "
                         "$XDG_CACHE_HOME/ser-tool/features)")
@@ -279,6 +282,9 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
 
     if args.backbone:
         return _train_voice(args)
+    if args.arousal_corpus:
+        raise ConfigError("--arousal-corpus trains the voice head's arousal output: add --backbone (the compact model "
+                          "learns from categories only)")
     args.epochs = 25 if args.epochs is None else args.epochs
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, corpus_cap=args.corpus_cap,
                       seed=args.seed, threads=args.threads)
@@ -307,7 +313,8 @@ def _train_voice(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    summary = train_voice(args.data, args.out, args.backbone, args.feature_cache, cfg, log=lambda line: print(line, flush=True))
+    summary = train_voice(args.data, args.out, args.backbone, args.feature_cache, cfg, log=lambda line: print(line, flush=True),
+                          arousal_dirs=args.arousal_corpus)
     for k, run in enumerate(summary.get("heads", [summary])):
         best = run["best"]
         print(f"{f'head {k + 1}: ' if 'heads' in summary else ''}best epoch {best['epoch']}: dev mean UAR "

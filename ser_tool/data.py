@@ -24,7 +24,8 @@ from pathlib import Path
 from ser_tool.errors import ConfigError
 from ser_tool.labels import EMOTIONS, canonical_emotion
 
-__all__ = ["SPLITS", "VAD_ANCHORS", "Clip", "Corpus", "read_corpus", "read_manifest", "split_by_speaker", "vad_target"]
+__all__ = ["LEVELS", "LEVEL_AROUSAL", "LEVEL_OF", "SPLITS", "VAD_ANCHORS", "Clip", "Corpus", "LevelClip", "read_corpus",
+           "read_levels", "read_manifest", "split_by_speaker", "vad_target"]
 
 SPLITS = ("train", "dev", "test")
 REQUIRED_COLUMNS = ("path", "label")
@@ -158,3 +159,39 @@ def vad_target(emotion: str, intensity: str | None = None) -> tuple[float, float
         a = a + 0.2 * (1.0 - a)
         d = 0.5 + 1.1 * (d - 0.5)
     return tuple(min(1.0, max(0.0, x)) for x in (v, a, d))
+
+
+# Expressed-emotion levels: corpora with no categories, only how strongly an emotion is expressed (BAVED: low =
+# tired or down, normal = neutral, high = strong positive or negative emotion; RAVDESS says normal / strong).
+LEVELS = ("low", "normal", "high")  # level 0, 1, 2
+LEVEL_OF = {"low": 0, "normal": 1, "high": 2, "strong": 2}  # manifest `intensity` -> level
+# The arousal a level is trained toward (`ser train --arousal-corpus`): normal at the neutral anchor, high at the
+# mean of the high-arousal categories' anchors, low below neutral (tired, down).
+LEVEL_AROUSAL = (0.10, VAD_ANCHORS["neutral"][1],
+                 round(sum(VAD_ANCHORS[e][1] for e in ("happy", "angry", "fearful", "disgusted", "surprised")) / 5, 3))
+
+
+@dataclass(frozen=True)
+class LevelClip:
+    path: Path
+    corpus: str
+    speaker: str
+    language: str
+    level: int  # index into LEVELS
+    label: str  # the manifest's label, as written
+
+
+def read_levels(folder: str | Path) -> tuple[list[LevelClip], dict[str, int]]:
+    """Clips of `folder/manifest.csv` whose `intensity` names a level; (clips, {unknown intensity: count})."""
+    folder = Path(folder)
+    rows = read_manifest(folder, ("path", "intensity"))
+    clips, skipped = [], {}
+    for row in rows:
+        level = LEVEL_OF.get((row.get("intensity") or "").strip().lower())
+        if level is None:
+            key = (row.get("intensity") or "").strip() or "(empty)"
+            skipped[key] = skipped.get(key, 0) + 1
+            continue
+        clips.append(LevelClip(folder / row["path"], row.get("corpus") or folder.name, (row.get("speaker") or "").strip(),
+                               row.get("language") or "", level, row.get("label") or ""))
+    return clips, skipped

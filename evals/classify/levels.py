@@ -21,44 +21,15 @@ recording's loudness; the anchor uses nothing else.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ser_tool.data import read_manifest, split_by_speaker
+from ser_tool.data import LEVELS, read_levels, split_by_speaker
 from ser_tool.errors import ConfigError
 from ser_tool.labels import DIMENSIONS, EMOTIONS
 
-LEVELS = ("low", "normal", "high")  # level 0, 1, 2
-LEVEL_OF = {"low": 0, "normal": 1, "high": 2, "strong": 2}  # manifest `intensity` -> level (RAVDESS says strong)
 PAIRS = ((0, 1), (1, 2), (0, 2))
-
-
-@dataclass(frozen=True)
-class LevelClip:
-    path: Path
-    corpus: str
-    speaker: str
-    language: str
-    level: int  # index into LEVELS
-    label: str  # the manifest's label, as written
-
-
-def read_levels(folder: str | Path) -> tuple[list[LevelClip], dict[str, int]]:
-    """Clips of `folder/manifest.csv` whose `intensity` names a level; (clips, {unknown intensity: count})."""
-    folder = Path(folder)
-    rows = read_manifest(folder, ("path", "intensity"))
-    clips, skipped = [], {}
-    for row in rows:
-        level = LEVEL_OF.get((row.get("intensity") or "").strip().lower())
-        if level is None:
-            key = (row.get("intensity") or "").strip() or "(empty)"
-            skipped[key] = skipped.get(key, 0) + 1
-            continue
-        clips.append(LevelClip(folder / row["path"], row.get("corpus") or folder.name, (row.get("speaker") or "").strip(),
-                               row.get("language") or "", level, row.get("label") or ""))
-    return clips, skipped
 
 
 def auc(lower: np.ndarray, higher: np.ndarray) -> float | None:

@@ -39,7 +39,8 @@ from ser_tool.representations import FeatureCache, Features, load_representation
 from ser_tool.data import VAD_ANCHORS, Clip, read_corpus, split_by_speaker
 from ser_tool.train.loop import TrainConfig
 from ser_tool.train.calibration import expected_calibration_error
-from ser_tool.train.voice import ClipFeatures, VoiceTrainConfig, head_outputs, train_voice_heads, training_set
+from ser_tool.train.voice import (ClipFeatures, VoiceTrainConfig, arousal_clips, arousal_set, head_outputs, joined,
+                                   train_voice_heads, training_set)
 
 from evals.classify.metrics import classification_metrics
 
@@ -217,9 +218,13 @@ def _mean_std(frames: np.ndarray) -> np.ndarray:
     return np.concatenate([f.mean(axis=0), f.std(axis=0)])
 
 
-def run_head(feats: ClipFeatures, names: Sequence[str], fold: dict, cfg: VoiceTrainConfig, log: Log) -> tuple[np.ndarray, dict, np.ndarray]:
-    """The head(s) trained on the fold: (calibrated probabilities, summary, valence/arousal/dominance) of its scored clips."""
+def run_head(feats: ClipFeatures, names: Sequence[str], fold: dict, cfg: VoiceTrainConfig, log: Log,
+             arousal_clips: Sequence = ()) -> tuple[np.ndarray, dict, np.ndarray]:
+    """The head(s) trained on the fold: (calibrated probabilities, summary, valence/arousal/dominance) of its scored clips.
+    arousal_clips: level-only clips (ser_tool.data.LevelClip) added to the fit set as arousal-only examples."""
     train, dev = training_set(feats, fold["fit"], names, cfg.degraded_variants), feats.frame_set(fold["dev"], names)
+    if arousal_clips:
+        train = joined(train, arousal_set(feats, arousal_clips, names))
     model, summary = train_voice_heads(train, dev, names, cfg, log=log)
     probs, uncal, dims = head_outputs(model, [feats.frames(c.path, names) for c in fold["score"]])
     y = labels_of(fold["score"])
@@ -264,13 +269,16 @@ def run_compact(fold: dict, cfg: TrainConfig | None = None, model_dir: str | Pat
 def run_loco(corpus_dirs: Sequence[str | Path], systems: Sequence[str] = DEFAULT_SYSTEMS, cache_dir: str | Path | None = None,
              within: bool = True, fit_cap: int = 2000, head_cfg: VoiceTrainConfig | None = None, only_folds: Sequence[str] | None = None,
              log: Log = print, compact_cfg: TrainConfig | None = None, compact_dir: str | Path | None = None,
-             head_input_level_db: float | None = None, input_level_db: float | None = None) -> dict:
+             head_input_level_db: float | None = None, input_level_db: float | None = None,
+             arousal_dirs: Sequence[str | Path] = ()) -> dict:
     """compact_cfg: the `compact` system's training settings (default TrainConfig()); compact_dir: a folder
     that keeps its model of each fold (compact_dir/FOLD), else each model lives in a temporary folder.
     head_input_level_db: the head:* systems see every clip at this active speech level, as `ser train
     --backbone` trains them and the voice backend hears its input (None: as the other feature systems).
     input_level_db: every feature system (mfcc-lr, lr:*, head:*) sees every clip at this active speech level,
-    so the anchors hear what the heads hear (None: at the corpora's own levels)."""
+    so the anchors hear what the heads hear (None: at the corpora's own levels).
+    arousal_dirs: corpora with expressed-emotion levels and no categories: every head:* system also trains on
+    them as arousal-only examples in every fold (ser_tool.train.voice.arousal_set); they are never scored."""
     from ser_tool.parts import default_feature_dir
 
     corpora = {}
@@ -280,6 +288,10 @@ def run_loco(corpus_dirs: Sequence[str | Path], systems: Sequence[str] = DEFAULT
         corpora[corpus.name] = corpus.clips
         if corpus.dropped:
             dropped[corpus.name] = dict(corpus.dropped)
+    level_clips = arousal_clips(arousal_dirs)
+    clash = sorted({c.corpus for c in level_clips} & set(corpora))
+    if clash:  # a left-out corpus must be unseen: its clips cannot also train arousal
+        raise ConfigError(f"{', '.join(clash)} is both an evaluated corpus and an arousal-only corpus; name it once")
     rep_names = sorted({n for s in systems for n in _parse(s)[1] if n not in ("mfcc",)})
     reps = [load_representation(n) for n in rep_names] + ([MFCCBaseline()] if "mfcc-lr" in systems else [])
     cache = FeatureCache(cache_dir or default_feature_dir())
@@ -296,7 +308,8 @@ def run_loco(corpus_dirs: Sequence[str | Path], systems: Sequence[str] = DEFAULT
               "data": [str(Path(d).resolve()) for d in corpus_dirs], "labels_dropped": dropped,
               "groups": corpus_groups(corpora), "systems": list(systems), "fit_cap": fit_cap,
               "head_config": head_cfg.__dict__, "head_input_level_db": head_input_level_db if head_input_level_db is not None else input_level_db,
-              "input_level_db": input_level_db, "representation_ids": {r.name: r.id for r in reps}, "folds": {}}
+              "input_level_db": input_level_db, "representation_ids": {r.name: r.id for r in reps},
+              "arousal_data": [str(Path(d).resolve()) for d in arousal_dirs], "n_arousal_clips": len(level_clips), "folds": {}}
     all_folds = {f["name"]: f for f in folds(corpora, within, fit_cap)}
     unknown = [f for f in only_folds or [] if f not in all_folds]
     if unknown:
@@ -319,7 +332,7 @@ def run_loco(corpus_dirs: Sequence[str | Path], systems: Sequence[str] = DEFAULT
             started = time.time()
             scored, dims = fold["score"], None
             if kind == "head":
-                probs, info, dims = run_head(head_feats, names, fold, head_cfg, log)
+                probs, info, dims = run_head(head_feats, names, fold, head_cfg, log, level_clips)
             elif kind == "compact":
                 probs, info, scored, dims = run_compact(fold, compact_cfg, Path(compact_dir) / fold["name"] if compact_dir else None, log)
             else:

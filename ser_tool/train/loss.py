@@ -48,22 +48,43 @@ class HybridLoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, dims: torch.Tensor, target_probs: torch.Tensor,
                 target_dims: torch.Tensor) -> dict[str, torch.Tensor]:
-        """target_probs: (B, C) class distributions (one-hot, or mixed by MixUp); target_dims: (B, 3)."""
+        """target_probs: (B, C) class distributions (one-hot, or mixed by MixUp); target_dims: (B, 3).
+
+        Partly labelled clips (a corpus with arousal levels but no categories): a row of target_probs that sums
+        to m < 1 counts m times in the cross-entropy (0: not at all), and a NaN in target_dims leaves that clip
+        out of that dimension's CCC. A fully labelled batch takes exactly the plain path."""
         weights = self.weights if self.weights.numel() else None
-        ce = F.cross_entropy(logits, target_probs, weight=weights, label_smoothing=self.label_smoothing)
-        ccc_loss = 1.0 - ccc(dims, target_dims).mean()
+        mass = target_probs.sum(dim=1)
+        known = torch.isfinite(target_dims)
+        if bool((mass > 1 - 1e-6).all()) and bool(known.all()):
+            ce = F.cross_entropy(logits, target_probs, weight=weights, label_smoothing=self.label_smoothing)
+            agreement = ccc(dims, target_dims).mean()
+        else:
+            rows = F.cross_entropy(logits, target_probs / mass.clamp_min(EPS)[:, None], weight=weights,
+                                   label_smoothing=self.label_smoothing, reduction="none")
+            ce = (rows * mass).sum() / mass.sum().clamp_min(EPS)
+            per_dim = [ccc(dims[known[:, j], j:j + 1], target_dims[known[:, j], j:j + 1])[0]
+                       for j in range(target_dims.shape[1]) if int(known[:, j].sum()) >= 2]
+            agreement = torch.stack(per_dim).mean() if per_dim else dims.sum() * 0.0
+        ccc_loss = 1.0 - agreement
         return {"loss": ce + self.ccc_weight * ccc_loss, "ce": ce.detach(), "ccc": (1.0 - ccc_loss).detach()}
 
 
 def hybrid_step(model, loss_fn: HybridLoss, opt, sched, x, labels, dims, rng, mixup_p: float, mixup_alpha: float) -> dict:
     """One optimiser step of the hybrid objective, shared by the compact model and the voice head: one-hot targets,
     MixUp (probability `mixup_p`, Beta(alpha, alpha)) of inputs, classes and V/A/D targets, forward, loss, gradient
-    clipped at norm 5, optimiser and scheduler step. x: input tensor; labels: int array; dims: (B, 3) array.
+    clipped at norm 5, optimiser and scheduler step. x: input tensor; labels: int array (-1: no category);
+    dims: (B, 3) array (NaN: unknown).
     Returns the loss terms (tensors)."""
     from ser_tool.labels import EMOTIONS
 
-    y = F.one_hot(torch.from_numpy(labels), len(EMOTIONS)).float()
-    d = torch.from_numpy(dims)
+    lab = torch.from_numpy(labels)
+    if bool((lab >= 0).all()):
+        y = F.one_hot(lab, len(EMOTIONS)).float()
+    else:  # -1: a clip with no category (its row stays 0: no cross-entropy for it)
+        y = torch.zeros(len(lab), len(EMOTIONS))
+        y[lab >= 0] = F.one_hot(lab[lab >= 0], len(EMOTIONS)).float()
+    d = torch.from_numpy(dims)  # NaN: a dimension unknown for that clip (a mix with it stays unknown)
     if rng.random() < mixup_p:
         lam = float(rng.beta(mixup_alpha, mixup_alpha))
         perm = torch.from_numpy(rng.permutation(len(labels)))

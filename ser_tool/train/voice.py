@@ -107,14 +107,15 @@ def train_voice_head(train: FrameSet, dev: FrameSet, representations: Sequence[s
     per_epoch = {c: min(len(ix), cfg.corpus_cap) for c, ix in by_corpus.items()}
     expected = np.zeros(len(EMOTIONS))
     for c, ix in by_corpus.items():
-        expected += np.bincount(train.labels[ix], minlength=len(EMOTIONS)) * per_epoch[c] / len(ix)
+        labelled = train.labels[ix][train.labels[ix] >= 0]  # -1: an arousal-only clip (no category)
+        expected += np.bincount(labelled, minlength=len(EMOTIONS)) * per_epoch[c] / len(ix)
     loss_fn = HybridLoss(class_weights(expected), cfg.label_smoothing, cfg.ccc_weight)
     steps = max(1, sum(per_epoch.values()) // cfg.batch_size)
     total, warm = steps * cfg.epochs, max(1, int(steps * cfg.warmup_epochs))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
-    mean, std = model.feat_mean.numpy(), model.feat_std.numpy()
+    mean = model.feat_mean.numpy()
     best, best_state, history = None, None, []
     for epoch in range(cfg.epochs):
         model.train()
@@ -241,6 +242,21 @@ class ClipFeatures:
         )
 
 
+def arousal_set(feats: ClipFeatures, clips, names: Sequence[str]) -> FrameSet:
+    """Clips with an expressed-emotion level and no category (ser_tool.data.LevelClip) as arousal-only training
+    examples: no category (label -1), arousal at the level's LEVEL_AROUSAL, valence and dominance unknown (NaN)."""
+    from ser_tool.data import LEVEL_AROUSAL
+
+    return FrameSet([feats.frames(c.path, names) for c in clips], np.full(len(clips), -1, dtype=np.int64),
+                    np.array([(np.nan, LEVEL_AROUSAL[c.level], np.nan) for c in clips], dtype=np.float32).reshape(-1, 3),
+                    np.array([c.corpus for c in clips], dtype=object))
+
+
+def joined(*sets: FrameSet) -> FrameSet:
+    return FrameSet([f for s in sets for f in s.frames], np.concatenate([s.labels for s in sets]),
+                    np.concatenate([s.dims for s in sets]), np.concatenate([s.corpora for s in sets]))
+
+
 def training_set(feats: ClipFeatures, clips, names: Sequence[str], variants: int = 0) -> FrameSet:
     """The clips' frames, plus `variants` degraded copies of each (ser_tool.representations.degrade: noise,
     a room, a telephone band), each encoded once and kept in the same feature cache."""
@@ -250,16 +266,15 @@ def training_set(feats: ClipFeatures, clips, names: Sequence[str], variants: int
     for k in range(1, variants + 1):
         degraded = ClipFeatures(feats.cache, [DegradedRepresentation(feats.reps[n], k) for n in names])
         sets.append(degraded.frame_set(clips, names))
-    if len(sets) == 1:
-        return sets[0]
-    return FrameSet([f for s in sets for f in s.frames], np.concatenate([s.labels for s in sets]),
-                    np.concatenate([s.dims for s in sets]), np.concatenate([s.corpora for s in sets]))
+    return sets[0] if len(sets) == 1 else joined(*sets)
 
 
 def train_voice(corpus_dirs: Sequence, out_dir, backbone: str, cache_dir, cfg: VoiceTrainConfig | None = None,
-                log: Log = print) -> dict:
+                log: Log = print, arousal_dirs: Sequence = ()) -> dict:
     """`ser train --backbone REP[+REP]`: frozen features (cached) -> voice head on the train speakers,
-    epoch and temperature chosen on dev speakers, test speakers scored; writes the model folder."""
+    epoch and temperature chosen on dev speakers, test speakers scored; writes the model folder.
+    arousal_dirs: corpora with expressed-emotion levels and no categories (`--arousal-corpus`): every clip with a
+    level trains the arousal output only (`arousal_set`); they take no part in dev or test."""
     import json
     from pathlib import Path
 
@@ -271,6 +286,7 @@ def train_voice(corpus_dirs: Sequence, out_dir, backbone: str, cache_dir, cfg: V
     cfg = cfg or VoiceTrainConfig()
     names = parse_backbone(backbone)
     clips = [c for d in corpus_dirs for c in read_corpus(d).clips]
+    level_clips = arousal_clips(arousal_dirs)
     split = split_by_speaker(clips)
     if not split["dev"]:
         raise ConfigError("no dev speakers: the corpora need speaker ids (at least 3 speakers in one corpus) for a dev split")
@@ -282,6 +298,9 @@ def train_voice(corpus_dirs: Sequence, out_dir, backbone: str, cache_dir, cfg: V
     log(f"features for {len(clips)} clips ({'+'.join(names)}; cached in {cache_dir})")
     sets = {s: feats.frame_set(split[s], names) for s in ("dev", "test")}
     sets["train"] = training_set(feats, split["train"], names, cfg.degraded_variants)
+    if level_clips:
+        log(f"arousal-only clips: {len(level_clips)} from {', '.join(sorted({c.corpus for c in level_clips}))}")
+        sets["train"] = joined(sets["train"], arousal_set(feats, level_clips, names))
     model, summary = train_voice_heads(sets["train"], sets["dev"], names, cfg, log=log)
     test = {}
     if len(sets["test"]):
@@ -298,6 +317,24 @@ def train_voice(corpus_dirs: Sequence, out_dir, backbone: str, cache_dir, cfg: V
     summary["test"] = test
     summary["representation_ids"] = {r.name: r.id for r in base}
     summary["data"] = [str(Path(d)) for d in corpus_dirs]
+    if arousal_dirs:
+        summary["arousal_data"] = [str(Path(d)) for d in arousal_dirs]
     save_voice_head(model, out_dir, {"representation_ids": summary["representation_ids"], "input_level_db": cfg.input_level_db})
     (Path(out_dir) / "training.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return summary
+
+
+def arousal_clips(folders: Sequence) -> list:
+    """The clips of `folders` that name an expressed-emotion level (ser_tool.data.read_levels); a folder with none
+    is a ConfigError (it would train nothing)."""
+    from ser_tool.data import read_levels
+    from ser_tool.errors import ConfigError
+
+    out = []
+    for folder in folders:
+        clips, _ = read_levels(folder)
+        if not clips:
+            raise ConfigError(f"{folder}: no clip has an expressed-emotion level (manifest column intensity: low, normal, "
+                              "high or strong), so it cannot train arousal; pass a corpus with levels")
+        out += clips
+    return out

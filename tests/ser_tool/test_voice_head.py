@@ -436,3 +436,72 @@ def test_ser_train_says_when_a_whisper_backbone_cannot_load(corpora, tmp_path, c
     rc = main(["train", *map(str, corpora), "--backbone", "hf-whisper:", "--out", str(tmp_path / "m")])
     err = capsys.readouterr().err
     assert rc == 2 and "unknown backbone" in err and "SER_BACKBONE" not in err
+
+
+def _level_corpus(folder, name="lv"):
+    """BAVED's shape: no categories, a level per clip (low / normal / high), louder and higher as the level rises."""
+    (folder / "audio").mkdir(parents=True)
+    rows = []
+    for s in ("l0", "l1", "l2"):
+        for level, f0, amp in (("low", 100, 0.05), ("normal", 150, 0.15), ("high", 250, 0.5)):
+            path = f"audio/{s}_{level}.wav"
+            sf.write(folder / path, voice(1.5, f0=f0, amp=amp), SR)
+            rows.append({"path": path, "corpus": name, "speaker": s, "label": "neutral" if level == "normal" else "other",
+                         "intensity": level})
+    with (folder / "manifest.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["path", "corpus", "speaker", "label", "intensity"])
+        w.writeheader()
+        w.writerows(rows)
+    return folder
+
+
+@pytest.mark.slow
+def test_a_corpus_of_levels_trains_the_heads_arousal_only(corpora, tmp_path, capsys):
+    """`--arousal-corpus`: clips with a level and no category join the training set as arousal-only examples, in
+    `ser train` and in every LOCO fold of `ser-eval ser --loco`; they are never dev, test or scored."""
+    import torch
+
+    from ser_tool.cli import main
+    from ser_tool.data import LEVEL_AROUSAL, read_levels
+    from ser_tool.train.voice import ClipFeatures, arousal_set
+    from ser_tool.representations import FeatureCache, load_representation
+
+    from evals.classify.loco import run_loco
+    from ser_tool.train.voice import VoiceTrainConfig
+
+    torch.set_num_threads(1)
+    levels = _level_corpus(tmp_path / "levels")
+    clips, _ = read_levels(levels)
+    fs = arousal_set(ClipFeatures(FeatureCache(tmp_path / "cache"), [load_representation("prosody")]), clips, ["prosody"])
+    assert list(fs.labels) == [-1] * 9 and np.isnan(fs.dims[:, [0, 2]]).all()
+    assert sorted(set(fs.dims[:, 1].tolist())) == pytest.approx(sorted(LEVEL_AROUSAL))
+    out = tmp_path / "model"
+    rc = main(["train", *map(str, corpora), "--backbone", "prosody", "--epochs", "1", "--batch-size", "8",
+               "--arousal-corpus", str(levels), "--feature-cache", str(tmp_path / "cache"), "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert rc == 0 and "arousal-only clips: 9 from lv" in printed
+    summary = json.loads((out / "training.json").read_text())
+    assert summary["arousal_data"] == [str(levels)] and "lv" not in summary["test"]
+    # LOCO: every fold's heads also learn arousal from the level corpus; it is never a fold or scored
+    cfg = VoiceTrainConfig(epochs=1, channels=32, batch_size=8, crop_frames=(20, 40))
+    report = run_loco(corpora, systems=["head:prosody"], cache_dir=tmp_path / "cache", head_cfg=cfg, log=lambda s: None,
+                      within=False, arousal_dirs=[levels])
+    assert report["n_arousal_clips"] == 9 and set(report["folds"]) == {"a+a_song", "b"}
+    assert all("lv" not in f["systems"]["head:prosody"]["scores"] for f in report["folds"].values())
+    from ser_tool.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="both an evaluated corpus and an arousal-only corpus"):
+        run_loco([*corpora, levels], systems=["head:prosody"], cache_dir=tmp_path / "cache", arousal_dirs=[levels])
+    # a folder without levels, or the flag without a backbone: one line, exit 2, before any training
+    assert main(["train", *map(str, corpora), "--backbone", "prosody", "--arousal-corpus", str(corpora[0]),
+                 "--feature-cache", str(tmp_path / "cache"), "--out", str(tmp_path / "x")]) == 2
+    assert "lacks the column(s) intensity" in capsys.readouterr().err
+    blank = tmp_path / "blank"
+    blank.mkdir()
+    (blank / "manifest.csv").write_text("path,label,intensity\na.wav,happy,\n")
+    from ser_tool.train.voice import arousal_clips
+
+    with pytest.raises(ConfigError, match="no clip has an expressed-emotion level"):
+        arousal_clips([blank])
+    assert main(["train", *map(str, corpora), "--arousal-corpus", str(levels), "--out", str(tmp_path / "y")]) == 2
+    assert "add --backbone" in capsys.readouterr().err and not (tmp_path / "y").exists()
