@@ -325,10 +325,12 @@ def train_voice(corpus_dirs: Sequence, out_dir, backbone: str, cache_dir, cfg: V
 
 
 def arousal_clips(folders: Sequence) -> list:
-    """The clips of `folders` that name an expressed-emotion level (ser_tool.data.read_levels); a folder with none
-    is a ConfigError (it would train nothing)."""
+    """The clips of `folders` that name an expressed-emotion level (ser_tool.data.read_levels). A ConfigError for a
+    folder with none (it would train nothing), and for one with emotion categories: there a level is how strongly
+    that emotion is played (RAVDESS: an angry clip at normal intensity is not calm), not an arousal."""
     from ser_tool.data import read_levels
     from ser_tool.errors import ConfigError
+    from ser_tool.labels import canonical_emotion
 
     out = []
     for folder in folders:
@@ -336,5 +338,9 @@ def arousal_clips(folders: Sequence) -> list:
         if not clips:
             raise ConfigError(f"{folder}: no clip has an expressed-emotion level (manifest column intensity: low, normal, "
                               "high or strong), so it cannot train arousal; pass a corpus with levels")
+        categories = sorted({e for c in clips if (e := canonical_emotion(c.label)) not in (None, "neutral")})
+        if categories:
+            raise ConfigError(f"{folder} has emotion categories ({', '.join(categories)}): its levels say how strongly each "
+                              "is expressed, not an arousal; train on it as a corpus with categories instead")
         out += clips
     return out

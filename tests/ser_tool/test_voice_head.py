@@ -503,5 +503,8 @@ def test_a_corpus_of_levels_trains_the_heads_arousal_only(corpora, tmp_path, cap
 
     with pytest.raises(ConfigError, match="no clip has an expressed-emotion level"):
         arousal_clips([blank])
+    (blank / "manifest.csv").write_text("path,label,intensity\na.wav,angry,normal\nb.wav,neutral,normal\n")
+    with pytest.raises(ConfigError, match=r"has emotion categories \(angry\)"):  # RAVDESS's shape: levels of categories
+        arousal_clips([blank])
     assert main(["train", *map(str, corpora), "--arousal-corpus", str(levels), "--out", str(tmp_path / "y")]) == 2
     assert "add --backbone" in capsys.readouterr().err and not (tmp_path / "y").exists()
