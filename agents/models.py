@@ -103,10 +103,9 @@ def missing_api_key(spec: str, kwargs: dict[str, Any] | None = None) -> str | No
 
     if kwargs and any(kwargs.get(k) for k in ("api_key", "anthropic_api_key", "openai_api_key")):
         return None
-    provider, sep, name = spec.partition(":")
+    provider, sep, _ = spec.partition(":")
     if not sep:
         provider = next((p for prefix, p in _INFERRED_PROVIDERS if spec.startswith(prefix)), "")
-        name = spec
     variable = API_KEY_VARIABLES.get(provider.strip().lower())
     if variable is None or os.environ.get(variable, "").strip():
         return None

@@ -259,8 +259,6 @@ def _transcribe(args: argparse.Namespace) -> int:
 
 def _given_transcript(value: str, language: str | None):
     """--transcript: a JSON file of [{start, end, text}] segments, or the words themselves."""
-    from pathlib import Path
-
     from ser_tool.asr import GivenTranscript
 
     path = Path(value)

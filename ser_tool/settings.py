@@ -121,7 +121,7 @@ class Settings(BaseSettings):
     @classmethod
     def _check_max_windows(cls, v: int) -> int:
         if v < 1:
-            raise _bound_error("max_windows", f"max_windows must be at least 1")
+            raise _bound_error("max_windows", "max_windows must be at least 1")
         return v
 
     @field_validator("label_map")

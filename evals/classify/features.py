@@ -10,9 +10,7 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
-import numpy as np
 
 from ser_tool.audio import load_audio
 from ser_tool.errors import AudioError

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import os
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path

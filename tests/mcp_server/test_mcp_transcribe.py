@@ -4,7 +4,6 @@ a given transcript, a tiny local Whisper through the real pipeline path, and err
 import base64
 import json
 
-import anyio
 import jsonschema
 import pytest
 from mcp.shared.memory import create_connected_server_and_client_session

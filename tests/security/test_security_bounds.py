@@ -8,7 +8,6 @@ the time limit runs on a fake clock.
 """
 
 import threading
-import time
 
 import anyio
 import numpy as np

@@ -158,7 +158,7 @@ async def session(server):
 
 @pytest.mark.anyio
 async def test_mcp_batch_summary_and_texts_escape_names(tmp_path):
-    folder = write_hostile_files(tmp_path / "allowed" / "calls")
+    write_hostile_files(tmp_path / "allowed" / "calls")
     messages = []
 
     async def progress(done, total, message):

@@ -10,7 +10,7 @@ import pytest
 from ser_tool import EMOTIONS, AnalysisOptions, Analyzer
 from ser_tool.backends import load_backend
 from ser_tool.backends.embedded import default_model_dir
-from ser_tool.testing import SR, voice
+from ser_tool.testing import voice
 from tests.helpers import REPO, SAMPLE, SHARED_DATA
 
 
