@@ -24,7 +24,7 @@ from pathlib import Path
 from ser_tool.errors import ConfigError
 from ser_tool.labels import EMOTIONS, canonical_emotion
 
-__all__ = ["LEVELS", "LEVEL_AROUSAL", "LEVEL_OF", "SPLITS", "VAD_ANCHORS", "Clip", "Corpus", "LevelClip", "read_corpus",
+__all__ = ["HIGH_AROUSAL", "LEVELS", "LEVEL_AROUSAL", "LEVEL_OF", "SPLITS", "VAD_ANCHORS", "Clip", "Corpus", "LevelClip", "read_corpus",
            "read_levels", "read_manifest", "split_by_speaker", "vad_target"]
 
 SPLITS = ("train", "dev", "test")
@@ -165,10 +165,11 @@ def vad_target(emotion: str, intensity: str | None = None) -> tuple[float, float
 # tired or down, normal = neutral, high = strong positive or negative emotion; RAVDESS says normal / strong).
 LEVELS = ("low", "normal", "high")  # level 0, 1, 2
 LEVEL_OF = {"low": 0, "normal": 1, "high": 2, "strong": 2}  # manifest `intensity` -> level
+# The categories whose arousal anchor is high (NRC VAD arousal >= 0.5): all but neutral and sad.
+HIGH_AROUSAL = tuple(e for e in EMOTIONS if VAD_ANCHORS[e][1] >= 0.5)
 # The arousal a level is trained toward (`ser train --arousal-corpus`): normal at the neutral anchor, high at the
 # mean of the high-arousal categories' anchors, low below neutral (tired, down).
-LEVEL_AROUSAL = (0.10, VAD_ANCHORS["neutral"][1],
-                 round(sum(VAD_ANCHORS[e][1] for e in ("happy", "angry", "fearful", "disgusted", "surprised")) / 5, 3))
+LEVEL_AROUSAL = (0.10, VAD_ANCHORS["neutral"][1], round(sum(VAD_ANCHORS[e][1] for e in HIGH_AROUSAL) / len(HIGH_AROUSAL), 3))
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ import numpy as np
 from ser_tool.errors import ConfigError
 from ser_tool.labels import EMOTIONS
 from ser_tool.representations import FeatureCache, Features, load_representation
-from ser_tool.data import VAD_ANCHORS, Clip, read_corpus, split_by_speaker
+from ser_tool.data import HIGH_AROUSAL, Clip, read_corpus, split_by_speaker
 from ser_tool.train.loop import TrainConfig
 from ser_tool.train.calibration import expected_calibration_error
 from ser_tool.train.voice import (ClipFeatures, VoiceTrainConfig, arousal_clips, arousal_set, head_outputs, joined,
@@ -48,9 +48,6 @@ DEFAULT_SYSTEMS = ("mfcc-lr", "lr:resemblyzer-utt", "lr:resemblyzer", "lr:whispe
                    "lr:resemblyzer+prosody", "head:resemblyzer", "head:resemblyzer+prosody")
 UTTERANCE_IS_POOLED = {"prosody", "whisper-base", "whisper-base-mid", "mfcc"}  # their utterance vector already is the clip statistics
 RARE = 0.05  # a class predicted for fewer than 5 % of its own clips is flagged
-# Arousal on a left-out corpus: do a system's arousal outputs (trained toward these anchors) rank the clips of the
-# high-arousal categories above the low ones? Low: neutral (calm), sad; high: the others (NRC VAD arousal >= 0.5).
-HIGH_AROUSAL = tuple(e for e in EMOTIONS if VAD_ANCHORS[e][1] >= 0.5)
 Log = Callable[[str], None]
 
 
@@ -71,10 +68,11 @@ class SpeechLevel:
 
 
 def arousal_auc(clips: Sequence[Clip], arousal: np.ndarray) -> dict[str, float | None]:
-    """Per corpus: the probability that a clip of a high-arousal category (HIGH_AROUSAL) gets a higher `arousal`
-    than one of a low-arousal category (ROC AUC; 0.5 = chance); None where either group is missing. NaN scores
-    (no speech) are left out."""
-    from sklearn.metrics import roc_auc_score
+    """Per corpus: do a system's arousal outputs (trained toward the NRC anchors) rank the clips of the high-arousal
+    categories (ser_tool.data.HIGH_AROUSAL) above neutral and sad ones? The probability that they do (AUC, ties
+    half, as `ser-eval levels` counts; 0.5 = chance); None where either group is missing. NaN scores (no speech)
+    are left out."""
+    from evals.classify.levels import auc
 
     high = np.array([c.label in HIGH_AROUSAL for c in clips])
     corpora = np.array([c.corpus for c in clips])
@@ -82,7 +80,7 @@ def arousal_auc(clips: Sequence[Clip], arousal: np.ndarray) -> dict[str, float |
     out: dict[str, float | None] = {}
     for name in sorted(set(corpora)):
         m = (corpora == name) & np.isfinite(arousal)
-        out[name] = float(roc_auc_score(high[m], arousal[m])) if 0 < high[m].sum() < m.sum() else None
+        out[name] = auc(arousal[m & ~high], arousal[m & high])
     return out
 
 
@@ -219,12 +217,12 @@ def _mean_std(frames: np.ndarray) -> np.ndarray:
 
 
 def run_head(feats: ClipFeatures, names: Sequence[str], fold: dict, cfg: VoiceTrainConfig, log: Log,
-             arousal_clips: Sequence = ()) -> tuple[np.ndarray, dict, np.ndarray]:
+             level_clips: Sequence = ()) -> tuple[np.ndarray, dict, np.ndarray]:
     """The head(s) trained on the fold: (calibrated probabilities, summary, valence/arousal/dominance) of its scored clips.
-    arousal_clips: level-only clips (ser_tool.data.LevelClip) added to the fit set as arousal-only examples."""
+    level_clips: clips with a level and no category (ser_tool.data.LevelClip) added to the fit set as arousal-only examples."""
     train, dev = training_set(feats, fold["fit"], names, cfg.degraded_variants), feats.frame_set(fold["dev"], names)
-    if arousal_clips:
-        train = joined(train, arousal_set(feats, arousal_clips, names))
+    if level_clips:
+        train = joined(train, arousal_set(feats, level_clips, names))
     model, summary = train_voice_heads(train, dev, names, cfg, log=log)
     probs, uncal, dims = head_outputs(model, [feats.frames(c.path, names) for c in fold["score"]])
     y = labels_of(fold["score"])

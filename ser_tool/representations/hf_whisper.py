@@ -170,7 +170,7 @@ class HFWhisperRepresentation(EncoderLayers):
         mel = WhisperFeatureExtractor(feature_size=encoder.n_mels).mel_filters  # (n_fft // 2 + 1, n_mels)
         self._use(encoder, layers, torch.from_numpy(np.asarray(mel.T, dtype=np.float32)).to(device), threads, device)
         self.name = PREFIX + source
-        digest = hashlib.sha1()  # of every weight the features depend on, and of nothing else
+        digest = hashlib.sha1()  # of the weights read: none of the layers above the last one used
         for key in sorted(variables):
             digest.update(key.encode())
             digest.update(memoryview(np.ascontiguousarray(variables[key])).cast("B"))
