@@ -482,12 +482,20 @@ def test_a_corpus_of_levels_trains_the_heads_arousal_only(corpora, tmp_path, cap
     assert rc == 0 and "arousal-only clips: 9 from lv" in printed
     summary = json.loads((out / "training.json").read_text())
     assert summary["arousal_data"] == [str(levels)] and "lv" not in summary["test"]
+    plain = tmp_path / "plain"  # the same seed without the level corpus: other weights, so its clips took part
+    assert main(["train", *map(str, corpora), "--backbone", "prosody", "--epochs", "1", "--batch-size", "8",
+                 "--feature-cache", str(tmp_path / "cache"), "--out", str(plain)]) == 0
+    assert (plain / "model.safetensors").read_bytes() != (out / "model.safetensors").read_bytes()
     # LOCO: every fold's heads also learn arousal from the level corpus; it is never a fold or scored
     cfg = VoiceTrainConfig(epochs=1, channels=32, batch_size=8, crop_frames=(20, 40))
     report = run_loco(corpora, systems=["head:prosody"], cache_dir=tmp_path / "cache", head_cfg=cfg, log=lambda s: None,
                       within=False, arousal_dirs=[levels])
     assert report["n_arousal_clips"] == 9 and set(report["folds"]) == {"a+a_song", "b"}
     assert all("lv" not in f["systems"]["head:prosody"]["scores"] for f in report["folds"].values())
+    without = run_loco(corpora, systems=["head:prosody"], cache_dir=tmp_path / "cache", head_cfg=cfg, log=lambda s: None,
+                       within=False)
+    assert without["folds"]["b"]["systems"]["head:prosody"]["scores"]["b"]["ece"] != \
+        report["folds"]["b"]["systems"]["head:prosody"]["scores"]["b"]["ece"]  # the heads trained on the level clips too
     from ser_tool.errors import ConfigError
 
     with pytest.raises(ConfigError, match="both an evaluated corpus and an arousal-only corpus"):
