@@ -12,11 +12,11 @@ the parts, Ray only for the Ray engine, matplotlib only for the report's picture
 """
 
 from ser_tool.batch.inputs import Inputs, Recording, collect_inputs
-from ser_tool.batch.job import ENGINES, AnalyzerFactory, BatchResult, Progress, available_cores, run_batch
+from ser_tool.batch.job import ENGINES, AnalyzerFactory, BatchResult, Progress, StopRequest, available_cores, run_batch
 from ser_tool.batch.rows import ROW_FIELDS, SPEAKER_FIELDS, analyze_row, arrow_schema, row_fields
 from ser_tool.batch.store import FORMATS, OutputStore, read_rows, read_table
 
 __all__ = [
     "ENGINES", "FORMATS", "ROW_FIELDS", "SPEAKER_FIELDS", "AnalyzerFactory", "BatchResult", "Inputs", "OutputStore", "Progress",
-    "Recording", "analyze_row", "arrow_schema", "available_cores", "collect_inputs", "read_rows", "read_table", "row_fields", "run_batch",
+    "Recording", "StopRequest", "analyze_row", "arrow_schema", "available_cores", "collect_inputs", "read_rows", "read_table", "row_fields", "run_batch",
 ]

@@ -102,12 +102,15 @@ def run_batch_command(args: argparse.Namespace) -> int:
     cfg = Settings.from_args(args)
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    previous = signal.signal(signal.SIGTERM, _terminate)  # `kill` stops the job like Ctrl-C: finished rows are written
+    from ser_tool.batch.job import StopRequest
+
+    stop = StopRequest()  # Ctrl-C and `kill` stop the job after the row in hand; finished rows are written
+    previous = {sig: signal.signal(sig, stop.handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         result = run_batch(args.inputs, args.out, spec=cfg.backend_spec(), options=cfg.analysis_options(),
                            pattern=args.pattern, fmt=args.fmt, engine=args.engine, workers=args.workers,
                            address=args.address, part_rows=args.part_size, part_seconds=args.part_seconds,
-                           progress=_Bar())
+                           progress=_Bar(), stop=stop)
     except SERError as e:
         from ser_tool.console import error_text, exit_code
 
@@ -117,7 +120,8 @@ def run_batch_command(args: argparse.Namespace) -> int:
         print(f"ser: error: {error_text(e, args)}", file=sys.stderr)
         return code
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     last = result.summary["last_run"]
     print(f"ser batch: {result.processed} recording(s) processed ({result.failed} failed), {result.skipped} already done; "
           f"{last['wall_seconds']:.1f} s, {last['files_per_second'] or 0:.2f} files/s, "
@@ -132,10 +136,6 @@ def run_batch_command(args: argparse.Namespace) -> int:
               "(rows with an error; `ser batch-report` lists them)", file=sys.stderr)
         return EXIT_FILE_FAILED
     return EXIT_OK
-
-
-def _terminate(signum, frame) -> None:
-    raise KeyboardInterrupt
 
 
 def run_report_command(args: argparse.Namespace) -> int:

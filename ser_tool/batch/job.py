@@ -6,7 +6,7 @@ import dataclasses
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -18,7 +18,7 @@ from ser_tool.batch.rows import ROW_FIELDS, SPEAKER_FIELDS, row_fields
 from ser_tool.batch.store import OutputStore, pending
 from ser_tool.errors import ConfigError
 
-__all__ = ["ENGINES", "AnalyzerFactory", "BatchResult", "available_cores", "run_batch"]
+__all__ = ["ENGINES", "AnalyzerFactory", "BatchResult", "Progress", "StopRequest", "available_cores", "run_batch"]
 
 ENGINES = ("local", "ray")
 
@@ -68,6 +68,40 @@ class Progress:
     def close(self) -> None: ...
 
 
+class StopRequest:
+    """A stop asked for by a signal (Ctrl-C, `kill`), which the job honours after the row in hand.
+
+    Python raises a signal handler's KeyboardInterrupt wherever the main thread is, and one raised
+    while a destructor runs is printed and dropped, so a stop that only raised could be lost and the
+    job would run to the end. The handler therefore records the stop, and raises only while the job
+    waits for its next row (to end a long wait); the loop checks the record before each row.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._waiting = False
+
+    def handler(self, signum: int, frame: Any) -> None:
+        self.requested = True
+        if self._waiting:
+            raise KeyboardInterrupt
+
+    def each(self, rows: Iterable[Any]) -> Iterator[Any]:
+        """The items of `rows` until a stop is requested (then KeyboardInterrupt, as an interrupted wait raises)."""
+        it = iter(rows)
+        while True:
+            if self.requested:
+                raise KeyboardInterrupt
+            self._waiting = True
+            try:
+                item = next(it)
+            except StopIteration:
+                return
+            finally:
+                self._waiting = False
+            yield item
+
+
 def per_worker_spec(spec: BackendSpec, workers: int) -> BackendSpec:
     """Share the cores: a model whose thread count is unset gets cores / workers threads in each worker."""
     if spec.threads is not None or spec.name == "embedded":  # the embedded model runs on one thread already
@@ -90,6 +124,7 @@ def run_batch(
     part_seconds: float = 60.0,
     progress: Progress | None = None,
     make_analyzer: Callable[[], Any] | None = None,
+    stop: StopRequest | None = None,
 ) -> BatchResult:
     """Analyse every recording named by `inputs` that `out` does not already hold; write rows and summary.json.
 
@@ -97,6 +132,7 @@ def run_batch(
     ModelNotAvailableError (the model cannot be loaded). KeyboardInterrupt stops the job after the
     finished rows are written (the result says interrupted=True); a rerun continues where it stopped.
     make_analyzer: overrides the factory built from `spec` and `options` (picklable; for tests and embedders).
+    stop: a StopRequest whose signal handler is installed; the job then stops cleanly on those signals too.
     With `options.speakers` set, the rows also have the speaker columns (rows.SPEAKER_FIELDS); `options` decides
     the columns even when `make_analyzer` is given.
     """
@@ -128,8 +164,9 @@ def run_batch(
         interrupted = False
         rows = _engine(engine, todo, factory, n_workers, address) if todo else iter(())  # Ray: joined here
         progress.start(len(todo), skipped)
+        stop = stop or StopRequest()
         try:
-            for i, row in rows:
+            for i, row in stop.each(rows):
                 rec = todo[i]
                 row = {name: row.get(name) for name in fields} | _extras(rec, found.extra_columns)
                 processed += 1

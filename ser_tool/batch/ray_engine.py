@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
+import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -176,10 +178,15 @@ def run_ray(recordings: Sequence[Recording], make_analyzer: Callable[[], Any], w
     ray = _import_ray()
     started_here = False
     if not ray.is_initialized():
-        if address:
-            _join_cluster(ray, address)
-        else:
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+        sigterm = signal.getsignal(signal.SIGTERM)
+        try:
+            if address:
+                _join_cluster(ray, address)
+            else:
+                ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+        finally:  # ray.init makes SIGTERM a bare sys.exit; `kill` should stop the job as the caller set it up to
+            if sigterm is not None and threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, sigterm)
         started_here = True
     return _stream(ray, recordings, make_analyzer, workers, started_here)
 
