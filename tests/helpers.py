@@ -16,6 +16,7 @@ import os
 import shutil
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -112,6 +113,21 @@ class CrashingAnalyzer(Analyzer):
 class CrashingFactory:
     def __call__(self) -> Analyzer:
         return CrashingAnalyzer(FakeBackend())
+
+
+class StuckAnalyzer(Analyzer):
+    """The fake loudness model; on a file whose name starts with 'stuck' the worker sleeps for ten minutes."""
+
+    def analyze(self, audio, **kwargs):
+        if os.path.basename(str(audio)).startswith("stuck"):
+            time.sleep(600)  # a very long recording, or a decoder that hangs
+        return super().analyze(audio, **kwargs)
+
+
+@dataclass(frozen=True)
+class StuckFactory:
+    def __call__(self) -> Analyzer:
+        return StuckAnalyzer(FakeBackend())
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,8 @@ the pool initializer, so the model loads once per worker, not once per file. Onl
 worker are in flight, so results stream back as they finish. A file that kills its worker outright
 (a crash in native code, the out-of-memory killer) breaks the pool: the recordings that were in flight
 are then retried one at a time in a fresh pool, and the one that breaks it alone becomes an error row.
+A job that stops early (Ctrl-C, `kill`, a fatal error) terminates its workers rather than waiting for the
+recordings in flight, whose rows would not be written anyway.
 """
 
 from __future__ import annotations
@@ -83,6 +85,12 @@ def run_local(recordings: Sequence[Recording], make_analyzer: Callable[[], Any],
             suspects.extend(inflight.values())  # the rest of a broken pool's work: each gets its own try
             inflight.clear()
         finally:
-            for fut in inflight:
-                fut.cancel()
+            if inflight:  # stopped early (interrupted, or the reader closed us): the files in flight are abandoned
+                _terminate_workers(pool)  # a rerun does them again; waiting would hold the stop up a file's length
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _terminate_workers(pool: ProcessPoolExecutor) -> None:
+    # ProcessPoolExecutor has no public way to stop a running task before Python 3.14's terminate_workers().
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        proc.terminate()

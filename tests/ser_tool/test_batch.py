@@ -430,6 +430,27 @@ def test_a_stop_that_lands_between_rows_is_not_lost(tmp_path):
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["last_run"]["complete"] is False
 
 
+def test_a_stop_does_not_wait_for_the_files_in_flight(tmp_path):
+    # The rows of the files still in the workers are not written (a rerun does those files again), so the
+    # stop must not wait for them: here one worker is stuck for ten minutes on its file.
+    from tests.helpers import StuckFactory
+
+    _voices(tmp_path / "in", 3)
+    sf.write(tmp_path / "in" / "stuck.wav", voice(1.0), SR)  # sorts first: in flight from the start
+    stop = StopRequest()
+
+    class StopAtFirstRow(Progress):
+        def row(self, row):
+            stop.handler(signal.SIGINT, None)
+
+    t0 = time.monotonic()
+    result = run_batch([str(tmp_path / "in")], tmp_path / "out", spec=BackendSpec("embedded"), workers=2,
+                       make_analyzer=StuckFactory(), progress=StopAtFirstRow(), stop=stop)
+    assert time.monotonic() - t0 < 300, "the stop waited for the stuck file"  # it sleeps 600 s
+    assert result.interrupted and result.processed >= 1
+    assert "stuck.wav" not in {Path(r["path"]).name for r in read_rows(tmp_path / "out")}
+
+
 def test_jsonl_format_and_no_mixing_formats(tmp_path, capsys):
     files = _voices(tmp_path / "in", 2)
     (tmp_path / "in" / "broken.wav").write_bytes(b"nope")
