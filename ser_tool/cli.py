@@ -318,6 +318,9 @@ def _train_voice(args: argparse.Namespace) -> int:
         print(f"{f'head {k + 1}: ' if 'heads' in summary else ''}best epoch {best['epoch']}: dev mean UAR "
               f"{best['dev_mean_uar']:.3f}; temperature {run['temperature']:.2f}")
     print("test UAR " + ", ".join(f"{c} {m['uar']:.3f}" for c, m in summary["test"].items()))
+    if summary["test"]:
+        print("test ECE (its sampling floor) " + ", ".join(f"{c} {m['ece']:.3f} ({m['ece_floor']:.3f})" for c, m in summary["test"].items())
+              + f"; all {summary['test_ece_pooled']:.3f} ({summary['test_ece_pooled_floor']:.3f})")
     print(f"wrote {args.out}/model.safetensors, config.json, training.json")
     return EXIT_OK
 

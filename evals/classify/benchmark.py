@@ -22,7 +22,7 @@ from ser_tool.data import SPLITS, Clip, read_corpus, split_by_speaker, vad_targe
 from ser_tool.errors import AudioError, ConfigError
 from ser_tool.labels import DIMENSIONS, EMOTIONS
 from ser_tool.level import input_level_db, model_inputs
-from ser_tool.train.calibration import expected_calibration_error
+from ser_tool.train.calibration import ece_noise_floor, expected_calibration_error
 
 from evals.classify.metrics import FOUR_CLASS, ccc, classification_metrics, restrict
 
@@ -94,13 +94,15 @@ def predict_clips(backend: Backend, clips: Sequence[Clip], batch_size: int = 16,
 
 
 def score(clips: Sequence[Clip], probabilities: np.ndarray, dimensions: np.ndarray | None) -> dict:
-    """7-class and 4-class metrics, ECE (15 bins), and CCC per dimension, overall, per corpus and per language."""
+    """7-class and 4-class metrics, ECE (15 bins) with its sampling floor, and CCC per dimension, overall, per corpus and per language."""
     y = np.array([EMOTIONS.index(c.label) for c in clips], dtype=int)
 
     def block(mask: np.ndarray) -> dict:
         out = {"7class": classification_metrics(y[mask], probabilities[mask].argmax(axis=1), EMOTIONS),
                # of the probabilities as the model gives them (a voice head's include its fitted temperature)
-               "ece": expected_calibration_error(probabilities[mask], y[mask])}
+               "ece": expected_calibration_error(probabilities[mask], y[mask]),
+               # what sampling alone gives on these clips: the ECE of a perfectly calibrated model, median and 95th pct
+               "ece_floor": list(ece_noise_floor(probabilities[mask]))}
         t4, p4 = restrict(probabilities[mask], y[mask], EMOTIONS, FOUR_CLASS)
         out["4class"] = classification_metrics(t4, p4, FOUR_CLASS)
         if dimensions is not None:

@@ -16,7 +16,7 @@ def summary(report: dict) -> str:
     m, b = report["metrics"], report.get("baseline", {}).get("metrics")
     lines = [
         f"SER benchmark  backend={report['backend']}  model={report['model_id']}  split={report['split']}  clips={report['n_clips']}",
-        f"{'':24} {'UAR':>6} {'base':>6} {'WA':>6} {'F1':>6} {'UAR-4':>6} {'base-4':>6} {'n':>6} {'ECE':>6}",
+        f"{'':24} {'UAR':>6} {'base':>6} {'WA':>6} {'F1':>6} {'UAR-4':>6} {'base-4':>6} {'n':>6} {'ECE':>6} {'floor':>6}",
     ]
     rows = [("overall", m["overall"], b["overall"] if b else None)]
     rows += [(f"corpus {k}", v, b["per_corpus"].get(k) if b else None) for k, v in m["per_corpus"].items()]
@@ -26,8 +26,12 @@ def summary(report: dict) -> str:
             f"{name[:24]:24} {_score(cur['7class']['uar']):>6} {_score(base['7class']['uar']) if base else '  -  ':>6} "
             f"{_score(cur['7class']['wa']):>6} {_score(cur['7class']['macro_f1']):>6} {_score(cur['4class']['uar']):>6} "
             f"{_score(base['4class']['uar']) if base else '  -  ':>6} {cur['7class']['n']:>6} "
-            f"{_score(cur['ece']) if 'ece' in cur else '  -  ':>6}"
+            f"{_score(cur['ece']) if 'ece' in cur else '  -  ':>6} "
+            f"{_score(cur['ece_floor'][1]) if 'ece_floor' in cur else '  -  ':>6}"
         )
+    if "ece_floor" in m["overall"]:
+        lines.append("floor: the ECE that sampling alone gives on that many clips (95th percentile, for a perfectly "
+                     "calibrated model with the same confidences); an ECE above it is miscalibration")
     if "ccc" in m["overall"]:
         c = m["overall"]["ccc"]
         lines.append(f"CCC valence {c['valence']:.3f}  arousal {c['arousal']:.3f}  dominance {c['dominance']:.3f}  (targets: {c['targets']})")

@@ -19,7 +19,7 @@ import numpy as np
 
 from ser_tool.labels import EMOTIONS
 from ser_tool.level import TARGET_DB
-from ser_tool.train.calibration import expected_calibration_error, fit_temperature
+from ser_tool.train.calibration import ece_noise_floor, expected_calibration_error, fit_temperature
 
 Log = Callable[[str], None]
 
@@ -310,10 +310,13 @@ def train_voice(corpus_dirs: Sequence, out_dir, backbone: str, cache_dir, cfg: V
         pred = logits.argmax(axis=1)
         for c in sorted(set(sets["test"].corpora)):
             m = sets["test"].corpora == c
+            probs = softmax(logits[m], axis=1)
             test[c] = {"uar": uar(sets["test"].labels[m], pred[m]),
-                       "ece": expected_calibration_error(softmax(logits[m], axis=1), sets["test"].labels[m])}
-        # every held-out clip together: a per-corpus ECE over a few hundred clips is mostly bin noise
+                       "ece": expected_calibration_error(probs, sets["test"].labels[m]),
+                       "ece_floor": ece_noise_floor(probs)[1]}  # what sampling alone gives on this many clips
+        # every held-out clip together: on a few hundred clips the ECE's sampling floor is several points
         summary["test_ece_pooled"] = expected_calibration_error(softmax(logits, axis=1), sets["test"].labels)
+        summary["test_ece_pooled_floor"] = ece_noise_floor(softmax(logits, axis=1))[1]
     summary["test"] = test
     summary["representation_ids"] = {r.name: r.id for r in base}
     summary["data"] = [str(Path(d)) for d in corpus_dirs]

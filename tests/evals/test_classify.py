@@ -67,7 +67,8 @@ def test_benchmark_end_to_end_on_a_toy_corpus(tmp_path):
     assert set(report["metrics"]["per_corpus"]["toy"]) >= {"7class", "4class", "ece", "ccc"}
     assert report["metrics"]["overall"]["ece"] == report["metrics"]["per_corpus"]["toy"]["ece"]  # one corpus
     assert expected_calibration_error(np.array([[0.9, 0.1]] * 10), np.array([0] * 9 + [1])) == pytest.approx(0.0)
-    assert "UAR" in summary(report) and "ECE" in summary(report)
+    assert report["metrics"]["overall"]["ece_floor"][0] <= report["metrics"]["overall"]["ece_floor"][1]
+    assert "UAR" in summary(report) and "ECE" in summary(report) and "floor" in summary(report)
     assert plot_confusion(report, tmp_path / "cm.png").stat().st_size > 1000
 
 

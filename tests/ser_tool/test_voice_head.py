@@ -11,7 +11,7 @@ import soundfile as sf
 
 from ser_tool.labels import EMOTIONS
 from ser_tool.testing import SR, voice
-from ser_tool.train.calibration import expected_calibration_error, fit_temperature
+from ser_tool.train.calibration import ece_noise_floor, expected_calibration_error, fit_temperature
 from tests.helpers import SAMPLE
 
 
@@ -169,6 +169,27 @@ def test_ece_by_hand():
     assert expected_calibration_error(np.zeros((0, 2)), np.zeros(0, dtype=int)) == 0.0
 
 
+def test_ece_noise_floor():
+    # One clip at confidence 0.9: right (ECE 0.1) 90 % of the time, wrong (ECE 0.9) 10 %: median 0.1, 95th pct 0.9.
+    assert ece_noise_floor(np.array([[0.9, 0.1]])) == pytest.approx((0.1, 0.9))
+    assert ece_noise_floor(np.zeros((0, 7))) == (0.0, 0.0)
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(2000, 7)) * 2.0
+    p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    small, large = ece_noise_floor(p[:100]), ece_noise_floor(p)
+    assert large[1] < small[1] / 3  # sampling noise shrinks as 1/sqrt(n): 20x the clips, ~1/4.5 the floor
+    # A model whose confidences are right lands inside its floor about 95 % of the time; an overconfident one above it.
+    inside = 0
+    for k in range(40):
+        part = p[k * 50:(k + 1) * 50]
+        labels = np.array([rng.choice(7, p=row) for row in part])
+        inside += expected_calibration_error(part, labels) <= ece_noise_floor(part, draws=500)[1]
+    assert inside >= 33  # 95 % of 40 is 38; binomial spread
+    labels = np.array([rng.choice(7, p=row) for row in p])
+    over = np.exp(logits * 3) / np.exp(logits * 3).sum(axis=1, keepdims=True)
+    assert expected_calibration_error(over, labels) > 2 * ece_noise_floor(over)[1]
+
+
 def _corpus(folder, name, speakers, seed):
     """Three 'emotions' told apart by pitch and loudness, 2-s synthetic voices."""
     rng = np.random.default_rng(seed)
@@ -260,7 +281,8 @@ def test_ser_train_backbone_then_voice_backend(corpora, tmp_path, monkeypatch):
     assert rc == 0 and (out / "model.safetensors").is_file()
     summary = json.loads((out / "training.json").read_text())
     assert summary["temperature"] > 0 and summary["representation_ids"] == {"prosody": "prosody-acf-v3"}
-    assert 0 <= summary["test_ece_pooled"] <= 1
+    assert 0 <= summary["test_ece_pooled"] <= 1 and 0 < summary["test_ece_pooled_floor"] <= 1
+    assert all(0 < m["ece_floor"] <= 1 for m in summary["test"].values()) and summary["test"]
     config = json.loads((out / "config.json").read_text())
     assert config["input_level_db"] == -26.0 and config["representation_ids"] == {"prosody": "prosody-acf-v3"}
     assert any(p.name.endswith("+level-26") for p in (tmp_path / "cache").iterdir())  # trained at the backend's input level
