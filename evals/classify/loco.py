@@ -38,7 +38,7 @@ from ser_tool.labels import EMOTIONS
 from ser_tool.representations import FeatureCache, Features, load_representation
 from ser_tool.data import HIGH_AROUSAL, Clip, read_corpus, split_by_speaker
 from ser_tool.train.loop import TrainConfig
-from ser_tool.train.calibration import expected_calibration_error
+from ser_tool.train.calibration import ece_noise_floor, expected_calibration_error
 from ser_tool.train.voice import (ClipFeatures, VoiceTrainConfig, arousal_clips, arousal_set, head_outputs, joined,
                                    train_voice_heads, training_set)
 
@@ -167,6 +167,7 @@ def score_block(clips: Sequence[Clip], probs: np.ndarray, arousal: np.ndarray | 
         metrics = classification_metrics(y[m], pred[m], EMOTIONS)
         metrics["rare_classes"] = [e for e, r in metrics["per_class_recall"].items() if r < RARE]
         metrics["ece"] = expected_calibration_error(probs[m], y[m])
+        metrics["ece_floor"] = ece_noise_floor(probs[m])[1]  # what sampling alone gives on this many clips
         out[name] = metrics
     if arousal is not None:
         for name, auc in arousal_auc(clips, arousal).items():
@@ -392,6 +393,8 @@ def summary(report: dict) -> str:
                 rec = " ".join(f"{k[:4]} {v:.2f}{'!' if v < RARE else ''}" for k, v in m["per_class_recall"].items())
                 before = res["info"].get("ece_uncalibrated", {}).get(name) if isinstance(res["info"], dict) else None
                 ece = f"ECE {before:.3f} -> {m['ece']:.3f} (T={res['info']['temperature']:.2f})" if before is not None else f"ECE {m['ece']:.3f}"
+                if "ece_floor" in m:  # reports written before the floor was measured have none
+                    ece += f", floor {m['ece_floor']:.3f}"
                 lines.append(f"  [{f}] {system:28s} {name:20s} {rec}   {ece}")
     lines += arousal_lines(report, cols, within_cols)
     lines += switch_lines(report)

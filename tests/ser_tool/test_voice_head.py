@@ -257,6 +257,8 @@ def test_loco_runs_lr_and_head_end_to_end(corpora, tmp_path):
     assert fold["loudness_arousal_auc"] == {"b": 1.0}  # the anchor: b's angry clips are recorded louder than the others
     text = summary(report)
     assert "head:prosody" in text and "LOCO mean" in text
+    floor = fold["systems"]["head:prosody"]["scores"]["b"]["ece_floor"]
+    assert 0 < floor <= 1 and f"floor {floor:.3f}" in text
     arousal = text[text.index("Arousal on the left-out corpora"):].splitlines()
     assert arousal[2].startswith("head:prosody") and set(arousal[3].split()[3:]) == {"1.000"}  # loudness, every column
     # the CLI writes report.json from the same cache (no recomputation needed)
