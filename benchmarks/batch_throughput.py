@@ -11,6 +11,10 @@ for Ray also its own processes: GCS, raylet, agents, Ray Data's helper actors). 
 time is the load-independent number. Targets (issue 15): 2 workers >= 1.7x 1 worker; Ray within 25 %
 of the local engine.
 
+The two "no model" rows run the same jobs with a stand-in that answers every file with one report made
+at start, reading no audio: what each engine costs by itself. From them the script prints how much of the
+target's time budget Ray spends before any analysis, and the analysis speed the rest would demand.
+
 Ray's start-up is timed apart: `ray.init` (the "start s" column) and `ray.shutdown` are outside the
 Ray row's wall time, as in earlier runs of this script; `ser batch --engine ray` pays both, so the
 ratio is printed with and without them.
@@ -33,19 +37,40 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from ser_tool import Analyzer  # noqa: E402
 from ser_tool.backends import BackendSpec  # noqa: E402
 from ser_tool.batch import Progress, available_cores, run_batch  # noqa: E402
+from ser_tool.testing import SR, FakeBackend, voice  # noqa: E402
+
+class _NullAnalyzer(Analyzer):
+    """Answers every recording with one report made at start, reading nothing: the engine's own cost, no model's."""
+
+    def analyze(self, audio, **kwargs):
+        if getattr(self, "_canned", None) is None:
+            self._canned = super().analyze(voice(3.0), sample_rate=SR, timeline=True)
+        return self._canned
+
+
+@dataclass(frozen=True)
+class NullFactory:  # picklable: the workers build the analyzer
+    def __call__(self) -> Analyzer:
+        return _NullAnalyzer(FakeBackend())
+
 
 CONFIGS = {  # key: (label, run_batch arguments)
     "local1": ("local, 1 worker", {"engine": "local", "workers": 1}),
     "local2": ("local, 2 workers", {"engine": "local", "workers": 2}),
     "ray": ("ray, local (2 CPUs, 2 actors)", {"engine": "ray", "workers": 2}),
+    # the same jobs with a model that costs nothing and reads no audio: what each engine costs by itself
+    "null-local2": ("no model: local, 2 workers", {"engine": "local", "workers": 2, "make_analyzer": NullFactory()}),
+    "null-ray": ("no model: ray (2 CPUs, 2 actors)", {"engine": "ray", "workers": 2, "make_analyzer": NullFactory()}),
 }
 NAN = float("nan")
 
@@ -127,7 +152,7 @@ def run(key: str, clips_list: Path, out: Path) -> dict:
     ray = None
     start = shutdown = NAN
     self0, kids0 = _cpu(resource.RUSAGE_SELF), _cpu(resource.RUSAGE_CHILDREN)
-    if key == "ray":
+    if kwargs["engine"] == "ray":
         import logging
 
         import ray
@@ -142,6 +167,8 @@ def run(key: str, clips_list: Path, out: Path) -> dict:
         wall = time.perf_counter() - t0
         if result.interrupted:  # run_batch took the Ctrl-C: a partial run is no measurement
             raise KeyboardInterrupt
+        if "make_analyzer" in kwargs and result.failed:  # the stand-in must answer every file, or nothing was measured
+            raise SystemExit(f"{label}: {result.failed} error row(s) from the stand-in model; see {out}")
         if ray is not None:
             workers_cpu = NAN  # Ray's actors are not ours to reap; all of Ray's processes are counted below
             all_cpu = descendants_cpu() + _cpu(resource.RUSAGE_SELF) - self0
@@ -249,6 +276,21 @@ def report(rounds: list[dict[str, dict]]) -> None:
               f"the first row (local engine: {_median(local, 'startup'):.1f} s), ray.shutdown "
               f"{_median(ray, 'shutdown'):.1f} s; CPU of all processes {_median(ray, 'all_cpu_ms'):.1f} ms/file "
               f"(local: {_median(local, 'all_cpu_ms'):.1f})")
+    if any("null-ray" in r and "local2" in r for r in rounds):
+        null_ray = [r["null-ray"] for r in rounds if "null-ray" in r]
+        local = [r["local2"] for r in rounds if "local2" in r]
+        n = local[0]["files"]
+        ray_alone = _median([{"t": r["start"] + r["wall"] + r["shutdown"]} for r in null_ray], "t")
+        budget = _median(local, "wall") / 0.75
+        left = (f"leaves {budget - ray_alone:.1f} s for the analysis, which would have to run at "
+                f"{n / (budget - ray_alone):.1f} files/s" if budget > ray_alone else
+                "is more than that: no model, however fast, meets the target at this size")
+        print(f"ray by itself (no model, {n} files): ray.init {_median(null_ray, 'start'):.1f} s + the job "
+              f"{_median(null_ray, 'wall'):.1f} s (first row after {_median(null_ray, 'startup'):.1f} s) + ray.shutdown "
+              f"{_median(null_ray, 'shutdown'):.1f} s = {ray_alone:.1f} s. The target (>= 0.75 of the local engine's "
+              f"throughput, as `ser batch --engine ray` pays) gives Ray {budget:.1f} s for these {n} files; what Ray "
+              f"takes by itself {left} (the local engine's steady state on 2 workers: "
+              f"{_median(local, 'steady_fps'):.1f} files/s)")
     if any("inprocess" in r and "local1" in r for r in rounds):
         inproc = [r["inprocess"] for r in rounds if "inprocess" in r]
         local1 = [r["local1"] for r in rounds if "local1" in r]
