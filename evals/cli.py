@@ -248,7 +248,7 @@ def loco_main(args) -> int:
     from ser_tool.train.voice import VoiceTrainConfig
 
     from evals.classify.loco import DEFAULT_SYSTEMS, run_loco, summary
-    from evals.output import ensure_writable
+    from evals.output import ensure_writable, write_atomic
 
     ensure_writable(args.out, "the report")  # now, not after hours of folds
     cfg = VoiceTrainConfig(heads=args.heads, degraded_variants=args.degraded_variants)
@@ -259,16 +259,39 @@ def loco_main(args) -> int:
         compact = dataclasses.replace(compact, epochs=args.compact_epochs)
     if args.compact_corpus_cap:
         compact = dataclasses.replace(compact, corpus_cap=args.compact_corpus_cap)
+    out = Path(args.out)
+    saved: list[str] = []
+
+    def save(report: dict) -> None:  # after every fold: an interrupted run keeps what it finished
+        write_atomic(out / "report.json", json.dumps({**report, "complete": False}, indent=2), "the report")
+        saved[:] = list(report["folds"])
+
     try:
         report = run_loco(args.data, systems=args.systems or DEFAULT_SYSTEMS, cache_dir=args.loco_cache, head_cfg=cfg,
                           only_folds=args.folds, log=lambda s: print(s, file=sys.stderr, flush=True),
-                          compact_cfg=compact, compact_dir=Path(args.out) / "compact", head_input_level_db=args.head_level_db,
-                          input_level_db=args.level_db, arousal_dirs=args.arousal_corpus)
+                          compact_cfg=compact, compact_dir=out / "compact", head_input_level_db=args.head_level_db,
+                          input_level_db=args.level_db, arousal_dirs=args.arousal_corpus,
+                          earlier=_unfinished_report(out / "report.json"), on_fold=save)
     except SERError as e:
         print(f"ser-eval: error: {error_text(e, args)}", file=sys.stderr)
         return exit_code(e)
-    _write_results(Path(args.out), report, summary(report))
+    except KeyboardInterrupt:
+        kept = (f"the finished fold(s) ({', '.join(saved)}) are in {out / 'report.json'}; rerun the same command to "
+                "continue from there") if saved else "no fold had finished"
+        print(f"ser-eval: interrupted; {kept}", file=sys.stderr)
+        return 130
+    _write_results(out, {**report, "complete": True}, summary(report))
     return 0
+
+
+def _unfinished_report(path: Path) -> dict | None:
+    """The report an interrupted `--loco` run left at `path` (complete: false), else None. A finished report is
+    not reused: rerunning a finished command runs it again."""
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return report if isinstance(report, dict) and report.get("complete") is False else None
 
 
 def levels_main(args) -> int:

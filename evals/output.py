@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ser_tool.errors import SERError
 
-__all__ = ["OutputError", "ensure_writable", "output_error"]
+__all__ = ["OutputError", "ensure_writable", "output_error", "write_atomic"]
 
 _REASONS = {
     errno.ENOSPC: "the disk is full",
@@ -51,3 +51,19 @@ def ensure_writable(folder: str | Path, what: str, flag: str = "--out") -> Path:
     except OSError as e:
         raise output_error(e, folder, what, flag) from None
     return folder
+
+
+def write_atomic(path: str | Path, text: str, what: str, flag: str = "--out") -> Path:
+    """Write `text` to a temporary file beside `path`, then rename it into place: a reader (or a rerun after a
+    kill) sees the old file or the new one, never half of one. Raises OutputError."""
+    path, tmp = Path(path), None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise output_error(e, path, what, flag) from None
+    return path

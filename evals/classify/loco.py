@@ -25,6 +25,7 @@ every fold; the head draws `corpus_cap` of them per epoch), so one large corpus 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 import zlib
 from collections.abc import Callable, Sequence
@@ -269,7 +270,8 @@ def run_loco(corpus_dirs: Sequence[str | Path], systems: Sequence[str] = DEFAULT
              within: bool = True, fit_cap: int = 2000, head_cfg: VoiceTrainConfig | None = None, only_folds: Sequence[str] | None = None,
              log: Log = print, compact_cfg: TrainConfig | None = None, compact_dir: str | Path | None = None,
              head_input_level_db: float | None = None, input_level_db: float | None = None,
-             arousal_dirs: Sequence[str | Path] = ()) -> dict:
+             arousal_dirs: Sequence[str | Path] = (), earlier: dict | None = None,
+             on_fold: Callable[[dict], None] | None = None) -> dict:
     """compact_cfg: the `compact` system's training settings (default TrainConfig()); compact_dir: a folder
     that keeps its model of each fold (compact_dir/FOLD), else each model lives in a temporary folder.
     head_input_level_db: the head:* systems see every clip at this active speech level, as `ser train
@@ -277,7 +279,10 @@ def run_loco(corpus_dirs: Sequence[str | Path], systems: Sequence[str] = DEFAULT
     input_level_db: every feature system (mfcc-lr, lr:*, head:*) sees every clip at this active speech level,
     so the anchors hear what the heads hear (None: at the corpora's own levels).
     arousal_dirs: corpora with expressed-emotion levels and no categories: every head:* system also trains on
-    them as arousal-only examples in every fold (ser_tool.train.voice.arousal_set); they are never scored."""
+    them as arousal-only examples in every fold (ser_tool.train.voice.arousal_set); they are never scored.
+    earlier: a report of an earlier run (e.g. one that was interrupted); its folds are taken as they are, not run
+    again, when it was made with the same settings (same_settings). on_fold(report): called after each fold, with
+    the report so far, so that a caller can save it."""
     from ser_tool.parts import default_feature_dir
 
     corpora = {}
@@ -322,7 +327,22 @@ def run_loco(corpus_dirs: Sequence[str | Path], systems: Sequence[str] = DEFAULT
                               "each fold's training corpora need speaker ids (at least 3 speakers in a corpus); leave the "
                               "system out or run the other folds with --folds")
     levels = ClipFeatures(cache, [SpeechLevel()])  # the loudness anchor, one read per clip for every fold
-    for fold in [all_folds[n] for n in only_folds] if only_folds else all_folds.values():
+    reuse = {}
+    if earlier is not None:
+        differ = same_settings(earlier, report)
+        if differ:
+            log(f"the earlier report is not reused: its {', '.join(differ)} {'differs' if len(differ) == 1 else 'differ'} "
+                "from this run's")
+        else:
+            reuse = earlier.get("folds", {})
+    wanted = set(only_folds or all_folds)
+    for fold in all_folds.values():
+        if fold["name"] in reuse:  # an earlier fold of other --folds is kept too: nothing finished is dropped
+            log(f"fold {fold['name']}: taken from the earlier run (same settings)")
+            report["folds"][fold["name"]] = reuse[fold["name"]]
+            continue
+        if fold["name"] not in wanted:
+            continue
         log(f"fold {fold['name']}: fit {len(fold['fit'])} clips, dev {len(fold['dev'])}, score {len(fold['score'])}")
         entry = {"left_out": fold["left_out"], "n_fit": len(fold["fit"]), "n_dev": len(fold["dev"]), "n_score": len(fold["score"]),
                  "systems": {}}
@@ -343,7 +363,20 @@ def run_loco(corpus_dirs: Sequence[str | Path], systems: Sequence[str] = DEFAULT
                                               for c, m in res["scores"].items()) + f"  [{res['seconds']:.0f} s]")
         entry["loudness_arousal_auc"] = arousal_auc(fold["score"], [levels.utterance(c.path, ["speech-level"])[0] for c in fold["score"]])
         report["folds"][fold["name"]] = entry
+        if on_fold is not None:
+            on_fold(report)
     return report
+
+
+SETTINGS = ("data", "systems", "fit_cap", "head_config", "head_input_level_db", "input_level_db", "representation_ids",
+            "arousal_data", "compact_config")  # what a report's scores depend on, beside the code
+
+
+def same_settings(earlier: dict, report: dict) -> list[str]:
+    """The SETTINGS in which two LOCO reports differ (empty: the earlier one's folds can stand in this one)."""
+    if earlier.get("kind") != "ser-loco":
+        return ["kind"]
+    return [k for k in SETTINGS if json.loads(json.dumps(earlier.get(k))) != json.loads(json.dumps(report.get(k)))]
 
 
 def _parse(system: str) -> tuple[str, list[str]]:

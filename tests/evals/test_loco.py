@@ -169,3 +169,54 @@ def test_arousal_auc_ranks_high_arousal_categories_above_neutral_and_sad():
     assert arousal_auc(x, [0.1, np.nan, 0.9, 0.8, np.nan]) == {"x": 1.0}  # no speech (NaN) is left out
     both = x + clips("y", ["angry", "fearful"])  # y has no low-arousal clip: no AUC for it
     assert arousal_auc(both, [0.1, 0.2, 0.9, 0.8, 0.7, 0.5, 0.5]) == {"x": 1.0, "y": None}
+
+
+# --- an interrupted run keeps its finished folds, and the same command continues from them -----------------
+
+def test_an_interrupted_loco_run_keeps_its_folds_and_a_rerun_continues(tmp_path, capsys, monkeypatch):
+    import evals.classify.loco as loco
+    from evals.cli import main
+
+    corpora = [str(d) for d in _corpora(tmp_path, 6)]
+    out = tmp_path / "out"
+    cmd = ["ser", "--loco", *corpora, "--systems", "mfcc-lr", "--loco-cache", str(tmp_path / "cache"), "--out", str(out)]
+    real_run_lr, calls = loco.run_lr, []
+
+    def run_lr(feats, names, fold, **kw):
+        calls.append(fold["name"])
+        if fold["name"] == "b" and stop_at_b:
+            raise KeyboardInterrupt  # Ctrl-C in the second fold
+        return real_run_lr(feats, names, fold, **kw)
+
+    monkeypatch.setattr(loco, "run_lr", run_lr)
+    stop_at_b = True
+    assert main(cmd) == 130
+    err = capsys.readouterr().err
+    assert "the finished fold(s) (a) are in" in err and "rerun the same command to continue" in err, err
+    kept = json.loads((out / "report.json").read_text())
+    assert kept["complete"] is False and list(kept["folds"]) == ["a"]
+
+    stop_at_b, calls[:] = False, []
+    assert main(cmd) == 0
+    err = capsys.readouterr().err
+    assert "fold a: taken from the earlier run" in err and calls == ["b", "within"]  # fold a is not run again
+    done = json.loads((out / "report.json").read_text())
+    assert done["complete"] is True and list(done["folds"]) == ["a", "b", "within"]
+    assert done["folds"]["a"] == kept["folds"]["a"]
+
+    # a finished report is not reused: the same command runs every fold again
+    calls[:] = []
+    assert main(cmd) == 0 and calls == ["a", "b", "within"]
+    capsys.readouterr()
+    # an unfinished report of other settings is not reused either, and the log says which setting differs
+    kept["fit_cap"] = 5
+    (out / "report.json").write_text(json.dumps(kept))
+    calls[:] = []
+    assert main(cmd) == 0 and calls == ["a", "b", "within"]
+    assert "not reused: its fit_cap differs from this run's" in capsys.readouterr().err
+    # continued with other --folds: the earlier fold stays in the report beside the ones asked for
+    kept["fit_cap"] = 2000
+    (out / "report.json").write_text(json.dumps(kept))
+    calls[:] = []
+    assert main([*cmd, "--folds", "within"]) == 0 and calls == ["within"]
+    assert list(json.loads((out / "report.json").read_text())["folds"]) == ["a", "within"]
