@@ -295,6 +295,11 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     best = summary["best"]
     print(f"best epoch {best['epoch']}: dev mean UAR {best['dev_mean_uar']:.3f}; trained in {summary['train_seconds'] / 60:.1f} min")
     print(f"wrote {args.out}/model.safetensors, config.json, training.json, {card.name}")
+    if summary["interrupted_in_epoch"]:
+        print(f"ser train: interrupted in epoch {summary['interrupted_in_epoch']} of {args.epochs}: the model in {args.out} "
+              f"is the best of the {len(summary['history'])} epoch(s) that finished; rerun the command to train them all",
+              file=sys.stderr)
+        return 130
     return EXIT_OK
 
 

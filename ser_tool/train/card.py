@@ -44,7 +44,9 @@ def write_card(model_dir: str | Path, command: str) -> Path:
         "",
         "## Training",
         f"- Command: `{command}`",
-        f"- Time: {s['train_seconds'] / 60:.0f} min on the CPU; best dev epoch {s['best_epoch']} of {cfg['epochs']} (seed {cfg['seed']}).",
+        f"- Time: {s['train_seconds'] / 60:.0f} min on the CPU; best dev epoch {s['best_epoch']} of {cfg['epochs']} (seed {cfg['seed']})"
+        + (f"; **interrupted in epoch {s['interrupted_in_epoch']}**: only {len(s['history'])} epoch(s) ran."
+           if s.get("interrupted_in_epoch") else "."),
         f"- Objective: L = CE (class-weighted by inverse per-epoch frequency, label smoothing {cfg['label_smoothing']}) "
         f"+ {cfg['ccc_weight']} x (1 - mean CCC over valence, arousal, dominance), CCC computed over each batch.",
         f"- Optimiser: AdamW lr {cfg['lr']}, weight decay {cfg['weight_decay']}, {cfg['warmup_epochs']:g} warm-up epochs then cosine; "

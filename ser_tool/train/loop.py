@@ -208,24 +208,32 @@ def train_splits(splits: Mapping[str, Sequence[Clip]], out_dir: str | Path, cfg:
     aug = Augmenter(cfg, rng)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    history, best = [], None
+    history, best, stopped = [], None, None
     for epoch in range(cfg.epochs):
         order = np.concatenate([rng.choice(ix, per_epoch[c], replace=False) for c, ix in by_corpus.items()])
         rng.shuffle(order)
         sums = Counter()
         bar = progress_factory(steps, f"epoch {epoch + 1}/{cfg.epochs}") if progress_factory else None
-        for b in range(steps):
-            idx = order[b * cfg.batch_size: (b + 1) * cfg.batch_size]
-            x = torch.from_numpy(aug.batch(train_store, idx))
-            losses = hybrid_step(model, loss_fn, opt, sched, x, train_store.labels[idx], train_store.dims[idx], rng,
-                                 cfg.mixup_p, cfg.mixup_alpha)
-            sums.update({k: float(v.detach()) for k, v in losses.items()})
+        try:
+            for b in range(steps):
+                idx = order[b * cfg.batch_size: (b + 1) * cfg.batch_size]
+                x = torch.from_numpy(aug.batch(train_store, idx))
+                losses = hybrid_step(model, loss_fn, opt, sched, x, train_store.labels[idx], train_store.dims[idx], rng,
+                                     cfg.mixup_p, cfg.mixup_alpha)
+                sums.update({k: float(v.detach()) for k, v in losses.items()})
+                if bar:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{sums['loss'] / (b + 1):.3f}")
+            dev = evaluate(model, dev_store, loss_fn)
+        except KeyboardInterrupt:  # Ctrl-C: the epochs that finished are kept (the best one is already saved)
+            if best is None:
+                raise
+            stopped = epoch + 1
+            log(f"interrupted in epoch {stopped}: training stops here; the best epoch so far ({best['epoch']}) is kept")
+            break
+        finally:
             if bar:
-                bar.update(1)
-                bar.set_postfix(loss=f"{sums['loss'] / (b + 1):.3f}")
-        if bar:
-            bar.close()
-        dev = evaluate(model, dev_store, loss_fn)
+                bar.close()
         record = {"epoch": epoch + 1, **{f"train_{k}": v / max(1, steps) for k, v in sums.items()},
                   "dev_loss": dev["loss"], "dev_uar": dev["uar"], "dev_mean_uar": dev["mean_uar"],
                   "dev_ccc": dev["ccc"], "elapsed_s": round(time.time() - started, 1)}
@@ -247,6 +255,7 @@ def train_splits(splits: Mapping[str, Sequence[Clip]], out_dir: str | Path, cfg:
         "undecodable": train_store.failed + dev_store.failed,
         "best_epoch": best["epoch"],
         "best": best,
+        "interrupted_in_epoch": stopped,  # None: every epoch ran
         "history": history,
         "train_seconds": round(time.time() - started, 1),
         "parameters": sum(p.numel() for p in model.parameters()),

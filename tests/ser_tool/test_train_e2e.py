@@ -54,3 +54,40 @@ def test_train_refuses_bad_settings(tmp_path, capsys):
     assert exit_.value.code == 2 and "--epochs: expected a whole number of at least 1, got '0'" in capsys.readouterr().err
     assert main(["train", str(tmp_path / "nothing")]) == 2
     assert "manifest.csv" in capsys.readouterr().err
+
+
+def test_ctrl_c_keeps_the_best_epoch_so_far(tmp_path, capsys, monkeypatch):
+    import ser_tool.train.loss as loss  # the training loop takes hybrid_step from here when it starts
+
+    corpus = make_toy_corpus(tmp_path / "toy", n_speakers=10)
+    real_step, steps = loss.hybrid_step, []
+
+    def step(*args, **kwargs):  # Ctrl-C in the third epoch's first batch
+        steps.append(1)
+        if len(steps) == 2 * per_epoch + 1:
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(loss, "hybrid_step", step)
+    per_epoch = 10**9  # measured by a first run
+    out = tmp_path / "model"
+    assert main(["train", str(corpus), "--out", str(tmp_path / "probe"), "--epochs", "1", "--batch-size", "8",
+                 "--threads", "1"]) == 0
+    per_epoch, steps[:] = len(steps), []
+    capsys.readouterr()
+    code = main(["train", str(corpus), "--out", str(out), "--epochs", "5", "--batch-size", "8", "--threads", "1"])
+    captured = capsys.readouterr()
+    assert code == 130, captured.err
+    assert "interrupted in epoch 3 of 5" in captured.err and "best of the 2 epoch(s) that finished" in captured.err
+    summary = json.loads((out / "training.json").read_text())
+    assert summary["interrupted_in_epoch"] == 3 and [h["epoch"] for h in summary["history"]] == [1, 2]
+    assert "interrupted in epoch 3" in (out / "MODEL_CARD.md").read_text()
+    load_backend("embedded", model=str(out)).predict([voice(1.0)])  # the kept model loads
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+    # Ctrl-C before any epoch finished: nothing to keep, the usual one line and exit 130
+    steps[:], per_epoch = [], 0
+    assert main(["train", str(corpus), "--out", str(tmp_path / "none"), "--epochs", "5", "--batch-size", "8",
+                 "--threads", "1"]) == 130
+    assert "ser: interrupted" in capsys.readouterr().err
+    assert not (tmp_path / "none" / "training.json").exists()
