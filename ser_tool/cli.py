@@ -323,10 +323,17 @@ def _train_voice(args: argparse.Namespace) -> int:
         print(f"{f'head {k + 1}: ' if 'heads' in summary else ''}best epoch {best['epoch']}: dev mean UAR "
               f"{best['dev_mean_uar']:.3f}; temperature {run['temperature']:.2f}")
     print("test UAR " + ", ".join(f"{c} {m['uar']:.3f}" for c, m in summary["test"].items()))
+    stopped = summary.get("interrupted")
     if summary["test"]:
         print("test ECE (its sampling floor) " + ", ".join(f"{c} {m['ece']:.3f} ({m['ece_floor']:.3f})" for c, m in summary["test"].items())
               + f"; all {summary['test_ece_pooled']:.3f} ({summary['test_ece_pooled_floor']:.3f})")
     print(f"wrote {args.out}/model.safetensors, config.json, training.json")
+    if stopped:
+        kept = len(summary.get("heads", [summary]))
+        where = f"head {stopped['head']} of {args.heads}" + (f", epoch {stopped['epoch']}" if stopped["epoch"] else "")
+        print(f"ser train: interrupted in {where}: the model in {args.out} has {kept} head(s), each at the best of "
+              "its epochs that finished; rerun the command to train them all", file=sys.stderr)
+        return 130
     return EXIT_OK
 
 

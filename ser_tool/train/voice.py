@@ -116,32 +116,20 @@ def train_voice_head(train: FrameSet, dev: FrameSet, representations: Sequence[s
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
     mean = model.feat_mean.numpy()
-    best, best_state, history = None, None, []
+    best, best_state, history, stopped = None, None, [], None
     for epoch in range(cfg.epochs):
         model.train()
         order = np.concatenate([rng.choice(ix, per_epoch[c], replace=False) for c, ix in by_corpus.items()])
         rng.shuffle(order)
-        total_loss = 0.0
-        for b in range(steps):
-            idx = order[b * cfg.batch_size: (b + 1) * cfg.batch_size]
-            shortest = min(len(train.frames[i]) for i in idx)
-            length = max(1, min(int(rng.integers(cfg.crop_frames[0], cfg.crop_frames[1] + 1)), shortest))
-            x = np.empty((len(idx), length, dim), dtype=np.float32)
-            for row, i in enumerate(idx):
-                f = train.frames[i]
-                s = int(rng.integers(0, len(f) - length + 1))
-                x[row] = f[s: s + length]
-                if cfg.time_mask and length > 4:  # masked stretches take the training mean (0 after standardising)
-                    w = int(rng.integers(0, max(1, int(cfg.time_mask * length)) + 1))
-                    t0 = int(rng.integers(0, length - w + 1))
-                    x[row, t0: t0 + w] = mean
-                if cfg.channel_mask:
-                    ch = rng.random(dim) < cfg.channel_mask
-                    x[row][:, ch] = mean[ch]
-            losses = hybrid_step(model, loss_fn, opt, sched, torch.from_numpy(x), train.labels[idx], train.dims[idx], rng,
-                                 cfg.mixup_p, cfg.mixup_alpha)
-            total_loss += float(losses["loss"].detach())
-        logits, _ = predict_frames(model, dev.frames)
+        try:
+            total_loss = _epoch(model, loss_fn, opt, sched, train, order, steps, dim, mean, cfg, rng, hybrid_step)
+            logits, _ = predict_frames(model, dev.frames)
+        except KeyboardInterrupt:  # Ctrl-C: the best epoch so far is kept, as `ser train` does for the compact model
+            if best_state is None:
+                raise
+            stopped = epoch + 1
+            log(f"  interrupted in epoch {stopped}: this head stops here with its best epoch so far ({best['epoch']})")
+            break
         pred = logits.argmax(axis=1)
         per_corpus = {c: uar(dev.labels[dev.corpora == c], pred[dev.corpora == c]) for c in sorted(set(dev.corpora))}
         mean_uar = float(np.mean(list(per_corpus.values())))
@@ -160,7 +148,36 @@ def train_voice_head(train: FrameSet, dev: FrameSet, representations: Sequence[s
     model.temperature.fill_(temperature)
     model.eval()
     return model, {"config": cfg.__dict__, "best": best, "history": history, "temperature": temperature,
-                   "train_seconds": round(time.time() - started, 1), "parameters": sum(p.numel() for p in model.parameters())}
+                   "interrupted_in_epoch": stopped, "train_seconds": round(time.time() - started, 1),
+                   "parameters": sum(p.numel() for p in model.parameters())}
+
+
+def _epoch(model, loss_fn, opt, sched, train: FrameSet, order: np.ndarray, steps: int, dim: int, mean: np.ndarray,
+           cfg: VoiceTrainConfig, rng: np.random.Generator, hybrid_step) -> float:
+    """One epoch of random crops (time and channel masks) through hybrid_step; returns the summed loss."""
+    import torch
+
+    total_loss = 0.0
+    for b in range(steps):
+        idx = order[b * cfg.batch_size: (b + 1) * cfg.batch_size]
+        shortest = min(len(train.frames[i]) for i in idx)
+        length = max(1, min(int(rng.integers(cfg.crop_frames[0], cfg.crop_frames[1] + 1)), shortest))
+        x = np.empty((len(idx), length, dim), dtype=np.float32)
+        for row, i in enumerate(idx):
+            f = train.frames[i]
+            s = int(rng.integers(0, len(f) - length + 1))
+            x[row] = f[s: s + length]
+            if cfg.time_mask and length > 4:  # masked stretches take the training mean (0 after standardising)
+                w = int(rng.integers(0, max(1, int(cfg.time_mask * length)) + 1))
+                t0 = int(rng.integers(0, length - w + 1))
+                x[row, t0: t0 + w] = mean
+            if cfg.channel_mask:
+                ch = rng.random(dim) < cfg.channel_mask
+                x[row][:, ch] = mean[ch]
+        losses = hybrid_step(model, loss_fn, opt, sched, torch.from_numpy(x), train.labels[idx], train.dims[idx], rng,
+                             cfg.mixup_p, cfg.mixup_alpha)
+        total_loss += float(losses["loss"].detach())
+    return total_loss
 
 
 def train_voice_heads(train: FrameSet, dev: FrameSet, representations: Sequence[str], cfg: VoiceTrainConfig | None = None,
@@ -174,13 +191,27 @@ def train_voice_heads(train: FrameSet, dev: FrameSet, representations: Sequence[
 
     cfg = cfg or VoiceTrainConfig()
     if cfg.heads <= 1:
-        return train_voice_head(train, dev, representations, cfg, log=log)
-    models, runs = [], []
-    for k in range(cfg.heads):
+        model, summary = train_voice_head(train, dev, representations, cfg, log=log)
+        stopped = summary["interrupted_in_epoch"]
+        return model, {**summary, "interrupted": {"head": 1, "epoch": stopped} if stopped else None}
+    models, runs, interrupted = [], [], None
+    for k in range(cfg.heads):  # Ctrl-C: the heads that finished (and the cut head's best epoch, if it had one) are kept
         log(f"head {k + 1} of {cfg.heads} (seed {cfg.seed + k})")
-        model, summary = train_voice_head(train, dev, representations, replace(cfg, seed=cfg.seed + k), log=log)
+        try:
+            model, summary = train_voice_head(train, dev, representations, replace(cfg, seed=cfg.seed + k), log=log)
+        except KeyboardInterrupt:
+            if not models:
+                raise
+            interrupted = {"head": k + 1, "epoch": None}
+            log(f"interrupted in head {k + 1} before its first epoch ended: the {len(models)} finished head(s) are kept")
+            break
         models.append(model)
         runs.append(summary)
+        if summary["interrupted_in_epoch"]:
+            interrupted = {"head": k + 1, "epoch": summary["interrupted_in_epoch"]}
+            break
+    if len(models) == 1:
+        return models[0], {**runs[0], "interrupted": interrupted}
     ensemble = VoiceHeadEnsemble(models).eval()
     logits, _ = predict_frames(ensemble, dev.frames)
     pred = logits.argmax(axis=1)
@@ -189,7 +220,7 @@ def train_voice_heads(train: FrameSet, dev: FrameSet, representations: Sequence[
     return ensemble, {"config": cfg.__dict__, "heads": runs, "dev_uar": dev_uar,
                       "temperature": float(np.mean([r["temperature"] for r in runs])),
                       "temperatures": [r["temperature"] for r in runs],
-                      "train_seconds": round(sum(r["train_seconds"] for r in runs), 1),
+                      "train_seconds": round(sum(r["train_seconds"] for r in runs), 1), "interrupted": interrupted,
                       "parameters": sum(p.numel() for p in ensemble.parameters())}
 
 

@@ -540,3 +540,40 @@ def test_a_corpus_of_levels_trains_the_heads_arousal_only(corpora, tmp_path, cap
         arousal_clips([blank])
     assert main(["train", *map(str, corpora), "--arousal-corpus", str(levels), "--out", str(tmp_path / "y")]) == 2
     assert "add --backbone" in capsys.readouterr().err and not (tmp_path / "y").exists()
+
+
+def test_ser_train_backbone_ctrl_c_keeps_the_finished_heads(corpora, tmp_path, capsys, monkeypatch):
+    import torch
+
+    import ser_tool.train.loss as loss
+    from ser_tool.backends import load_backend
+    from ser_tool.cli import main
+
+    torch.set_num_threads(1)
+    real_step, steps, stop_at = loss.hybrid_step, [], [None]
+
+    def step(*args, **kwargs):
+        steps.append(1)
+        if len(steps) == stop_at[0]:
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(loss, "hybrid_step", step)  # the head's loop takes it from here when it starts
+    cmd = [*map(str, corpora), "--backbone", "prosody", "--epochs", "3", "--batch-size", "8",
+           "--feature-cache", str(tmp_path / "cache")]
+    assert main(["train", *cmd, "--out", str(tmp_path / "probe")]) == 0
+    per_epoch = len(steps) // 3
+    capsys.readouterr()
+
+    steps[:], stop_at[0] = [], 3 * per_epoch + per_epoch + 1  # head 1 done, head 2 cut in its second epoch
+    assert main(["train", *cmd, "--heads", "3", "--out", str(tmp_path / "two")]) == 130
+    assert "interrupted in head 2 of 3, epoch 2: the model in" in capsys.readouterr().err
+    summary = json.loads((tmp_path / "two" / "training.json").read_text())
+    assert summary["interrupted"] == {"head": 2, "epoch": 2} and len(summary["heads"]) == 2
+    assert [h["epoch"] for h in summary["heads"][1]["history"]] == [1]
+    assert len(load_backend("voice", model=str(tmp_path / "two")).predict([voice(2.0)]).probabilities) == 1
+
+    steps[:], stop_at[0] = [], 3 * per_epoch + 1  # head 2 cut before its first epoch ended: head 1 alone is kept
+    assert main(["train", *cmd, "--heads", "3", "--out", str(tmp_path / "one")]) == 130
+    assert "interrupted in head 2 of 3: the model in" in capsys.readouterr().err
+    assert json.loads((tmp_path / "one" / "config.json").read_text())["heads"] == 1
