@@ -220,3 +220,19 @@ def test_an_interrupted_loco_run_keeps_its_folds_and_a_rerun_continues(tmp_path,
     calls[:] = []
     assert main([*cmd, "--folds", "within"]) == 0 and calls == ["within"]
     assert list(json.loads((out / "report.json").read_text())["folds"]) == ["a", "within"]
+
+
+def test_switch_lines_say_how_far_clip_sampling_moves_each_difference():
+    from evals.classify.loco import uar_standard_error
+
+    # recalls 0.8 (n 10) and 0.5 (n 10): var = (0.16 / 10 + 0.25 / 10) / 4
+    assert uar_standard_error([[8, 2], [5, 5]]) == pytest.approx(np.sqrt(0.041) / 2)
+    assert uar_standard_error([[8, 2, 0], [5, 5, 0], [0, 0, 0]]) == pytest.approx(np.sqrt(0.041) / 2)  # absent class
+    assert uar_standard_error(None) is None
+    report = _report(PASSING)
+    for system, right in (("head:r", 35), ("lr:w", 34)):  # z left out: 100 clips of each of 2 classes
+        report["folds"]["z"]["systems"][system]["scores"]["z"]["confusion"] = [[right, 100 - right], [100 - right, right]]
+    switch, reasons = default_switch(report, "head:r")
+    se = np.hypot(np.sqrt(2 * 0.35 * 0.65 / 100) / 2, np.sqrt(2 * 0.34 * 0.66 / 100) / 2)
+    assert switch is True  # the rule itself is unchanged
+    assert f"z left out: 0.350 vs the best LR baseline 0.340 (lr:w); difference +0.010 ± {1.96 * se:.3f} (95 %, clip sampling), within it" in reasons
