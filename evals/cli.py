@@ -146,7 +146,8 @@ def add_cpbench(sub) -> None:
     # the emotion model of mode predicted (--asr-model: the words from speech recognition instead of the
     # dataset's transcript); short single-utterance clips: analyse everything above the noise floor
     # by default, as WebRTC's VAD drops some
-    add_model_flags(r, model_flag="--ser-model", asr=True, defaults={"vad": "energy"})
+    add_model_flags(r, model_flag="--ser-model", asr=True, defaults={"vad": "energy"},
+                    asr_default="none - the dataset's own transcripts are used")
 
 
 def cpbench_main(args, parser) -> int:

@@ -211,13 +211,15 @@ def _variable(name: str) -> str:
 
 
 def add_model_flags(parser: argparse.ArgumentParser, *, model_flag: str = "--model", analysis: bool = True,
-                    asr: bool = False, speakers: bool = False, defaults: Mapping[str, Any] | None = None) -> None:
+                    asr: bool = False, speakers: bool = False, defaults: Mapping[str, Any] | None = None,
+                    asr_default: str = "the offline Whisper-base when the [asr] extra is installed, else none") -> None:
     """Declare the emotion-model flags on `parser` (every entry point uses this one set), for `Settings.from_args`.
 
     model_flag: the flag naming the emotion model; "--ser-model" where --model names a chat model.
     analysis: also the segmentation and limit flags (--window, --hop, --vad, --vad-floor-db, --max-duration,
     --max-file-mb, --max-windows).
-    asr: also the speech recogniser's (--asr-model, --language).
+    asr: also the speech recogniser's (--asr-model, --language); asr_default: what --asr-model's help says this
+    entry point uses when no recogniser is named.
     speakers: also --speakers (speaker attribution: a number of speakers or 'auto').
     defaults: this entry point's own defaults for some settings, below the SER_* environment
     (e.g. {"vad": "energy"}); shown in the help.
@@ -237,7 +239,7 @@ def add_model_flags(parser: argparse.ArgumentParser, *, model_flag: str = "--mod
                    help="hub id or local directory of the emotion model (default: the backend's)")
     m.add_argument("--device", help=f"cpu, cuda, cuda:N or auto (default {default('device')})")
     m.add_argument("--batch-size", type=int, help=f"audio windows per forward pass (default {default('batch_size')})")
-    m.add_argument("--threads", type=int, help="torch CPU threads (default: 1 for the embedded model, torch's default otherwise)")
+    m.add_argument("--threads", type=int, help="torch CPU threads (default: 1 for the embedded and voice models, torch's default otherwise)")
     m.add_argument("--offline", action="store_true", default=None, help="never contact the Hugging Face hub")
     m.add_argument("--label-map", help="hf backend: extra MODEL_LABEL=EMOTION pairs, comma-separated ('other=' drops a label)")
     m.add_argument("--trust-remote-code", action="store_true", default=None, help="hf backend: allow the checkpoint's own code to run")
@@ -258,8 +260,7 @@ def add_model_flags(parser: argparse.ArgumentParser, *, model_flag: str = "--mod
     if asr:
         r = parser.add_argument_group("speech recognition")
         r.add_argument("--asr-model", help="Whisper checkpoint for the words: hub id or local directory (transformers), "
-                                           "or a CTranslate2 folder (needs faster-whisper), or 'offline'; default: the offline "
-                                           "Whisper-base when the [asr] extra is installed, else none")
+                                           f"or a CTranslate2 folder (needs faster-whisper), or 'offline'; default: {asr_default}")
         r.add_argument("--language", help="language of the speech, e.g. en (default: the recogniser detects it)")
     if speakers:
         v = parser.add_argument_group("speakers")

@@ -254,3 +254,21 @@ def test_ser_eval_cpbench_picks_the_ser_model(tmp_path, tiny_hf, monkeypatch, on
     monkeypatch.setenv("SER_BACKEND", "embedded")
     assert cli.main(["cpbench", "run", str(qa), "--mc", "--modes", "none", "--out", str(tmp_path / "out2")]) == 0
     assert given["analyzer"].spec.name == "embedded" and given["analyzer"].options.segmentation.vad == "webrtc"
+
+
+def test_asr_model_help_says_what_each_entry_point_uses_without_one():
+    """Where no recogniser is named, transcribe, the MCP server and the agent's chat/ask use the offline one; the
+    benchmark runner uses the dataset's transcripts. Each --asr-model help says so (see the README's table)."""
+    def help_of(entry):
+        name, parser, head, *_ = next(e for e in ENTRY_POINTS if e[0] == entry)
+        p = parser()
+        for step in head[:2]:
+            sub = next((a for a in p._actions if isinstance(a, argparse._SubParsersAction)), None)
+            if sub is None or step not in sub.choices:
+                break
+            p = sub.choices[step]
+        return next(a.help for a in p._actions if a.dest == "asr_model")
+
+    for entry in ("ser transcribe", "ser-mcp", "ser-agent chat", "ser-agent ask"):
+        assert "default: the offline Whisper-base when the [asr] extra is installed" in help_of(entry), entry
+    assert "default: none - the dataset's own transcripts are used" in help_of("ser-eval cpbench run")

@@ -24,7 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="chat model: 'local' (default, offline) or provider:model (anthropic:claude-sonnet-4-5, "
                              "openai:gpt-4o-mini, ...; keys from the environment); env SER_AGENT_MODEL")
     parser.add_argument("--temperature", type=number(float, ge=0), help="sampling temperature of the chat model")
-    add_model_flags(parser, model_flag="--ser-model", asr=True, defaults=WEB_DEFAULTS)
+    add_model_flags(parser, model_flag="--ser-model", asr=True, defaults=WEB_DEFAULTS,
+                    asr_default="none - the words come from 'What was said'; a recogniser named here transcribes each "
+                                "upload, which on a CPU takes about half the recording's length")
 
 
 class UnavailableChatModel:

@@ -5,6 +5,7 @@ answered with the core's message while the app keeps serving. The browser test i
 from __future__ import annotations
 
 import io
+import argparse
 import json
 import socket
 import threading
@@ -347,6 +348,10 @@ def test_web_flags_have_web_defaults():
     cfg = AgentSettings.from_args(args)
     assert cfg.max_duration == 1800.0 and cfg.max_file_mb == 100.0
     assert json.loads(json.dumps(vars(args), default=str))["command"] == "web"
+    # no recogniser unless one is named (the README's configuration table), and --asr-model's help says so
+    assert cfg.asr_model is None
+    web = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices["web"]
+    assert "default: none - the words come from 'What was said'" in next(a.help for a in web._actions if a.dest == "asr_model")
 
 
 # -- the pipeline hooks the web uses -------------------------------------------------------------------------
