@@ -37,7 +37,7 @@ def write_card(model_dir: str | Path, command: str) -> Path:
         "",
         "## Model",
         f"- Architecture: log-mel (64 bands) -> ECAPA-TDNN-style 1-D conv blocks with squeeze-excitation "
-        f"(3 SE-Res2Net blocks, {s.get('parameters', 0):,} parameters) -> attentive statistics pooling -> 128-d "
+        f"(3 SE-Res2Net blocks; {s.get('parameters', 0):,} parameters in all) -> attentive statistics pooling -> 128-d "
         "embedding -> 7-way softmax head and 3-way sigmoid head. A scaled-down version of MERaLiON-SER-v1's "
         "downstream network, trained from scratch (no pretrained encoder).",
         f"- Weights: `model.safetensors`, {size_mb:.1f} MB, float32; `config.json` holds the architecture.",
@@ -97,7 +97,7 @@ def write_card(model_dir: str | Path, command: str) -> Path:
         "## Limitations",
         "- Trained on a few hours of mostly acted English and German speech (plus noisy single keywords in English and "
         "Hindi): expect weaker results on spontaneous, conversational or other-language speech, and on emotions the "
-        "corpora under-represent (disgusted and surprised come from RAVDESS and Emo-DB only).",
+        "corpora under-represent (disgusted comes from RAVDESS and Emo-DB only, surprised from RAVDESS only).",
         "- Expressed emotion in the voice is not felt emotion; a flat distribution means the voice does not tell.",
         "- Probabilities are not calibrated beyond what the objective gives.",
         "",

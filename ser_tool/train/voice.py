@@ -2,7 +2,7 @@
 
 Recipe: each epoch every corpus contributes at most `corpus_cap` random training clips (one large
 corpus must not swamp the others); class weights follow the counts seen per epoch. A batch is a
-random crop of 2-4 s (capped by its shortest clip) of each clip's frame sequence, with feature
+random crop of 1.6-3 s (40-75 frames; capped by its shortest clip) of each clip's frame sequence, with feature
 augmentation (time and channel masking, MixUp p 0.5 Beta(0.3, 0.3) of frames, class and V/A/D
 targets). AdamW, warm-up then cosine decay; the epoch with the best dev UAR (mean over dev
 corpora) is kept. Dev and test clips are scored whole. A temperature is then fitted on dev.
