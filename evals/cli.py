@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "head also trains its arousal on, in every fold (as `ser train --arousal-corpus`); never scored")
     s.add_argument("--degraded-variants", type=number(int, ge=0, le=8), default=0, metavar="N",
                    help="with --loco: heads also train on N degraded copies of each fitting clip (as `ser train --degraded-variants`)")
+    s.add_argument("--head-corpus-cap", type=number(int, ge=1), metavar="N",
+                   help="with --loco: training clips a corpus contributes to each head per epoch (default: "
+                        "ser_tool.train.voice.VoiceTrainConfig, 600; `ser train --backbone` uses its --corpus-cap, 1000)")
     s.add_argument("--compact-epochs", type=number(int, ge=1), metavar="N",
                    help="with --loco and the system `compact` (the shipped model's architecture, trained from scratch in each fold; "
                         "its models are kept in OUT/compact/FOLD): epochs (default: ser_tool.train.loop.TrainConfig, as `ser train`)")
@@ -255,6 +258,8 @@ def loco_main(args) -> int:
     cfg = VoiceTrainConfig(heads=args.heads, degraded_variants=args.degraded_variants)
     if args.epochs:
         cfg = dataclasses.replace(cfg, epochs=args.epochs)
+    if args.head_corpus_cap:
+        cfg = dataclasses.replace(cfg, corpus_cap=args.head_corpus_cap)
     compact = TrainConfig()
     if args.compact_epochs:
         compact = dataclasses.replace(compact, epochs=args.compact_epochs)
