@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--folds", nargs="+", metavar="FOLD", help="with --loco: run only these folds (e.g. emodb_trimmed2s within)")
     s.add_argument("--epochs", type=number(int, ge=1), help="with --loco: epochs of each head (default: ser_tool.train.voice.VoiceTrainConfig)")
     s.add_argument("--heads", type=number(int, ge=1, le=16), default=1,
-                   help="with --loco: each head:* system averages N heads trained with seeds 0..N-1 (as `ser train --heads`; default 1)")
+                   help="with --loco: each head:* system averages N heads trained with seeds 0..N-1, or from --head-seed (as `ser train --heads`; default 1)")
     s.add_argument("--head-level-db", type=number(float, ge=-60, le=0), metavar="DB",
                    help="with --loco: head:* systems hear every clip at this active speech level (as `ser train --backbone` "
                         "trains the shipped voice model: -26); default: as --level-db")
@@ -84,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "head also trains its arousal on, in every fold (as `ser train --arousal-corpus`); never scored")
     s.add_argument("--degraded-variants", type=number(int, ge=0, le=8), default=0, metavar="N",
                    help="with --loco: heads also train on N degraded copies of each fitting clip (as `ser train --degraded-variants`)")
+    s.add_argument("--head-seed", type=number(int, ge=0), metavar="SEED",
+                   help="with --loco: the heads' first seed; --heads N trains seeds SEED..SEED+N-1 (default 0, as `ser train --seed`)")
     s.add_argument("--head-corpus-cap", type=number(int, ge=1), metavar="N",
                    help="with --loco: training clips a corpus contributes to each head per epoch (default: "
                         "ser_tool.train.voice.VoiceTrainConfig, 600; `ser train --backbone` uses its --corpus-cap, 1000)")
@@ -260,6 +262,8 @@ def loco_main(args) -> int:
         cfg = dataclasses.replace(cfg, epochs=args.epochs)
     if args.head_corpus_cap:
         cfg = dataclasses.replace(cfg, corpus_cap=args.head_corpus_cap)
+    if args.head_seed is not None:
+        cfg = dataclasses.replace(cfg, seed=args.head_seed)
     compact = TrainConfig()
     if args.compact_epochs:
         compact = dataclasses.replace(compact, epochs=args.compact_epochs)

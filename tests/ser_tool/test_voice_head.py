@@ -263,9 +263,10 @@ def test_loco_runs_lr_and_head_end_to_end(corpora, tmp_path):
     assert arousal[2].startswith("head:prosody") and set(arousal[3].split()[3:]) == {"1.000"}  # loudness, every column
     # the CLI writes report.json from the same cache (no recomputation needed)
     rc = main(["ser", "--loco", *map(str, corpora), "--systems", "lr:prosody", "--loco-cache", str(tmp_path / "cache"),
-               "--out", str(tmp_path / "out"), "--folds", "b", "--head-corpus-cap", "7"])
+               "--out", str(tmp_path / "out"), "--folds", "b", "--head-corpus-cap", "7", "--head-seed", "3"])
     written = json.loads((tmp_path / "out" / "report.json").read_text())
     assert rc == 0 and written["kind"] == "ser-loco" and written["head_config"]["corpus_cap"] == 7
+    assert written["head_config"]["seed"] == 3
 
 
 @pytest.mark.slow
