@@ -396,13 +396,15 @@ def _main(argv: Sequence[str] | None = None) -> int:
 
 def _write_results(out: Path, report: dict, text: str, plot=None) -> None:
     """report.json, summary.txt (and the plot's confusion.png) in `out`; the summary printed."""
+    from evals.output import write_atomic
+
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(report, indent=2))
+    write_atomic(out / "report.json", json.dumps(report, indent=2), "the report")  # whole, as --loco's per-fold saves
     written = [out / "report.json"]
     if plot is not None:
         plot(report, out / "confusion.png")
         written.append(out / "confusion.png")
-    (out / "summary.txt").write_text(text + "\n")
+    write_atomic(out / "summary.txt", text + "\n", "the summary")
     print(text)
     print(f"\nwrote {', '.join(map(str, [*written, out / 'summary.txt']))}")
 

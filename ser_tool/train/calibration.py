@@ -57,8 +57,7 @@ def ece_noise_floor(probs: np.ndarray, bins: int = 15, draws: int = 2000, seed: 
     where = _bin(conf, bins)
     onehot = np.zeros((len(conf), bins))
     onehot[np.arange(len(conf)), where] = 1.0
-    count = onehot.sum(axis=0)
-    used = count > 0
+    used = onehot.any(axis=0)
     conf_sum = conf @ onehot
     right = (np.random.default_rng(seed).random((draws, len(conf))) < conf).astype(float) @ onehot  # (draws, bins)
     ece = np.abs(right[:, used] - conf_sum[used]).sum(axis=1) / len(conf)  # sum_b |acc_b - conf_b| * n_b / n

@@ -91,7 +91,7 @@ def train_voice_head(train: FrameSet, dev: FrameSet, representations: Sequence[s
     import torch
 
     from ser_tool.backends.voice_model import VoiceHead, VoiceHeadConfig
-    from ser_tool.train.loss import HybridLoss, class_weights, hybrid_step
+    from ser_tool.train.loss import HybridLoss, class_weights
 
     cfg = cfg or VoiceTrainConfig()
     started = time.time()
@@ -115,14 +115,13 @@ def train_voice_head(train: FrameSet, dev: FrameSet, representations: Sequence[s
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
-    mean = model.feat_mean.numpy()
     best, best_state, history, stopped = None, None, [], None
     for epoch in range(cfg.epochs):
         model.train()
         order = np.concatenate([rng.choice(ix, per_epoch[c], replace=False) for c, ix in by_corpus.items()])
         rng.shuffle(order)
         try:
-            total_loss = _epoch(model, loss_fn, opt, sched, train, order, steps, dim, mean, cfg, rng, hybrid_step)
+            total_loss = _epoch(model, loss_fn, opt, sched, train, order, steps, cfg, rng)
             logits, _ = predict_frames(model, dev.frames)
         except KeyboardInterrupt:  # Ctrl-C: the best epoch so far is kept, as `ser train` does for the compact model
             if best_state is None:
@@ -152,11 +151,14 @@ def train_voice_head(train: FrameSet, dev: FrameSet, representations: Sequence[s
                    "parameters": sum(p.numel() for p in model.parameters())}
 
 
-def _epoch(model, loss_fn, opt, sched, train: FrameSet, order: np.ndarray, steps: int, dim: int, mean: np.ndarray,
-           cfg: VoiceTrainConfig, rng: np.random.Generator, hybrid_step) -> float:
+def _epoch(model, loss_fn, opt, sched, train: FrameSet, order: np.ndarray, steps: int, cfg: VoiceTrainConfig,
+           rng: np.random.Generator) -> float:
     """One epoch of random crops (time and channel masks) through hybrid_step; returns the summed loss."""
     import torch
 
+    from ser_tool.train.loss import hybrid_step
+
+    dim, mean = train.frames[0].shape[1], model.feat_mean.numpy()  # masked stretches take the training mean
     total_loss = 0.0
     for b in range(steps):
         idx = order[b * cfg.batch_size: (b + 1) * cfg.batch_size]
@@ -346,8 +348,9 @@ def train_voice(corpus_dirs: Sequence, out_dir, backbone: str, cache_dir, cfg: V
                        "ece": expected_calibration_error(probs, sets["test"].labels[m]),
                        "ece_floor": ece_noise_floor(probs)[1]}  # what sampling alone gives on this many clips
         # every held-out clip together: on a few hundred clips the ECE's sampling floor is several points
-        summary["test_ece_pooled"] = expected_calibration_error(softmax(logits, axis=1), sets["test"].labels)
-        summary["test_ece_pooled_floor"] = ece_noise_floor(softmax(logits, axis=1))[1]
+        pooled = softmax(logits, axis=1)
+        summary["test_ece_pooled"] = expected_calibration_error(pooled, sets["test"].labels)
+        summary["test_ece_pooled_floor"] = ece_noise_floor(pooled)[1]
     summary["test"] = test
     summary["representation_ids"] = {r.name: r.id for r in base}
     summary["data"] = [str(Path(d)) for d in corpus_dirs]
