@@ -8,6 +8,7 @@ time, the RSS once the model is loaded, and the peak RSS while analysing, over t
     python benchmarks/long_audio.py                      # embedded model (the default backend)
     python benchmarks/long_audio.py --backend voice --backbone whisper-base-mid   # a random voice head
     python benchmarks/long_audio.py --backend voice --model DIR                   # a trained voice head
+    python benchmarks/long_audio.py --backend voice --model DIR --precision float32   # its encoder in float32
     python benchmarks/long_audio.py --backend hf --model DIR
     python benchmarks/long_audio.py --tiny-hf            # a tiny random hf model: the pipeline alone
 
@@ -44,7 +45,7 @@ def status_mb(field):
         return None
 t0 = time.perf_counter()
 from ser_tool import AnalysisOptions, Analyzer, BackendSpec
-spec = BackendSpec(name=sys.argv[2], model=sys.argv[3] or None, offline=True)
+spec = BackendSpec(name=sys.argv[2], model=sys.argv[3] or None, offline=True, precision=sys.argv[6])
 analyzer = Analyzer(spec, AnalysisOptions(batch_size=int(sys.argv[4])))
 _ = analyzer.backend  # load the model before timing the analysis
 t1 = time.perf_counter()
@@ -98,6 +99,8 @@ def main() -> int:
                    help="--backend voice without --model: a randomly initialised voice head for this backbone")
     p.add_argument("--tiny-hf", action="store_true", help="build a tiny random hf model and use it")
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
+                   help="--backend voice: its Whisper encoder's precision (default auto, as the backend)")
     p.add_argument("--all-cores", action="store_true", help="do not pin the analysing process to one CPU core")
     args = p.parse_args()
     if args.backbone and (args.backend != "voice" or args.model):
@@ -121,7 +124,7 @@ def main() -> int:
                 return 1
             note = (f" (a randomly initialised head for {args.backbone}, loaded through the voice backend; "
                     "speed and memory do not depend on its weights)")
-        print(f"backend={backend} model={model or '(default)'}{note} batch_size={args.batch_size}")
+        print(f"backend={backend} model={model or '(default)'}{note} batch_size={args.batch_size} precision={args.precision}")
         print(f"load average (1/5/15 min) at start: {load_average()}")
         print(f"{'audio':>8} {'analyze s':>10} {'x realtime':>11} {'load RSS MB':>12} {'peak RSS MB':>12} "
               f"{'over load MB':>13} {'segments':>9} {'model load s':>13}")
@@ -129,7 +132,8 @@ def main() -> int:
             path = Path(tmp) / f"conv_{minutes:g}min.opus"
             synth_conversation(path, minutes)
             proc = subprocess.run(
-                [sys.executable, "-c", _CHILD, str(path), backend, model, str(args.batch_size), "0" if args.all_cores else "1"],
+                [sys.executable, "-c", _CHILD, str(path), backend, model, str(args.batch_size), "0" if args.all_cores else "1",
+                 args.precision],
                 capture_output=True, text=True,
             )
             if proc.returncode != 0:

@@ -158,7 +158,8 @@ def main(argv=None) -> int:
         audio = tmp / "audio"
         audio.mkdir()
         files = make_audio(audio)
-        env = server_env(tmp, audio, backend=args.backend, model=args.model, tiny_hf=args.tiny_hf, backbone=args.backbone)
+        env = server_env(tmp, audio, backend=args.backend, model=args.model, tiny_hf=args.tiny_hf, backbone=args.backbone,
+                         precision=args.precision)
         port = free_port()
         cmd = server_command()
         server_log = open(tmp / "server.log", "wb")
@@ -223,6 +224,7 @@ def main(argv=None) -> int:
 def report_warm(args, env: dict, listening: float, first: float, lat: list[float], rss_before, rss_peak) -> int:
     summary = {
         "backend": env["SER_BACKEND"], "model": env.get("SER_MODEL"), "backbone": args.backbone,
+        "precision": env.get("SER_PRECISION", "auto"),
         "server_listening_s": round(listening, 2), "first_call_s": round(first, 2), "warm_calls": len(lat),
         "clip": "speech_5s.wav (the first 5 s of ser_tool/samples/speech_en.ogg)",
         "latency_ms": {"p50": round(percentile(lat, 50) * 1000, 1), "p90": round(percentile(lat, 90) * 1000, 1),
@@ -231,6 +233,8 @@ def report_warm(args, env: dict, listening: float, first: float, lat: list[float
         "load_average": load_average(),
     }
     head = f"{summary['backend']} backend" + (f", a random head for {args.backbone}" if args.backbone else "")
+    if summary["backend"] == "voice":
+        head += f", precision {summary['precision']}"
     print(f"ser-mcp warm calls: {len(lat)} analyze_speech_emotion calls one at a time on a 5-s clip over HTTP ({head})")
     print(f"  server listening after {summary['server_listening_s']} s; first call (model load) {summary['first_call_s']} s")
     ms = summary["latency_ms"]

@@ -14,6 +14,7 @@ weights. Each voice row also splits its time into the representations' and the h
     python benchmarks/model_speed.py --backbones whisper-base-mid whisper-base-mid+prosody resemblyzer+prosody
     python benchmarks/model_speed.py --voice-model DIR    # also a trained voice head (a `ser train --backbone` folder)
     python benchmarks/model_speed.py --backbones hf-whisper:FOLDER   # a Whisper checkpoint of yours (any size)
+    python benchmarks/model_speed.py --precisions float32 bfloat16   # each voice row in both encoder precisions
     python benchmarks/model_speed.py --process 10         # whole `ser analyze` processes on a 3-s clip instead
 
 --process N runs the `ser` command N times per model on the first 3 s of ser_tool/samples/speech_en.ogg,
@@ -118,13 +119,15 @@ def time_models(args: argparse.Namespace) -> int:
         compact = load_backend(BackendSpec("embedded", model=args.model))
         models.append(("compact (embedded)", compact, time.perf_counter() - t))
         for label, folder in voice_models(Path(tmp), args.backbones, args.voice_model):
-            t = time.perf_counter()
-            try:
-                backend = load_backend(BackendSpec("voice", model=folder))
-            except SERError as e:
-                print(f"skipped {label}: {e}")
-                continue
-            models.append((label, backend, time.perf_counter() - t))
+            for precision in args.precisions:
+                t = time.perf_counter()
+                try:
+                    backend = load_backend(BackendSpec("voice", model=folder, precision=precision))
+                except SERError as e:
+                    print(f"skipped {label}: {e}")
+                    break
+                used = sorted({r.precision for r in backend.representations if hasattr(r, "precision")})
+                models.append((label + (f" {'+'.join(used)}" if used else ""), backend, time.perf_counter() - t))
         if args.backbones:
             print("voice heads: randomly initialised (ser_tool.testing.make_random_voice_head), loaded through "
                   "load_backend(BackendSpec('voice', model=folder)); speed does not depend on the head's weights")
@@ -133,7 +136,7 @@ def time_models(args: argparse.Namespace) -> int:
             print(f"  {label}: loaded in {load_s:.2f} s, {sum(p.numel() for p in net.parameters()):,} parameters "
                   f"(the {'model' if net is compact.model else 'head'}), model {backend.model_id}")
 
-        header = (f"{'input':>6}  {'model':<34} {'median ms':>10} {'best ms':>8} {'x real time':>12} {'/compact':>9}"
+        header = (f"{'input':>6}  {'model':<44} {'median ms':>10} {'best ms':>8} {'x real time':>12} {'/compact':>9}"
                   f"  {'representations ms':>18} {'head ms':>8}  per representation")
         print()
         print(header)
@@ -144,7 +147,7 @@ def time_models(args: argparse.Namespace) -> int:
             base = statistics.median(rows[0]["total"])
             for (label, backend, _), r in zip(models, rows):
                 med = statistics.median(r["total"])
-                line = (f"{seconds:>5g}s  {label:<34} {med * 1000:>10.1f} {min(r['total']) * 1000:>8.1f} "
+                line = (f"{seconds:>5g}s  {label:<44} {med * 1000:>10.1f} {min(r['total']) * 1000:>8.1f} "
                         f"{seconds / med:>11.0f}x {med / base:>8.2f}x")
                 if "head" in r:
                     reps = {name: statistics.median(v) for name, v in r["reps"].items()}
@@ -236,6 +239,8 @@ def main() -> int:
     p.add_argument("--backbones", nargs="*", default=["whisper-base-mid"], metavar="REP[+REP]",
                    help="voice backbones to time with a random head (default: whisper-base-mid); none: only --voice-model")
     p.add_argument("--voice-model", default=None, metavar="DIR", help="also time this trained voice model folder")
+    p.add_argument("--precisions", nargs="+", choices=("auto", "float32", "bfloat16"), default=["auto"],
+                   help="the voice backends' encoder precisions, one row each (default: auto, as the backend)")
     p.add_argument("--seconds", type=float, nargs="+", default=[3.0, 10.0], help="input lengths (default 3 10)")
     p.add_argument("--runs", type=int, default=30, help="timed runs per model and length (default 30)")
     p.add_argument("--core", type=int, default=None, help="pin to this CPU (default: the idlest one at the start)")

@@ -196,6 +196,7 @@ def main(argv=None) -> int:
         write_hidden_duration_webm(folder / "hidden.webm", args.hidden_hours, tmp)
         prep_s = time.perf_counter() - t
         env = server_env(tmp, folder, backend=args.backend, model=args.model, tiny_hf=args.tiny_hf, backbone=args.backbone,
+                         precision=args.precision,
                          log_level="INFO")
         log_path = tmp / "server.log"
         try:

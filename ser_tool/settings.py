@@ -22,6 +22,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from ser_tool.analyzer import MAX_WINDOWS, AnalysisOptions, BackendSpec
 from ser_tool.audio import AudioLimits
 from ser_tool.errors import ConfigError, Hint, Wording
+from ser_tool.representations.base import PRECISIONS
 from ser_tool.segment import MAX_FLOOR_DB, MIN_FLOOR_DB, SegmentationOptions
 from ser_tool.speakers import MAX_SPEAKERS, SpeakerCount, parse_speakers
 
@@ -53,6 +54,9 @@ class Settings(BaseSettings):
     trust_remote_code: bool = Field(False, description="Allow an hf checkpoint's own Python code to run.")
     batch_size: int = Field(8, description=f"Windows per forward pass, 1..{MAX_BATCH_SIZE}.")
     threads: int | None = Field(None, description=f"torch CPU threads, 1..{MAX_THREADS} (default: 1 for embedded and voice, torch's default otherwise).")
+    precision: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="voice backend: precision of its Whisper encoder's projections (auto: bfloat16 on a CPU "
+                            "that multiplies it natively, float32 elsewhere).")
     window: float = Field(10.0, description=f"Analysis window, seconds ({MIN_WINDOW:g}..{MAX_WINDOW:g}).")
     hop: float | None = Field(None, description=f"Step between windows, seconds ({MIN_HOP:g}..window; default: window).")
     max_windows: int = Field(MAX_WINDOWS, description="Most analysis windows one recording may need; a longer plan is refused before the model runs.")
@@ -140,7 +144,7 @@ class Settings(BaseSettings):
     def backend_spec(self) -> BackendSpec:
         """How to load the configured emotion model (an Analyzer loads it on first use)."""
         return BackendSpec(self.backend, self.model, self.device, self.offline, self.label_map_dict(),
-                           self.trust_remote_code, self.threads)
+                           self.trust_remote_code, self.threads, self.precision)
 
     def analysis_options(self) -> AnalysisOptions:
         """Segmentation, limits and batch size for an Analyzer."""
@@ -240,6 +244,9 @@ def add_model_flags(parser: argparse.ArgumentParser, *, model_flag: str = "--mod
     m.add_argument("--device", help=f"cpu, cuda, cuda:N or auto (default {default('device')})")
     m.add_argument("--batch-size", type=int, help=f"audio windows per forward pass (default {default('batch_size')})")
     m.add_argument("--threads", type=int, help="torch CPU threads (default: 1 for the embedded and voice models, torch's default otherwise)")
+    m.add_argument("--precision", choices=PRECISIONS,
+                   help=f"voice backend: precision of its Whisper encoder (default {default('precision')}: bfloat16 on a "
+                        "CPU that multiplies it natively - faster, probabilities within a few points - float32 elsewhere)")
     m.add_argument("--offline", action="store_true", default=None, help="never contact the Hugging Face hub")
     m.add_argument("--label-map", help="hf backend: extra MODEL_LABEL=EMOTION pairs, comma-separated ('other=' drops a label)")
     m.add_argument("--trust-remote-code", action="store_true", default=None, help="hf backend: allow the checkpoint's own code to run")

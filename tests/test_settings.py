@@ -61,8 +61,8 @@ ENTRY_POINTS = [
     ("ser-eval ser", _eval, ["ser", "data"], "--model", False, False),
     ("ser-eval cpbench run", _eval, ["cpbench", "run", "qa.jsonl"], "--ser-model", True, True),
 ]
-MODEL_FLAGS = ["--backend", "hf", "--device", "cuda:1", "--batch-size", "3", "--threads", "2", "--offline",
-               "--label-map", "joy=happy,other=", "--trust-remote-code"]
+MODEL_FLAGS = ["--backend", "hf", "--device", "cuda:1", "--batch-size", "3", "--threads", "2", "--precision", "bfloat16",
+               "--offline", "--label-map", "joy=happy,other=", "--trust-remote-code"]
 ANALYSIS_FLAGS = ["--window", "4", "--hop", "2", "--vad", "energy", "--vad-floor-db", "-90", "--max-duration", "60",
                   "--max-file-mb", "5"]
 ASR_FLAGS = ["--asr-model", "whisper-dir", "--language", "de"]
@@ -73,7 +73,8 @@ def test_every_entry_point_takes_the_same_model_flags_to_the_same_settings(entry
     _, parser, head, model_flag, analysis, asr = entry
     argv = head + MODEL_FLAGS + [model_flag, "/models/x"] + (ANALYSIS_FLAGS if analysis else []) + (ASR_FLAGS if asr else [])
     cfg = Settings.from_args(parser().parse_args(argv))
-    assert cfg.backend_spec() == BackendSpec("hf", "/models/x", "cuda:1", True, {"joy": "happy", "other": None}, True, 2)
+    assert cfg.backend_spec() == BackendSpec("hf", "/models/x", "cuda:1", True, {"joy": "happy", "other": None}, True, 2,
+                                             "bfloat16")
     if analysis:
         assert cfg.analysis_options() == AnalysisOptions(SegmentationOptions(window=4, hop=2, vad="energy", vad_floor_db=-90),
                                                          AudioLimits(max_duration=60, max_file_bytes=5 * 2**20), batch_size=3)
@@ -153,6 +154,15 @@ def test_bad_values_name_the_flag_and_the_variable(monkeypatch):
     monkeypatch.setenv("SER_BATCH_SIZE", "0")
     with pytest.raises(ConfigError, match="--batch-size / SER_BATCH_SIZE: .* \\(got '0'\\)"):
         Settings.from_args(parser.parse_args([]))
+    monkeypatch.delenv("SER_BATCH_SIZE")
+    monkeypatch.setenv("SER_PRECISION", "half")
+    with pytest.raises(ConfigError, match="--precision / SER_PRECISION: .*'auto', 'float32' or 'bfloat16'"):
+        Settings.from_args(parser.parse_args([]))
+    monkeypatch.setenv("SER_PRECISION", "float32")
+    assert Settings.from_args(parser.parse_args([])).backend_spec().precision == "float32"
+    assert Settings.from_args(parser.parse_args(["--precision", "bfloat16"])).backend_spec().precision == "bfloat16"
+    monkeypatch.delenv("SER_PRECISION")
+    assert Settings.from_args(parser.parse_args([])).backend_spec().precision == "auto"
     with pytest.raises(ValueError, match="no setting named windw"):
         add_model_flags(argparse.ArgumentParser(), defaults={"windw": 3})
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from ser_tool.errors import BackendError, ConfigError, ModelNotAvailableError
 from ser_tool.labels import EMOTIONS, label_index_map
+from ser_tool.representations.base import PRECISIONS
 
 
 @dataclass(frozen=True)
@@ -35,10 +36,15 @@ class BackendSpec:
     # each one, so the setting never leaks into other backends or the host program. None = the
     # backend's default: 1 for the embedded and voice models, the caller's count for the others.
     threads: int | None = None
+    # voice: the precision of its Whisper encoders' projections - "auto" (bfloat16 on a CPU that multiplies it
+    # natively, float32 elsewhere), "float32" or "bfloat16"; the other backends and representations ignore it
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads must be at least 1, got {self.threads}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
 
 
 @dataclass(frozen=True)

@@ -99,7 +99,7 @@ def load_voice(spec: BackendSpec) -> Backend:
     device = resolve_device(spec.device)
     directory = Path(model_dir).expanduser()
     head, config = load_voice_head(directory)
-    reps = [load_representation(n, **_on(device, n)) for n in config["representations"]]
+    reps = [load_representation(n, **_on(device, n, spec.precision)) for n in config["representations"]]
     trained_on = config.get("representation_ids") or {}
     stale = [r.name for r in reps if trained_on.get(r.name) not in (None, r.id)]
     if stale:
@@ -110,6 +110,13 @@ def load_voice(spec: BackendSpec) -> Backend:
     return VoiceBackend(head.to(device), reps, str(directory), threads, device, config.get("input_level_db"))
 
 
-def _on(device, representation: str) -> dict:
-    """The keyword that puts `representation` on `device` (prosody is NumPy: the CPU, whatever the device)."""
-    return {} if representation == "prosody" else {"device": device}
+def _on(device, representation: str, precision: str = "auto") -> dict:
+    """The keywords that put `representation` on `device` (prosody is NumPy: the CPU, whatever the device), and
+    give the torch Whisper encoders their precision (CTranslate2's whisper-base keeps its own)."""
+    from ser_tool.representations.hf_whisper import PREFIX
+
+    if representation == "prosody":
+        return {}
+    if representation == "whisper-base-mid" or representation.startswith(PREFIX):
+        return {"device": device, "precision": precision}
+    return {"device": device}

@@ -11,6 +11,7 @@ from ser_tool.errors import InvalidAudioError
 
 SAMPLE_RATE = 16_000
 FRAME_RATE = 25  # frames per second of every frame sequence (40 ms hop)
+PRECISIONS = ("auto", "float32", "bfloat16")  # of a torch Whisper encoder's projections (ct2_whisper.resolve_precision)
 MIN_SAMPLES = 4_000  # 0.25 s: shorter inputs are zero-padded to this so every representation yields >= 1 frame
 
 

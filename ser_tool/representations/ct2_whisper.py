@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ser_tool.errors import ModelNotAvailableError
-from ser_tool.representations.base import Features, check_wave, mean_std, pool_frames
+from ser_tool.representations.base import PRECISIONS, Features, check_wave, mean_std, pool_frames
 
 # CTranslate2's DataType enum -> numpy; bfloat16 (5) has no numpy type and is widened by hand
 _DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16}
@@ -119,10 +119,25 @@ def build_encoder(variables: dict[str, np.ndarray], device: object = "cpu"):
             self.dim = int(weights["encoder/conv1/weight"].shape[0])
             self.n_mels = int(weights["encoder/conv1/weight"].shape[1])
             self.max_frames = int(weights["encoder/position_encodings/encodings"].shape[0])
+            self.precision = "float32"
+
+        def use_bfloat16(self) -> None:
+            """Hold the layers' projection matrices in bfloat16 and multiply in bfloat16 (float32 accumulation),
+            for CPUs that do it natively (AVX-512 BF16, AMX): 1.5-1.8x faster on Whisper-base, features within
+            a few % of float32's. The residual stream, norms, convolutions and attention stay in float32."""
+            for k, v in self.w.items():
+                if "/linear_" in k and k.endswith(("/weight", "/bias")):
+                    self.w[k] = v.to(torch.bfloat16)
+            self.precision = "bfloat16"
 
         def forward(self, mel: torch.Tensor, layers: int | None = None) -> tuple[list[torch.Tensor], torch.Tensor | None]:
             """`layers`: run only the first so many layers (the final norm output is then None)."""
             w, d = self.w, self.dim
+
+            def linear(x: torch.Tensor, name: str) -> torch.Tensor:
+                weight = w[name + "/weight"]  # float32, or bfloat16 after use_bfloat16()
+                return F.linear(x.to(weight.dtype), weight, w[name + "/bias"]).to(x.dtype)
+
             x = F.gelu(F.conv1d(mel, w["encoder/conv1/weight"], w["encoder/conv1/bias"], padding=1))
             x = F.gelu(F.conv1d(x, w["encoder/conv2/weight"], w["encoder/conv2/bias"], stride=2, padding=1)).transpose(1, 2)
             b, t, _ = x.shape
@@ -132,13 +147,13 @@ def build_encoder(variables: dict[str, np.ndarray], device: object = "cpu"):
             for i in range(n):
                 p = f"encoder/layer_{i}/"
                 h = F.layer_norm(x, (d,), w[p + "self_attention/layer_norm/gamma"], w[p + "self_attention/layer_norm/beta"])
-                q, k, v = F.linear(h, w[p + "self_attention/linear_0/weight"], w[p + "self_attention/linear_0/bias"]) \
+                q, k, v = linear(h, p + "self_attention/linear_0") \
                     .view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
                 a = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, t, d)
-                x = x + F.linear(a, w[p + "self_attention/linear_1/weight"], w[p + "self_attention/linear_1/bias"])
+                x = x + linear(a, p + "self_attention/linear_1")
                 h = F.layer_norm(x, (d,), w[p + "ffn/layer_norm/gamma"], w[p + "ffn/layer_norm/beta"])
-                h = F.gelu(F.linear(h, w[p + "ffn/linear_0/weight"], w[p + "ffn/linear_0/bias"]))
-                x = x + F.linear(h, w[p + "ffn/linear_1/weight"], w[p + "ffn/linear_1/bias"])
+                h = F.gelu(linear(h, p + "ffn/linear_0"))
+                x = x + linear(h, p + "ffn/linear_1")
                 states.append(x)
             if n < self.num_layers:
                 return states, None
@@ -162,6 +177,26 @@ def log_mel(wave, filters, n_fft: int = 400, hop: int = 160):
     return (log + 4.0) / 4.0
 
 
+def resolve_precision(precision: str, device: object = "cpu") -> str:
+    """'float32' or 'bfloat16' for a Whisper encoder's projections on `device`. 'auto': bfloat16 on a CPU that
+    multiplies bfloat16 natively (AVX-512 BF16 or AMX), where it is 1.5-1.8x faster; float32 elsewhere (a GPU,
+    or a CPU that would emulate bfloat16 more slowly than it multiplies float32).
+
+    Training and the feature cache always use float32 (a representation's default): `id` names the weights and
+    layers, and cached features are float32's. bfloat16 is for inference, where the heads' outputs stay close
+    (the voice model card measures how close)."""
+    import torch
+
+    from ser_tool.errors import ConfigError
+
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return precision
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    return "bfloat16" if torch.device(device).type == "cpu" and native else "float32"
+
+
 PIECE = 30 * 16_000  # the encoder's positional range: longer audio is encoded in 30-s pieces
 POOL = 2  # 50 -> 25 frames/s
 
@@ -172,13 +207,18 @@ class EncoderLayers:
     (T, d_model); utterance: mean+std of the frames. Subclasses load the encoder and its mel filters, call
     _use(...), and set `name` and `id`."""
 
-    def _use(self, encoder, layers: tuple[int, ...], filters, threads: int | None, device) -> None:
-        """encoder: build_encoder's module on `device`; filters: (n_mels, n_fft // 2 + 1) mel tensor there too."""
+    def _use(self, encoder, layers: tuple[int, ...], filters, threads: int | None, device,
+             precision: str = "float32") -> None:
+        """encoder: build_encoder's module on `device`; filters: (n_mels, n_fft // 2 + 1) mel tensor there too;
+        precision: PRECISIONS (resolve_precision)."""
         from ser_tool.errors import ConfigError
 
         layers = tuple(layers)
         if not layers or any(not 0 <= i < encoder.num_layers for i in layers):
             raise ConfigError(f"layers {list(layers)} are not all in 0..{encoder.num_layers - 1} (this encoder's layers)")
+        if resolve_precision(precision, device) == "bfloat16":
+            encoder.use_bfloat16()
+        self.precision = encoder.precision
         self.encoder, self.layers, self.filters, self.threads, self.device = encoder, layers, filters, threads, device
         self.frame_dim = encoder.dim
         self.utterance_dim = 2 * encoder.dim

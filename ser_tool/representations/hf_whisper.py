@@ -154,7 +154,8 @@ def _read_encoder_tensors(where: str, local_only: bool, num_layers: int) -> dict
 
 class HFWhisperRepresentation(EncoderLayers):
     def __init__(self, source: str, layers: tuple[int, ...] | None = None, threads: int | None = None,
-                 device: object = "cpu", offline: bool = False) -> None:
+                 device: object = "cpu", offline: bool = False, precision: str = "float32") -> None:
+        """precision: of the encoder's projections (ct2_whisper.resolve_precision); training uses float32."""
         import torch
         from transformers import WhisperFeatureExtractor
 
@@ -168,7 +169,8 @@ class HFWhisperRepresentation(EncoderLayers):
         device = torch.device(device)
         encoder = build_encoder(variables, device)  # the layers up to the last one used
         mel = WhisperFeatureExtractor(feature_size=encoder.n_mels).mel_filters  # (n_fft // 2 + 1, n_mels)
-        self._use(encoder, layers, torch.from_numpy(np.asarray(mel.T, dtype=np.float32)).to(device), threads, device)
+        self._use(encoder, layers, torch.from_numpy(np.asarray(mel.T, dtype=np.float32)).to(device), threads, device,
+                  precision)
         self.name = PREFIX + source
         digest = hashlib.sha1()  # of the weights read: none of the layers above the last one used
         for key in sorted(variables):

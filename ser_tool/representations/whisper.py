@@ -98,8 +98,9 @@ class WhisperLayersRepresentation(EncoderLayers):
     name = "whisper-base-mid"
 
     def __init__(self, model_dir: str | Path | None = None, layers: tuple[int, ...] = MID_LAYERS, threads: int | None = None,
-                 models_dir: str | Path | None = None, device: object = "cpu") -> None:
-        """device: a torch device or its name ("cpu", "cuda", ...): where the torch encoder runs."""
+                 models_dir: str | Path | None = None, device: object = "cpu", precision: str = "float32") -> None:
+        """device: a torch device or its name ("cpu", "cuda", ...): where the torch encoder runs; precision: of
+        the encoder's projections, 'float32' (training, the cache), 'bfloat16' or 'auto' (ct2_whisper.resolve_precision)."""
         try:
             import torch
             from faster_whisper.feature_extractor import FeatureExtractor
@@ -113,6 +114,7 @@ class WhisperLayersRepresentation(EncoderLayers):
         device = torch.device(device)
         encoder = build_encoder(read_ct2_variables(folder / "model.bin"), device)
         mel = FeatureExtractor(feature_size=encoder.n_mels).mel_filters  # (n_mels, n_fft // 2 + 1)
-        self._use(encoder, layers, torch.from_numpy(np.asarray(mel, dtype=np.float32)).to(device), threads, device)
+        self._use(encoder, layers, torch.from_numpy(np.asarray(mel, dtype=np.float32)).to(device), threads, device,
+                  precision)
         size = (folder / "model.bin").stat().st_size
         self.id = f"whisper-base-torch-{size}-L{'-'.join(map(str, self.layers))}-pool{POOL}-v1"

@@ -205,6 +205,41 @@ def test_whisper_mid_layers_representation_real_length_and_layers(tmp_path):
         load_representation("whisper-base-mid", model_dir=folder, layers=(3,))
 
 
+def test_whisper_mid_layers_in_bfloat16_stay_close_to_float32_under_the_same_id(tmp_path):
+    """precision='bfloat16' multiplies the projections in bfloat16 (their weights held so) and returns float32
+    frames within a few % of float32's; the id - the feature cache's key, written by training in float32 - names
+    the weights and layers, so it is the same. A representation is float32 unless asked."""
+    import torch
+
+    folder = _tiny_ct2_whisper(tmp_path, encoder_layers=3)
+    full = load_representation("whisper-base-mid", model_dir=folder, layers=(0, 1))
+    half = load_representation("whisper-base-mid", model_dir=folder, layers=(0, 1), precision="bfloat16")
+    assert (full.precision, half.precision) == ("float32", "bfloat16") and full.id == half.id
+    assert half.encoder.w["encoder/layer_0/ffn/linear_0/weight"].dtype == torch.bfloat16
+    assert half.encoder.w["encoder/conv1/weight"].dtype == torch.float32  # convolutions and norms stay float32
+    a, b = full.features(voice(2.0)).frames, half.features(voice(2.0)).frames
+    assert b.dtype == np.float32 and a.shape == b.shape
+    error = np.linalg.norm(a - b) / np.linalg.norm(a)
+    assert 0 < error < 0.05, error  # bfloat16 was used, and stays close
+    with pytest.raises(ConfigError, match="unknown precision 'half'"):
+        load_representation("whisper-base-mid", model_dir=folder, layers=(0,), precision="half")
+
+
+def test_auto_precision_is_bfloat16_only_on_a_cpu_that_multiplies_it_natively(monkeypatch):
+    import torch
+
+    from ser_tool.representations.ct2_whisper import resolve_precision
+
+    for avx512_bf16, amx, want in ((True, False, "bfloat16"), (False, True, "bfloat16"), (False, False, "float32")):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v)
+        assert resolve_precision("auto", "cpu") == want
+        assert resolve_precision("auto", "cuda:0") == "float32"  # a GPU: float32 unless asked
+        assert resolve_precision("float32", "cpu") == "float32" and resolve_precision("bfloat16", "cuda") == "bfloat16"
+    with pytest.raises(ConfigError, match="choose one of auto, float32, bfloat16"):
+        resolve_precision("fp16")
+
+
 def test_ct2_reader_refuses_what_is_not_a_ct2_file(tmp_path):
     from ser_tool.errors import ModelNotAvailableError
     from ser_tool.representations.ct2_whisper import read_ct2_variables

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from ser_tool.backends import BackendSpec
+from ser_tool.errors import ConfigError
 from ser_tool.labels import EMOTIONS
 from ser_tool.testing import SR, voice
 from ser_tool.train.calibration import ece_noise_floor, expected_calibration_error, fit_temperature
@@ -401,6 +403,24 @@ def test_the_shipped_voice_head_is_the_voice_default(capsys):
 
     p = backend.predict([load_audio(SAMPLE)[: 3 * SR]]).probabilities
     assert p.shape == (1, len(EMOTIONS)) and abs(p.sum() - 1) < 1e-5
+    from ser_tool.representations.ct2_whisper import resolve_precision
+
+    assert [r.precision for r in backend.representations] == [resolve_precision("auto")]  # the spec's default
+    exact = load_backend(BackendSpec("voice", precision="float32"))
+    assert [r.precision for r in exact.representations] == ["float32"]
+    q = exact.predict([load_audio(SAMPLE)[: 3 * SR]]).probabilities
+    assert np.abs(p - q).max() < 0.05  # the two precisions agree (bfloat16 where this CPU has it natively)
+
+
+def test_the_voice_backend_gives_its_torch_whisper_encoders_the_precision():
+    from ser_tool.backends.voice import _on
+
+    assert _on("cpu", "whisper-base-mid", "bfloat16") == {"device": "cpu", "precision": "bfloat16"}
+    assert _on("cpu", "hf-whisper:openai/whisper-medium", "float32") == {"device": "cpu", "precision": "float32"}
+    assert _on("cpu", "whisper-base", "bfloat16") == {"device": "cpu"}  # CTranslate2's: its own compute type
+    assert _on("cpu", "resemblyzer", "bfloat16") == {"device": "cpu"} and _on("cpu", "prosody") == {}
+    with pytest.raises(ConfigError, match="unknown precision 'half'"):
+        BackendSpec("voice", precision="half")
 
 
 def test_loco_level_db_puts_the_anchors_at_the_heads_level(corpora, tmp_path):
