@@ -193,7 +193,8 @@ def resolve_precision(precision: str, device: object = "cpu") -> str:
         raise ConfigError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     if precision != "auto":
         return precision
-    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    native = any(getattr(torch.cpu, probe, lambda: False)()  # torch's own probes (private: absent means no)
+                 for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
     return "bfloat16" if torch.device(device).type == "cpu" and native else "float32"
 
 

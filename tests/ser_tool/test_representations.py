@@ -236,6 +236,9 @@ def test_auto_precision_is_bfloat16_only_on_a_cpu_that_multiplies_it_natively(mo
         assert resolve_precision("auto", "cpu") == want
         assert resolve_precision("auto", "cuda:0") == "float32"  # a GPU: float32 unless asked
         assert resolve_precision("float32", "cpu") == "float32" and resolve_precision("bfloat16", "cuda") == "bfloat16"
+    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported")  # a torch without the probes: float32
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")
+    assert resolve_precision("auto", "cpu") == "float32"
     with pytest.raises(ConfigError, match="choose one of auto, float32, bfloat16"):
         resolve_precision("fp16")
 
