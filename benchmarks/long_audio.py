@@ -15,7 +15,7 @@ time, the RSS once the model is loaded, and the peak RSS while analysing, over t
 `--backbone REP[+REP]` builds a randomly initialised voice head for that backbone
 (ser_tool.testing.make_random_voice_head) and loads it through the real voice backend: speed and memory do
 not depend on the head's weights. Linear time and flat memory are what to look for: the audio is streamed
-window by window.
+window by window (a file up to 10 min is decoded once and kept, at most 38 MB, so 10 min shows that much more).
 """
 
 from __future__ import annotations

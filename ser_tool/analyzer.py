@@ -2,8 +2,8 @@
 
 audio -> open (16 kHz mono, limits) -> detect speech -> plan windows -> model, batch by batch
 -> aggregate -> AffectReport; `transcribe` adds a speech recogniser's words, aligned with that
-report's timeline (an EmotionTranscript). Only `batch_size` windows of audio are in memory at a time, so
-memory stays flat however long the recording is.
+report's timeline (an EmotionTranscript). Beyond the 10 minutes an audio file keeps decoded (ser_tool.audio),
+only `batch_size` windows of audio are in memory at a time, so memory stays flat however long the recording is.
 
 Work per call is bounded too: a plan of more than `max_windows` windows is refused before the model
 runs, and a cancel hook and an optional time limit are checked before every batch (and every 30 s

@@ -232,9 +232,12 @@ class _Input:
 
 
 class _SoundFileAudio(AudioSource):
-    """A libsndfile handle; each read decodes only the requested stretch (plus a resampling margin)."""
+    """A libsndfile handle. A recording up to WHOLE_SECONDS long is decoded once, on its first read, and kept
+    (at most 38 MB): the speech scan and the model's windows then share one decoding. A longer one is decoded
+    stretch by stretch, each read only the requested stretch (plus a resampling margin), so memory stays flat."""
 
     _MARGIN = 0.05  # seconds decoded either side so that resampling has context at the edges
+    WHOLE_SECONDS = 600.0
 
     def __init__(self, handle: sf.SoundFile, name: str, source: _Input, warnings: list[str]) -> None:
         self.handle, self.source = handle, source
@@ -244,9 +247,18 @@ class _SoundFileAudio(AudioSource):
         self.rate, self.channels = handle.samplerate, handle.channels
         self.frames = handle.frames  # native frames that decode; lowered if the file proves shorter
         self.announced = handle.frames
+        self._whole: np.ndarray | None = None  # the decoded recording, when it is short enough to keep
         super().__init__(name, int(round(self.frames * SAMPLE_RATE / self.rate)), warnings)
 
     def read(self, start: int, stop: int) -> np.ndarray:
+        if self._whole is None and self.num_samples <= self.WHOLE_SECONDS * SAMPLE_RATE:
+            self._whole = self._read(0, self.num_samples)  # may find the file shorter: num_samples follows
+        if self._whole is not None:
+            start, stop = max(0, start), min(stop, len(self._whole))
+            return self._whole[start:stop].copy() if stop > start else np.zeros(0, dtype=np.float32)
+        return self._read(start, stop)
+
+    def _read(self, start: int, stop: int) -> np.ndarray:
         start, stop = max(0, start), min(stop, self.num_samples)
         if stop <= start:
             return np.zeros(0, dtype=np.float32)

@@ -77,7 +77,12 @@ def test_numpy_channel_layouts_and_resampling():
     assert np.allclose(a, b) and abs(len(a) - 2 * SR) <= 1
 
 
-def test_streamed_reads_match_whole_decode(tmp_path):
+@pytest.mark.parametrize("kept_whole", [True, False], ids=["decoded-once", "decoded-per-read"])
+def test_streamed_reads_match_whole_decode(tmp_path, monkeypatch, kept_whole):
+    from ser_tool.audio import _SoundFileAudio
+
+    if not kept_whole:  # as a recording longer than the whole-decoding limit is read
+        monkeypatch.setattr(_SoundFileAudio, "WHOLE_SECONDS", 10.0)
     path = tmp_path / "long.wav"
     sf.write(path, np.concatenate([_reference(sr=44100)] * 20), 44100)  # 40 s at 44.1 kHz
     whole = load_audio(path)
@@ -87,6 +92,30 @@ def test_streamed_reads_match_whole_decode(tmp_path):
     mid = whole[SR * 17: SR * 19]
     assert len(part) == len(mid) and np.max(np.abs(part[100:-100] - mid[100:-100])) < 1e-3
     assert sum(len(b) for b in blocks) == src.num_samples == len(whole)
+
+
+def test_a_short_recording_is_decoded_once_and_a_long_one_per_read(tmp_path, monkeypatch):
+    """Up to WHOLE_SECONDS, the first read decodes the whole recording and every later read (the speech scan's
+    blocks, the model's windows) is served from it; a longer recording decodes only each requested stretch."""
+    from ser_tool.audio import _SoundFileAudio
+
+    decoded = []
+    real = _SoundFileAudio._read
+    monkeypatch.setattr(_SoundFileAudio, "_read", lambda self, a, b: decoded.append((a, b)) or real(self, a, b))
+    path = tmp_path / "a.ogg"
+    sf.write(path, voice(12.0), SR, format="OGG", subtype="OPUS")
+    with open_audio(path) as src:
+        blocks = [b for _, b in src.blocks(block_samples=SR * 5)]
+        window = src.read(SR * 2, SR * 4)
+        window[:] = 0  # a caller's copy: changing it changes nothing kept
+        assert np.array_equal(src.read(SR * 2, SR * 4), np.concatenate(blocks)[SR * 2: SR * 4])
+    assert decoded == [(0, src.num_samples)]
+    decoded.clear()
+    monkeypatch.setattr(_SoundFileAudio, "WHOLE_SECONDS", 10.0)
+    with open_audio(path) as src:
+        blocks = [b for _, b in src.blocks(block_samples=SR * 5)]
+        src.read(SR * 2, SR * 4)
+    assert decoded == [(0, SR * 5), (SR * 5, SR * 10), (SR * 10, src.num_samples), (SR * 2, SR * 4)]
 
 
 # --- bad input: each is a specific AudioError with a message that says what to do --------------
