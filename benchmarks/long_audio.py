@@ -31,6 +31,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from ser_tool.representations.base import PRECISIONS
+
 SR = 16_000
 
 _CHILD = r"""
@@ -99,7 +101,7 @@ def main() -> int:
                    help="--backend voice without --model: a randomly initialised voice head for this backbone")
     p.add_argument("--tiny-hf", action="store_true", help="build a tiny random hf model and use it")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="--backend voice: its Whisper encoder's precision (default auto, as the backend)")
     p.add_argument("--all-cores", action="store_true", help="do not pin the analysing process to one CPU core")
     args = p.parse_args()

@@ -9,6 +9,7 @@ import os
 import sys
 from pathlib import Path
 
+from ser_tool.representations.base import PRECISIONS
 from ser_tool.testing import SR, voice  # noqa: F401 - re-exported for the benchmarks
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,7 +27,7 @@ def add_server_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tiny-hf", action="store_true", help="a tiny random hf model (measures the server, not a model)")
     p.add_argument("--backbone", metavar="REP[+REP]",
                    help="the voice backend with a randomly initialised head for this backbone (speed does not depend on its weights)")
-    p.add_argument("--precision", choices=("auto", "float32", "bfloat16"),
+    p.add_argument("--precision", choices=PRECISIONS,
                    help="the voice backend's encoder precision (SER_PRECISION; default: the server's, auto)")
     p.add_argument("--json", action="store_true", help="print the results as JSON too")
 

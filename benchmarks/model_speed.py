@@ -239,7 +239,8 @@ def main() -> int:
     p.add_argument("--backbones", nargs="*", default=["whisper-base-mid"], metavar="REP[+REP]",
                    help="voice backbones to time with a random head (default: whisper-base-mid); none: only --voice-model")
     p.add_argument("--voice-model", default=None, metavar="DIR", help="also time this trained voice model folder")
-    p.add_argument("--precisions", nargs="+", choices=("auto", "float32", "bfloat16"), default=["auto"],
+    p.add_argument("--precisions", nargs="+", choices=("auto", "float32", "bfloat16"), default=["auto"],  # = PRECISIONS; not imported:
+                   # ser_tool loads numpy, which must load after the pinning
                    help="the voice backends' encoder precisions, one row each (default: auto, as the backend)")
     p.add_argument("--seconds", type=float, nargs="+", default=[3.0, 10.0], help="input lengths (default 3 10)")
     p.add_argument("--runs", type=int, default=30, help="timed runs per model and length (default 30)")

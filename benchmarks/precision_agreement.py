@@ -68,8 +68,8 @@ def main() -> int:
         if not waves:
             continue
         kept += batch
+        inputs = model_inputs(backends["float32"], waves, True)  # the same speech level for both: one model's
         for pr, backend in backends.items():  # interleaved: both precisions see the same load
-            inputs = model_inputs(backend, waves, True)
             t = time.perf_counter()
             pred = backend.predict(inputs)
             seconds[pr] += time.perf_counter() - t

@@ -15,7 +15,7 @@ import numpy as np
 
 from ser_tool.errors import BackendError, ConfigError, ModelNotAvailableError
 from ser_tool.labels import EMOTIONS, label_index_map
-from ser_tool.representations.base import PRECISIONS
+from ser_tool.representations.base import check_precision
 
 
 @dataclass(frozen=True)
@@ -43,8 +43,7 @@ class BackendSpec:
     def __post_init__(self) -> None:
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads must be at least 1, got {self.threads}")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
+        check_precision(self.precision)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from ser_tool.errors import InvalidAudioError
+from ser_tool.errors import ConfigError, InvalidAudioError
 
 SAMPLE_RATE = 16_000
 FRAME_RATE = 25  # frames per second of every frame sequence (40 ms hop)
@@ -31,6 +31,13 @@ class Representation(Protocol):
     utterance_dim: int
 
     def features(self, wave: np.ndarray) -> Features: ...
+
+
+def check_precision(precision: str) -> str:
+    """`precision` if it is one of PRECISIONS; else a ConfigError naming them."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    return precision
 
 
 def check_wave(wave: np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ser_tool.errors import ModelNotAvailableError
-from ser_tool.representations.base import PRECISIONS, Features, check_wave, mean_std, pool_frames
+from ser_tool.representations.base import Features, check_precision, check_wave, mean_std, pool_frames
 
 # CTranslate2's DataType enum -> numpy; bfloat16 (5) has no numpy type and is widened by hand
 _DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16}
@@ -187,11 +187,7 @@ def resolve_precision(precision: str, device: object = "cpu") -> str:
     (the voice model card measures how close)."""
     import torch
 
-    from ser_tool.errors import ConfigError
-
-    if precision not in PRECISIONS:
-        raise ConfigError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    if precision != "auto":
+    if check_precision(precision) != "auto":
         return precision
     native = any(getattr(torch.cpu, probe, lambda: False)()  # torch's own probes (private: absent means no)
                  for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
