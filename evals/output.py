@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 from ser_tool.errors import SERError
+from ser_tool.files import replaced_atomically
 
 __all__ = ["OutputError", "ensure_writable", "output_error", "write_atomic"]
 
@@ -54,16 +55,12 @@ def ensure_writable(folder: str | Path, what: str, flag: str = "--out") -> Path:
 
 
 def write_atomic(path: str | Path, text: str, what: str, flag: str = "--out") -> Path:
-    """Write `text` to a temporary file beside `path`, then rename it into place: a reader (or a rerun after a
-    kill) sees the old file or the new one, never half of one. Raises OutputError."""
-    path, tmp = Path(path), None
+    """Write `text` to `path` whole (ser_tool.files.replaced_atomically): a reader (or a rerun after a kill) sees
+    the old file or the new one, never half of one. Raises OutputError."""
+    path = Path(path)
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
+        with replaced_atomically(path) as tmp:
+            tmp.write_text(text, encoding="utf-8")
     except OSError as e:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
         raise output_error(e, path, what, flag) from None
     return path

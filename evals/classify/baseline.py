@@ -12,8 +12,6 @@ the feature settings, and `features_for` computes the missing ones in worker pro
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -22,6 +20,7 @@ import numpy as np
 
 from ser_tool.audio import SAMPLE_RATE, load_audio
 from ser_tool.data import Clip
+from ser_tool.files import replaced_atomically
 from ser_tool.labels import EMOTIONS
 
 C_GRID = (0.01, 0.1, 1.0, 10.0)
@@ -119,10 +118,8 @@ class FeatureCache:
             self.folder.mkdir(parents=True, exist_ok=True)
             keys = np.array(list(self._rows), dtype=str)
             values = np.stack(list(self._rows.values())) if self._rows else np.zeros((0, N_FEATURES), np.float32)
-            fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".features-", suffix=".npz")
-            with os.fdopen(fd, "wb") as f:
+            with replaced_atomically(self.path) as tmp, tmp.open("wb") as f:
                 np.savez(f, keys=keys, features=values)
-            os.replace(tmp, self.path)
             self._dirty = False
         except OSError:
             pass

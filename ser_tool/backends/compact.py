@@ -191,24 +191,19 @@ def save_model(model: CompactSER, directory, extra_config: dict | None = None) -
     Each file is written beside its place and renamed into it, so an interrupted save (Ctrl-C, a kill) leaves
     the model that was there before, not half of the new one."""
     import json
-    import os
     from pathlib import Path
 
     from safetensors.torch import save_file
+
+    from ser_tool.files import replaced_atomically
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     config = {"architecture": "CompactSER", **model.cfg.to_dict(), **(extra_config or {})}
-    tmp_weights, tmp_config = directory / f".{WEIGHTS_FILE}.tmp", directory / f".{CONFIG_FILE}.tmp"
-    try:
-        save_file(state, tmp_weights, metadata={"format": "pt", "architecture": "CompactSER"})
-        tmp_config.write_text(json.dumps(config, indent=2) + "\n")
-        os.replace(tmp_weights, directory / WEIGHTS_FILE)
-        os.replace(tmp_config, directory / CONFIG_FILE)
-    finally:
-        tmp_weights.unlink(missing_ok=True)
-        tmp_config.unlink(missing_ok=True)
+    with replaced_atomically(directory / WEIGHTS_FILE) as weights, replaced_atomically(directory / CONFIG_FILE) as cfg:
+        save_file(state, weights, metadata={"format": "pt", "architecture": "CompactSER"})
+        cfg.write_text(json.dumps(config, indent=2) + "\n")
 
 
 def load_model(directory) -> CompactSER:

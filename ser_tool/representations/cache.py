@@ -10,14 +10,13 @@ version, parameters) is a miss, so stale features are never read; old entries ar
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from ser_tool.files import replaced_atomically
 from ser_tool.representations.base import Features, Representation
 
 
@@ -55,10 +54,8 @@ class FeatureCache:
     @staticmethod
     def _write(path: Path, feats: Features) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:  # write then rename: a killed job never leaves a torn entry
+        with replaced_atomically(path) as tmp, tmp.open("wb") as f:  # a killed job never leaves a torn entry
             np.savez(f, frames=feats.frames.astype(np.float16), utterance=feats.utterance.astype(np.float32))
-        os.replace(tmp, path)
 
     def features(self, audio_path: str | Path, rep: Representation,
                  load: Callable[[Path], np.ndarray] | None = None) -> Features:
