@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ from pydantic import ConfigDict, Field
 
 from agents.pipeline import invoke
 from evals.output import output_error
+from ser_tool.files import replaced_atomically
 
 __all__ = ["CachedChatModel", "CallCache", "call_key"]
 
@@ -73,14 +72,8 @@ class CallCache:
         for attempt in range(2):
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-                try:
-                    with os.fdopen(fd, "w", encoding="utf-8") as f:
-                        json.dump(entry, f)  # ASCII: any reply (even one with lone surrogates) can be written
-                    os.replace(tmp, path)
-                except BaseException:
-                    _remove_quietly(tmp)
-                    raise
+                with replaced_atomically(path) as tmp, tmp.open("w", encoding="utf-8") as f:
+                    json.dump(entry, f)  # ASCII: any reply (even one with lone surrogates) can be written
                 return
             except (IsADirectoryError, NotADirectoryError, FileExistsError) as e:
                 # Something is in the way inside the cache (a folder named like an entry, a file named like
@@ -119,13 +112,6 @@ def _read_entry(path: Path, model_id: str, temperature: float | None) -> str | N
     if entry.get("model", model_id) != model_id or entry.get("temperature", temperature) != temperature:
         return None  # a file copied from another call's place
     return entry["reply"]
-
-
-def _remove_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
 
 
 class CachedChatModel(BaseChatModel):
