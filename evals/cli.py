@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "head also trains its arousal on, in every fold (as `ser train --arousal-corpus`); never scored")
     s.add_argument("--degraded-variants", type=number(int, ge=0, le=8), default=0, metavar="N",
                    help="with --loco: heads also train on N degraded copies of each fitting clip (as `ser train --degraded-variants`)")
+    s.add_argument("--average-from", type=number(int, ge=0), default=0, metavar="EPOCH",
+                   help="with --loco: each head keeps its weights averaged over every step from this epoch on instead of "
+                        "its best dev epoch (as `ser train --average-from`; default 0: the best epoch)")
     s.add_argument("--head-seed", type=number(int, ge=0), metavar="SEED",
                    help="with --loco: the heads' first seed; --heads N trains seeds SEED..SEED+N-1 (default 0, as `ser train --seed`)")
     s.add_argument("--head-corpus-cap", type=number(int, ge=1), metavar="N",
@@ -257,9 +260,12 @@ def loco_main(args) -> int:
     from evals.output import ensure_writable, write_atomic
 
     ensure_writable(args.out, "the report")  # now, not after hours of folds
-    cfg = VoiceTrainConfig(heads=args.heads, degraded_variants=args.degraded_variants)
-    if args.epochs:
-        cfg = dataclasses.replace(cfg, epochs=args.epochs)
+    try:
+        cfg = VoiceTrainConfig(heads=args.heads, degraded_variants=args.degraded_variants, average_from=args.average_from,
+                               **({"epochs": args.epochs} if args.epochs else {}))
+    except SERError as e:  # --average-from past the last epoch
+        print(f"ser-eval: error: {error_text(e, args)}", file=sys.stderr)
+        return exit_code(e)
     if args.head_corpus_cap:
         cfg = dataclasses.replace(cfg, corpus_cap=args.head_corpus_cap)
     if args.head_seed is not None:

@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--degraded-variants", type=number(int, ge=0, le=8), default=0, metavar="N",
                    help="with --backbone: also train on N noisy / reverberant / telephone copies of each training clip, "
                         "each encoded once into the feature cache (default 0)")
+    t.add_argument("--average-from", type=number(int, ge=0), default=0, metavar="EPOCH",
+                   help="with --backbone: keep each head's weights averaged over every step from this epoch on "
+                        "(stochastic weight averaging) instead of its best dev epoch (default 0: the best epoch)")
     t.add_argument("--arousal-corpus", action="append", default=[], metavar="DIR",
                    help="with --backbone: a corpus with expressed-emotion levels and no categories (manifest intensity "
                         "low / normal / high, e.g. BAVED) that trains the arousal output only; repeatable")
@@ -304,14 +307,11 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
 
 
 def _train_voice(args: argparse.Namespace) -> int:
-    import dataclasses
-
     from ser_tool.train.voice import VoiceTrainConfig, train_voice
 
     cfg = VoiceTrainConfig(seed=args.seed, batch_size=args.batch_size, lr=args.lr, corpus_cap=args.corpus_cap, heads=args.heads,
-                           degraded_variants=args.degraded_variants)
-    if args.epochs is not None:
-        cfg = dataclasses.replace(cfg, epochs=args.epochs)
+                           degraded_variants=args.degraded_variants, average_from=args.average_from,
+                           **({"epochs": args.epochs} if args.epochs is not None else {}))
     if args.threads:
         import torch
 
@@ -320,8 +320,10 @@ def _train_voice(args: argparse.Namespace) -> int:
                           arousal_dirs=args.arousal_corpus)
     for k, run in enumerate(summary.get("heads", [summary])):
         best = run["best"]
-        print(f"{f'head {k + 1}: ' if 'heads' in summary else ''}best epoch {best['epoch']}: dev mean UAR "
-              f"{best['dev_mean_uar']:.3f}; temperature {run['temperature']:.2f}")
+        kept = (f"weights averaged from epoch {run['averaged']['from_epoch']}: dev mean UAR {run['averaged']['dev_mean_uar']:.3f} "
+                f"(best epoch {best['epoch']}: {best['dev_mean_uar']:.3f})") if run.get("averaged") else \
+            f"best epoch {best['epoch']}: dev mean UAR {best['dev_mean_uar']:.3f}"
+        print(f"{f'head {k + 1}: ' if 'heads' in summary else ''}{kept}; temperature {run['temperature']:.2f}")
     print("test UAR " + ", ".join(f"{c} {m['uar']:.3f}" for c, m in summary["test"].items()))
     stopped = summary.get("interrupted")
     if summary["test"]:

@@ -47,6 +47,16 @@ class VoiceTrainConfig:
     # every clip brought to this active speech level before the representation, as the analyzer hands the voice
     # backend its input (ser_tool.level); None: features of the clips at their recorded levels
     input_level_db: float | None = TARGET_DB
+    # 0: keep the epoch with the best dev UAR. N > 0: keep the running average of the weights after every step from
+    # epoch N on (stochastic weight averaging, as SWAD uses for domain generalisation: a flatter optimum)
+    average_from: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.average_from <= self.epochs:
+            from ser_tool.errors import ConfigError
+
+            raise ConfigError(f"the weights can be averaged from an epoch in 1..{self.epochs} (the epochs trained), or 0 "
+                              f"to keep the best epoch; got {self.average_from}")
 
 
 @dataclass
@@ -116,12 +126,14 @@ def train_voice_head(train: FrameSet, dev: FrameSet, representations: Sequence[s
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
     best, best_state, history, stopped = None, None, [], None
+    average = WeightAverage(model) if cfg.average_from else None
     for epoch in range(cfg.epochs):
         model.train()
         order = np.concatenate([rng.choice(ix, per_epoch[c], replace=False) for c, ix in by_corpus.items()])
         rng.shuffle(order)
         try:
-            total_loss = _epoch(model, loss_fn, opt, sched, train, order, steps, cfg, rng)
+            total_loss = _epoch(model, loss_fn, opt, sched, train, order, steps, cfg, rng,
+                                average.add if average and epoch + 1 >= cfg.average_from else None)
             logits, _ = predict_frames(model, dev.frames)
         except KeyboardInterrupt:  # Ctrl-C: the best epoch so far is kept, as `ser train` does for the compact model
             if best_state is None:
@@ -141,19 +153,51 @@ def train_voice_head(train: FrameSet, dev: FrameSet, representations: Sequence[s
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         log(f"  epoch {epoch + 1:2d} loss {rec['train_loss']:.3f} dev UAR " + " ".join(f"{c}={u:.3f}" for c, u in per_corpus.items())
             + f" mean {mean_uar:.3f}{' *' if improved else ''} ({rec['elapsed_s']:.0f} s)")
-    model.load_state_dict(best_state)
+    averaged = None
+    if average and average.count:
+        model.load_state_dict(average.state())
+        logits, _ = predict_frames(model, dev.frames)
+        pred = logits.argmax(axis=1)
+        per_corpus = {c: uar(dev.labels[dev.corpora == c], pred[dev.corpora == c]) for c in sorted(set(dev.corpora))}
+        averaged = {"from_epoch": cfg.average_from, "steps": average.count, "dev_uar": per_corpus,
+                    "dev_mean_uar": float(np.mean(list(per_corpus.values())))}
+        log(f"  weights averaged over {average.count} steps from epoch {cfg.average_from}: dev UAR "
+            + " ".join(f"{c}={u:.3f}" for c, u in per_corpus.items()) + f" mean {averaged['dev_mean_uar']:.3f}")
+    else:  # the best epoch (also when training stopped before the averaging began)
+        model.load_state_dict(best_state)
     logits, _ = predict_frames(model, dev.frames)
     temperature = fit_temperature(logits, dev.labels)
     model.temperature.fill_(temperature)
     model.eval()
-    return model, {"config": cfg.__dict__, "best": best, "history": history, "temperature": temperature,
+    return model, {"config": cfg.__dict__, "best": best, "averaged": averaged, "history": history, "temperature": temperature,
                    "interrupted_in_epoch": stopped, "train_seconds": round(time.time() - started, 1),
                    "parameters": sum(p.numel() for p in model.parameters())}
 
 
+class WeightAverage:
+    """The running mean of a model's parameters and buffers over the steps it is `add`ed after."""
+
+    def __init__(self, model) -> None:
+        self.model, self.count, self.sum = model, 0, None
+
+    def add(self) -> None:
+        state = {k: v.detach().double() for k, v in self.model.state_dict().items() if v.is_floating_point()}
+        if self.sum is None:
+            self.sum = {k: v.clone() for k, v in state.items()}
+        else:
+            for k, v in state.items():
+                self.sum[k] += v
+        self.count += 1
+
+    def state(self) -> dict:
+        current = self.model.state_dict()
+        return {k: (self.sum[k] / self.count).to(v.dtype) if k in self.sum else v for k, v in current.items()}
+
+
 def _epoch(model, loss_fn, opt, sched, train: FrameSet, order: np.ndarray, steps: int, cfg: VoiceTrainConfig,
-           rng: np.random.Generator) -> float:
-    """One epoch of random crops (time and channel masks) through hybrid_step; returns the summed loss."""
+           rng: np.random.Generator, after_step: Callable[[], None] | None = None) -> float:
+    """One epoch of random crops (time and channel masks) through hybrid_step; returns the summed loss.
+    after_step: called after every optimiser step (the weight average)."""
     import torch
 
     from ser_tool.train.loss import hybrid_step
@@ -179,6 +223,8 @@ def _epoch(model, loss_fn, opt, sched, train: FrameSet, order: np.ndarray, steps
         losses = hybrid_step(model, loss_fn, opt, sched, torch.from_numpy(x), train.labels[idx], train.dims[idx], rng,
                              cfg.mixup_p, cfg.mixup_alpha)
         total_loss += float(losses["loss"].detach())
+        if after_step:
+            after_step()
     return total_loss
 
 

@@ -314,12 +314,15 @@ def test_ser_train_backbone_then_voice_backend(corpora, tmp_path, monkeypatch):
     pred = backend.predict([voice(0.3), voice(3.0)])
     assert pred.probabilities.shape == (2, 7) and np.allclose(pred.probabilities.sum(axis=1), 1.0)
     assert pred.dimensions.shape == (2, 3)
-    # --heads 2: two seeds, one model folder, loaded as an ensemble by the same backend; with a degraded copy of each clip
+    # --heads 2: two seeds, one model folder, loaded as an ensemble by the same backend; with a degraded copy of each
+    # clip, and each head's weights averaged over its steps (from epoch 1, the only one)
     rc = main(["train", *map(str, corpora), "--backbone", "prosody", "--epochs", "1", "--batch-size", "8", "--heads", "2",
-               "--degraded-variants", "1", "--feature-cache", str(tmp_path / "cache"), "--out", str(tmp_path / "ens")])
+               "--degraded-variants", "1", "--average-from", "1", "--feature-cache", str(tmp_path / "cache"),
+               "--out", str(tmp_path / "ens")])
     summary = json.loads((tmp_path / "ens" / "training.json").read_text())
     assert rc == 0 and [h["config"]["seed"] for h in summary["heads"]] == [0, 1] and len(summary["temperatures"]) == 2
-    assert summary["config"]["degraded_variants"] == 1
+    assert summary["config"]["degraded_variants"] == 1 and summary["config"]["average_from"] == 1
+    assert all(h["averaged"]["from_epoch"] == 1 and h["averaged"]["steps"] >= 1 for h in summary["heads"])
     assert any("+degraded-v" in p.name for p in (tmp_path / "cache").iterdir())  # the variant's features, cached apart
     pred = load_backend("voice", model=str(tmp_path / "ens")).predict([voice(2.0)])
     assert np.allclose(pred.probabilities.sum(axis=1), 1.0) and pred.dimensions.shape == (1, 3)
@@ -616,3 +619,55 @@ def test_ser_train_backbone_ctrl_c_keeps_the_finished_heads(corpora, tmp_path, c
     assert main(["train", *cmd, "--heads", "3", "--out", str(tmp_path / "one")]) == 130
     assert "interrupted in head 2 of 3: the model in" in capsys.readouterr().err
     assert json.loads((tmp_path / "one" / "config.json").read_text())["heads"] == 1
+
+
+def _random_frames(n: int = 24, dim: int = 8, seed: int = 0):
+    from ser_tool.train.voice import FrameSet
+
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % len(EMOTIONS)
+    frames = [(rng.standard_normal((30, dim)) + labels[i]).astype(np.float32) for i in range(n)]
+    return FrameSet(frames, labels, rng.random((n, 3)).astype(np.float32), np.array(["c"] * n))
+
+
+def test_weight_average_is_the_mean_of_the_weights_it_was_given():
+    import torch
+
+    from ser_tool.train.voice import WeightAverage
+
+    model = torch.nn.Linear(3, 2)
+    model.register_buffer("steps", torch.zeros((), dtype=torch.long))  # not floating point: left as it is
+    average, seen = WeightAverage(model), []
+    for value in (1.0, 2.0, 6.0):
+        with torch.no_grad():
+            model.weight.fill_(value)
+            model.bias.fill_(-value)
+        model.steps += 1
+        average.add()
+        seen.append(value)
+    state = average.state()
+    assert average.count == 3
+    assert torch.allclose(state["weight"], torch.full((2, 3), 3.0)) and torch.allclose(state["bias"], torch.full((2,), -3.0))
+    assert int(state["steps"]) == 3 and state["weight"].dtype == torch.float32
+
+
+def test_a_head_can_keep_its_averaged_weights_instead_of_its_best_epoch():
+    """average_from=N: the head ends with the mean of its weights after every step from epoch N on (reported with
+    its dev UAR); 0 keeps the best epoch; anything outside 0..epochs is refused."""
+    import torch
+
+    from ser_tool.train.voice import VoiceTrainConfig, train_voice_head
+
+    torch.set_num_threads(1)
+    train, dev = _random_frames(), _random_frames(14, seed=1)
+    base = VoiceTrainConfig(epochs=3, channels=16, batch_size=8, crop_frames=(10, 20), corpus_cap=24)
+    best_model, best = train_voice_head(train, dev, ["r"], base, log=lambda s: None)
+    avg_model, avg = train_voice_head(train, dev, ["r"], VoiceTrainConfig(**{**base.__dict__, "average_from": 2}),
+                                      log=lambda s: None)
+    assert best["averaged"] is None
+    assert avg["averaged"]["steps"] == 2 * (24 // 8) and avg["averaged"]["from_epoch"] == 2
+    assert 0 <= avg["averaged"]["dev_mean_uar"] <= 1
+    # the same seed and steps: only the weights kept differ
+    assert not torch.equal(best_model.logits.weight, avg_model.logits.weight)
+    with pytest.raises(ConfigError, match="averaged from an epoch in 1..3"):
+        VoiceTrainConfig(**{**base.__dict__, "average_from": 4})
