@@ -134,16 +134,13 @@ def train_voice_head(train: FrameSet, dev: FrameSet, representations: Sequence[s
         try:
             total_loss = _epoch(model, loss_fn, opt, sched, train, order, steps, cfg, rng,
                                 average.add if average and epoch + 1 >= cfg.average_from else None)
-            logits, _ = predict_frames(model, dev.frames)
+            logits, per_corpus, mean_uar = _dev_uar(model, dev)
         except KeyboardInterrupt:  # Ctrl-C: the best epoch so far is kept, as `ser train` does for the compact model
             if best_state is None:
                 raise
             stopped = epoch + 1
             log(f"  interrupted in epoch {stopped}: this head stops here with its best epoch so far ({best['epoch']})")
             break
-        pred = logits.argmax(axis=1)
-        per_corpus = {c: uar(dev.labels[dev.corpora == c], pred[dev.corpora == c]) for c in sorted(set(dev.corpora))}
-        mean_uar = float(np.mean(list(per_corpus.values())))
         rec = {"epoch": epoch + 1, "train_loss": total_loss / steps, "dev_uar": per_corpus, "dev_mean_uar": mean_uar,
                "elapsed_s": round(time.time() - started, 1)}
         history.append(rec)
@@ -156,22 +153,27 @@ def train_voice_head(train: FrameSet, dev: FrameSet, representations: Sequence[s
     averaged = None
     if average and average.count:
         model.load_state_dict(average.state())
-        logits, _ = predict_frames(model, dev.frames)
-        pred = logits.argmax(axis=1)
-        per_corpus = {c: uar(dev.labels[dev.corpora == c], pred[dev.corpora == c]) for c in sorted(set(dev.corpora))}
-        averaged = {"from_epoch": cfg.average_from, "steps": average.count, "dev_uar": per_corpus,
-                    "dev_mean_uar": float(np.mean(list(per_corpus.values())))}
+        logits, per_corpus, mean_uar = _dev_uar(model, dev)
+        averaged = {"from_epoch": cfg.average_from, "steps": average.count, "dev_uar": per_corpus, "dev_mean_uar": mean_uar}
         log(f"  weights averaged over {average.count} steps from epoch {cfg.average_from}: dev UAR "
-            + " ".join(f"{c}={u:.3f}" for c, u in per_corpus.items()) + f" mean {averaged['dev_mean_uar']:.3f}")
+            + " ".join(f"{c}={u:.3f}" for c, u in per_corpus.items()) + f" mean {mean_uar:.3f}")
     else:  # the best epoch (also when training stopped before the averaging began)
         model.load_state_dict(best_state)
-    logits, _ = predict_frames(model, dev.frames)
+        logits, _ = predict_frames(model, dev.frames)
     temperature = fit_temperature(logits, dev.labels)
     model.temperature.fill_(temperature)
     model.eval()
     return model, {"config": cfg.__dict__, "best": best, "averaged": averaged, "history": history, "temperature": temperature,
                    "interrupted_in_epoch": stopped, "train_seconds": round(time.time() - started, 1),
                    "parameters": sum(p.numel() for p in model.parameters())}
+
+
+def _dev_uar(model, dev: FrameSet) -> tuple[np.ndarray, dict[str, float], float]:
+    """The model's dev logits, its UAR per dev corpus and their mean (what picks the best epoch)."""
+    logits, _ = predict_frames(model, dev.frames)
+    pred = logits.argmax(axis=1)
+    per_corpus = {c: uar(dev.labels[dev.corpora == c], pred[dev.corpora == c]) for c in sorted(set(dev.corpora))}
+    return logits, per_corpus, float(np.mean(list(per_corpus.values())))
 
 
 class WeightAverage:
@@ -261,10 +263,8 @@ def train_voice_heads(train: FrameSet, dev: FrameSet, representations: Sequence[
     if len(models) == 1:
         return models[0], {**runs[0], "interrupted": interrupted}
     ensemble = VoiceHeadEnsemble(models).eval()
-    logits, _ = predict_frames(ensemble, dev.frames)
-    pred = logits.argmax(axis=1)
-    dev_uar = {c: uar(dev.labels[dev.corpora == c], pred[dev.corpora == c]) for c in sorted(set(dev.corpora))}
-    log("ensemble dev UAR " + " ".join(f"{c}={u:.3f}" for c, u in dev_uar.items()) + f" mean {np.mean(list(dev_uar.values())):.3f}")
+    _, dev_uar, mean_uar = _dev_uar(ensemble, dev)
+    log("ensemble dev UAR " + " ".join(f"{c}={u:.3f}" for c, u in dev_uar.items()) + f" mean {mean_uar:.3f}")
     return ensemble, {"config": cfg.__dict__, "heads": runs, "dev_uar": dev_uar,
                       "temperature": float(np.mean([r["temperature"] for r in runs])),
                       "temperatures": [r["temperature"] for r in runs],
