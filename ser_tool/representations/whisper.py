@@ -16,6 +16,7 @@ import numpy as np
 from ser_tool.errors import ConfigError, ModelNotAvailableError
 from ser_tool.representations.base import Features, check_wave, mean_std, pool_frames
 from ser_tool.representations.ct2_whisper import PIECE, POOL, EncoderLayers
+from ser_tool.representations.hf_whisper import middle_layers
 
 
 def whisper_base_dir(models_dir: str | Path | None = None) -> Path:
@@ -96,7 +97,7 @@ def whisper_tiny_en_dir(models_dir: str | Path | None = None) -> Path:
 
 
 MID_LAYERS = (2, 3)  # 0-based: the 3rd and 4th of Whisper-base's 6 layers, averaged (chosen by a layer probe, see the model card)
-TINY_EN_MID_LAYERS = (1, 2)  # 0-based: the 2nd and 3rd of Whisper-tiny.en's 4 layers (hf_whisper.middle_layers(4))
+TINY_EN_MID_LAYERS = middle_layers(4)  # 0-based (1, 2): the 2nd and 3rd of Whisper-tiny.en's 4 layers
 
 
 class WhisperLayersRepresentation(EncoderLayers):
@@ -120,7 +121,7 @@ class WhisperLayersRepresentation(EncoderLayers):
             import torch
             from faster_whisper.feature_extractor import FeatureExtractor
         except ImportError as e:
-            raise ModelNotAvailableError("the 'whisper-base-mid' representation needs faster-whisper: pip install -e '.[voice]'") from e
+            raise ModelNotAvailableError(f"the '{self.name}' representation needs faster-whisper: pip install -e '.[voice]'") from e
         from ser_tool.representations.ct2_whisper import build_encoder, read_ct2_variables
 
         folder = Path(model_dir) if model_dir else self.default_dir(models_dir)
