@@ -293,6 +293,8 @@ class OfflineWhisper:
     what: str = "the offline speech recogniser"
     alternative: str = "or name a Whisper model"
     setting: str | None = "asr_model"
+    # the modules that run it besides its part packages (the recogniser's faster-whisper; a torch encoder needs none)
+    runtime: tuple[str, ...] = ("faster_whisper",)
 
 
 OFFLINE_WHISPER = OfflineWhisper(
@@ -320,6 +322,7 @@ OFFLINE_WHISPER_TINY_EN = OfflineWhisper(
     what="the Whisper-tiny.en voice representation",
     alternative="",
     setting=None,
+    runtime=(),
 )
 
 
@@ -327,7 +330,7 @@ def offline_asr_installed(model: OfflineWhisper = OFFLINE_WHISPER) -> bool:
     """True when faster-whisper and every part package of `model` are installed (nothing is imported)."""
     import importlib.util
 
-    return all(importlib.util.find_spec(m) is not None for m in ("faster_whisper", *(p for p, _ in model.parts)))
+    return all(importlib.util.find_spec(m) is not None for m in (*model.runtime, *(p for p, _ in model.parts)))
 
 
 def default_asr(*, device: str = "cpu", language: str | None = None) -> ASR | None:
@@ -367,7 +370,7 @@ def offline_whisper_dir(model: OfflineWhisper = OFFLINE_WHISPER, cache_dir: str 
     target = Path(cache_dir or default_cache_dir()).expanduser() / f"{model.name}-ct2"
     if _complete(target, model):
         return target  # verified before the rename that created it
-    missing = [m for m in ("faster_whisper", *(p for p, _ in model.parts)) if importlib.util.find_spec(m) is None]
+    missing = [m for m in (*model.runtime, *(p for p, _ in model.parts)) if importlib.util.find_spec(m) is None]
     if missing:
         raise ModelNotAvailableError(f"{model.what} ({model.name}) is not installed ({', '.join(missing)} missing): {model.pip}"
                                      + (f"; {model.alternative}" if model.alternative else ""), setting=model.setting)

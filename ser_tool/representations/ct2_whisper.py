@@ -162,6 +162,15 @@ def build_encoder(variables: dict[str, np.ndarray], device: object = "cpu"):
     return Encoder().eval()
 
 
+def whisper_mel_filters(n_mels: int, n_fft: int = 400, sample_rate: int = 16_000) -> np.ndarray:
+    """Whisper's mel filters, (n_mels, n_fft // 2 + 1) float32: Slaney's scale and area normalisation over 0 Hz to
+    the Nyquist frequency, the filters faster-whisper's FeatureExtractor and transformers' WhisperFeatureExtractor
+    use (compact.mel_filterbank computes them; no speech-recognition package is needed)."""
+    from ser_tool.backends.compact import mel_filterbank
+
+    return mel_filterbank(n_fft, n_mels, 0.0, sample_rate / 2, sample_rate).astype(np.float32)
+
+
 def log_mel(wave, filters, n_fft: int = 400, hop: int = 160):
     """Whisper's log-mel spectrogram in torch (the same maths as faster-whisper's FeatureExtractor with padding=0:
     centred reflect-padded STFT with a periodic Hann window, power, mel filters, log10 floored 8 below the peak,

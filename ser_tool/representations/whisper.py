@@ -117,12 +117,9 @@ class WhisperLayersRepresentation(EncoderLayers):
                  models_dir: str | Path | None = None, device: object = "cpu", precision: str = "float32") -> None:
         """device: a torch device or its name ("cpu", "cuda", ...): where the torch encoder runs; precision: of
         the encoder's projections, 'float32' (training, the cache), 'bfloat16' or 'auto' (ct2_whisper.resolve_precision)."""
-        try:
-            import torch
-            from faster_whisper.feature_extractor import FeatureExtractor
-        except ImportError as e:
-            raise ModelNotAvailableError(f"the '{self.name}' representation needs faster-whisper: pip install -e '.[voice]'") from e
-        from ser_tool.representations.ct2_whisper import build_encoder, read_ct2_variables
+        import torch
+
+        from ser_tool.representations.ct2_whisper import build_encoder, read_ct2_variables, whisper_mel_filters
 
         folder = Path(model_dir) if model_dir else self.default_dir(models_dir)
         if not (folder / "model.bin").is_file():
@@ -130,9 +127,7 @@ class WhisperLayersRepresentation(EncoderLayers):
         layers = self.default_layers if layers is None else layers
         device = torch.device(device)
         encoder = build_encoder(read_ct2_variables(folder / "model.bin"), device)
-        mel = FeatureExtractor(feature_size=encoder.n_mels).mel_filters  # (n_mels, n_fft // 2 + 1)
-        self._use(encoder, layers, torch.from_numpy(np.asarray(mel, dtype=np.float32)).to(device), threads, device,
-                  precision)
+        self._use(encoder, layers, torch.from_numpy(whisper_mel_filters(encoder.n_mels)).to(device), threads, device, precision)
         size = (folder / "model.bin").stat().st_size
         self.id = f"{self.family}-torch-{size}-L{'-'.join(map(str, self.layers))}-pool{POOL}-v1"
 

@@ -255,6 +255,26 @@ def test_ct2_reader_refuses_what_is_not_a_ct2_file(tmp_path):
         read_ct2_variables(tmp_path / "missing.bin")
 
 
+def test_whisper_mel_filters_are_the_libraries_own():
+    """The torch Whisper encoders compute their mel filters themselves (no speech-recognition package needed):
+    transformers' WhisperFeatureExtractor's filters, and faster-whisper's where it is installed."""
+    from transformers.audio_utils import mel_filter_bank
+
+    from ser_tool.representations.ct2_whisper import whisper_mel_filters
+
+    for n_mels in (80, 128):  # Whisper up to large-v2, and large-v3
+        ours = whisper_mel_filters(n_mels)
+        ref = mel_filter_bank(num_frequency_bins=201, num_mel_filters=n_mels, min_frequency=0.0, max_frequency=8000.0,
+                              sampling_rate=16_000, norm="slaney", mel_scale="slaney").T
+        assert ours.shape == (n_mels, 201) and ours.dtype == np.float32
+        np.testing.assert_allclose(ours, ref, rtol=1e-6, atol=1e-9)
+    try:
+        from faster_whisper.feature_extractor import FeatureExtractor
+    except ImportError:
+        return
+    np.testing.assert_allclose(whisper_mel_filters(80), FeatureExtractor(feature_size=80).mel_filters, rtol=1e-6, atol=1e-9)
+
+
 def test_torch_log_mel_matches_faster_whispers_extractor():
     pytest.importorskip("faster_whisper")
     import torch
