@@ -65,13 +65,20 @@ class VoiceBackend:
         batch = as_waveform_batch(waveforms, sample_rate=self.sample_rate, max_seconds=None, what=f"voice model {self.model_id}")
         if not batch:
             return Prediction(np.zeros((0, len(EMOTIONS))), np.zeros((0, 3)))
-        logits, dims = [], []
+        logits = np.zeros((len(batch), len(EMOTIONS)))
+        dims = np.zeros((len(batch), 3))
         with torch_threads(self.threads), forward_errors(f"voice model {self.model_id}"), torch.inference_mode():
-            for wave in batch:  # one at a time: the pooling covers the whole input, padding would change it
-                lo, d = self.head(torch.from_numpy(self.frames(np.asarray(wave, dtype=np.float32)))[None].to(self.device))
-                logits.append(lo[0].cpu().numpy())
-                dims.append(d[0].cpu().numpy())
-        return Prediction(softmax(np.stack(logits).astype(np.float64)), np.stack(dims).astype(np.float64))
+            frames = [self.frames(wave) for wave in batch]  # each at its real length
+            # the head pools over its whole input, so padding would change it: inputs of one length (the full windows
+            # of a long recording) share one pass, which gives each what it would get alone
+            by_length: dict[int, list[int]] = {}
+            for i, f in enumerate(frames):
+                by_length.setdefault(len(f), []).append(i)
+            for same in by_length.values():
+                lo, d = self.head(torch.from_numpy(np.stack([frames[i] for i in same])).to(self.device))
+                logits[same] = lo.cpu().numpy()
+                dims[same] = d.cpu().numpy()
+        return Prediction(softmax(logits), dims)
 
 
 def shipped_model_dir() -> Path:

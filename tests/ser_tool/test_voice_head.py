@@ -159,6 +159,13 @@ def test_a_random_voice_head_loads_through_the_voice_backend(tmp_path):
     pred = backend.predict([voice(0.4), voice(2.0, f0=200)])
     assert pred.probabilities.shape == (2, len(EMOTIONS)) and pred.dimensions.shape == (2, 3)
     assert np.allclose(pred.probabilities.sum(axis=1), 1.0)
+    # inputs of one length share a pass through the head; each gets what it gets alone, in its own place
+    waves = [voice(2.0, f0=120), voice(0.7), voice(2.0, f0=260), voice(2.0, f0=180)]
+    together = backend.predict(waves)
+    alone = [backend.predict([w]) for w in waves]
+    np.testing.assert_allclose(together.probabilities, np.concatenate([a.probabilities for a in alone]), atol=1e-6)
+    np.testing.assert_allclose(together.dimensions, np.concatenate([a.dimensions for a in alone]), atol=1e-6)
+    assert not np.allclose(together.probabilities[0], together.probabilities[2])  # not one answer broadcast
     with pytest.raises(ConfigError, match="unknown backbone"):
         make_random_voice_head(tmp_path / "x", "prosody+mfcc")
 
