@@ -324,8 +324,6 @@ def _train_voice(args: argparse.Namespace) -> int:
                 f"(best epoch {best['epoch']}: {best['dev_mean_uar']:.3f})") if run.get("averaged") else \
             f"best epoch {best['epoch']}: dev mean UAR {best['dev_mean_uar']:.3f}"
         print(f"{f'head {k + 1}: ' if 'heads' in summary else ''}{kept}; temperature {run['temperature']:.2f}")
-    if "heads" in summary:
-        print(f"the {len(summary['heads'])} heads averaged: temperature {summary['temperature']:.2f}")
     print("test UAR " + ", ".join(f"{c} {m['uar']:.3f}" for c, m in summary["test"].items()))
     stopped = summary.get("interrupted")
     if summary["test"]:

@@ -118,11 +118,8 @@ class VoiceHead(nn.Module):
 
 class VoiceHeadEnsemble(nn.Module):
     """Several VoiceHeads of one configuration (trained with different seeds), their probabilities and
-    dimensions averaged. Its "logits" are the log of the averaged (calibrated) probabilities divided by the
-    ensemble's own temperature, so a softmax over them gives the ensemble's probabilities and every caller of
-    a VoiceHead works unchanged. Averaging heads that are each calibrated leaves the average less confident than
-    it is right (the heads disagree where they are unsure), so the ensemble is calibrated once more as a whole
-    (`temperature`, fitted on dev; 1 in a folder saved before it existed)."""
+    dimensions averaged. Its "logits" are the log of the averaged (calibrated) probabilities, so a softmax
+    over them gives the ensemble's probabilities and every caller of a VoiceHead works unchanged."""
 
     def __init__(self, heads: list[VoiceHead]) -> None:
         super().__init__()
@@ -130,12 +127,11 @@ class VoiceHeadEnsemble(nn.Module):
             raise ValueError("an ensemble needs one or more heads of the same configuration")
         self.cfg = heads[0].cfg
         self.heads = nn.ModuleList(heads)
-        self.register_buffer("temperature", torch.ones(()))
 
     def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         outs = [head(frames) for head in self.heads]
         probs = torch.stack([torch.softmax(logits, dim=-1) for logits, _ in outs]).mean(dim=0)
-        return torch.log(probs.clamp_min(1e-12)) / self.temperature, torch.stack([dims for _, dims in outs]).mean(dim=0)
+        return torch.log(probs.clamp_min(1e-12)), torch.stack([dims for _, dims in outs]).mean(dim=0)
 
 
 def save_voice_head(model: VoiceHead | VoiceHeadEnsemble, out_dir: str | Path, extra: dict | None = None) -> None:
@@ -168,8 +164,6 @@ def load_voice_head(model_dir: str | Path) -> tuple[VoiceHead | VoiceHeadEnsembl
     cfg = VoiceHeadConfig(**kwargs)
     heads = int(config.get("heads", 1))
     model = VoiceHead(cfg) if heads == 1 else VoiceHeadEnsemble([VoiceHead(cfg) for _ in range(heads)])
-    if heads > 1:  # saved before ensembles had a temperature of their own: the plain average, as it was trained
-        state.setdefault("temperature", torch.ones(()))
     try:
         model.load_state_dict(state)
     except RuntimeError as e:

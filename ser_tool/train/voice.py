@@ -263,13 +263,10 @@ def train_voice_heads(train: FrameSet, dev: FrameSet, representations: Sequence[
     if len(models) == 1:
         return models[0], {**runs[0], "interrupted": interrupted}
     ensemble = VoiceHeadEnsemble(models).eval()
-    logits, dev_uar, mean_uar = _dev_uar(ensemble, dev)
-    temperature = fit_temperature(logits, dev.labels)  # the average of calibrated heads, calibrated as a whole
-    ensemble.temperature.fill_(temperature)
-    log("ensemble dev UAR " + " ".join(f"{c}={u:.3f}" for c, u in dev_uar.items()) + f" mean {mean_uar:.3f}"
-        + f"; its temperature {temperature:.3f}")
+    _, dev_uar, mean_uar = _dev_uar(ensemble, dev)
+    log("ensemble dev UAR " + " ".join(f"{c}={u:.3f}" for c, u in dev_uar.items()) + f" mean {mean_uar:.3f}")
     return ensemble, {"config": cfg.__dict__, "heads": runs, "dev_uar": dev_uar,
-                      "temperature": temperature,
+                      "temperature": float(np.mean([r["temperature"] for r in runs])),
                       "temperatures": [r["temperature"] for r in runs],
                       "train_seconds": round(sum(r["train_seconds"] for r in runs), 1), "interrupted": interrupted,
                       "parameters": sum(p.numel() for p in ensemble.parameters())}
@@ -283,10 +280,7 @@ def head_outputs(model, frames: Sequence[np.ndarray]) -> tuple[np.ndarray, np.nd
 
     heads = list(getattr(model, "heads", [model]))
     outs = [(predict_frames(h, frames), float(h.temperature)) for h in heads]
-    calibrated = np.mean([softmax(lo, axis=1) for (lo, _), _ in outs], axis=0)
-    if len(heads) > 1:  # the ensemble's own temperature, as VoiceHeadEnsemble.forward
-        calibrated = softmax(np.log(np.clip(calibrated, 1e-12, None)) / float(model.temperature), axis=1)
-    return (calibrated,
+    return (np.mean([softmax(lo, axis=1) for (lo, _), _ in outs], axis=0),
             np.mean([softmax(lo * t, axis=1) for (lo, _), t in outs], axis=0),
             np.mean([dims for (_, dims), _ in outs], axis=0))
 
