@@ -234,7 +234,10 @@ class _Input:
 class _SoundFileAudio(AudioSource):
     """A libsndfile handle. A recording up to WHOLE_SECONDS long is decoded once, on its first read, and kept
     (at most 38 MB): the speech scan and the model's windows then share one decoding. A longer one is decoded
-    stretch by stretch, each read only the requested stretch (plus a resampling margin), so memory stays flat."""
+    stretch by stretch, each read only the requested stretch (plus a resampling margin), so memory stays flat;
+    its first pass through `blocks` (the speech scan) also writes what it decoded to a temporary file (16 kHz
+    float32, 230 MB an hour, removed when the source closes or the process ends), so the model's windows are read
+    back from disk instead of decoded a second time. Where that file cannot be written (no space), reads decode."""
 
     _MARGIN = 0.05  # seconds decoded either side so that resampling has context at the edges
     WHOLE_SECONDS = 600.0
@@ -248,6 +251,8 @@ class _SoundFileAudio(AudioSource):
         self.frames = handle.frames  # native frames that decode; lowered if the file proves shorter
         self.announced = handle.frames
         self._whole: np.ndarray | None = None  # the decoded recording, when it is short enough to keep
+        self._spill: BinaryIO | None = None  # a long recording's decoded samples, written by the first `blocks` pass
+        self._spilled = 0  # samples from the start that are in the spill file
         super().__init__(name, int(round(self.frames * SAMPLE_RATE / self.rate)), warnings)
 
     def read(self, start: int, stop: int) -> np.ndarray:
@@ -256,7 +261,40 @@ class _SoundFileAudio(AudioSource):
         if self._whole is not None:
             start, stop = max(0, start), min(stop, len(self._whole))
             return self._whole[start:stop].copy() if stop > start else np.zeros(0, dtype=np.float32)
+        start, stop = max(0, start), min(stop, self.num_samples)
+        if self._spill is not None and stop <= self._spilled:
+            if stop <= start:
+                return np.zeros(0, dtype=np.float32)
+            data = os.pread(self._spill.fileno(), 4 * (stop - start), 4 * start)
+            if len(data) == 4 * (stop - start):
+                return np.frombuffer(data, dtype=np.float32).copy()
+            self._drop_spill()  # cut short behind our back: decode instead
         return self._read(start, stop)
+
+    def blocks(self, block_samples: int = 30 * SAMPLE_RATE) -> Iterator[tuple[int, np.ndarray]]:
+        if self._whole is not None or self._spill is not None or self.num_samples <= self.WHOLE_SECONDS * SAMPLE_RATE \
+                or not hasattr(os, "pread"):
+            yield from super().blocks(block_samples)
+            return
+        try:
+            self._spill = _spill_file()
+        except OSError:
+            self._spill = None
+        for start, block in super().blocks(block_samples):
+            if self._spill is not None and start == self._spilled:
+                try:
+                    self._spill.write(np.ascontiguousarray(block, dtype=np.float32).tobytes())
+                    self._spill.flush()
+                    self._spilled += len(block)
+                except OSError:  # no space: this recording is decoded again where it is read
+                    self._drop_spill()
+            yield start, block
+
+    def _drop_spill(self) -> None:
+        if self._spill is not None:
+            with contextlib.suppress(OSError):
+                self._spill.close()
+        self._spill, self._spilled = None, 0
 
     def _read(self, start: int, stop: int) -> np.ndarray:
         start, stop = max(0, start), min(stop, self.num_samples)
@@ -361,9 +399,15 @@ class _SoundFileAudio(AudioSource):
 
     def close(self) -> None:
         try:
+            self._drop_spill()
             self.handle.close()
         finally:
             self.source.close()
+
+
+def _spill_file() -> BinaryIO:
+    """A temporary file for decoded samples ($TMPDIR honoured), unlinked at once where the OS allows."""
+    return tempfile.TemporaryFile(prefix="ser-tool-decoded-")
 
 
 def open_audio(

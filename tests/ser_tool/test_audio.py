@@ -94,9 +94,10 @@ def test_streamed_reads_match_whole_decode(tmp_path, monkeypatch, kept_whole):
     assert sum(len(b) for b in blocks) == src.num_samples == len(whole)
 
 
-def test_a_short_recording_is_decoded_once_and_a_long_one_per_read(tmp_path, monkeypatch):
+def test_a_short_recording_is_decoded_once_and_a_long_one_once_through_a_spill_file(tmp_path, monkeypatch):
     """Up to WHOLE_SECONDS, the first read decodes the whole recording and every later read (the speech scan's
-    blocks, the model's windows) is served from it; a longer recording decodes only each requested stretch."""
+    blocks, the model's windows) is served from it. A longer recording decodes each block of its first pass (the
+    speech scan) and keeps them in a temporary file; the model's windows are read back from it, not decoded again."""
     from ser_tool.audio import _SoundFileAudio
 
     decoded = []
@@ -113,9 +114,52 @@ def test_a_short_recording_is_decoded_once_and_a_long_one_per_read(tmp_path, mon
     decoded.clear()
     monkeypatch.setattr(_SoundFileAudio, "WHOLE_SECONDS", 10.0)
     with open_audio(path) as src:
+        early = src.read(SR * 1, SR * 3)  # before any pass: decoded where it is
         blocks = [b for _, b in src.blocks(block_samples=SR * 5)]
-        src.read(SR * 2, SR * 4)
-    assert decoded == [(0, SR * 5), (SR * 5, SR * 10), (SR * 10, src.num_samples), (SR * 2, SR * 4)]
+        window = src.read(SR * 2, SR * 4)
+        tail = src.read(SR * 11, SR * 99)  # clipped to the recording, as a decoded read is
+        again = [b for _, b in src.blocks(block_samples=SR * 5)]  # a second pass reads the spill too
+        spill = src._spill
+    assert decoded == [(SR * 1, SR * 3), (0, SR * 5), (SR * 5, SR * 10), (SR * 10, src.num_samples)]
+    joined = np.concatenate(blocks)
+    assert np.array_equal(window, joined[SR * 2: SR * 4]) and np.array_equal(tail, joined[SR * 11:])
+    assert np.array_equal(np.concatenate(again), joined)
+    assert np.max(np.abs(early - joined[SR * 1: SR * 3])) < 1e-2  # Opus after a seek: close, not bit for bit
+    window[:] = 0  # a caller's copy
+    assert spill.closed  # closing the source removes its spill file
+
+
+def test_a_long_recording_is_decoded_again_where_its_spill_file_cannot_be_written(tmp_path, monkeypatch):
+    """No space for the spill file (or none can be made): every read decodes, with the same samples."""
+    import ser_tool.audio as audio_mod
+    from ser_tool.audio import _SoundFileAudio
+
+    path = tmp_path / "a.ogg"
+    sf.write(path, voice(12.0), SR, format="OGG", subtype="OPUS")
+    monkeypatch.setattr(_SoundFileAudio, "WHOLE_SECONDS", 10.0)
+    with open_audio(path) as src:
+        reference = np.concatenate([b for _, b in src.blocks(block_samples=SR * 5)])
+
+    class Full:
+        closed = False
+
+        def write(self, data):
+            raise OSError(28, "No space left on device")
+
+        def close(self):
+            self.closed = True
+
+    for make in (Full, lambda: (_ for _ in ()).throw(OSError(13, "Permission denied"))):
+        monkeypatch.setattr(audio_mod, "_spill_file", make)
+        decoded = []
+        real = _SoundFileAudio._read
+        monkeypatch.setattr(_SoundFileAudio, "_read", lambda self, a, b: decoded.append((a, b)) or real(self, a, b))
+        with open_audio(path) as src:
+            assert np.array_equal(np.concatenate([b for _, b in src.blocks(block_samples=SR * 5)]), reference)
+            decoded_again = src.read(SR * 2, SR * 4)
+            assert np.max(np.abs(decoded_again - reference[SR * 2: SR * 4])) < 1e-2 and src._spill is None
+        assert decoded[-1] == (SR * 2, SR * 4)
+        monkeypatch.setattr(_SoundFileAudio, "_read", real)
 
 
 # --- bad input: each is a specific AudioError with a message that says what to do --------------
