@@ -86,7 +86,7 @@ class AffectPipeline:
     model (e.g. with a cache) to change how calls are made.
 
     model: a LangChain chat model object, a provider:model string, or "local" (see agents.models).
-    analyzer: the SER analyzer (default: the embedded model, loaded on first use).
+    analyzer: the SER analyzer (default: the default backend's model, loaded on first use).
     asr: the speech recogniser used when no transcript is given (None: without a transcript the words are
     unknown; every mode still answers, and the prompt says so).
     mode: "none" | "predicted" | "oracle" (the default of every call). temperature: passed to the chat model.
@@ -104,7 +104,7 @@ class AffectPipeline:
 
     def _analyzer(self) -> Analyzer:
         if self.analyzer is None:
-            self.analyzer = Analyzer("embedded")
+            self.analyzer = Analyzer()
         return self.analyzer
 
     def perceive(self, audio: Audio | None = None, transcript: GivenWords | None = None, *,

@@ -5,7 +5,7 @@ loudness, pauses, a little noise) as 16 kHz Ogg Opus, written block by block, th
 in a fresh Python process pinned to one CPU core (`--all-cores`: not pinned) and reports wall time, x real
 time, the RSS once the model is loaded, and the peak RSS while analysing, over that load.
 
-    python benchmarks/long_audio.py                      # embedded model (the default backend)
+    python benchmarks/long_audio.py                      # the compact (embedded) model; --backend voice: the default model
     python benchmarks/long_audio.py --backend voice --backbone whisper-base-mid   # a random voice head
     python benchmarks/long_audio.py --backend voice --model DIR                   # a trained voice head
     python benchmarks/long_audio.py --backend voice --model DIR --precision float32   # its encoder in float32

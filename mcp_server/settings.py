@@ -70,7 +70,7 @@ class ServerSettings(Settings):
         for item in filter(None, (x.strip() for x in (self.extra_backends or "").split(","))):
             name, _, model = (s.strip() for s in item.partition("="))
             if name not in BACKENDS:
-                raise ConfigError(f"extra backend {item!r}: unknown backend {name!r}; use embedded, meralion or hf (NAME or NAME=MODEL)")
+                raise ConfigError(f"extra backend {item!r}: unknown backend {name!r}; use {', '.join(BACKENDS)} (NAME or NAME=MODEL)")
             if name in specs:
                 raise ConfigError(f"backend {name!r} is configured twice; one model per backend name")
             specs[name] = dataclasses.replace(main, name=name, model=model or None)

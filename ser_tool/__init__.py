@@ -1,11 +1,11 @@
 """ser-tool: speech emotion recognition for LLM agents. Audio in, a structured affect report out.
 
     >>> from ser_tool import Analyzer
-    >>> report = Analyzer("embedded").analyze("call.wav")
+    >>> report = Analyzer().analyze("call.wav")   # the default model; Analyzer("embedded") for the compact one
     >>> print(report.description)
 
 Importing this package is cheap: torch loads when a model does (transformers only for the meralion
-and hf backends and Whisper transcription, never for the embedded model), langchain-core only
+and hf backends and Whisper transcription, never for the voice or embedded models), langchain-core only
 when `SpeechEmotionTool` is used, pydantic-settings when `Settings` is.
 """
 

@@ -25,7 +25,7 @@ from ser_tool.aggregate import affect_from, covered_seconds, mean_affect
 from ser_tool.align import align
 from ser_tool.asr import ASR, Transcript
 from ser_tool.audio import SAMPLE_RATE, AudioLimits, AudioSource, format_seconds, open_audio
-from ser_tool.backends import Backend, BackendSpec, load_backend
+from ser_tool.backends import DEFAULT_BACKEND, Backend, BackendSpec, load_backend
 from ser_tool.describe import NOT_A_VOICE, describe, describe_runs
 from ser_tool.errors import AnalysisCancelled, AnalysisTimeLimitError, ConfigError, NoSpeechError, TooManyWindowsError
 from ser_tool.labels import EMOTIONS
@@ -114,7 +114,7 @@ class Analyzer:
 
     def __init__(
         self,
-        backend: Backend | BackendSpec | str = "embedded",
+        backend: Backend | BackendSpec | str = DEFAULT_BACKEND,
         options: AnalysisOptions | None = None,
         **backend_kwargs,
     ) -> None:

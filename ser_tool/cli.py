@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train the compact model with the hybrid CE + CCC objective on corpora in the manifest "
                                    "format, keep the best dev checkpoint, and write weights + config + model card to --out.")
     t.add_argument("data", nargs="+", metavar="DATA_DIR", help="corpus folders, each with manifest.csv")
-    t.add_argument("--out", default="runs/train", help="model folder to write (default runs/train); use it with --backend embedded --model DIR")
+    t.add_argument("--out", default="runs/train", help="model folder to write (default runs/train); use it with --backend embedded --model DIR (with --backbone: --backend voice --model DIR)")
     t.add_argument("--epochs", type=number(int, ge=1), help="default 25 (compact), 12 (--backbone)")
     t.add_argument("--batch-size", type=number(int, ge=2), default=32)
     t.add_argument("--lr", type=number(float, gt=0), default=2e-3)

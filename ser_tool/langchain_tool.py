@@ -1,7 +1,7 @@
 """The LangChain tool: speech emotion recognition for any LangChain agent. Thin by design.
 
     from ser_tool import SpeechEmotionTool
-    tool = SpeechEmotionTool()          # the embedded model, loaded on the first call, then reused
+    tool = SpeechEmotionTool()          # the default model, loaded on the first call, then reused
     msg = tool.invoke({"type": "tool_call", "id": "1", "name": tool.name, "args": {"audio_path": "call.wav"}})
     msg.content, msg.artifact           # the summary for the LLM, the AffectReport for code
 
@@ -88,7 +88,7 @@ def _invalid_arguments(error: Exception) -> str:
 class SpeechEmotionTool(BaseTool):
     """Speech emotion recognition as a LangChain tool (sync and async), sharing one model across calls.
 
-    analyzer: the Analyzer to use (default: the embedded model, loaded on the first call).
+    analyzer: the Analyzer to use (default: the default backend's model, loaded on the first call).
     asr: a speech recogniser for transcribe=true (e.g. `ser_tool.asr.WhisperASR("openai/whisper-small")`).
     The arguments the LLM fills in mean what they mean on every surface: `transcript` is the words (as in the
     MCP tool transcribe_speech_emotion), `transcribe` the switch that asks for speech recognition.
@@ -122,7 +122,7 @@ class SpeechEmotionTool(BaseTool):
         if self.analyzer is not None:
             return self.analyzer
         if self._shared is None:
-            self._shared = Analyzer("embedded")
+            self._shared = Analyzer()
         return self._shared
 
     def _run(

@@ -157,7 +157,7 @@ class AffectReport(BaseModel):
     duration: float = Field(ge=0.0, description="Length of the recording in seconds.")
     speech_duration: float = Field(ge=0.0, description="Seconds of the recording in which speech was detected.")
     sample_rate: int = Field(description="Sample rate (Hz) the audio was converted to before analysis.")
-    backend: str = Field(description="Which model family produced the scores: 'embedded', 'meralion' or 'hf'.")
+    backend: str = Field(description="Which model family produced the scores: 'voice', 'embedded', 'meralion' or 'hf'.")
     model_id: str = Field(description="Identifier or path of the model that produced the scores.")
     emotions_supported: list[Emotion] = Field(
         description="The emotions this model can output; the others always have probability 0."

@@ -22,13 +22,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from ser_tool.analyzer import MAX_WINDOWS, AnalysisOptions, BackendSpec
 from ser_tool.audio import AudioLimits
 from ser_tool.errors import ConfigError, Hint, Wording
+from ser_tool.backends import BACKENDS, DEFAULT_BACKEND
 from ser_tool.representations.base import PRECISIONS
 from ser_tool.segment import MAX_FLOOR_DB, MIN_FLOOR_DB, SegmentationOptions
 from ser_tool.speakers import MAX_SPEAKERS, SpeakerCount, parse_speakers
 
 __all__ = ["BACKENDS", "Settings", "add_model_flags", "flag_words", "parse_label_map"]
 
-BACKENDS = ("embedded", "meralion", "hf", "voice")
 MiB = 2**20
 # Where add_model_flags leaves, in the parsed arguments, the entry point's own defaults and flag names.
 _FLAG_INFO = "_ser_settings_flags"
@@ -46,7 +46,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SER_", extra="ignore")
 
-    backend: Literal["embedded", "meralion", "hf", "voice"] = Field("embedded", description="Model family.")
+    backend: Literal["embedded", "meralion", "hf", "voice"] = Field(DEFAULT_BACKEND, description="Model family.")
     model: str | None = Field(None, description="Hub id or local directory of the model (meralion, hf, embedded; voice: a `ser train --backbone` folder).")
     device: str = Field("cpu", description="cpu, cuda, cuda:N or auto.")
     offline: bool = Field(False, description="Never contact the Hugging Face hub; use local files and the cache only.")

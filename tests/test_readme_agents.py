@@ -52,7 +52,7 @@ def test_transcript_snippet(tmp_path, capsys):
     whisper = make_tiny_whisper_asr(tmp_path / "whisper")
     ns = run(code, **{"openai/whisper-small": str(whisper)})
     assert ns["result"].segments is not None
-    assert ns["result"].report.backend == "embedded"
+    assert ns["result"].report.backend == "voice"  # the default model
 
 
 def test_langchain_tool_snippet(scripted, capsys):

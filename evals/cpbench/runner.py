@@ -115,7 +115,7 @@ def evaluate(samples: Sequence[Sample], model: Any, *, modes: Sequence[str] = ("
         from ser_tool.segment import SegmentationOptions
 
         # short single-utterance clips: analyse everything above the noise floor (WebRTC's VAD drops some)
-        analyzer = Analyzer("embedded", options=AnalysisOptions(segmentation=SegmentationOptions(vad=vad)))
+        analyzer = Analyzer(options=AnalysisOptions(segmentation=SegmentationOptions(vad=vad)))
     built = chat_model(model, temperature=temperature)
     # "local" names whichever offline model is installed (Qwen, or SmolLM2 as a fallback): key the cache
     # on the model actually loaded, so a reused cache never answers for another model.

@@ -4,15 +4,15 @@ the embedded model needs torch only, the meralion and hf backends torch and tran
 
 from __future__ import annotations
 
-from ser_tool.backends.base import Backend, BackendSpec, LabelProjection, Prediction
+from ser_tool.backends.base import DEFAULT_BACKEND, Backend, BackendSpec, LabelProjection, Prediction
 from ser_tool.errors import ConfigError
 
 BACKENDS: tuple[str, ...] = ("embedded", "meralion", "hf", "voice")
 
-__all__ = ["BACKENDS", "Backend", "BackendSpec", "LabelProjection", "Prediction", "load_backend"]
+__all__ = ["BACKENDS", "DEFAULT_BACKEND", "Backend", "BackendSpec", "LabelProjection", "Prediction", "load_backend"]
 
 
-def load_backend(spec: BackendSpec | str = "embedded", **options) -> Backend:
+def load_backend(spec: BackendSpec | str = DEFAULT_BACKEND, **options) -> Backend:
     """Load a backend from its BackendSpec, or from a name and BackendSpec's fields as keywords.
 
     `load_backend("hf", model="superb/wav2vec2-base-superb-er")` is

@@ -18,6 +18,12 @@ from ser_tool.labels import EMOTIONS, label_index_map
 from ser_tool.representations.base import check_precision
 
 
+# The backend every entry point uses unless told otherwise: the voice heads shipped in ser_tool/models/voice
+# (Whisper-tiny.en's middle layers; its weights are a core dependency), chosen by issue 11's rule (the model card).
+# The compact model that ran before it stays available as "embedded".
+DEFAULT_BACKEND = "voice"
+
+
 @dataclass(frozen=True)
 class BackendSpec:
     """How to load a backend: the one declaration of backend parameters.
@@ -26,7 +32,7 @@ class BackendSpec:
     an Analyzer keeps it to load lazily, on first use.
     """
 
-    name: str = "embedded"  # "embedded" | "meralion" | "hf" | "voice"
+    name: str = DEFAULT_BACKEND  # "voice" | "embedded" | "meralion" | "hf"
     model: str | None = None  # hub id or local directory (meralion, hf); a `ser train` folder (embedded)
     device: str = "cpu"  # cpu, cuda, cuda:N, mps or auto
     offline: bool = False  # never contact the hub: local files and the cache only

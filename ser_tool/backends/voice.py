@@ -5,7 +5,8 @@ one, the head shipped in ser_tool/models/voice.
 Each waveform is encoded at its real length (no padding to 30 s) by the representations named in the
 config, their frames fused, and the head returns calibrated probabilities (the temperature fitted
 on the dev speakers is part of the weights) and valence/arousal/dominance. Runs offline: the
-representations' weights come from installed packages (`ser-tool[voice]`).
+representations' weights come from installed packages (the shipped head's Whisper-tiny.en with ser-tool itself; the
+other representations from `ser-tool[voice]`).
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ class VoiceBackend:
 
 def shipped_model_dir() -> Path:
     """The voice head that installs with the package (ser_tool/models/voice; its MODEL_CARD.md says how it was
-    trained and measured). Its representations' weights come from the `[voice]` extra."""
+    trained and measured). Its encoder's weights, Whisper-tiny.en's, install with ser-tool."""
     from importlib import resources
 
     return Path(str(resources.files("ser_tool") / "models" / "voice"))
@@ -114,7 +115,8 @@ def load_voice(spec: BackendSpec) -> Backend:
             f"{directory} was trained on other versions of {', '.join(stale)} ({trained_on}); the installed ones are "
             f"{ {r.name: r.id for r in reps} }. Install the versions it was trained with, or retrain it with `ser train` on the same backbone.")
     threads = DEFAULT_THREADS if spec.threads is None else spec.threads
-    return VoiceBackend(head.to(device), reps, str(directory), threads, device, config.get("input_level_db"))
+    model_id = "ser-tool/voice" if spec.model is None else str(directory)  # the shipped head, or the folder given
+    return VoiceBackend(head.to(device), reps, model_id, threads, device, config.get("input_level_db"))
 
 
 def _on(device, representation: str, precision: str = "auto") -> dict:

@@ -39,7 +39,7 @@ ROW_FIELDS: dict[str, tuple[str, str]] = {
     **{f"p_{e}": ("float64", f"Overall probability of {e}; null on error.") for e in EMOTIONS},
     **{d: ("float64", f"Overall {d}, 0..1; null on error or when the model has no dimensional head.") for d in DIMENSIONS},
     "unmapped_probability": ("float64", "Share of the model's probability on labels outside the 7 emotions; null when none."),
-    "backend": ("string", "Model family ('embedded', 'meralion', 'hf')."),
+    "backend": ("string", "Model family ('voice', 'embedded', 'meralion', 'hf')."),
     "model_id": ("string", "Identifier or path of the model."),
     "timeline": ("timeline", "The recording's segments in time order: start, end, speech, and for speech the "
                              "emotion, confidence, p_* and valence/arousal/dominance; null on error."),

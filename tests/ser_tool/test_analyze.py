@@ -111,7 +111,7 @@ def test_missing_embedded_weights_fail_clearly(sample_path, tmp_path, monkeypatc
 
     monkeypatch.setattr(embedded, "default_model_dir", lambda: tmp_path)
     with pytest.raises(ModelNotAvailableError, match="another backend") as info:
-        Analyzer().analyze(sample_path)
+        Analyzer("embedded").analyze(sample_path)
     assert "--backend" in error_message(info.value)  # the CLI words the hint as its flag
 
 

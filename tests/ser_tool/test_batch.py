@@ -139,14 +139,14 @@ def test_local_engine_rows_and_errors(local_run, corpus):
 
     from ser_tool import Analyzer
 
-    direct = Analyzer("embedded")
+    direct = Analyzer()  # the default model, as `ser batch` uses it
     for name in REAL_CLIPS:
         r = rows[name]
         assert r["error"] is None and r["error_type"] is None
         probs = [r[c] for c in PROB_COLUMNS]
         assert sum(probs) == pytest.approx(1.0, abs=1e-3) and r["emotion"] == EMOTIONS[int(np.argmax(probs))]
         assert all(0 <= r[d] <= 1 for d in ("valence", "arousal", "dominance"))
-        assert 0 < r["speech_duration"] <= r["duration"] and r["backend"] == "embedded" and r["seconds"] > 0
+        assert 0 < r["speech_duration"] <= r["duration"] and r["backend"] == "voice" and r["seconds"] > 0
         assert r["timeline"] and r["timeline"][0]["start"] == 0 and r["timeline"][-1]["end"] == pytest.approx(r["duration"])
         report = direct.analyze(r["path"], timeline=True)  # the same numbers as analysing in-process
         assert r["emotion"] == report.overall.emotion and probs == list(report.overall.probabilities.as_tuple())
@@ -213,7 +213,7 @@ def test_ray_engine_writes_the_same_rows_as_the_local_engine(local_run, corpus, 
     path = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
     try:
-        result = run_batch([str(corpus)], tmp_path / "ray", spec=BackendSpec("embedded"), engine="ray", workers=2)
+        result = run_batch([str(corpus)], tmp_path / "ray", spec=BackendSpec(), engine="ray", workers=2)
         crashed = run_batch([str(tmp_path / "crashing")], tmp_path / "ray_crash", spec=BackendSpec("embedded"),
                             engine="ray", workers=2, make_analyzer=CrashingFactory())
     finally:
@@ -306,7 +306,7 @@ def test_ser_batch_on_a_ray_cluster_started_with_ray_start(ray_head, tmp_path):
     assert job.returncode == 1, job.stderr[-3000:]  # the broken file is an error row; the others are analysed
     summary = json.loads((tmp_path / "ray" / "summary.json").read_text())
     assert summary["last_run"]["address"] == f"127.0.0.1:{port}" and summary["last_run"]["engine"] == "ray"
-    local = run_batch([str(tmp_path / "in")], tmp_path / "local", spec=BackendSpec("embedded"), workers=1)
+    local = run_batch([str(tmp_path / "in")], tmp_path / "local", spec=BackendSpec(), workers=1)
     assert local.processed == 4 and local.failed == 1
 
     def comparable(folder):
@@ -503,8 +503,13 @@ def _conversations(folder: Path) -> None:
     (folder / "broken.wav").write_bytes(b"nope")
 
 
-def test_speaker_columns_when_speakers_are_asked_for(tmp_path):
+def test_speaker_columns_when_speakers_are_asked_for(tmp_path, monkeypatch):
     import pyarrow.parquet as pq
+
+    from ser_tool import speakers
+
+    # one worker runs in this process: the stand-in speaker encoder it installs must not outlive the test
+    monkeypatch.setattr(speakers, "_ENCODER", speakers._ENCODER)
 
     from tests.helpers import SpeakerFactory
     from ser_tool.analyzer import AnalysisOptions

@@ -42,10 +42,14 @@ def test_schema_command(capsys):
 
 
 def test_default_backend_fails_clearly_without_its_weights(sample_path, tmp_path, monkeypatch, capsys):
-    from ser_tool.backends import embedded
+    from ser_tool.backends import embedded, voice
 
-    monkeypatch.setattr(embedded, "default_model_dir", lambda: tmp_path)
+    monkeypatch.setattr(voice, "shipped_model_dir", lambda: tmp_path / "no-voice")
     code, out, err = _run(["analyze", str(sample_path)], capsys)
+    assert code == 3 and out == ""
+    assert "'voice' backend needs a model" in err and "--model" in err
+    monkeypatch.setattr(embedded, "default_model_dir", lambda: tmp_path)
+    code, out, err = _run(["analyze", str(sample_path), "--backend", "embedded"], capsys)
     assert code == 3 and out == ""
     assert "no embedded model" in err and "--backend" in err
 
@@ -53,7 +57,9 @@ def test_default_backend_fails_clearly_without_its_weights(sample_path, tmp_path
 def test_default_analysis_of_the_bundled_sample(sample_path, capsys):
     code, out, err = _run(["analyze", str(sample_path)], capsys)
     assert code == 0, err
-    assert "[embedded: ser-tool/embedded]" in out and "valence" in out
+    assert "[voice: ser-tool/voice]" in out and "valence" in out
+    code, out, err = _run(["analyze", str(sample_path), "--backend", "embedded"], capsys)  # the compact model stays
+    assert code == 0 and "[embedded: ser-tool/embedded]" in out
 
 
 def test_text_output(sample_path, hf_args, capsys):

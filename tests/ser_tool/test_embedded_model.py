@@ -33,8 +33,8 @@ def test_default_backend_loads_offline_and_predicts(monkeypatch):
     assert pred.dimensions.shape == (2, 3)
 
 
-def test_analyzer_default_is_the_embedded_model(sample_path):
-    report = Analyzer().analyze(sample_path)
+def test_analyzer_runs_the_embedded_model_by_name(sample_path):
+    report = Analyzer("embedded").analyze(sample_path)
     assert report.backend == "embedded" and report.model_id == "ser-tool/embedded"
     assert report.overall.dimensions is not None
 

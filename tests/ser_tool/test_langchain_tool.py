@@ -157,9 +157,9 @@ def test_schema_is_what_the_llm_reads():
     assert "expressed" in SpeechEmotionTool.model_fields["description"].default
 
 
-def test_with_the_embedded_model(sample_path):
+def test_with_the_default_model(sample_path):
     msg = call(SpeechEmotionTool(), audio_path=str(sample_path))
-    assert msg.status == "success" and msg.artifact.backend == "embedded"
+    assert msg.status == "success" and msg.artifact.backend == "voice" and msg.artifact.model_id == "ser-tool/voice"
 
 
 def test_importing_ser_tool_does_not_need_langchain():

@@ -398,34 +398,27 @@ def test_voice_backend_is_a_model_flag_choice(capsys, monkeypatch, tmp_path):
     assert "needs a model" in err and "--model" in err
 
 
-def _voice_extras() -> bool:
-    import importlib.util
-
-    from ser_tool.asr import offline_asr_installed
-
-    return importlib.util.find_spec("faster_whisper") is not None and offline_asr_installed()
-
-
-VOICE_EXTRAS = _voice_extras()  # the real answer, before conftest's autouse fixture hides the offline Whisper
-
-
-def test_the_shipped_voice_head_is_the_voice_default(capsys):
-    """The head in ser_tool/models/voice installs with the package and is what `--backend voice` loads when no model
-    is named: trained on the installed representations (no stale-version refusal) and it reads the bundled sample."""
-    from ser_tool.backends import BackendSpec, load_backend
+def test_the_shipped_voice_head_is_the_default_model(capsys):
+    """The head in ser_tool/models/voice installs with the package, with its encoder's weights (Whisper-tiny.en, a
+    core dependency), and is what every entry point loads when no backend or model is named: trained on the
+    installed representation (no stale-version refusal), and it reads the bundled sample."""
+    from ser_tool import Analyzer
+    from ser_tool.backends import DEFAULT_BACKEND, BackendSpec, load_backend
     from ser_tool.backends.voice import shipped_model_dir
     from ser_tool.backends.voice_model import load_voice_head
+    from ser_tool.settings import Settings
 
     folder = shipped_model_dir()
-    head, config = load_voice_head(folder)  # needs only torch + safetensors: runs in every install
-    assert config["representations"] == ["whisper-base-mid"]
+    head, config = load_voice_head(folder)
+    assert config["representations"] == ["whisper-tiny-en-mid"] and config["heads"] == 3
     temperatures = [float(h.temperature) for h in getattr(head, "heads", [head])]  # one head, or an ensemble's heads
     assert all(0.2 < t < 5 for t in temperatures) and len(temperatures) == config.get("heads", 1)
     assert (folder / "MODEL_CARD.md").is_file() and (folder / "training.json").is_file()
-    if not VOICE_EXTRAS:
-        pytest.skip("the voice representations are an optional extra (pip install -e '.[voice]'); the head itself loaded")
+    assert DEFAULT_BACKEND == "voice" == Settings().backend == BackendSpec().name
     backend = load_backend(BackendSpec("voice"))
-    assert backend.model_id == str(folder)
+    assert backend.model_id == "ser-tool/voice"
+    report = Analyzer().analyze(SAMPLE)
+    assert report.backend == "voice" and report.model_id == "ser-tool/voice" and report.overall.dimensions is not None
     from ser_tool.audio import load_audio
 
     p = backend.predict([load_audio(SAMPLE)[: 3 * SR]]).probabilities
