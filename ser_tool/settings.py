@@ -21,8 +21,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ser_tool.analyzer import MAX_WINDOWS, AnalysisOptions, BackendSpec
 from ser_tool.audio import AudioLimits
-from ser_tool.errors import ConfigError, Hint, Wording
 from ser_tool.backends import BACKENDS, DEFAULT_BACKEND
+from ser_tool.errors import ConfigError, Hint, Wording
 from ser_tool.representations.base import PRECISIONS
 from ser_tool.segment import MAX_FLOOR_DB, MIN_FLOOR_DB, SegmentationOptions
 from ser_tool.speakers import MAX_SPEAKERS, SpeakerCount, parse_speakers

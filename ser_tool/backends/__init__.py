@@ -1,5 +1,6 @@
 """Model backends behind one Protocol. Heavy imports (torch, transformers) happen inside each loader:
-the embedded model needs torch only, the meralion and hf backends torch and transformers.
+the voice model (the default, DEFAULT_BACKEND) and the embedded model need torch only, the meralion and hf
+backends torch and transformers.
 """
 
 from __future__ import annotations
