@@ -46,7 +46,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SER_", extra="ignore")
 
-    backend: Literal["embedded", "meralion", "hf", "voice"] = Field(DEFAULT_BACKEND, description="Model family.")
+    backend: Literal[BACKENDS] = Field(DEFAULT_BACKEND, description="Model family.")  # Literal of a tuple: its items
     model: str | None = Field(None, description="Hub id or local directory of the model (meralion, hf, embedded; voice: a `ser train --backbone` folder).")
     device: str = Field("cpu", description="cpu, cuda, cuda:N or auto.")
     offline: bool = Field(False, description="Never contact the Hugging Face hub; use local files and the cache only.")
@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     trust_remote_code: bool = Field(False, description="Allow an hf checkpoint's own Python code to run.")
     batch_size: int = Field(8, description=f"Windows per forward pass, 1..{MAX_BATCH_SIZE}.")
     threads: int | None = Field(None, description=f"torch CPU threads, 1..{MAX_THREADS} (default: 1 for embedded and voice, torch's default otherwise).")
-    precision: Literal["auto", "float32", "bfloat16"] = Field(
+    precision: Literal[PRECISIONS] = Field(
         "auto", description="voice backend: precision of its Whisper encoder's projections (auto: bfloat16 on a CPU "
                             "that multiplies it natively, float32 elsewhere).")
     window: float = Field(10.0, description=f"Analysis window, seconds ({MIN_WINDOW:g}..{MAX_WINDOW:g}).")
