@@ -157,9 +157,8 @@ class HFWhisperRepresentation(EncoderLayers):
                  device: object = "cpu", offline: bool = False, precision: str = "float32") -> None:
         """precision: of the encoder's projections (ct2_whisper.resolve_precision); training uses float32."""
         import torch
-        from transformers import WhisperFeatureExtractor
 
-        from ser_tool.representations.ct2_whisper import build_encoder
+        from ser_tool.representations.ct2_whisper import build_encoder, whisper_mel_filters
 
         if not source:
             raise ConfigError(f"name the Whisper checkpoint: {PREFIX}FOLDER or {PREFIX}HUB_ID")
@@ -168,9 +167,7 @@ class HFWhisperRepresentation(EncoderLayers):
         del state
         device = torch.device(device)
         encoder = build_encoder(variables, device)  # the layers up to the last one used
-        mel = WhisperFeatureExtractor(feature_size=encoder.n_mels).mel_filters  # (n_fft // 2 + 1, n_mels)
-        self._use(encoder, layers, torch.from_numpy(np.asarray(mel.T, dtype=np.float32)).to(device), threads, device,
-                  precision)
+        self._use(encoder, layers, torch.from_numpy(whisper_mel_filters(encoder.n_mels)).to(device), threads, device, precision)
         self.name = PREFIX + source
         digest = hashlib.sha1()  # of the weights read: none of the layers above the last one used
         for key in sorted(variables):
