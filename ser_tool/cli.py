@@ -18,6 +18,7 @@ from pathlib import Path
 from ser_tool.console import error_message, error_text, exit_code, number, quiet_on_closed_stdout
 from ser_tool.describe import file_failure, report_lines, safe_name, transcript_lines
 from ser_tool.errors import AudioError, ConfigError, SERError
+from ser_tool.labels import EMOTIONS
 from ser_tool.parts import default_feature_dir
 from ser_tool.settings import Settings, add_model_flags
 
@@ -324,6 +325,7 @@ def _train_voice(args: argparse.Namespace) -> int:
                 f"(best epoch {best['epoch']}: {best['dev_mean_uar']:.3f})") if run.get("averaged") else \
             f"best epoch {best['epoch']}: dev mean UAR {best['dev_mean_uar']:.3f}"
         print(f"{f'head {k + 1}: ' if 'heads' in summary else ''}{kept}; temperature {run['temperature']:.2f}")
+    print("prior shift (undoes the class weights) " + ", ".join(f"{e} {v:+.2f}" for e, v in zip(EMOTIONS, summary["prior_shift"])))
     print("test UAR " + ", ".join(f"{c} {m['uar']:.3f}" for c, m in summary["test"].items()))
     stopped = summary.get("interrupted")
     if summary["test"]:

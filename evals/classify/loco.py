@@ -12,7 +12,7 @@ Systems, side by side in one run:
   (`resemblyzer-utt` = the GE2E utterance embedding; other reps: mean+std of frames; prosody:
   its functionals);
 - `head:REP[+REP]`: the voice head (ser_tool.backends.voice_model) trained on the frames with the
-  hybrid objective, temperature-calibrated on dev;
+  hybrid objective, calibrated as `ser train` does (prior shift, temperature fitted on dev);
 - `compact`: the shipped model's architecture (CompactSER) trained from scratch on the fold by the
   `ser train` loop (ser_tool.train.loop.train_splits; dev picks the epoch), then run on every scored clip
   as `ser-eval ser` runs a model (evals.classify.benchmark.predict_clips: the embedded backend, one whole
@@ -419,7 +419,8 @@ def summary(report: dict) -> str:
             row += f" {v:14.3f}" if v is not None else f" {'-':>14s}"
         lines.append(row)
     lines.append("")
-    lines.append(f"Per-class recall on the left-out corpora (! = predicted for under {RARE:.0%} of its clips):")
+    lines.append(f"Per-class recall on the left-out corpora (! = predicted for under {RARE:.0%} of its clips); "
+                 "ECE of the probabilities as trained -> calibrated (the heads' prior shift and temperature T):")
     for f, e in report["folds"].items():
         for system, res in e["systems"].items():
             for name, m in res["scores"].items():

@@ -3,8 +3,8 @@
 `model` is a folder written by `ser train --backbone REP[+REP]` (model.safetensors + config.json); without
 one, the head shipped in ser_tool/models/voice.
 Each waveform is encoded at its real length (no padding to 30 s) by the representations named in the
-config, their frames fused, and the head returns calibrated probabilities (the temperature fitted
-on the dev speakers is part of the weights) and valence/arousal/dominance. Runs offline: the
+config, their frames fused, and the head returns calibrated probabilities (its prior shift and the temperature
+fitted on the dev speakers are part of the weights) and valence/arousal/dominance. Runs offline: the
 representations' weights come from installed packages (the shipped head's Whisper-tiny.en with ser-tool itself; the
 other representations from `ser-tool[voice]`).
 """

@@ -88,6 +88,9 @@ class VoiceHead(nn.Module):
         self.register_buffer("feat_mean", torch.zeros(cfg.input_dim))
         self.register_buffer("feat_std", torch.ones(cfg.input_dim))
         self.register_buffer("temperature", torch.ones(()))
+        # -log(class weight) of the weighted cross-entropy it was trained with (0 until training sets it): added to
+        # the logits, it turns the balanced-recall scores the weights teach into probabilities under the training mix
+        self.register_buffer("prior_shift", torch.zeros(len(cfg.labels)))
         self.stem = nn.Sequential(nn.Dropout(cfg.dropout / 2), nn.Conv1d(cfg.input_dim, c, 5, stride=cfg.stride, padding=2), nn.ReLU(), nn.GroupNorm(8, c))
         self.blocks = nn.ModuleList(SERes2Block(c, cfg.scale, d) for d in cfg.dilations)
         self.mfa = nn.Sequential(nn.Conv1d(c * len(cfg.dilations), c * len(cfg.dilations), 1), nn.ReLU())
@@ -100,7 +103,8 @@ class VoiceHead(nn.Module):
     def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """frames: (B, T, D) raw representation frames -> (logits (B, 7), dimensions (B, 3) in 0..1).
 
-        Logits are divided by the calibrated temperature (1 until calibration sets it).
+        The logits are calibrated: the prior shift undoes the class weights of training, then they are divided by
+        the temperature fitted on dev (a head saved before either was set: 0 and 1, the logits as trained).
         """
         z = (frames - self.feat_mean) / self.feat_std  # (B, T, D)
         x = z.transpose(1, 2)
@@ -113,7 +117,7 @@ class VoiceHead(nn.Module):
         if self.cfg.input_stats:  # the statistics a linear probe sees, so the head starts from what LR can do
             pooled = torch.cat([pooled, z.mean(dim=1), std(z, 1)], dim=1)
         e = self.embed(pooled)
-        return self.logits(e) / self.temperature, torch.sigmoid(self.dims(e))
+        return (self.logits(e) + self.prior_shift) / self.temperature, torch.sigmoid(self.dims(e))
 
 
 class VoiceHeadEnsemble(nn.Module):
@@ -164,6 +168,9 @@ def load_voice_head(model_dir: str | Path) -> tuple[VoiceHead | VoiceHeadEnsembl
     cfg = VoiceHeadConfig(**kwargs)
     heads = int(config.get("heads", 1))
     model = VoiceHead(cfg) if heads == 1 else VoiceHeadEnsemble([VoiceHead(cfg) for _ in range(heads)])
+    for key, value in model.state_dict().items():  # a head saved before the prior shift existed keeps its logits as trained
+        if key.endswith("prior_shift") and key not in state:
+            state[key] = torch.zeros_like(value)
     try:
         model.load_state_dict(state)
     except RuntimeError as e:

@@ -1,4 +1,5 @@
-"""Calibration maths, shared by training (the temperature a model is saved with) and the evaluations (ECE).
+"""Calibration maths, shared by training (the prior shift and temperature a model is saved with) and the
+evaluations (ECE).
 
 Both work on plain arrays: (N, C) logits or probabilities and (N,) integer labels.
 """
@@ -22,6 +23,19 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     t = float(grid[np.argmin([nll(g) for g in grid])])
     fine = t * np.exp(np.linspace(-0.06, 0.06, 25))
     return float(fine[np.argmin([nll(g) for g in fine])])
+
+
+def prior_shift(weights: np.ndarray) -> np.ndarray:
+    """What calibration adds to a head's logits to undo the class weights it was trained with: -log w_c.
+
+    Weighted cross-entropy teaches p(c|x) w_c / Z, the posterior of a training mix where every class is equally
+    common: good for balanced recall, but it is sure of rare classes and unsure of common ones (a shipped head said
+    0.49 on its neutral calls, right 0.76 of the time, and 0.86 on its surprised calls, right 0.63). Dividing by w_c
+    (logit adjustment) gives the posterior under the training mix, on which a temperature can then be fitted.
+    A class absent from training (weight 0) is left as trained.
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    return np.where(w > 0, -np.log(np.where(w > 0, w, 1.0)), 0.0).astype(np.float32)
 
 
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:

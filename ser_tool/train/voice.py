@@ -5,7 +5,8 @@ corpus must not swamp the others); class weights follow the counts seen per epoc
 random crop of 1.6-3 s (40-75 frames; capped by its shortest clip) of each clip's frame sequence, with feature
 augmentation (time and channel masking, MixUp p 0.5 Beta(0.3, 0.3) of frames, class and V/A/D
 targets). AdamW, warm-up then cosine decay; the epoch with the best dev UAR (mean over dev
-corpora) is kept. Dev and test clips are scored whole. A temperature is then fitted on dev.
+corpora) is kept. Dev and test clips are scored whole. Calibration: the prior shift undoes the class
+weights (`prior_shift`), then a temperature is fitted on dev.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 
 from ser_tool.labels import EMOTIONS
 from ser_tool.level import TARGET_DB
-from ser_tool.train.calibration import ece_noise_floor, expected_calibration_error, fit_temperature
+from ser_tool.train.calibration import ece_noise_floor, expected_calibration_error, fit_temperature, prior_shift
 
 Log = Callable[[str], None]
 
@@ -159,11 +160,14 @@ def train_voice_head(train: FrameSet, dev: FrameSet, representations: Sequence[s
             + " ".join(f"{c}={u:.3f}" for c, u in per_corpus.items()) + f" mean {mean_uar:.3f}")
     else:  # the best epoch (also when training stopped before the averaging began)
         model.load_state_dict(best_state)
-        logits, _ = predict_frames(model, dev.frames)
+    shift = prior_shift(loss_fn.weights.numpy())
+    model.prior_shift.copy_(torch.from_numpy(shift))
+    logits, _ = predict_frames(model, dev.frames)
     temperature = fit_temperature(logits, dev.labels)
     model.temperature.fill_(temperature)
     model.eval()
     return model, {"config": cfg.__dict__, "best": best, "averaged": averaged, "history": history, "temperature": temperature,
+                   "prior_shift": [round(float(v), 4) for v in shift],
                    "interrupted_in_epoch": stopped, "train_seconds": round(time.time() - started, 1),
                    "parameters": sum(p.numel() for p in model.parameters())}
 
@@ -267,7 +271,7 @@ def train_voice_heads(train: FrameSet, dev: FrameSet, representations: Sequence[
     log("ensemble dev UAR " + " ".join(f"{c}={u:.3f}" for c, u in dev_uar.items()) + f" mean {mean_uar:.3f}")
     return ensemble, {"config": cfg.__dict__, "heads": runs, "dev_uar": dev_uar,
                       "temperature": float(np.mean([r["temperature"] for r in runs])),
-                      "temperatures": [r["temperature"] for r in runs],
+                      "temperatures": [r["temperature"] for r in runs], "prior_shift": runs[0]["prior_shift"],
                       "train_seconds": round(sum(r["train_seconds"] for r in runs), 1), "interrupted": interrupted,
                       "parameters": sum(p.numel() for p in ensemble.parameters())}
 
@@ -275,14 +279,14 @@ def train_voice_heads(train: FrameSet, dev: FrameSet, representations: Sequence[
 def head_outputs(model, frames: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(calibrated, uncalibrated) probabilities of `model` (a VoiceHead or an ensemble: the average over its heads,
     as VoiceHeadEnsemble.forward) and its valence/arousal/dominance (N, 3), averaged over the heads, from one pass
-    of each head; uncalibrated = before temperature scaling."""
+    of each head; uncalibrated = the logits as trained (before the prior shift and the temperature)."""
     from scipy.special import softmax
 
     heads = list(getattr(model, "heads", [model]))
-    outs = [(predict_frames(h, frames), float(h.temperature)) for h in heads]
-    return (np.mean([softmax(lo, axis=1) for (lo, _), _ in outs], axis=0),
-            np.mean([softmax(lo * t, axis=1) for (lo, _), t in outs], axis=0),
-            np.mean([dims for (_, dims), _ in outs], axis=0))
+    outs = [(predict_frames(h, frames), float(h.temperature), h.prior_shift.numpy()) for h in heads]
+    return (np.mean([softmax(lo, axis=1) for (lo, _), _, _ in outs], axis=0),
+            np.mean([softmax(lo * t - shift, axis=1) for (lo, _), t, shift in outs], axis=0),
+            np.mean([dims for (_, dims), _, _ in outs], axis=0))
 
 
 class ClipFeatures:

@@ -311,6 +311,8 @@ def test_ser_train_backbone_then_voice_backend(corpora, tmp_path, monkeypatch):
     assert rc == 0 and (out / "model.safetensors").is_file()
     summary = json.loads((out / "training.json").read_text())
     assert summary["temperature"] > 0 and summary["representation_ids"] == {"prosody": "prosody-acf-v3"}
+    # three classes, equally common: no shift; the four absent ones are left alone
+    assert summary["prior_shift"] == [0.0] * len(EMOTIONS)
     assert 0 <= summary["test_ece_pooled"] <= 1 and 0 < summary["test_ece_pooled_floor"] <= 1
     assert all(0 < m["ece_floor"] <= 1 for m in summary["test"].values()) and summary["test"]
     config = json.loads((out / "config.json").read_text())
@@ -671,3 +673,69 @@ def test_a_head_can_keep_its_averaged_weights_instead_of_its_best_epoch():
     assert not torch.equal(best_model.logits.weight, avg_model.logits.weight)
     with pytest.raises(ConfigError, match="averaged from an epoch in 1..3"):
         VoiceTrainConfig(**{**base.__dict__, "average_from": 4})
+
+
+def test_the_prior_shift_turns_balanced_scores_into_the_posterior_of_the_training_mix():
+    """Weighted cross-entropy (scikit-learn's "balanced" weights) teaches scores proportional to the class likelihoods,
+    as if every class were equally common. Adding prior_shift(weights) gives Bayes' posterior under the class counts
+    the weights came from; a class absent from training (weight 0) is left alone."""
+    from scipy.special import softmax
+    from scipy.stats import norm
+
+    from ser_tool.train.loss import class_weights
+    from ser_tool.train.calibration import prior_shift
+
+    counts = np.array([600.0, 150.0, 50.0, 0.0])
+    w = class_weights(counts).numpy()
+    x = np.linspace(-3, 5, 41)[:, None]
+    loglik = norm.logpdf(x, loc=np.array([0.0, 1.0, 2.0, 3.0]))  # (41, 4) one Gaussian per class
+    balanced = loglik[:, :3]  # what a perfectly trained weighted model scores for the three present classes
+    shift = prior_shift(w)
+    assert shift[3] == 0.0 and np.all(np.isfinite(shift))
+    posterior = softmax(loglik[:, :3] + np.log(counts[:3] / counts[:3].sum()), axis=1)
+    np.testing.assert_allclose(softmax(balanced + shift[:3], axis=1), posterior, atol=1e-6)
+    # without the shift the common class is under-stated wherever the classes overlap
+    assert np.all(softmax(balanced, axis=1)[:, 0] <= posterior[:, 0] + 1e-9)
+
+
+def test_a_trained_head_carries_its_prior_shift_and_old_folders_load_without_one(tmp_path):
+    """train_voice_head sets the shift from the class weights of its training counts (before fitting the temperature
+    on the shifted logits); head_outputs' uncalibrated probabilities are the logits as trained; a folder saved
+    before the shift existed loads with none (its logits as trained)."""
+    import torch
+    from safetensors.torch import load_file, save_file
+    from scipy.special import softmax
+
+    from ser_tool.backends.voice_model import load_voice_head, save_voice_head
+    from ser_tool.train.loss import class_weights
+    from ser_tool.train.calibration import prior_shift
+    from ser_tool.train.voice import FrameSet, VoiceTrainConfig, head_outputs, predict_frames, train_voice_head
+
+    torch.set_num_threads(1)
+    base = _random_frames(28)
+    common = np.flatnonzero(base.labels == 0)  # class 0 four times as common as each other class
+    extra = np.concatenate([common] * 3)
+    train = FrameSet(base.frames + [base.frames[i] for i in extra], np.concatenate([base.labels, base.labels[extra]]),
+                     np.concatenate([base.dims, base.dims[extra]]), np.array(["c"] * (len(base) + len(extra))))
+    model, summary = train_voice_head(train, _random_frames(14, seed=1), ["r"],
+                                      VoiceTrainConfig(epochs=2, channels=16, batch_size=8, crop_frames=(10, 20), corpus_cap=100),
+                                      log=lambda s: None)
+    expected = prior_shift(class_weights(np.bincount(train.labels, minlength=len(EMOTIONS))).numpy())
+    np.testing.assert_allclose(model.prior_shift.numpy(), expected, atol=1e-6)
+    np.testing.assert_allclose(summary["prior_shift"], expected, atol=1e-4)
+    assert expected[0] > expected[1] == pytest.approx(expected[6])  # the common class is raised
+    frames = _random_frames(5, seed=2).frames
+    calibrated, uncalibrated, _ = head_outputs(model, frames)
+    with torch.no_grad():
+        model.prior_shift.zero_()
+        model.temperature.fill_(1.0)
+        as_trained = softmax(predict_frames(model, frames)[0], axis=1)
+    np.testing.assert_allclose(uncalibrated, as_trained, atol=1e-5)
+    assert not np.allclose(calibrated, uncalibrated, atol=1e-3)
+    # a folder from before the shift: its weights without the buffer load, and the head scores as trained
+    save_voice_head(model, tmp_path / "old")
+    state = load_file(str(tmp_path / "old" / "model.safetensors"))
+    save_file({k: v for k, v in state.items() if k != "prior_shift"}, str(tmp_path / "old" / "model.safetensors"))
+    loaded, _ = load_voice_head(tmp_path / "old")
+    assert torch.equal(loaded.prior_shift, torch.zeros(len(EMOTIONS)))
+    np.testing.assert_allclose(softmax(predict_frames(loaded, frames)[0], axis=1), as_trained, atol=1e-5)
