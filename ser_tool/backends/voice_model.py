@@ -174,6 +174,7 @@ def load_voice_head(model_dir: str | Path) -> tuple[VoiceHead | VoiceHeadEnsembl
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
+        detail = [line.strip() for line in str(e).splitlines() if line.strip()]  # torch's heading, then the first mismatch
         raise ModelNotAvailableError(f"{model_dir}/model.safetensors does not match its config.json ({heads} head(s)): "
-                                     f"{str(e).splitlines()[0]}") from e
+                                     f"{' '.join(detail[:2])}") from e
     return model.eval(), config

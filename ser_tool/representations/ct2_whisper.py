@@ -134,9 +134,10 @@ def build_encoder(variables: dict[str, np.ndarray], device: object = "cpu"):
             """`layers`: run only the first so many layers (the final norm output is then None)."""
             w, d = self.w, self.dim
 
-            def linear(x: torch.Tensor, name: str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+            def linear(x: torch.Tensor, name: str, dtype: torch.dtype | None = None) -> torch.Tensor:
+                """The projection, its output in `dtype` (default: x's)."""
                 weight = w[name + "/weight"]  # float32, or bfloat16 after use_bfloat16()
-                return F.linear(x.to(weight.dtype), weight, w[name + "/bias"]).to(dtype)
+                return F.linear(x.to(weight.dtype), weight, w[name + "/bias"]).to(dtype or x.dtype)
 
             x = F.gelu(F.conv1d(mel, w["encoder/conv1/weight"], w["encoder/conv1/bias"], padding=1))
             x = F.gelu(F.conv1d(x, w["encoder/conv2/weight"], w["encoder/conv2/bias"], stride=2, padding=1)).transpose(1, 2)

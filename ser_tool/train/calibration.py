@@ -35,7 +35,9 @@ def prior_shift(weights: np.ndarray) -> np.ndarray:
     A class absent from training (weight 0) is left as trained.
     """
     w = np.asarray(weights, dtype=np.float64)
-    return np.where(w > 0, -np.log(np.where(w > 0, w, 1.0)), 0.0).astype(np.float32)
+    shift = np.zeros(len(w))
+    shift[w > 0] = -np.log(w[w > 0])
+    return shift.astype(np.float32)
 
 
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:

@@ -88,8 +88,8 @@ def test_an_ensemble_averages_its_heads_probabilities_and_round_trips(tmp_path):
     # a config that promises another number of heads than the weights hold is refused by name
     config["heads"] = 3
     (tmp_path / "ens" / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ModelNotAvailableError, match="does not match its config.json"):
-        load_voice_head(tmp_path / "ens")
+    with pytest.raises(ModelNotAvailableError, match=r"does not match its config.json .*Missing key\(s\).*heads\.2\."):
+        load_voice_head(tmp_path / "ens")  # torch's first mismatch is named
     with pytest.raises(ValueError, match="same configuration"):
         VoiceHeadEnsemble([heads[0], VoiceHead(VoiceHeadConfig(20, ("prosody",), channels=16))])
 
