@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Score a backend on the held-out speakers of corpora in the manifest format, with a classical baseline on the same split.")
     s.add_argument("data", nargs="+", metavar="DATA_DIR", help="corpus folders, each with manifest.csv")
     s.add_argument("--split", default="test", choices=("test", "dev", "train", "all"), help="which speakers to score (default: held-out test speakers)")
-    s.add_argument("--out", default="runs/ser-eval", help="folder for report.json, confusion.png, summary.txt")
+    s.add_argument("--out", default="runs/ser-eval", help="folder for report.json, confusion.png, summary.txt (with --loco: also "
+                   "outputs/, each head system's logits per clip and fold, for studying other decision rules)")
     s.add_argument("--no-baseline", action="store_true", help="skip the classical baseline")
     s.add_argument("--baseline-train", nargs="+", metavar="DIR",
                    help="corpora whose train split fits the baseline (default: DATA_DIR); for a cross-corpus test name the model's training corpora")
@@ -287,7 +288,7 @@ def loco_main(args) -> int:
                           only_folds=args.folds, log=lambda s: print(s, file=sys.stderr, flush=True),
                           compact_cfg=compact, compact_dir=out / "compact", head_input_level_db=args.head_level_db,
                           input_level_db=args.level_db, arousal_dirs=args.arousal_corpus,
-                          earlier=_unfinished_report(out / "report.json"), on_fold=save)
+                          earlier=_unfinished_report(out / "report.json"), on_fold=save, outputs_dir=out / "outputs")
     except SERError as e:
         print(f"ser-eval: error: {error_text(e, args)}", file=sys.stderr)
         return exit_code(e)

@@ -219,8 +219,10 @@ def _mean_std(frames: np.ndarray) -> np.ndarray:
 
 
 def run_head(feats: ClipFeatures, names: Sequence[str], fold: dict, cfg: VoiceTrainConfig, log: Log,
-             level_clips: Sequence = ()) -> tuple[np.ndarray, dict, np.ndarray]:
-    """The head(s) trained on the fold: (calibrated probabilities, summary, valence/arousal/dominance) of its scored clips.
+             level_clips: Sequence = ()) -> tuple[np.ndarray, dict, np.ndarray, dict]:
+    """The head(s) trained on the fold: (calibrated probabilities, summary, valence/arousal/dominance, outputs) of its
+    scored clips. outputs (clip_outputs): each head's logits as trained on the scored and the dev clips, with its prior
+    shift and temperature, so that other decision rules and calibrations can be studied without training again.
     level_clips: clips with a level and no category (ser_tool.data.LevelClip) added to the fit set as arousal-only examples."""
     train, dev = training_set(feats, fold["fit"], names, cfg.degraded_variants), feats.frame_set(fold["dev"], names)
     if level_clips:
@@ -232,7 +234,36 @@ def run_head(feats: ClipFeatures, names: Sequence[str], fold: dict, cfg: VoiceTr
     summary["ece_uncalibrated"] = {n: expected_calibration_error(uncal[corpora == n], y[corpora == n]) for n in sorted(set(corpora))}
     for run in [summary, *summary.get("heads", [])]:
         run.pop("history", None)
-    return probs, summary, dims
+    return probs, summary, dims, clip_outputs(model, feats, names, fold)
+
+
+def clip_outputs(model, feats: ClipFeatures, names: Sequence[str], fold: dict) -> dict[str, np.ndarray]:
+    """Per head h (a VoiceHead counts as one): logits[h] / dev_logits[h] = the logits as trained (before the prior
+    shift and the temperature) of the fold's scored / dev clips; prior_shift[h], temperature[h]; the clips' paths,
+    corpora and labels (index into EMOTIONS). softmax((logits[h] + prior_shift[h]) / temperature[h]) averaged over h
+    is what the system scored."""
+    from ser_tool.train.voice import predict_frames
+
+    heads = list(getattr(model, "heads", [model]))
+
+    def as_trained(clips):
+        frames = [feats.frames(c.path, names) for c in clips]
+        return np.stack([predict_frames(h, frames)[0] * float(h.temperature) - h.prior_shift.numpy() for h in heads]) \
+            if clips else np.zeros((len(heads), 0, len(EMOTIONS)), dtype=np.float32)
+
+    return {"path": np.array([str(c.path) for c in fold["score"]]), "corpus": np.array([c.corpus for c in fold["score"]]),
+            "label": labels_of(fold["score"]), "logits": as_trained(fold["score"]).astype(np.float32),
+            "dev_corpus": np.array([c.corpus for c in fold["dev"]]), "dev_label": labels_of(fold["dev"]),
+            "dev_logits": as_trained(fold["dev"]).astype(np.float32),
+            "prior_shift": np.stack([h.prior_shift.numpy() for h in heads]).astype(np.float32),
+            "temperature": np.array([float(h.temperature) for h in heads], dtype=np.float32)}
+
+
+def outputs_file(folder: str | Path, fold: str, system: str) -> Path:
+    """Where run_loco keeps a head system's clip_outputs for one fold (an .npz; the name made safe for any file system)."""
+    import re
+
+    return Path(folder) / f"{re.sub(r'[^A-Za-z0-9._-]+', '_', fold)}__{re.sub(r'[^A-Za-z0-9._-]+', '_', system)}.npz"
 
 
 def run_compact(fold: dict, cfg: TrainConfig | None = None, model_dir: str | Path | None = None,
@@ -271,7 +302,7 @@ def run_loco(corpus_dirs: Sequence[str | Path], systems: Sequence[str] = DEFAULT
              log: Log = print, compact_cfg: TrainConfig | None = None, compact_dir: str | Path | None = None,
              head_input_level_db: float | None = None, input_level_db: float | None = None,
              arousal_dirs: Sequence[str | Path] = (), earlier: dict | None = None,
-             on_fold: Callable[[dict], None] | None = None) -> dict:
+             on_fold: Callable[[dict], None] | None = None, outputs_dir: str | Path | None = None) -> dict:
     """compact_cfg: the `compact` system's training settings (default TrainConfig()); compact_dir: a folder
     that keeps its model of each fold (compact_dir/FOLD), else each model lives in a temporary folder.
     head_input_level_db: the head:* systems see every clip at this active speech level, as `ser train
@@ -282,7 +313,8 @@ def run_loco(corpus_dirs: Sequence[str | Path], systems: Sequence[str] = DEFAULT
     them as arousal-only examples in every fold (ser_tool.train.voice.arousal_set); they are never scored.
     earlier: a report of an earlier run (e.g. one that was interrupted); its folds are taken as they are, not run
     again, when it was made with the same settings (same_settings). on_fold(report): called after each fold, with
-    the report so far, so that a caller can save it."""
+    the report so far, so that a caller can save it. outputs_dir: each head:* system's clip_outputs per fold go there
+    (outputs_file), named in its info as "outputs"."""
     from ser_tool.parts import default_feature_dir
 
     corpora = {}
@@ -351,7 +383,12 @@ def run_loco(corpus_dirs: Sequence[str | Path], systems: Sequence[str] = DEFAULT
             started = time.time()
             scored, dims = fold["score"], None
             if kind == "head":
-                probs, info, dims = run_head(head_feats, names, fold, head_cfg, log, level_clips)
+                probs, info, dims, outputs = run_head(head_feats, names, fold, head_cfg, log, level_clips)
+                if outputs_dir is not None:
+                    target = outputs_file(outputs_dir, fold["name"], system)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    np.savez_compressed(target, **outputs)
+                    info["outputs"] = target.name
             elif kind == "compact":
                 probs, info, scored, dims = run_compact(fold, compact_cfg, Path(compact_dir) / fold["name"] if compact_dir else None, log)
             else:

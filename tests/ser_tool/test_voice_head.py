@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -92,6 +93,26 @@ def test_an_ensemble_averages_its_heads_probabilities_and_round_trips(tmp_path):
         load_voice_head(tmp_path / "ens")  # torch's first mismatch is named
     with pytest.raises(ValueError, match="same configuration"):
         VoiceHeadEnsemble([heads[0], VoiceHead(VoiceHeadConfig(20, ("prosody",), channels=16))])
+    # LOCO's saved outputs: the logits as trained, which with each head's shift and temperature give the calibrated output
+    from ser_tool.data import Clip
+
+    from evals.classify.loco import clip_outputs
+
+    for k, h in enumerate(heads):
+        h.prior_shift.copy_(torch.linspace(-1.0, 0.5, 7) * (k + 1))
+    calibrated, _, _ = head_outputs(ensemble, frames)
+    clips = [Clip(Path(f"c{i}.wav"), "x", EMOTIONS[i]) for i in range(3)]
+
+    class Frames:  # the feature cache's one method clip_outputs uses
+        def frames(self, path, names):
+            return frames[int(path.stem[1:])]
+
+    o = clip_outputs(ensemble, Frames(), ["prosody"], {"score": clips, "dev": clips[:2]})
+    assert o["logits"].shape == (2, 3, 7) and o["dev_logits"].shape == (2, 2, 7) and list(o["label"]) == [0, 1, 2]
+    again = np.mean([np.exp(z) / np.exp(z).sum(1, keepdims=True)
+                     for z in ((o["logits"] + o["prior_shift"][:, None]) / o["temperature"][:, None, None])], axis=0)
+    np.testing.assert_allclose(again, calibrated, atol=1e-5)
+    np.testing.assert_allclose(o["dev_logits"], o["logits"][:, :2], atol=1e-5)
 
 
 def _prosody_head(folder):
@@ -267,7 +288,7 @@ def test_loco_runs_lr_and_head_end_to_end(corpora, tmp_path):
     torch.set_num_threads(1)
     cfg = VoiceTrainConfig(epochs=2, channels=32, batch_size=8, crop_frames=(20, 40), heads=2)  # the head: 2 seeds averaged
     report = run_loco(corpora, systems=["lr:prosody", "head:prosody"], cache_dir=tmp_path / "cache", head_cfg=cfg, log=lambda s: None,
-                      head_input_level_db=-26.0)  # the head hears the clips at the voice backend's input level
+                      head_input_level_db=-26.0, outputs_dir=tmp_path / "outputs")  # the head hears the clips at the voice backend's input level
     assert report["head_input_level_db"] == -26.0
     assert {p.name for p in (tmp_path / "cache").iterdir()} == {"prosody-acf-v3", "prosody-acf-v3+level-26", "speech-level-v1"}
     fold = report["folds"]["b"]
@@ -278,6 +299,7 @@ def test_loco_runs_lr_and_head_end_to_end(corpora, tmp_path):
     info = report["folds"]["b"]["systems"]["head:prosody"]["info"]
     assert info["temperature"] > 0 and len(info["temperatures"]) == 2 and "history" not in info["heads"][0]
     assert 0 <= info["ece_uncalibrated"]["b"] <= 1
+    _outputs_give_the_scores(tmp_path / "outputs", report)
     assert 0 <= fold["systems"]["head:prosody"]["scores"]["b"]["arousal_auc"] <= 1  # the head's arousal output, ranked
     assert "arousal_auc" not in fold["systems"]["lr:prosody"]["scores"]["b"]  # LR has no arousal
     assert fold["loudness_arousal_auc"] == {"b": 1.0}  # the anchor: b's angry clips are recorded louder than the others
@@ -293,6 +315,32 @@ def test_loco_runs_lr_and_head_end_to_end(corpora, tmp_path):
     written = json.loads((tmp_path / "out" / "report.json").read_text())
     assert rc == 0 and written["kind"] == "ser-loco" and written["head_config"]["corpus_cap"] == 7
     assert written["head_config"]["seed"] == 3
+
+
+def _outputs_give_the_scores(folder, report):
+    """Each head system's saved clip outputs (evals.classify.loco.clip_outputs) reproduce what its fold scored."""
+    from scipy.special import softmax
+
+    from ser_tool.train.calibration import expected_calibration_error
+
+    from evals.classify.loco import outputs_file
+    from evals.classify.metrics import classification_metrics
+
+    for name, fold in report["folds"].items():
+        info = fold["systems"]["head:prosody"]["info"]
+        assert info["outputs"] == outputs_file(folder, name, "head:prosody").name == f"{name.replace('+', '_')}__head_prosody.npz"
+        o = np.load(outputs_file(folder, name, "head:prosody"))
+        assert o["logits"].shape == (2, fold["n_score"], 7) and o["dev_logits"].shape == (2, fold["n_dev"], 7)
+        assert list(o["temperature"]) == pytest.approx(info["temperatures"]) and o["prior_shift"].shape == (2, 7)
+        probs = np.mean([softmax((lo + s) / t, axis=1) for lo, s, t in zip(o["logits"], o["prior_shift"], o["temperature"])], axis=0)
+        for corpus, block in fold["systems"]["head:prosody"]["scores"].items():
+            m = o["corpus"] == corpus
+            assert classification_metrics(o["label"][m], probs[m].argmax(1), EMOTIONS)["uar"] == pytest.approx(block["uar"])
+            assert expected_calibration_error(probs[m], o["label"][m]) == pytest.approx(block["ece"], abs=1e-5)
+        as_trained = np.mean([softmax(lo, axis=1) for lo in o["logits"]], axis=0)
+        for corpus, ece in info["ece_uncalibrated"].items():
+            m = o["corpus"] == corpus
+            assert expected_calibration_error(as_trained[m], o["label"][m]) == pytest.approx(ece, abs=1e-5)
 
 
 @pytest.mark.slow
