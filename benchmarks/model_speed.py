@@ -233,14 +233,14 @@ def time_processes(args: argparse.Namespace) -> int:
     return 0
 
 
-def main() -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=None, help="compact model folder (default: the shipped model)")
     p.add_argument("--backbones", nargs="*", default=["whisper-base-mid"], metavar="REP[+REP]",
                    help="voice backbones to time with a random head (default: whisper-base-mid); none: only --voice-model")
     p.add_argument("--voice-model", default=None, metavar="DIR", help="also time this trained voice model folder")
-    p.add_argument("--precisions", nargs="+", choices=("auto", "float32", "bfloat16"), default=["auto"],  # = PRECISIONS; not imported:
-                   # ser_tool loads numpy, which must load after the pinning
+    p.add_argument("--precisions", nargs="+", choices=("auto", "float32", "bfloat16"), default=["auto"],  # = PRECISIONS (a test
+                   # checks): not imported, as ser_tool loads numpy, which must load after the pinning
                    help="the voice backends' encoder precisions, one row each (default: auto, as the backend)")
     p.add_argument("--seconds", type=float, nargs="+", default=[3.0, 10.0], help="input lengths (default 3 10)")
     p.add_argument("--runs", type=int, default=30, help="timed runs per model and length (default 30)")
@@ -249,6 +249,11 @@ def main() -> int:
                    help="do not pin (as a user's process runs; numpy's BLAS threads then see every CPU)")
     p.add_argument("--process", type=int, default=0, metavar="N",
                    help="instead: N whole `ser analyze` processes per model on a 3-s clip")
+    return p
+
+
+def main() -> int:
+    p = parser()
     args = p.parse_args()
     if args.runs < 1 or args.process < 0 or any(s <= 0 for s in args.seconds):
         p.error("--runs must be at least 1, --process at least 0 and --seconds positive")

@@ -21,13 +21,14 @@ from typing import Any
 
 from ser_tool.batch.rows import KEY_COLUMNS, rows_to_table
 from ser_tool.errors import ConfigError, SERError
+from ser_tool.files import leftover_temporaries, replaced_atomically
 
 __all__ = ["FORMATS", "OutputStore", "part_files", "read_rows", "read_table"]
 
 FORMATS = {"parquet": ".parquet", "jsonl": ".jsonl"}
 SUMMARY = "summary.json"
 LOCK = ".ser-batch.lock"
-_TMP_PREFIX = ".tmp-"
+_OLD_TMP_PREFIX = ".tmp-"  # the temporary files of versions before ser_tool.files wrote the parts
 _TOTAL_COLUMNS = (*KEY_COLUMNS, "duration", "speech_duration", "emotion", "error_type", "backend", "model_id")
 
 Key = tuple[str, int | None, int | None]
@@ -133,7 +134,8 @@ class OutputStore:
         if not os.access(self.folder, os.W_OK):
             raise ConfigError(f"the output folder {self.folder} is not writable; choose another output folder")
         self._lock()
-        for stale in self.folder.glob(_TMP_PREFIX + "*"):  # parts a killed run was writing: incomplete by definition
+        # parts a killed run was writing: incomplete by definition, and no one else writes here (the lock)
+        for stale in [*leftover_temporaries(self.folder), *self.folder.glob(_OLD_TMP_PREFIX + "*")]:
             stale.unlink(missing_ok=True)
         parts = part_files(self.folder)
         other = next((f for f, ps in parts.items() if ps and f != self.fmt), None)
@@ -188,23 +190,20 @@ class OutputStore:
         if not self._buffer:
             return None
         name = f"part-{self.run_id}-{self._seq:05d}{FORMATS[self.fmt]}"
-        final, tmp = self.folder / name, self.folder / (_TMP_PREFIX + name)
+        final = self.folder / name
         try:
-            if self.fmt == "parquet":
-                import pyarrow.parquet as pq
+            with replaced_atomically(final, durable=True) as tmp:
+                if self.fmt == "parquet":
+                    import pyarrow.parquet as pq
 
-                pq.write_table(rows_to_table(self._buffer, self.extra_columns), tmp, compression="zstd")
-            else:
-                with tmp.open("w", encoding="utf-8") as f:
-                    f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in self._buffer)
-            _fsync(tmp)
-            os.replace(tmp, final)
+                    pq.write_table(rows_to_table(self._buffer, self.extra_columns), tmp, compression="zstd")
+                else:
+                    with tmp.open("w", encoding="utf-8") as f:
+                        f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in self._buffer)
         except OSError as e:
-            tmp.unlink(missing_ok=True)
             raise SERError(f"cannot write {final} ({e.strerror or e}); {len(self._buffer)} finished row(s) were not "
                            "saved. Free disk space (or fix the folder's permissions) and rerun the same command: "
                            "it continues after the parts already written") from None
-        _fsync_dir(self.folder)
         self._buffer.clear()
         self._seq += 1
         self.parts += 1
@@ -228,9 +227,13 @@ class OutputStore:
             "last_run": dict(run),
         }
         path = self.folder / SUMMARY
-        tmp = self.folder / (_TMP_PREFIX + SUMMARY)
-        tmp.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        try:
+            with replaced_atomically(path) as tmp:
+                tmp.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        except OSError as e:
+            raise SERError(f"cannot write {path} ({e.strerror or e}); the finished rows are saved in the part files. "
+                           "Free disk space (or fix the folder's permissions) and rerun the same command: it continues "
+                           "after the parts already written and writes the summary") from None
         return path
 
     def close(self) -> None:
@@ -243,21 +246,6 @@ class OutputStore:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        _fsync(folder)
-    except OSError:  # some file systems do not let a folder be fsynced; the rename is still atomic
-        pass
 
 
 def pending(recordings: Iterable, done: Mapping[Key, Any]) -> list:

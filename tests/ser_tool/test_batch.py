@@ -26,6 +26,7 @@ from ser_tool.batch.rows import PROB_COLUMNS, TIMING_COLUMNS
 from ser_tool.batch.store import part_files
 from ser_tool.cli import main
 from ser_tool.errors import ConfigError
+from ser_tool.files import leftover_temporaries
 from ser_tool.labels import EMOTIONS
 from ser_tool.testing import SR, silence, voice
 from tests.helpers import REPO, SHARED_DATA
@@ -381,7 +382,7 @@ def test_resume_after_sigkill_loses_nothing_written_and_duplicates_nothing(tmp_p
     assert all(out.joinpath(n).read_bytes() == b for n, b in written.items())  # earlier parts untouched
     assert {r["path"]: r["finished_at"] for r in rows if r["path"] in done_at_kill} == done_at_kill  # not redone
     assert json.loads((out / "summary.json").read_text())["last_run"]["skipped"] == len(done_at_kill)
-    assert not list(out.glob(".tmp-*"))
+    assert not leftover_temporaries(out)  # the killed run's half-written part was removed
 
 
 @pytest.mark.parametrize("engine, sig", [("local", signal.SIGTERM), ("local", signal.SIGINT), ("ray", signal.SIGTERM)],
