@@ -109,6 +109,15 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--out", default="runs/levels", help="folder for report.json and summary.txt")
     v.add_argument("--limit", type=number(int, ge=1), help="score at most N clips (a smoke run)")
     add_model_flags(v, analysis=False, defaults={"batch_size": 16})
+    r = sub.add_parser("loco-rules", help="other decision rules and calibrations of a --loco run's head systems, from its saved outputs",
+                       description="From the per-clip outputs a `ser-eval ser --loco` run kept (OUT/outputs/): per strength of the "
+                                   "heads' prior shift, UAR, classes under 5 %%, ECE and NLL per scored corpus; and whether one extra "
+                                   "temperature fitted on the other left-out corpora carries over (nested). Trains nothing.")
+    r.add_argument("run", metavar="LOCO_DIR", help="the --out folder of a `ser-eval ser --loco` run")
+    r.add_argument("--system", help="the head system to study when the run has several (e.g. head:whisper-tiny-en-mid)")
+    r.add_argument("--alphas", nargs="+", type=number(float, ge=0), default=[0.0, 0.5, 1.0], metavar="A",
+                   help="strengths of the prior shift to compare (default 0 0.5 1; 1 = the voice backend's)")
+    r.add_argument("--out", help="also write the table to this file")
     add_cpbench(sub)
     return parser
 
@@ -311,6 +320,23 @@ def _unfinished_report(path: Path) -> dict | None:
     return report if isinstance(report, dict) and report.get("complete") is False else None
 
 
+def rules_main(args) -> int:
+    from ser_tool.errors import SERError
+
+    from evals.classify.rules import run
+    from evals.output import write_atomic
+
+    try:
+        text = run(args.run, args.system, args.alphas)
+        if args.out:
+            write_atomic(args.out, text + "\n", "the table")
+    except SERError as e:
+        print(f"ser-eval: error: {error_text(e, args)}", file=sys.stderr)
+        return exit_code(e)
+    print(text)
+    return 0
+
+
 def levels_main(args) -> int:
     from evals.classify.levels import evaluate_levels, summary
 
@@ -390,6 +416,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
         return cpbench_main(args, parser)
     if args.command == "levels":
         return levels_main(args)
+    if args.command == "loco-rules":
+        return rules_main(args)
     if args.command != "ser":
         parser.print_help()
         return 2

@@ -288,7 +288,7 @@ def test_loco_runs_lr_and_head_end_to_end(corpora, tmp_path):
     torch.set_num_threads(1)
     cfg = VoiceTrainConfig(epochs=2, channels=32, batch_size=8, crop_frames=(20, 40), heads=2)  # the head: 2 seeds averaged
     report = run_loco(corpora, systems=["lr:prosody", "head:prosody"], cache_dir=tmp_path / "cache", head_cfg=cfg, log=lambda s: None,
-                      head_input_level_db=-26.0, outputs_dir=tmp_path / "outputs")  # the head hears the clips at the voice backend's input level
+                      head_input_level_db=-26.0, outputs_dir=tmp_path / "run" / "outputs")  # the head hears the clips at the voice backend's input level
     assert report["head_input_level_db"] == -26.0
     assert {p.name for p in (tmp_path / "cache").iterdir()} == {"prosody-acf-v3", "prosody-acf-v3+level-26", "speech-level-v1"}
     fold = report["folds"]["b"]
@@ -299,7 +299,14 @@ def test_loco_runs_lr_and_head_end_to_end(corpora, tmp_path):
     info = report["folds"]["b"]["systems"]["head:prosody"]["info"]
     assert info["temperature"] > 0 and len(info["temperatures"]) == 2 and "history" not in info["heads"][0]
     assert 0 <= info["ece_uncalibrated"]["b"] <= 1
-    _outputs_give_the_scores(tmp_path / "outputs", report)
+    _outputs_give_the_scores(tmp_path / "run" / "outputs", report)
+    (tmp_path / "run" / "report.json").write_text(json.dumps(report))  # as `ser-eval ser --loco --out run` leaves it
+    from evals.classify.rules import run as rules
+
+    table = rules(tmp_path / "run", alphas=(0.0, 1.0))  # alpha 1: what the fold scored, from the saved outputs alone
+    cells = next(line for line in table.splitlines() if line.startswith("b: b ")).split()  # b: b UAR / ECE / NLL rare (x2)
+    scored = fold["systems"]["head:prosody"]["scores"]["b"]
+    assert cells[8] == f"{scored['uar']:.3f}" and cells[10] == f"{scored['ece']:.3f}"
     assert 0 <= fold["systems"]["head:prosody"]["scores"]["b"]["arousal_auc"] <= 1  # the head's arousal output, ranked
     assert "arousal_auc" not in fold["systems"]["lr:prosody"]["scores"]["b"]  # LR has no arousal
     assert fold["loudness_arousal_auc"] == {"b": 1.0}  # the anchor: b's angry clips are recorded louder than the others
