@@ -29,7 +29,7 @@ from ser_tool.labels import EMOTIONS
 from ser_tool.report import UNCERTAIN_BELOW, Affect, AffectReport, Dimensions, EmotionTranscript, Segment, SpeakerSummary
 
 __all__ = [
-    "MESSAGE_MAX_CHARS", "NAME_MAX_CHARS", "NOT_A_VOICE", "SUMMARY_MAX_CHARS", "SUMMARY_MAX_SEGMENTS", "UNCERTAIN_BELOW",
+    "HIGH_CONFIDENCE_FROM", "MESSAGE_MAX_CHARS", "NAME_MAX_CHARS", "NOT_A_VOICE", "SUMMARY_MAX_CHARS", "SUMMARY_MAX_SEGMENTS", "UNCERTAIN_BELOW",
     "Episode", "Stretch", "affect_brief", "affect_lines",
     "affect_stretches", "affect_tag", "confidence_word", "describe", "describe_dimensions", "describe_timeline",
     "emotion_episodes", "file_failure", "probabilities_text", "ranked_emotions", "reading_lines", "report_lines", "report_summary",
@@ -91,12 +91,14 @@ def _escape(c: str) -> str:
 
 # -- pieces every surface shares ------------------------------------------------------------------
 
+HIGH_CONFIDENCE_FROM = 0.6  # confidence from here on reads "high"; from UNCERTAIN_BELOW to here, "moderate"
+
+
 def confidence_word(affect: Affect) -> str:
     """'low' (uncertain), 'moderate' or 'high'."""
     if affect.uncertain:
         return "low"
-    confidence = affect.confidence
-    if confidence < 0.6:
+    if affect.confidence < HIGH_CONFIDENCE_FROM:
         return "moderate"
     return "high"
 

@@ -7,6 +7,7 @@ on the fold's dev clips as training does, this prints per scored corpus: UAR, th
 of their clips, ECE (15 bins), and the mean negative log-likelihood (a proper score: lower is better, and less
 noisy than ECE). A second table asks whether one extra temperature for unfamiliar speech carries over: fitted on
 the other left-out corpora's clips, applied to this one's (nested, so never fitted on the clips it is scored on).
+A third says what the reports' confidence words (low / moderate / high) meant on each corpus: how often they were right.
 
     ser-eval loco-rules runs/loco                 # the folder of a `ser-eval ser --loco` run
 """
@@ -110,7 +111,29 @@ def nested_temperature(outputs: Mapping[str, Mapping[str, np.ndarray]], alpha: f
     return result
 
 
-def render(table: dict, nested: dict[float, dict], system: str = "") -> str:
+def confidence_bands(outputs: Mapping[str, Mapping[str, np.ndarray]], alpha: float = 1.0) -> dict:
+    """{fold: {corpus: {word: {"share", "right", "mean_top"}}}}: what the reports' confidence words (low / moderate /
+    high, ser_tool.describe.confidence_word's bands) meant on these clips - how many clips got each word and how often
+    its top emotion was right. The confidence is the reports' (ser_tool.aggregate.confidence_from, over 7 emotions)."""
+    from ser_tool.describe import HIGH_CONFIDENCE_FROM, UNCERTAIN_BELOW
+
+    bands = {}
+    for fold, out in outputs.items():
+        p = probabilities(out, alpha)
+        confidence = (p.max(axis=1) - 1 / len(EMOTIONS)) / (1 - 1 / len(EMOTIONS))  # aggregate.confidence_from, row-wise
+        right = p.argmax(axis=1) == out["label"]
+        words = np.where(confidence < UNCERTAIN_BELOW, "low", np.where(confidence < HIGH_CONFIDENCE_FROM, "moderate", "high"))
+        bands[fold] = {}
+        for corpus in sorted(set(out["corpus"].tolist())):
+            m = out["corpus"] == corpus
+            bands[fold][corpus] = {w: {"share": float(np.mean(words[m] == w)),
+                                       "right": float(right[m][words[m] == w].mean()) if np.any(words[m] == w) else None,
+                                       "mean_top": float(p[m].max(axis=1)[words[m] == w].mean()) if np.any(words[m] == w) else None}
+                                   for w in ("low", "moderate", "high")}
+    return bands
+
+
+def render(table: dict, nested: dict[float, dict], system: str = "", bands: dict | None = None) -> str:
     alphas = sorted({a for corpora in table.values() for rows in corpora.values() for a in rows})
     lines = [f"Decision rules{f' of {system}' if system else ''}: alpha = how much of each head's prior shift is applied (0: the "
              "balanced decisions the class weights teach; 1: the posterior under the training mix, the default), each head's "
@@ -136,6 +159,14 @@ def render(table: dict, nested: dict[float, dict], system: str = "") -> str:
             lines.append(f"  alpha {a:g}: " + "; ".join(
                 f"{fold} x{r['temperature']:.2f} ECE {r['before']['ece']:.3f} -> {r['after']['ece']:.3f}, NLL "
                 f"{r['before']['nll']:.3f} -> {r['after']['nll']:.3f}" for fold, r in folds.items()))
+    if bands:
+        lines += ["", "What the reports' confidence words meant (alpha 1, the default): share of the clips, and how often the "
+                  "top emotion was right (mean top probability in brackets)"]
+        for fold, corpora in bands.items():
+            for corpus, words in corpora.items():
+                lines.append(f"  {f'{fold}: {corpus}'[:43]:44s}" + "   ".join(
+                    f"{w} {b['share']:.2f} right " + ("-" if b["right"] is None else f"{b['right']:.2f} ({b['mean_top']:.2f})")
+                    for w, b in words.items()))
     return "\n".join(lines)
 
 
@@ -143,4 +174,4 @@ def run(folder: str | Path, system: str | None = None, alphas: Sequence[float] =
     system, outputs = read_outputs(folder, system)
     left_out = [f for f in outputs if f != "within"]
     nested = {a: nested_temperature(outputs, a) for a in alphas} if len(left_out) >= 2 else {}
-    return render(rule_table(outputs, alphas), nested, system)
+    return render(rule_table(outputs, alphas), nested, system, confidence_bands(outputs))

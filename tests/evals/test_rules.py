@@ -11,6 +11,8 @@ from scipy.special import softmax
 from ser_tool.errors import ConfigError
 from ser_tool.train.calibration import fit_temperature
 
+from ser_tool.labels import EMOTIONS
+
 from evals.classify.rules import nested_temperature, probabilities, read_outputs, rule_table, run
 
 
@@ -75,3 +77,29 @@ def test_a_run_without_outputs_is_refused_with_what_to_do(tmp_path):
     from evals.cli import main
 
     assert main(["loco-rules", str(tmp_path)]) == 2
+
+
+def test_confidence_bands_say_how_often_each_word_was_right():
+    from evals.classify.rules import confidence_bands
+
+    from ser_tool.aggregate import confidence_from
+    from ser_tool.describe import confidence_word
+    from ser_tool.report import Affect, EmotionProbabilities
+
+    n = 40
+    logits = np.zeros((n, 7))
+    logits[:20, 0] = 8.0  # 20 sure neutral readings (high), half of them wrong
+    logits[20:, 1] = 0.3  # 20 nearly flat readings (low), all right
+    labels = np.array([0] * 10 + [3] * 10 + [1] * 20)
+    o = _outputs(np.random.default_rng(3), classes=range(7))  # dev clips of a calibrated model: temperatures near 1
+    o.update(logits=np.stack([logits, logits]), label=labels, corpus=np.array(["x"] * n))
+    bands = confidence_bands({"f": o})["f"]["x"]
+    assert bands["high"]["share"] == 0.5 and bands["high"]["right"] == 0.5
+    assert bands["low"]["share"] == 0.5 and bands["low"]["right"] == 1.0
+    assert bands["moderate"] == {"share": 0.0, "right": None, "mean_top": None}
+    # the same words the reports give: each clip's band is confidence_word of its reading
+    p = probabilities(o, 1.0)
+    words = [confidence_word(Affect(emotion="neutral", confidence=confidence_from(row, 7),
+                                    probabilities=EmotionProbabilities(**dict(zip(EMOTIONS, row.tolist())))))
+             for row in p]
+    assert words.count("high") == 20 and words.count("low") == 20
