@@ -113,16 +113,17 @@ def nested_temperature(outputs: Mapping[str, Mapping[str, np.ndarray]], alpha: f
 
 def confidence_bands(outputs: Mapping[str, Mapping[str, np.ndarray]], alpha: float = 1.0) -> dict:
     """{fold: {corpus: {word: {"share", "right", "mean_top"}}}}: what the reports' confidence words (low / moderate /
-    high, ser_tool.describe.confidence_word's bands) meant on these clips - how many clips got each word and how often
-    its top emotion was right. The confidence is the reports' (ser_tool.aggregate.confidence_from, over 7 emotions)."""
-    from ser_tool.describe import HIGH_CONFIDENCE_FROM, UNCERTAIN_BELOW
+    high: ser_tool.describe.confidence_word of the reading a report would hold) meant on these clips - how many clips
+    got each word and how often its top emotion was right."""
+    from ser_tool.aggregate import affect_from
+    from ser_tool.describe import confidence_word
 
     bands = {}
     for fold, out in outputs.items():
         p = probabilities(out, alpha)
-        confidence = (p.max(axis=1) - 1 / len(EMOTIONS)) / (1 - 1 / len(EMOTIONS))  # aggregate.confidence_from, row-wise
         right = p.argmax(axis=1) == out["label"]
-        words = np.where(confidence < UNCERTAIN_BELOW, "low", np.where(confidence < HIGH_CONFIDENCE_FROM, "moderate", "high"))
+        # each clip's word as a report would give it: the same Affect, the same function
+        words = np.array([confidence_word(affect_from(row, None, None, len(EMOTIONS))) for row in p])
         bands[fold] = {}
         for corpus in sorted(set(out["corpus"].tolist())):
             m = out["corpus"] == corpus
