@@ -38,6 +38,8 @@ def read_outputs(run: str | Path, system: str | None = None) -> tuple[str, dict[
         report = json.loads((run / "report.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise ConfigError(f"{run} holds no readable report.json of `ser-eval ser --loco` ({e}); name the --out folder of such a run") from None
+    if not isinstance(report, dict) or report.get("kind") != "ser-loco":
+        raise ConfigError(f"{run / 'report.json'} is not the report of a `ser-eval ser --loco` run; name the --out folder of such a run")
     found: dict[str, dict[str, str]] = {}
     for fold, entry in report.get("folds", {}).items():
         for name, res in entry.get("systems", {}).items():
@@ -47,7 +49,7 @@ def read_outputs(run: str | Path, system: str | None = None) -> tuple[str, dict[
         raise ConfigError(f"the LOCO run in {run} kept no per-clip outputs (runs before they were kept, or no head:* "
                           "system); run `ser-eval ser --loco` again with a head system")
     if system is None and len(found) > 1:
-        raise ConfigError(f"the run has outputs of {', '.join(found)}; name one")
+        raise ConfigError(f"the run has outputs of {', '.join(found)}; name one with --system")
     system = system or next(iter(found))
     if system not in found:
         raise ConfigError(f"the run has no outputs of {system}; it has {', '.join(found)}")

@@ -71,7 +71,10 @@ def test_a_temperature_fitted_on_the_other_left_out_corpora_is_applied_to_this_o
 def test_a_run_without_outputs_is_refused_with_what_to_do(tmp_path):
     with pytest.raises(ConfigError, match="no readable report.json"):
         read_outputs(tmp_path)
-    (tmp_path / "report.json").write_text(json.dumps({"folds": {"a": {"systems": {"lr:prosody": {"info": {}}}}}}))
+    (tmp_path / "report.json").write_text(json.dumps([1, 2]))
+    with pytest.raises(ConfigError, match="not the report of a `ser-eval ser --loco` run"):
+        read_outputs(tmp_path)
+    (tmp_path / "report.json").write_text(json.dumps({"kind": "ser-loco", "folds": {"a": {"systems": {"lr:prosody": {"info": {}}}}}}))
     with pytest.raises(ConfigError, match="kept no per-clip outputs"):
         run(tmp_path)
     from evals.cli import main
