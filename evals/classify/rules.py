@@ -14,6 +14,7 @@ A third says what the reports' confidence words (low / moderate / high) meant on
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from ser_tool.train.calibration import expected_calibration_error, fit_temperatu
 from evals.classify.metrics import classification_metrics
 
 ALPHAS = (0.0, 0.5, 1.0)
+OUTPUT_KEYS = ("corpus", "label", "logits", "dev_label", "dev_logits", "prior_shift")  # of loco.clip_outputs, what is read
 RARE = 0.05  # as evals.classify.loco.RARE
 
 
@@ -56,7 +58,14 @@ def read_outputs(run: str | Path, system: str | None = None) -> tuple[str, dict[
     missing = [f for f in found[system].values() if not (run / "outputs" / f).is_file()]
     if missing:
         raise ConfigError(f"{run / 'outputs'} lacks {', '.join(missing)}; copy the run's whole folder")
-    return system, {fold: dict(np.load(run / "outputs" / name)) for fold, name in found[system].items()}
+    outputs = {}
+    for fold, name in found[system].items():
+        try:
+            with np.load(run / "outputs" / name) as saved:
+                outputs[fold] = {key: saved[key] for key in OUTPUT_KEYS}
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:  # damaged, cut short, or not ours
+            raise ConfigError(f"{run / 'outputs' / name} cannot be read ({e}); run that LOCO run again") from None
+    return system, outputs
 
 
 def probabilities(out: Mapping[str, np.ndarray], alpha: float, extra_temperature: float = 1.0) -> np.ndarray:

@@ -106,3 +106,17 @@ def test_confidence_bands_say_how_often_each_word_was_right():
                                     probabilities=EmotionProbabilities(**dict(zip(EMOTIONS, row.tolist())))))
              for row in p]
     assert words.count("high") == 20 and words.count("low") == 20
+
+
+def test_a_damaged_outputs_file_is_named(tmp_path):
+    report = {"kind": "ser-loco", "folds": {"a": {"systems": {"head:x": {"info": {"outputs": "a__head_x.npz"}}}}}}
+    (tmp_path / "report.json").write_text(json.dumps(report))
+    with pytest.raises(ConfigError, match=r"lacks a__head_x\.npz"):
+        read_outputs(tmp_path)
+    (tmp_path / "outputs").mkdir()
+    (tmp_path / "outputs" / "a__head_x.npz").write_bytes(b"PK\x03\x04 cut short")
+    with pytest.raises(ConfigError, match=r"a__head_x\.npz cannot be read .*run that LOCO run again"):
+        read_outputs(tmp_path)
+    np.savez(tmp_path / "outputs" / "a__head_x.npz", logits=np.zeros((1, 2, 7)))  # another file's keys
+    with pytest.raises(ConfigError, match="cannot be read"):
+        read_outputs(tmp_path)
