@@ -111,8 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_flags(v, analysis=False, defaults={"batch_size": 16})
     r = sub.add_parser("loco-rules", help="other decision rules and calibrations of a --loco run's head systems, from its saved outputs",
                        description="From the per-clip outputs a `ser-eval ser --loco` run kept (OUT/outputs/): per strength of the "
-                                   "heads' prior shift, UAR, classes under 5 %%, ECE and NLL per scored corpus; and whether one extra "
-                                   "temperature fitted on the other left-out corpora carries over (nested). Trains nothing.")
+                                   "heads' prior shift, UAR, classes under 5 %, ECE and NLL per scored corpus; whether one extra "
+                                   "temperature fitted on the other left-out corpora carries over (nested); and how often the "
+                                   "reports' confidence words (low / moderate / high) were right. Trains nothing.")
     r.add_argument("run", metavar="LOCO_DIR", help="the --out folder of a `ser-eval ser --loco` run")
     r.add_argument("--system", help="the head system to study when the run has several (e.g. head:whisper-tiny-en-mid)")
     r.add_argument("--alphas", nargs="+", type=number(float, ge=0), default=[0.0, 0.5, 1.0], metavar="A",
