@@ -46,3 +46,17 @@ def test_two_writers_get_different_temporary_paths(tmp_path):
         one.write_text("1")
         two.write_text("2")
     assert (tmp_path / "a").read_text() == "1"  # the outer block ends last
+
+
+def test_a_durable_write_reaches_the_disk_before_and_after_the_rename(tmp_path, monkeypatch):
+    import ser_tool.files as files
+
+    synced = []
+    monkeypatch.setattr(files, "_fsync", lambda p: synced.append((p, (tmp_path / "part").exists())))
+    with replaced_atomically(tmp_path / "part", durable=True) as tmp:
+        tmp.write_text("rows")
+    assert synced == [(tmp, False), (tmp_path, True)]  # the file's bytes before the rename, the folder after it
+    synced.clear()
+    with replaced_atomically(tmp_path / "report", durable=False) as tmp:
+        tmp.write_text("x")
+    assert synced == []
