@@ -40,8 +40,8 @@ from ser_tool.representations import FeatureCache, Features, load_representation
 from ser_tool.data import HIGH_AROUSAL, Clip, read_corpus, split_by_speaker
 from ser_tool.train.loop import TrainConfig
 from ser_tool.train.calibration import ece_noise_floor, expected_calibration_error
-from ser_tool.train.voice import (ClipFeatures, VoiceTrainConfig, arousal_clips, arousal_set, head_outputs, joined,
-                                   train_voice_heads, training_set)
+from ser_tool.train.voice import (ClipFeatures, VoiceTrainConfig, arousal_clips, arousal_set, ensemble_probabilities,
+                                   head_logits, joined, train_voice_heads, training_set)
 
 from evals.classify.metrics import classification_metrics
 
@@ -227,43 +227,42 @@ def run_head(feats: ClipFeatures, names: Sequence[str], fold: dict, cfg: VoiceTr
     train, dev = training_set(feats, fold["fit"], names, cfg.degraded_variants), feats.frame_set(fold["dev"], names)
     if level_clips:
         train = joined(train, arousal_set(feats, level_clips, names))
+    from scipy.special import softmax
+
     model, summary = train_voice_heads(train, dev, names, cfg, log=log)
-    probs, uncal, dims = head_outputs(model, [feats.frames(c.path, names) for c in fold["score"]])
+    outputs = clip_outputs(model, feats, names, fold)  # one pass of each head over the scored and the dev clips
+    probs = ensemble_probabilities(outputs["logits"], outputs["prior_shift"], outputs["temperature"])
+    uncal = np.mean(softmax(outputs["logits"], axis=2), axis=0)
     y = labels_of(fold["score"])
     corpora = np.array([c.corpus for c in fold["score"]])
     summary["ece_uncalibrated"] = {n: expected_calibration_error(uncal[corpora == n], y[corpora == n]) for n in sorted(set(corpora))}
     for run in [summary, *summary.get("heads", [])]:
         run.pop("history", None)
-    return probs, summary, dims, clip_outputs(model, feats, names, fold)
+    return probs, summary, outputs["dims"], outputs
 
 
 def clip_outputs(model, feats: ClipFeatures, names: Sequence[str], fold: dict) -> dict[str, np.ndarray]:
     """Per head h (a VoiceHead counts as one): logits[h] / dev_logits[h] = the logits as trained (before the prior
-    shift and the temperature) of the fold's scored / dev clips; prior_shift[h], temperature[h]; the clips' paths,
-    corpora and labels (index into EMOTIONS). softmax((logits[h] + prior_shift[h]) / temperature[h]) averaged over h
-    is what the system scored."""
-    from ser_tool.train.voice import predict_frames
-
-    heads = list(getattr(model, "heads", [model]))
-
-    def as_trained(clips):
-        frames = [feats.frames(c.path, names) for c in clips]
-        return np.stack([predict_frames(h, frames)[0] * float(h.temperature) - h.prior_shift.numpy() for h in heads]) \
-            if clips else np.zeros((len(heads), 0, len(EMOTIONS)), dtype=np.float32)
-
+    shift and the temperature) of the fold's scored / dev clips (ser_tool.train.voice.head_logits); prior_shift[h],
+    temperature[h]; the scored clips' valence/arousal/dominance averaged over the heads (dims); the clips' paths,
+    corpora and labels (index into EMOTIONS). ensemble_probabilities(logits, prior_shift, temperature) is what the
+    system scored."""
+    logits, shifts, temperatures, dims = head_logits(model, [feats.frames(c.path, names) for c in fold["score"]])
+    dev_logits = head_logits(model, [feats.frames(c.path, names) for c in fold["dev"]])[0]
     return {"path": np.array([str(c.path) for c in fold["score"]]), "corpus": np.array([c.corpus for c in fold["score"]]),
-            "label": labels_of(fold["score"]), "logits": as_trained(fold["score"]).astype(np.float32),
+            "label": labels_of(fold["score"]), "logits": logits, "dims": dims,
             "dev_corpus": np.array([c.corpus for c in fold["dev"]]), "dev_label": labels_of(fold["dev"]),
-            "dev_logits": as_trained(fold["dev"]).astype(np.float32),
-            "prior_shift": np.stack([h.prior_shift.numpy() for h in heads]).astype(np.float32),
-            "temperature": np.array([float(h.temperature) for h in heads], dtype=np.float32)}
+            "dev_logits": dev_logits, "prior_shift": shifts, "temperature": temperatures}
 
 
 def outputs_file(folder: str | Path, fold: str, system: str) -> Path:
     """Where run_loco keeps a head system's clip_outputs for one fold (an .npz; the name made safe for any file system)."""
     import re
 
-    return Path(folder) / f"{re.sub(r'[^A-Za-z0-9._-]+', '_', fold)}__{re.sub(r'[^A-Za-z0-9._-]+', '_', system)}.npz"
+    def safe(name: str) -> str:
+        return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+
+    return Path(folder) / f"{safe(fold)}__{safe(system)}.npz"
 
 
 def run_compact(fold: dict, cfg: TrainConfig | None = None, model_dir: str | Path | None = None,

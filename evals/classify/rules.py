@@ -23,6 +23,7 @@ import numpy as np
 from ser_tool.errors import ConfigError
 from ser_tool.labels import EMOTIONS
 from ser_tool.train.calibration import expected_calibration_error, fit_temperature
+from ser_tool.train.voice import ensemble_probabilities
 
 from evals.classify.metrics import classification_metrics
 
@@ -72,13 +73,10 @@ def probabilities(out: Mapping[str, np.ndarray], alpha: float, extra_temperature
     """The ensemble's probabilities of the scored clips with `alpha` times each head's prior shift, each head's
     temperature refitted on the dev clips after that shift (alpha=1 reproduces what the fold scored, up to the
     fit's tolerance), then every head's logits divided by `extra_temperature` too."""
-    from scipy.special import softmax
-
-    heads = []
-    for z, z_dev, shift in zip(out["logits"], out["dev_logits"], out["prior_shift"]):
-        t = fit_temperature(z_dev + alpha * shift, out["dev_label"])
-        heads.append(softmax((z + alpha * shift) / (t * extra_temperature), axis=1))
-    return np.mean(heads, axis=0)
+    shifts = alpha * np.asarray(out["prior_shift"])
+    temperatures = [fit_temperature(z_dev + s, out["dev_label"]) * extra_temperature
+                    for z_dev, s in zip(out["dev_logits"], shifts)]
+    return ensemble_probabilities(out["logits"], shifts, temperatures)
 
 
 def scores(probs: np.ndarray, labels: np.ndarray) -> dict:

@@ -276,17 +276,36 @@ def train_voice_heads(train: FrameSet, dev: FrameSet, representations: Sequence[
                       "parameters": sum(p.numel() for p in ensemble.parameters())}
 
 
+def head_logits(model, frames: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One pass of each head of `model` (a VoiceHead or an ensemble): its logits as trained, before the prior shift
+    and the temperature (H, N, 7); the prior shifts (H, 7) and temperatures (H,); the valence/arousal/dominance
+    averaged over the heads (N, 3)."""
+    heads = list(getattr(model, "heads", [model]))
+    shifts = np.stack([h.prior_shift.numpy() for h in heads]).astype(np.float32)
+    temperatures = np.array([float(h.temperature) for h in heads], dtype=np.float32)
+    if not frames:
+        return np.zeros((len(heads), 0, len(EMOTIONS)), np.float32), shifts, temperatures, np.zeros((0, 3), np.float32)
+    passes = [predict_frames(h, frames) for h in heads]  # the forward gives (logits + shift) / T: undone here
+    logits = np.stack([lo * t - s for (lo, _), t, s in zip(passes, temperatures, shifts)]).astype(np.float32)
+    return logits, shifts, temperatures, np.mean([dims for _, dims in passes], axis=0)
+
+
+def ensemble_probabilities(logits: np.ndarray, shifts: np.ndarray, temperatures: np.ndarray) -> np.ndarray:
+    """softmax((logits[h] + shifts[h]) / temperatures[h]) averaged over the heads h: the calibrated probabilities,
+    as VoiceHeadEnsemble.forward gives them (logits as head_logits returns them)."""
+    from scipy.special import softmax
+
+    return np.mean([softmax((z + s) / t, axis=1) for z, s, t in zip(logits, shifts, temperatures)], axis=0)
+
+
 def head_outputs(model, frames: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(calibrated, uncalibrated) probabilities of `model` (a VoiceHead or an ensemble: the average over its heads,
     as VoiceHeadEnsemble.forward) and its valence/arousal/dominance (N, 3), averaged over the heads, from one pass
     of each head; uncalibrated = the logits as trained (before the prior shift and the temperature)."""
     from scipy.special import softmax
 
-    heads = list(getattr(model, "heads", [model]))
-    outs = [(predict_frames(h, frames), float(h.temperature), h.prior_shift.numpy()) for h in heads]
-    return (np.mean([softmax(lo, axis=1) for (lo, _), _, _ in outs], axis=0),
-            np.mean([softmax(lo * t - shift, axis=1) for (lo, _), t, shift in outs], axis=0),
-            np.mean([dims for (_, dims), _, _ in outs], axis=0))
+    logits, shifts, temperatures, dims = head_logits(model, frames)
+    return ensemble_probabilities(logits, shifts, temperatures), np.mean(softmax(logits, axis=2), axis=0), dims
 
 
 class ClipFeatures:
